@@ -1,0 +1,177 @@
+package impl
+
+import (
+	"os"
+	"path"
+	"strconv"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ensureUpperDir makes sure view directory p exists in the private layer, mirroring each missing
+// ancestor from the shared tree with its mode and owner.
+func (v *View) ensureUpperDir(p string) error {
+	if p == "/" {
+		return nil
+	}
+	if e, ok := v.entry(p); ok && e.kind == entryDir {
+		return nil
+	}
+	if err := v.ensureUpperDir(path.Dir(p)); err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	up := v.upperPath(p)
+	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
+		return err
+	}
+	if err := unix.Chmod(up, st.Mode&07777); err != nil {
+		return err
+	}
+	if err := unix.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	v.setEntry(p, entry{kind: entryDir})
+	return nil
+}
+
+// copyUp copies the shared regular file at view path p into the private layer, with its mode,
+// owner and times, and its data unless truncate says the caller is about to discard it. The copy
+// is built in an unnamed O_TMPFILE and linked into place only when complete, so a failed copy-up
+// (a full disk, say) leaves nothing behind.
+func (v *View) copyUp(p string, truncate bool) error {
+	if err := v.ensureUpperDir(path.Dir(p)); err != nil {
+		return err
+	}
+	src, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(src)
+	var st unix.Stat_t
+	if err := unix.Fstat(src, &st); err != nil {
+		return err
+	}
+	parent := v.upperPath(path.Dir(p))
+	dst, named, err := openTmp(parent)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dst)
+	fail := func(err error) error {
+		if named != "" {
+			unix.Unlink(named)
+		}
+		return err
+	}
+	var n int64
+	if !truncate {
+		if n, err = copyData(dst, src, st.Size); err != nil {
+			return fail(err)
+		}
+	}
+	if err := unix.Fchown(dst, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return fail(err)
+	}
+	if err := unix.Fchmod(dst, st.Mode&07777); err != nil {
+		return fail(err)
+	}
+	if err := futimens(dst, st.Atim, st.Mtim); err != nil {
+		return fail(err)
+	}
+	up := v.upperPath(p)
+	if named != "" {
+		err = unix.Rename(named, up)
+	} else {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, up, unix.AT_SYMLINK_FOLLOW)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	v.setEntry(p, entry{kind: entryFile})
+	v.countCopyUp(n)
+	return nil
+}
+
+// openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE, a named one
+// whose name it returns.
+func openTmp(dir string) (fd int, named string, err error) {
+	fd, err = unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		return fd, "", nil
+	}
+	if err != unix.EOPNOTSUPP && err != unix.EISDIR && err != unix.EINVAL {
+		return -1, "", err
+	}
+	for i := 0; ; i++ {
+		named = dir + "/.fsvirt-copyup-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+		fd, err = unix.Open(named, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err != unix.EEXIST {
+			return fd, named, err
+		}
+	}
+}
+
+// copyData copies size bytes from src to dst: a reflink where the file system shares extents,
+// else copy_file_range, else read and write. It returns the bytes copied.
+func copyData(dst, src int, size int64) (int64, error) {
+	if size == 0 {
+		return 0, nil
+	}
+	if unix.IoctlFileClone(dst, src) == nil {
+		return size, nil
+	}
+	var n int64
+	for {
+		c, err := unix.CopyFileRange(src, nil, dst, nil, 1<<30, 0)
+		if err != nil {
+			if n == 0 && (err == unix.EXDEV || err == unix.EINVAL || err == unix.ENOSYS || err == unix.EOPNOTSUPP) {
+				return readWrite(dst, src)
+			}
+			return n, err
+		}
+		if c == 0 {
+			return n, nil
+		}
+		n += int64(c)
+	}
+}
+
+func readWrite(dst, src int) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		r, err := unix.Read(src, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if r == 0 {
+			return n, nil
+		}
+		for off := 0; off < r; {
+			w, err := unix.Write(dst, buf[off:r])
+			if err != nil {
+				return n, err
+			}
+			off += w
+		}
+		n += int64(r)
+	}
+}
+
+// futimens sets an open file's access and modification times.
+func futimens(fd int, atime, mtime unix.Timespec) error {
+	ts := [2]unix.Timespec{atime, mtime}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+package impl
+
+import (
+	"unsafe"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"golang.org/x/sys/unix"
+)
+
+// opKind says which operation a decoded syscall performs.
+type opKind uint8
+
+const (
+	opOpen opKind = iota + 1
+)
+
+// op is a decoded file-system syscall: legacy forms (open, creat) decode into the *at form with
+// AT_FDCWD and share its code. unsafePath came from tracee memory and is not yet resolved.
+type op struct {
+	kind       opKind
+	dirfd      int
+	unsafePath string
+	flags      uint64
+	mode       uint32
+	resolve    uint64 // openat2's RESOLVE_* flags
+	strict     bool   // openat2: unknown flags and stray mode bits are EINVAL
+}
+
+// decoder turns a notification's registers (and the tracee memory they point to) into an op.
+type decoder func(t tracee, d *notify.Data) (op, error)
+
+func decodeOpen(t tracee, d *notify.Data) (op, error) {
+	p, err := t.readString(d.Args[0])
+	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, flags: d.Args[1], mode: uint32(d.Args[2])}, err
+}
+
+func decodeCreat(t tracee, d *notify.Data) (op, error) {
+	p, err := t.readString(d.Args[0])
+	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, flags: unix.O_CREAT | unix.O_WRONLY | unix.O_TRUNC, mode: uint32(d.Args[1])}, err
+}
+
+func decodeOpenat(t tracee, d *notify.Data) (op, error) {
+	p, err := t.readString(d.Args[1])
+	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, flags: d.Args[2], mode: uint32(d.Args[3])}, err
+}
+
+// openHowSize is sizeof(struct open_how) as of 5.6 (OPEN_HOW_SIZE_VER0).
+const openHowSize = int(unsafe.Sizeof(unix.OpenHow{}))
+
+func decodeOpenat2(t tracee, d *notify.Data) (op, error) {
+	size := int(d.Args[3])
+	if size < openHowSize {
+		return op{}, unix.EINVAL
+	}
+	if size > 4096 { // the kernel's limit for extensible structs is a page
+		return op{}, unix.E2BIG
+	}
+	var how unix.OpenHow
+	if err := t.readStruct(d.Args[2], unsafe.Pointer(&how), openHowSize); err != nil {
+		return op{}, err
+	}
+	if size > openHowSize { // copy_struct_from_user: bytes we do not know must be zero
+		rest := make([]byte, size-openHowSize)
+		if _, err := t.read(d.Args[2]+uint64(openHowSize), rest); err != nil {
+			return op{}, err
+		}
+		for _, b := range rest {
+			if b != 0 {
+				return op{}, unix.E2BIG
+			}
+		}
+	}
+	p, err := t.readString(d.Args[1])
+	if how.Mode > 07777 {
+		return op{}, unix.EINVAL
+	}
+	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, flags: how.Flags, mode: uint32(how.Mode), resolve: how.Resolve, strict: true}, err
+}

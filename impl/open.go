@@ -1,0 +1,202 @@
+package impl
+
+import (
+	"os"
+	"path"
+
+	"golang.org/x/sys/unix"
+)
+
+// replyKind says how the supervisor answers a notification.
+type replyKind uint8
+
+const (
+	replyNone     replyKind = iota // the task went away: nothing to answer
+	replyErrno                     // fail with errno
+	replyVal                       // succeed with val
+	replyContinue                  // let the kernel run the syscall (read-only calls only)
+	replyFD                        // inject fd and return its number in the task
+)
+
+// reply is the supervisor's answer to one notification.
+type reply struct {
+	kind    replyKind
+	errno   unix.Errno
+	val     int64
+	fd      int    // replyFD: the supervisor's descriptor, closed once injected
+	cloexec bool   // replyFD: the new descriptor gets FD_CLOEXEC
+	undo    func() // replyFD: rolls back a file created for a task that went away before injection
+}
+
+func errnoReply(e unix.Errno) reply { return reply{kind: replyErrno, errno: e} }
+
+// flagTmpfile is __O_TMPFILE, the bit that O_TMPFILE adds to O_DIRECTORY.
+const flagTmpfile = unix.O_TMPFILE &^ unix.O_DIRECTORY
+
+// validOpenFlags are the flags openat2 accepts (VALID_OPEN_FLAGS); openat ignores others.
+const validOpenFlags = unix.O_ACCMODE | unix.O_CREAT | unix.O_EXCL | unix.O_NOCTTY | unix.O_TRUNC |
+	unix.O_APPEND | unix.O_NONBLOCK | unix.O_DSYNC | unix.O_ASYNC | unix.O_DIRECT | unix.O_LARGEFILE |
+	unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_NOATIME | unix.O_CLOEXEC | unix.O_PATH | unix.O_TMPFILE | unix.O_SYNC
+
+const validResolve = unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_SYMLINKS |
+	unix.RESOLVE_BENEATH | unix.RESOLVE_IN_ROOT | resolveCached
+
+// checkOpenat2 applies the argument checks openat2 makes and openat does not.
+func checkOpenat2(o op) error {
+	f := o.flags
+	if f&^uint64(validOpenFlags) != 0 || o.resolve&^uint64(validResolve) != 0 {
+		return unix.EINVAL
+	}
+	if o.mode != 0 && f&(unix.O_CREAT|flagTmpfile) == 0 {
+		return unix.EINVAL
+	}
+	if f&unix.O_PATH != 0 && f&^uint64(unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC) != 0 {
+		return unix.EINVAL
+	}
+	if o.resolve&unix.RESOLVE_BENEATH != 0 && o.resolve&unix.RESOLVE_IN_ROOT != 0 {
+		return unix.EINVAL
+	}
+	if o.resolve&resolveCached != 0 && f&(unix.O_TRUNC|unix.O_CREAT|flagTmpfile) != 0 {
+		return unix.EAGAIN
+	}
+	return nil
+}
+
+// open answers the open family: pass-through for unchanged files read-only, copy-up then redirect
+// for anything that can write, redirect for everything the private layer already holds.
+func (v *View) open(t tracee, o op) (reply, error) {
+	if o.strict {
+		if err := checkOpenat2(o); err != nil {
+			return reply{}, err
+		}
+	}
+	flags := int(uint32(o.flags))
+	pathOnly := flags&unix.O_PATH != 0
+	tmpfile := flags&flagTmpfile != 0 && !pathOnly
+	creat := flags&unix.O_CREAT != 0 && !pathOnly && !tmpfile
+	excl := creat && flags&unix.O_EXCL != 0
+	writes := mayWrite(o.flags)
+	follow := flags&unix.O_NOFOLLOW == 0 && !excl
+	cloexec := flags&unix.O_CLOEXEC != 0
+
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow, resolve: o.resolve})
+	if err != nil {
+		return reply{}, err
+	}
+	fast := v.ns.policy == PolicyFast
+	if r.fdObject != "" { // a pipe, socket or deleted file reopened through /proc/PID/fd/N
+		if !writes && fast {
+			return reply{kind: replyContinue}, nil
+		}
+		return openFD(r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), 0, cloexec)
+	}
+	if !writes {
+		switch {
+		case r.inUpper:
+			return openFD(v.upperPath(r.path), flags, 0, cloexec)
+		case fast && r.pure:
+			return reply{kind: replyContinue}, nil
+		case !r.exists:
+			return reply{}, unix.ENOENT
+		}
+		return openFD(r.path, flags, 0, cloexec)
+	}
+	if !r.inTree { // outside the virtualized trees: the host's file, opened by the supervisor
+		if !r.exists {
+			return v.create(t, r, r.path, flags, o.mode, cloexec, false)
+		}
+		return openFD(r.path, flags, o.mode, cloexec)
+	}
+	if tmpfile {
+		if !r.exists || r.mode != unix.S_IFDIR {
+			if !r.exists {
+				return reply{}, unix.ENOENT
+			}
+			return reply{}, unix.ENOTDIR
+		}
+		if err := v.ensureUpperDir(r.path); err != nil {
+			return reply{}, err
+		}
+		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
+	}
+	if !r.exists {
+		if !creat {
+			return reply{}, unix.ENOENT
+		}
+		if r.trailingSlash {
+			return reply{}, unix.EISDIR
+		}
+		if err := v.ensureUpperDir(path.Dir(r.path)); err != nil {
+			return reply{}, err
+		}
+		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, false)
+	}
+	if excl {
+		return reply{}, unix.EEXIST
+	}
+	switch {
+	case r.inUpper:
+		return openFD(v.upperPath(r.path), flags, 0, cloexec)
+	case r.mode == unix.S_IFREG:
+		if flags&unix.O_DIRECTORY != 0 {
+			return reply{}, unix.ENOTDIR
+		}
+		if err := v.copyUp(r.path, flags&unix.O_TRUNC != 0); err != nil {
+			return reply{}, err
+		}
+		return openFD(v.upperPath(r.path), flags, 0, cloexec)
+	}
+	// A directory (the kernel refuses to open one for writing), a device, a FIFO or a socket:
+	// opening it writes nothing to the tree.
+	return openFD(r.path, flags&^(unix.O_CREAT|unix.O_EXCL), 0, cloexec)
+}
+
+// openFD opens host path p with the caller's flags for injection.
+func openFD(p string, flags int, mode uint32, cloexec bool) (reply, error) {
+	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, mode)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{kind: replyFD, fd: fd, cloexec: cloexec}, nil
+}
+
+// create makes a new file at host path p (or, with tmpfile, an unnamed one in directory p) with the
+// caller's flags, its umask applied to mode, and the caller's fsuid and fsgid as owner.
+func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cloexec, tmpfile bool) (reply, error) {
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if !tmpfile {
+		flags |= unix.O_EXCL
+	}
+	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return reply{}, err
+	}
+	undo := func() {}
+	if !tmpfile {
+		undo = func() { unix.Unlink(p) }
+	}
+	fail := func(err error) (reply, error) {
+		unix.Close(fd)
+		undo()
+		return reply{}, err
+	}
+	if err := unix.Fchmod(fd, mode&^c.umask&07777); err != nil {
+		return fail(err)
+	}
+	if c.fsuid != os.Geteuid() || c.fsgid != os.Getegid() {
+		if err := unix.Fchown(fd, c.fsuid, c.fsgid); err != nil && err != unix.EPERM {
+			return fail(err)
+		}
+	}
+	if !tmpfile && r.inTree {
+		v.setEntry(r.path, entry{kind: entryFile, added: true})
+		undo = func() { unix.Unlink(p); v.dropEntry(r.path) }
+	}
+	return reply{kind: replyFD, fd: fd, cloexec: cloexec, undo: undo}, nil
+}
+
+// resolveCached is RESOLVE_CACHED (5.12), which x/sys/unix does not name.
+const resolveCached = 0x20

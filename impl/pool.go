@@ -1,0 +1,322 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// Config configures a Pool.
+type Config struct {
+	// Workers is the number of worker threads, each with its own filter; default 1.
+	Workers int
+	// Trees are the directories to virtualize; default "/", with /proc, /sys and /dev passed through.
+	Trees []string
+	// Store is the directory under which private layers live; default $TMPDIR, else /var/tmp.
+	Store string
+	// Policy chooses how unchanged files are opened read-only; default PolicyFast.
+	Policy Policy
+	// Logger receives supervisor faults; nil discards them.
+	Logger *slog.Logger
+}
+
+// Pool runs functions in private views on worker threads that carry fsvirt's filter.
+type Pool struct {
+	prog  []unix.SockFilter
+	cwd   int // O_PATH fd of the directory every invocation starts in
+	umask int
+	ns    *namespace
+	store *store
+	sup   *supervisor
+	idle  chan *worker
+
+	mu  sync.Mutex // guards all
+	all []*worker
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+	closeErr  error
+}
+
+type worker struct {
+	jobs     chan *job
+	listener int
+	cwd      int // O_PATH fd of the pool's starting directory
+	umask    int
+	view     atomic.Pointer[View]
+	dead     atomic.Bool // the function called runtime.Goexit: the thread is gone
+}
+
+type job struct {
+	ctx  context.Context
+	inv  *Invocation
+	fn   func(*Invocation) error
+	done chan error
+}
+
+// Invocation is the handle a function receives: its view's context and counters.
+type Invocation struct {
+	ctx  context.Context
+	view *View
+}
+
+// Context is the context Invoke was called with.
+func (inv *Invocation) Context() context.Context { return inv.ctx }
+
+// Stats returns what the view has done so far.
+func (inv *Invocation) Stats() Stats { return inv.view.Stats() }
+
+// Changes lists the paths the invocation changed so far.
+func (inv *Invocation) Changes() []Change { return inv.view.Changes() }
+
+// NewPool starts cfg.Workers worker threads, each loading the filter once.
+func NewPool(cfg Config) (*Pool, error) {
+	if err := notify.Require(); err != nil {
+		return nil, err
+	}
+	if err := notify.ProbeError(); err != nil {
+		return nil, err
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	prog, err := compiledFilter()
+	if err != nil {
+		return nil, err
+	}
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	sup, err := newSupervisor(log)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		sup.stop()
+		st.close()
+		return nil, fmt.Errorf("open working directory: %w", err)
+	}
+	umask := unix.Umask(0)
+	unix.Umask(umask)
+	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sup: sup,
+		idle: make(chan *worker, cfg.Workers), closed: make(chan struct{})}
+	for i := 0; i < cfg.Workers; i++ {
+		w, err := p.startWorker()
+		if err != nil {
+			p.Close()
+			return nil, err
+		}
+		p.mu.Lock()
+		p.all = append(p.all, w)
+		p.mu.Unlock()
+		p.idle <- w
+	}
+	return p, nil
+}
+
+// startWorker starts one worker goroutine, locked for life to a thread with its own filter.
+func (p *Pool) startWorker() (*worker, error) {
+	dup, err := unix.FcntlInt(uintptr(p.cwd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{jobs: make(chan *job), cwd: dup, umask: p.umask}
+	ready := make(chan error, 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		// Never unlocked: when this goroutine returns, the thread exits and takes its filter
+		// and its private fs_struct with it. Locked twice so that a function calling
+		// runtime.UnlockOSThread once cannot move other goroutines onto this thread.
+		runtime.LockOSThread()
+		runtime.LockOSThread()
+		// A cwd and umask of its own, so invocations on different workers do not share them.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			ready <- fmt.Errorf("unshare(CLONE_FS): %w", err)
+			return
+		}
+		fd, err := notify.LoadFilter(p.prog, notify.Features().WaitKillableRecv)
+		if err != nil {
+			ready <- err
+			return
+		}
+		w.listener = fd
+		ready <- nil
+		w.run()
+	}()
+	if err := <-ready; err != nil {
+		unix.Close(dup)
+		return nil, err
+	}
+	if err := p.sup.add(&listener{fd: w.listener, view: w.view.Load}); err != nil {
+		close(w.jobs)
+		unix.Close(w.listener)
+		unix.Close(dup)
+		return nil, err
+	}
+	return w, nil
+}
+
+// run executes jobs on the worker's thread until the pool closes.
+func (w *worker) run() {
+	for j := range w.jobs {
+		// Start each invocation where the pool started, with the pool's umask: nothing of the
+		// previous invocation carries over.
+		unix.Fchdir(w.cwd)
+		unix.Umask(w.umask)
+		j.done <- w.call(j)
+	}
+}
+
+// call runs the function, turning a panic or runtime.Goexit into an error.
+func (w *worker) call(j *job) (err error) {
+	returned := false
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("fsvirt: invocation panicked: %v\n%s", r, debug.Stack())
+		} else if !returned {
+			// runtime.Goexit cannot be stopped: the goroutine, and with it the thread, ends.
+			w.dead.Store(true)
+			j.done <- errors.New("fsvirt: invocation called runtime.Goexit; its worker thread was replaced")
+		}
+	}()
+	err = j.fn(j.inv)
+	returned = true
+	return err
+}
+
+// Invoke runs fn on a worker thread in a fresh private view and removes the view afterwards.
+//
+// If ctx is done before a worker is free, fn does not run and Invoke returns ctx.Err(). Once fn
+// runs, Invoke waits for it to return (a thread cannot be preempted safely); from the moment ctx is
+// done, every file-system call fn makes on its thread fails with ECANCELED, and Invoke returns
+// ctx.Err() joined to fn's error. A panic in fn is recovered and returned as an error.
+//
+// Only fn's own goroutine is virtualized: goroutines it starts run on other threads and see, and
+// change, the shared tree. Invoke must not be called from inside fn.
+func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error {
+	var w *worker
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.closed:
+		return errPoolClosed
+	case w = <-p.idle:
+	}
+	defer func() { p.idle <- p.replaceIfDead(w) }()
+	if w.dead.Load() {
+		return errors.New("fsvirt: worker thread lost and could not be replaced")
+	}
+	v, err := p.store.newView(p.ns)
+	if err != nil {
+		return err
+	}
+	inv := &Invocation{ctx: ctx, view: v}
+	w.view.Store(v)
+	j := &job{ctx: ctx, inv: inv, fn: fn, done: make(chan error, 1)}
+	w.jobs <- j
+	var fnErr, ctxErr error
+	select {
+	case fnErr = <-j.done:
+	case <-ctx.Done():
+		v.canceled.Store(true)
+		ctxErr = ctx.Err()
+		fnErr = <-j.done
+	}
+	w.view.Store(nil)
+	var result *multierror.Error
+	if ctxErr != nil {
+		result = multierror.Append(result, ctxErr)
+	}
+	if fnErr != nil {
+		result = multierror.Append(result, fnErr)
+	}
+	if err := v.remove(); err != nil {
+		result = multierror.Append(result, fmt.Errorf("remove private layer: %w", err))
+	}
+	if result == nil {
+		return nil
+	}
+	if len(result.Errors) == 1 {
+		return result.Errors[0]
+	}
+	return result
+}
+
+// replaceIfDead returns w, or a new worker in its place if w's thread has exited.
+func (p *Pool) replaceIfDead(w *worker) *worker {
+	if !w.dead.Load() {
+		return w
+	}
+	p.sup.remove(w.listener)
+	unix.Close(w.listener)
+	unix.Close(w.cwd)
+	nw, err := p.startWorker()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.all {
+		if x == w {
+			if err != nil { // keep the dead worker's slot; Invoke on it fails cleanly
+				nw = w
+			}
+			p.all[i] = nw
+		}
+	}
+	return nw
+}
+
+var errPoolClosed = errors.New("fsvirt: pool is closed")
+
+// Close stops the workers (their threads exit, and their filters with them), the supervisor, and
+// removes the store. It waits for running invocations to finish.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.closed)
+		var result *multierror.Error
+		p.mu.Lock()
+		n := len(p.all)
+		p.mu.Unlock()
+		for i := 0; i < n; i++ {
+			w := <-p.idle // waits for running invocations
+			if !w.dead.Load() {
+				close(w.jobs)
+			}
+		}
+		p.wg.Wait()
+		for _, w := range p.all {
+			p.sup.remove(w.listener)
+			unix.Close(w.listener)
+			unix.Close(w.cwd)
+		}
+		p.sup.stop()
+		unix.Close(p.cwd)
+		if err := p.store.close(); err != nil {
+			result = multierror.Append(result, err)
+		}
+		p.closeErr = result.ErrorOrNil()
+	})
+	return p.closeErr
+}

@@ -1,0 +1,299 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// RunConfig configures one process-mode invocation.
+type RunConfig struct {
+	Trees  []string // as Config.Trees
+	Store  string   // as Config.Store
+	Policy Policy
+	Logger *slog.Logger
+
+	Path string   // the program to execute, already looked up
+	Args []string // its argv, Args[0] included
+	Env  []string // its environment; nil means the current one
+	Dir  string   // its working directory; "" means the current one
+
+	Stdin, Stdout, Stderr *os.File // nil means the corresponding file of this process
+
+	// Keep, when set, receives a copy of the private layer before it is removed.
+	Keep string
+	// Reap makes this process a child subreaper that reaps the command's orphaned descendants,
+	// which keep the view alive until they exit. Set it only in a process that starts no other
+	// children of its own (the CLI).
+	Reap bool
+	// ForwardSignals relays SIGINT, SIGTERM, SIGHUP and SIGQUIT to the command.
+	ForwardSignals bool
+}
+
+// Result is what a process-mode invocation left.
+type Result struct {
+	// ExitStatus is the command's exit code, or 128+N when signal N killed it.
+	ExitStatus int
+	Changes    []Change
+	Stats      Stats
+}
+
+// initArg0 marks a re-executed fsvirt that is to become the command (see init).
+const initArg0 = "fsvirt-init"
+
+// Exit codes of the fsvirt-init stage, as env(1) uses them.
+const (
+	ExitFailure     = 125 // fsvirt itself failed
+	ExitCannotRun   = 126 // the command was found but could not be executed
+	ExitNotFound    = 127 // the command was not found
+	initFlagWaitKil = "wait-killable"
+)
+
+// init turns a process started as "fsvirt-init" into the invocation's first task: it loads the
+// filter on its own thread, hands the listener to the parent over fd 3, and executes the command.
+// Every binary that links this package (the CLI, each test binary) can therefore run process mode
+// by re-executing itself.
+func init() {
+	if len(os.Args) < 4 || os.Args[0] != initArg0 {
+		return
+	}
+	runtime.LockOSThread()
+	os.Exit(childInit(os.Args[1] == initFlagWaitKil, os.Args[2], os.Args[3:]))
+}
+
+const initSock = 3
+
+func childInit(waitKillable bool, path string, argv []string) int {
+	prog, err := compiledFilter()
+	if err == nil {
+		var lfd int
+		lfd, err = notify.LoadFilter(prog, waitKillable)
+		if err == nil {
+			err = unix.Sendmsg(initSock, []byte{0}, unix.UnixRights(lfd), nil, 0)
+			unix.Close(lfd)
+		}
+	}
+	unix.Close(initSock)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fsvirt: %v\n", err)
+		return ExitFailure
+	}
+	err = unix.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "fsvirt: %s: %v\n", path, err)
+	if errors.Is(err, unix.ENOENT) {
+		return ExitNotFound
+	}
+	return ExitCannotRun
+}
+
+// Run executes a command and all its descendants in one fresh private view, and removes the view
+// once no task of the command is left (the listener reports POLLHUP).
+//
+// Cancelling ctx kills the command with SIGKILL; descendants it left behind keep the view alive
+// until they exit.
+func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
+	if err := notify.Require(); err != nil {
+		return nil, err
+	}
+	if err := notify.ProbeError(); err != nil {
+		return nil, err
+	}
+	if _, err := compiledFilter(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	var cleanup *multierror.Error
+	defer func() {
+		if cerr := st.close(); cerr != nil {
+			cleanup = multierror.Append(cleanup, cerr)
+		}
+		if cleanup != nil {
+			err = multierror.Append(cleanup, err).ErrorOrNil()
+		}
+	}()
+	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	v, err := st.newView(ns)
+	if err != nil {
+		return nil, err
+	}
+	sup, err := newSupervisor(log)
+	if err != nil {
+		return nil, err
+	}
+	defer sup.stop()
+
+	status, err := v.runCommand(ctx, sup, cfg)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{ExitStatus: status, Changes: v.Changes(), Stats: v.Stats()}
+	if cfg.Keep != "" {
+		if kerr := v.keep(cfg.Keep); kerr != nil {
+			cleanup = multierror.Append(cleanup, fmt.Errorf("keep private layer in %s: %w", cfg.Keep, kerr))
+		}
+	}
+	return res, nil
+}
+
+// runCommand starts the command through fsvirt-init, serves its view, and returns its exit status
+// once every task that used the filter has gone.
+func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (int, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("socketpair: %w", err)
+	}
+	parentSock, childSock := fds[0], fds[1]
+	defer unix.Close(parentSock)
+	files := []*os.File{orStd(cfg.Stdin, os.Stdin), orStd(cfg.Stdout, os.Stdout), orStd(cfg.Stderr, os.Stderr),
+		os.NewFile(uintptr(childSock), "fsvirt-init-sock")}
+	mode := "plain"
+	if notify.Features().WaitKillableRecv {
+		mode = initFlagWaitKil
+	}
+	env := cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	if cfg.Reap {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			files[3].Close()
+			return 0, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+		}
+	}
+	proc, err := os.StartProcess("/proc/self/exe", append([]string{initArg0, mode, cfg.Path}, cfg.Args...),
+		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
+	files[3].Close()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", initArg0, err)
+	}
+
+	lfd, recvErr := recvListener(parentSock)
+	hup := make(chan struct{})
+	if recvErr == nil {
+		recvErr = sup.add(&listener{fd: lfd, view: func() *View { return v }, hup: func() { close(hup) }})
+		if recvErr != nil {
+			proc.Kill()
+			unix.Close(lfd)
+		}
+	}
+	if recvErr != nil {
+		ps, _ := proc.Wait() // fsvirt-init said why on stderr
+		if ps != nil && ps.ExitCode() > 0 {
+			return ps.ExitCode(), nil
+		}
+		return 0, fmt.Errorf("receive listener: %w", recvErr)
+	}
+	defer unix.Close(lfd)
+
+	stopFwd := forwardSignals(cfg.ForwardSignals, proc)
+	defer stopFwd()
+	waited := make(chan *os.ProcessState, 1)
+	go func() {
+		ps, _ := proc.Wait()
+		waited <- ps
+	}()
+	var ps *os.ProcessState
+	select {
+	case ps = <-waited:
+	case <-ctx.Done():
+		proc.Kill()
+		ps = <-waited
+	}
+	if cfg.Reap {
+		go reapOrphans(hup)
+	}
+	<-hup
+	return exitStatus(ps), nil
+}
+
+func orStd(f, std *os.File) *os.File {
+	if f != nil {
+		return f
+	}
+	return std
+}
+
+// recvListener receives the listener fd that fsvirt-init sends, or an error once it exited first.
+func recvListener(sock int) (int, error) {
+	buf := make([]byte, 1)
+	oob := make([]byte, unix.CmsgSpace(4))
+	_, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return -1, errors.New("fsvirt-init exited without sending its listener")
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return -1, errors.New("fsvirt-init sent no listener")
+	}
+	return fds[0], nil
+}
+
+// reapOrphans waits for descendants reparented to this subreaper until the view is released.
+func reapOrphans(hup <-chan struct{}) {
+	for {
+		select {
+		case <-hup:
+			return
+		default:
+		}
+		var ws unix.WaitStatus
+		if _, err := unix.Wait4(-1, &ws, 0, nil); err == unix.ECHILD {
+			return
+		}
+	}
+}
+
+func forwardSignals(on bool, proc *os.Process) func() {
+	if !on {
+		return func() {}
+	}
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-ch:
+				proc.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
+}
+
+// exitStatus maps a wait status to a shell-style exit code.
+func exitStatus(ps *os.ProcessState) int {
+	if ps == nil {
+		return ExitFailure
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}

@@ -1,0 +1,272 @@
+package impl
+
+import (
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxSymlinks is the kernel's limit on symlinks followed in one lookup (MAXSYMLINKS).
+const maxSymlinks = 40
+
+// resolved is where a path leads in a view.
+type resolved struct {
+	path    string // cleaned absolute view path of the final object (or where it would be created)
+	exists  bool
+	mode    uint32 // S_IFMT bits when exists
+	inUpper bool   // the final object lives in the private layer
+	inTree  bool   // the final path is virtualized
+	// pure: the kernel, resolving the same string from the caller, reaches the same object without
+	// any help: nothing in the private layer, no magic link, nothing hidden was on the way. Only a
+	// pure resolution may be answered with CONTINUE.
+	pure bool
+	// fdObject is set when the path named a magic link to an object the view cannot name by path
+	// (a pipe, a socket, a deleted file): the supervisor reopens /proc/TID/fd/N itself.
+	fdObject      string
+	trailingSlash bool
+}
+
+// resolveOpts carries the lookup rules of one call.
+type resolveOpts struct {
+	followFinal bool
+	resolve     uint64 // openat2 RESOLVE_* flags
+}
+
+// magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
+var magicLink = regexp.MustCompile(`^/proc/[0-9]+(/task/[0-9]+)?/(cwd|root|exe|fd/[0-9]+|map_files/[^/]+)$`)
+
+// resolve walks unsafePath component by component in the view, starting at the caller's cwd or
+// dirfd, with the kernel's rules for "..", symlinks (ELOOP after maxSymlinks) and trailing slashes.
+// It never reads through the store: a step into it fails with ENOENT.
+func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
+	r := resolved{pure: true}
+	if unsafePath == "" {
+		return r, unix.ENOENT
+	}
+	r.trailingSlash = strings.HasSuffix(unsafePath, "/")
+	beneath := o.resolve&(unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0
+	var root, cur string
+	if strings.HasPrefix(unsafePath, "/") && o.resolve&unix.RESOLVE_IN_ROOT == 0 {
+		if o.resolve&unix.RESOLVE_BENEATH != 0 {
+			return r, unix.EXDEV
+		}
+		root, cur = "/", "/"
+	} else {
+		base, pure, err := v.startDir(t, dirfd)
+		if err != nil {
+			return r, err
+		}
+		r.pure = r.pure && pure
+		cur = base
+		root = "/"
+		if beneath {
+			root = base
+		}
+	}
+	var creds *creds // read from /proc/TID/status only when /proc/self is walked
+	rest := splitPath(unsafePath)
+	links := 0
+	for len(rest) > 0 {
+		name := rest[0]
+		rest = rest[1:]
+		last := len(rest) == 0
+		switch name {
+		case ".":
+			continue
+		case "..":
+			if cur == root {
+				if o.resolve&unix.RESOLVE_BENEATH != 0 {
+					return r, unix.EXDEV
+				}
+				continue
+			}
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, name)
+		if cur == "/proc" && (name == "self" || name == "thread-self") {
+			// The supervisor's own /proc/self is not the caller's.
+			if creds == nil {
+				c, err := t.status()
+				if err != nil {
+					return r, err
+				}
+				creds = &c
+			}
+			next = "/proc/" + strconv.Itoa(creds.tgid)
+			if name == "thread-self" {
+				next += "/task/" + strconv.Itoa(t.tid)
+			}
+			r.pure = false
+			cur = next
+			continue
+		}
+		if v.ns.hidden(next) {
+			return r, unix.ENOENT
+		}
+		st, inUpper, err := v.lstat(next)
+		if err == unix.ENOENT {
+			if !last {
+				return r, unix.ENOENT
+			}
+			r.path = next
+			r.inTree = v.ns.inTree(next)
+			return r, nil
+		}
+		if err != nil {
+			return r, err
+		}
+		if inUpper {
+			r.pure = false
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || r.trailingSlash) {
+			if o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
+				return r, unix.ELOOP
+			}
+			links++
+			if links > maxSymlinks {
+				return r, unix.ELOOP
+			}
+			target, err := readlink(v.hostPath(next, inUpper))
+			if err != nil {
+				return r, err
+			}
+			if magicLink.MatchString(next) {
+				if o.resolve&(unix.RESOLVE_NO_MAGICLINKS|unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0 {
+					return r, unix.ELOOP
+				}
+				r.pure = false
+				mapped, ok := v.magicTarget(target)
+				if !ok { // an object without a path in the view
+					if !last {
+						return r, unix.ENOTDIR
+					}
+					r.path, r.exists, r.fdObject = next, true, next
+					r.inTree = false
+					r.mode = st.Mode & unix.S_IFMT
+					return r, nil
+				}
+				target = mapped
+			}
+			if strings.HasPrefix(target, "/") {
+				if beneath {
+					if o.resolve&unix.RESOLVE_BENEATH != 0 {
+						return r, unix.EXDEV
+					}
+					cur = root
+				} else {
+					cur = "/"
+				}
+			}
+			rest = append(splitPath(target), rest...)
+			if strings.HasSuffix(target, "/") && len(rest) == 0 {
+				r.trailingSlash = true
+			}
+			continue
+		}
+		if !last {
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return r, unix.ENOTDIR
+			}
+			cur = next
+			continue
+		}
+		cur = next
+		r.exists, r.mode, r.inUpper = true, st.Mode&unix.S_IFMT, inUpper
+	}
+	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
+		r.exists, r.mode = true, unix.S_IFDIR
+	}
+	r.path = cur
+	r.inTree = v.ns.inTree(cur)
+	if r.trailingSlash && r.mode != unix.S_IFDIR {
+		return r, unix.ENOTDIR
+	}
+	return r, nil
+}
+
+// hostPath is where the object at view path p lives on the host.
+func (v *View) hostPath(p string, inUpper bool) string {
+	if inUpper {
+		return v.upperPath(p)
+	}
+	return p
+}
+
+// magicTarget turns what readlink says of a magic link into a view path, or reports that the
+// object has none (pipes, sockets, anonymous inodes, deleted files).
+func (v *View) magicTarget(target string) (string, bool) {
+	if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+		return "", false
+	}
+	if p, ok := v.viewPathOf(target); ok {
+		return p, true
+	}
+	if v.ns.hidden(target) { // another invocation's layer, or the store itself
+		return "", false
+	}
+	return target, true
+}
+
+// startDir is the directory a relative path starts from: the caller's cwd or its dirfd.
+func (v *View) startDir(t tracee, dirfd int) (string, bool, error) {
+	link := "cwd"
+	if dirfd != unix.AT_FDCWD {
+		if dirfd < 0 {
+			return "", false, unix.EBADF
+		}
+		link = "fd/" + strconv.Itoa(dirfd)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(t.procPath(link), &st); err != nil {
+		if dirfd == unix.AT_FDCWD {
+			return "", false, errTraceeGone
+		}
+		return "", false, unix.EBADF
+	}
+	target, err := readlink(t.procPath(link))
+	if err != nil {
+		return "", false, unix.EBADF
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return "", false, unix.ENOTDIR
+	}
+	if strings.HasSuffix(target, " (deleted)") || !strings.HasPrefix(target, "/") {
+		return "", false, unix.ENOENT
+	}
+	if p, ok := v.viewPathOf(target); ok {
+		return p, false, nil
+	}
+	if v.ns.hidden(target) {
+		return "", false, unix.ENOENT
+	}
+	return target, true, nil
+}
+
+func splitPath(p string) []string {
+	parts := strings.Split(p, "/")
+	out := parts[:0]
+	for _, s := range parts {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func readlink(p string) (string, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Readlink(p, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < len(buf) {
+			return string(buf[:n]), nil
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}

@@ -1,0 +1,239 @@
+package impl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"golang.org/x/sys/unix"
+)
+
+// listener is one seccomp listener fd and the view its notifications are answered in.
+type listener struct {
+	fd   int
+	view func() *View // nil: no invocation is running on the listener's thread
+	// hup is called once, from the supervisor, when no task uses the filter any more.
+	hup func()
+}
+
+// supervisor answers the notifications of all its listeners from one OS thread that carries no
+// filter, so that nothing it does is trapped (KERNEL.md, trap 3).
+//
+// Lock order: supervisor.mu, then View.mu.
+type supervisor struct {
+	epfd int
+	wake int // eventfd: add, remove and stop wake the loop
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	listeners map[int]*listener
+	stopping  bool
+	done      chan struct{}
+}
+
+func newSupervisor(log *slog.Logger) (*supervisor, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[int]*listener{}, done: make(chan struct{})}
+	go s.loop()
+	return s, nil
+}
+
+func (s *supervisor) add(l *listener) error {
+	if notify.Features().SyncWakeUp {
+		if err := notify.SetSyncWakeUp(l.fd); err != nil {
+			return fmt.Errorf("SECCOMP_IOCTL_NOTIF_SET_FLAGS: %w", err)
+		}
+	}
+	s.mu.Lock()
+	s.listeners[l.fd] = l
+	s.mu.Unlock()
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}); err != nil {
+		s.mu.Lock()
+		delete(s.listeners, l.fd)
+		s.mu.Unlock()
+		return fmt.Errorf("epoll_ctl(ADD listener): %w", err)
+	}
+	return nil
+}
+
+// remove stops watching l's listener; the caller closes the fd.
+func (s *supervisor) remove(fd int) {
+	s.mu.Lock()
+	delete(s.listeners, fd)
+	s.mu.Unlock()
+	unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+}
+
+// stop ends the loop and waits for it.
+func (s *supervisor) stop() {
+	s.mu.Lock()
+	s.stopping = true
+	s.mu.Unlock()
+	var one = [8]byte{1}
+	unix.Write(s.wake, one[:])
+	<-s.done
+	unix.Close(s.epfd)
+	unix.Close(s.wake)
+}
+
+func (s *supervisor) loop() {
+	runtime.LockOSThread() // an unfiltered thread of its own, for the loop's whole life
+	defer runtime.UnlockOSThread()
+	defer close(s.done)
+	events := make([]unix.EpollEvent, 32)
+	var n notify.Notif
+	for {
+		k, err := unix.EpollWait(s.epfd, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			s.log.Error("epoll_wait failed; supervisor stops", "err", err)
+			return
+		}
+		for _, ev := range events[:k] {
+			fd := int(ev.Fd)
+			if fd == s.wake {
+				var buf [8]byte
+				unix.Read(s.wake, buf[:])
+				s.mu.Lock()
+				stopping := s.stopping
+				s.mu.Unlock()
+				if stopping {
+					return
+				}
+				continue
+			}
+			s.mu.Lock()
+			l := s.listeners[fd]
+			s.mu.Unlock()
+			if l == nil {
+				continue
+			}
+			if ev.Events&unix.EPOLLIN != 0 {
+				s.serve(l, &n)
+				continue
+			}
+			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+				s.remove(fd)
+				if l.hup != nil {
+					l.hup()
+				}
+			}
+		}
+	}
+}
+
+// serve receives and answers one notification from l.
+func (s *supervisor) serve(l *listener, n *notify.Notif) {
+	if err := notify.Recv(l.fd, n); err != nil {
+		if err != unix.ENOENT { // ENOENT: a signal withdrew it, and the syscall will notify again
+			s.log.Warn("seccomp notification receive failed", "err", err)
+		}
+		return
+	}
+	var v *View
+	if l.view != nil {
+		v = l.view()
+	}
+	r := s.answer(l.fd, v, n)
+	s.respond(l.fd, n.ID, r)
+}
+
+// answer decides the reply to notification n in view v.
+func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
+	e := byNr[int(n.Data.Nr)]
+	if e == nil || e.handling != Virtualized {
+		s.log.Error("[bug] notification for a syscall the table does not virtualize", "nr", n.Data.Nr)
+		return errnoReply(unix.EIO)
+	}
+	t := tracee{tid: int(n.Pid)}
+	o, err := e.decode(t, &n.Data)
+	if err == nil {
+		// The task may have died, and its TID been reused, while we read its memory.
+		if notify.IDValid(lfd, n.ID) != nil {
+			return reply{kind: replyNone}
+		}
+	}
+	if v == nil { // a worker thread outside any invocation: read-only opens only
+		if err == nil && o.kind == opOpen && !mayWrite(o.flags) {
+			return reply{kind: replyContinue}
+		}
+		return errnoReply(unix.EPERM)
+	}
+	v.count(e.name)
+	if err == nil {
+		if v.canceled.Load() {
+			return errnoReply(unix.ECANCELED)
+		}
+		var r reply
+		r, err = v.open(t, o)
+		if err == nil {
+			return r
+		}
+	}
+	return s.errReply(e.name, err)
+}
+
+// errReply is the one boundary where an error becomes the errno the task sees. Anything that is not
+// an errno is a supervisor fault: logged, answered with EIO, never with CONTINUE.
+func (s *supervisor) errReply(sys string, err error) reply {
+	if errors.Is(err, errTraceeGone) {
+		return reply{kind: replyNone}
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) && errno != 0 {
+		return errnoReply(errno)
+	}
+	s.log.Error("supervisor fault; answering EIO", "syscall", sys, "err", err)
+	return errnoReply(unix.EIO)
+}
+
+func (s *supervisor) respond(lfd int, id uint64, r reply) {
+	var err error
+	switch r.kind {
+	case replyNone:
+		return
+	case replyContinue:
+		err = notify.Continue(lfd, id)
+	case replyErrno:
+		err = notify.Send(lfd, id, 0, r.errno)
+	case replyVal:
+		err = notify.Send(lfd, id, r.val, 0)
+	case replyFD:
+		_, err = notify.AddFD(lfd, id, r.fd, r.cloexec)
+		unix.Close(r.fd)
+		if err != nil && r.undo != nil {
+			r.undo() // the task will retry, or is gone: either way the file must not stay
+		}
+	}
+	if err != nil && err != unix.ENOENT {
+		s.log.Warn("seccomp answer failed", "err", err)
+	}
+}
+
+// mayWrite reports whether open flags can change a file: a write access mode, O_CREAT, O_TRUNC or
+// O_TMPFILE, unless O_PATH makes the kernel ignore them.
+func mayWrite(flags uint64) bool {
+	f := int(uint32(flags))
+	if f&unix.O_PATH != 0 {
+		return false
+	}
+	return f&unix.O_ACCMODE != unix.O_RDONLY || f&(unix.O_CREAT|unix.O_TRUNC|flagTmpfile) != 0
+}

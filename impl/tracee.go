@@ -1,0 +1,126 @@
+package impl
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxPath is PATH_MAX including the terminating NUL: a longer path fails with ENAMETOOLONG.
+const maxPath = 4096
+
+// tracee is the task whose syscall is being answered, named by its TID.
+type tracee struct {
+	tid int
+}
+
+// readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when
+// any part of a range is unmapped, and a path may end just before an unmapped page (trap 5).
+func (t tracee) readString(addr uint64) (string, error) {
+	if addr == 0 {
+		return "", unix.EFAULT
+	}
+	var buf [maxPath]byte
+	n := 0
+	for n < maxPath {
+		chunk := int(pageSize - (addr+uint64(n))%pageSize)
+		if chunk > maxPath-n {
+			chunk = maxPath - n
+		}
+		got, err := t.read(addr+uint64(n), buf[n:n+chunk])
+		if err != nil {
+			return "", err
+		}
+		if i := bytes.IndexByte(buf[n:n+got], 0); i >= 0 {
+			return string(buf[:n+i]), nil
+		}
+		n += got
+	}
+	return "", unix.ENAMETOOLONG
+}
+
+// read copies len(p) bytes at addr; a short read is EFAULT.
+func (t tracee) read(addr uint64, p []byte) (int, error) {
+	local := []unix.Iovec{{Base: &p[0], Len: uint64(len(p))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(p)}}
+	n, err := unix.ProcessVMReadv(t.tid, local, remote, 0)
+	if err != nil {
+		if err == unix.ESRCH {
+			return 0, errTraceeGone
+		}
+		return 0, unix.EFAULT
+	}
+	if n != len(p) {
+		return n, unix.EFAULT
+	}
+	return n, nil
+}
+
+// readStruct fills the struct at ptr (of size bytes) from tracee memory.
+func (t tracee) readStruct(addr uint64, ptr unsafe.Pointer, size int) error {
+	_, err := t.read(addr, unsafe.Slice((*byte)(ptr), size))
+	return err
+}
+
+var pageSize = uint64(os.Getpagesize())
+
+// errTraceeGone: the task died or its notification was withdrawn; nothing is answered.
+var errTraceeGone = fmt.Errorf("tracee gone")
+
+// creds is what the supervisor needs from /proc/TID/status to act for the task.
+type creds struct {
+	tgid   int
+	umask  uint32
+	fsuid  int
+	fsgid  int
+	hasUmk bool
+}
+
+func (t tracee) status() (creds, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(t.tid) + "/status")
+	if err != nil {
+		return creds{}, errTraceeGone
+	}
+	var c creds
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 0 {
+			continue
+		}
+		switch k {
+		case "Tgid":
+			c.tgid, _ = strconv.Atoi(fields[0])
+		case "Umask":
+			u, err := strconv.ParseUint(fields[0], 8, 32)
+			if err == nil {
+				c.umask, c.hasUmk = uint32(u), true
+			}
+		case "Uid":
+			if len(fields) >= 4 {
+				c.fsuid, _ = strconv.Atoi(fields[3])
+			}
+		case "Gid":
+			if len(fields) >= 4 {
+				c.fsgid, _ = strconv.Atoi(fields[3])
+			}
+		}
+	}
+	if c.tgid == 0 || !c.hasUmk {
+		return creds{}, fmt.Errorf("[bug] /proc/%d/status lacks Tgid or Umask", t.tid)
+	}
+	return c, nil
+}
+
+// procPath names an entry in the task's /proc directory, e.g. "cwd" or "fd/3".
+func (t tracee) procPath(rel string) string {
+	return "/proc/" + strconv.Itoa(t.tid) + "/" + rel
+}

@@ -1,0 +1,294 @@
+package impl
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Policy chooses how read-only opens of files the invocation has not changed are answered.
+type Policy uint8
+
+const (
+	// PolicyFast lets the kernel perform a read-only open of an unchanged file itself (CONTINUE).
+	// The kernel re-reads the path from the caller's memory, so a function that rewrites its own
+	// path buffer from another thread at that moment can open, read-only, any file its process could
+	// open outside fsvirt, the store included. It can never write through such an open.
+	PolicyFast Policy = iota
+	// PolicyStrict performs every intercepted open in the supervisor and injects the fd: the path is
+	// read from the caller once, and nothing but the view is reachable, at the price of an fd
+	// injection (about twice a CONTINUE) per open.
+	PolicyStrict
+)
+
+func (p Policy) String() string {
+	if p == PolicyStrict {
+		return "strict"
+	}
+	return "fast"
+}
+
+// ParsePolicy accepts "fast" or "strict".
+func ParsePolicy(s string) (Policy, error) {
+	switch s {
+	case "fast":
+		return PolicyFast, nil
+	case "strict":
+		return PolicyStrict, nil
+	}
+	return 0, fmt.Errorf("unknown policy %q (want fast or strict)", s)
+}
+
+// namespace is what every view of one pool or run shares: which trees are virtualized, which
+// are passed through, and where the store is, which no view can see.
+type namespace struct {
+	trees       []string // cleaned absolute paths
+	passthrough []string // inside a tree, but left to the host (/proc, /sys, /dev)
+	store       string   // hidden from every view
+	policy      Policy
+}
+
+func within(p, dir string) bool {
+	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// inTree reports whether view path p is virtualized.
+func (ns *namespace) inTree(p string) bool {
+	for _, d := range ns.passthrough {
+		if within(p, d) {
+			return false
+		}
+	}
+	for _, d := range ns.trees {
+		if within(p, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ns *namespace) hidden(p string) bool { return within(p, ns.store) }
+
+// defaultPassthrough are the pseudo file systems left to the host when "/" is virtualized.
+var defaultPassthrough = []string{"/proc", "/sys", "/dev"}
+
+func newNamespace(trees []string, store string, policy Policy) (*namespace, error) {
+	if len(trees) == 0 {
+		trees = []string{"/"}
+	}
+	ns := &namespace{store: store, policy: policy}
+	for _, t := range trees {
+		if !filepath.IsAbs(t) {
+			abs, err := filepath.Abs(t)
+			if err != nil {
+				return nil, err
+			}
+			t = abs
+		}
+		real, err := filepath.EvalSymlinks(t)
+		if err != nil {
+			return nil, fmt.Errorf("tree %s: %w", t, err)
+		}
+		fi, err := os.Stat(real)
+		if err != nil {
+			return nil, fmt.Errorf("tree %s: %w", t, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("tree %s: not a directory", t)
+		}
+		if within(store, real) && real == store {
+			return nil, fmt.Errorf("tree %s is the store", t)
+		}
+		ns.trees = append(ns.trees, real)
+	}
+	ns.passthrough = defaultPassthrough
+	return ns, nil
+}
+
+// entryKind is what the private layer holds at a view path.
+type entryKind uint8
+
+const (
+	entryDir  entryKind = iota + 1 // a directory mirrored from the shared tree to hold private files
+	entryFile                      // a regular file, copied up or created by the invocation
+)
+
+type entry struct {
+	kind  entryKind
+	added bool // did not exist in the shared tree
+}
+
+// Stats counts what an invocation's view did.
+type Stats struct {
+	Calls       map[string]int `json:"calls"`        // notifications handled, per syscall
+	CopyUps     int            `json:"copy_ups"`     // files copied into the private layer
+	BytesCopied int64          `json:"bytes_copied"` // file data copied by those copy-ups
+}
+
+// Change is one path an invocation changed: Kind is 'A' (added), 'M' (modified) or 'D' (deleted).
+type Change struct {
+	Kind byte   `json:"-"`
+	Path string `json:"path"`
+}
+
+// View is one invocation's private copy-on-write view.
+//
+// Lock order: View.mu only; it guards entries and stats. The supervisor is the only writer of the
+// private layer; readers (Stats, Changes) run after the invocation's function returned.
+type View struct {
+	ns       *namespace
+	dir      string // the invocation's directory in the store
+	upper    string // dir/upper: the private layer, mirroring view paths
+	canceled atomic.Bool
+
+	mu      sync.Mutex
+	entries map[string]entry
+	stats   Stats
+}
+
+func newView(ns *namespace, dir string) (*View, error) {
+	upper := filepath.Join(dir, "upper")
+	if err := os.Mkdir(upper, 0o755); err != nil {
+		return nil, err
+	}
+	return &View{ns: ns, dir: dir, upper: upper, entries: map[string]entry{}, stats: Stats{Calls: map[string]int{}}}, nil
+}
+
+// upperPath is where view path p lives in the private layer.
+func (v *View) upperPath(p string) string {
+	if p == "/" {
+		return v.upper
+	}
+	return v.upper + p
+}
+
+// viewPathOf maps a host path inside the private layer back to its view path.
+func (v *View) viewPathOf(host string) (string, bool) {
+	if host == v.upper {
+		return "/", true
+	}
+	if strings.HasPrefix(host, v.upper+"/") {
+		return host[len(v.upper):], true
+	}
+	return "", false
+}
+
+func (v *View) entry(p string) (entry, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e, ok := v.entries[p]
+	return e, ok
+}
+
+func (v *View) setEntry(p string, e entry) {
+	v.mu.Lock()
+	v.entries[p] = e
+	v.mu.Unlock()
+}
+
+func (v *View) dropEntry(p string) {
+	v.mu.Lock()
+	delete(v.entries, p)
+	v.mu.Unlock()
+}
+
+func (v *View) count(sys string) {
+	v.mu.Lock()
+	v.stats.Calls[sys]++
+	v.mu.Unlock()
+}
+
+func (v *View) countCopyUp(bytes int64) {
+	v.mu.Lock()
+	v.stats.CopyUps++
+	v.stats.BytesCopied += bytes
+	v.mu.Unlock()
+}
+
+// Stats returns a snapshot of the view's counters.
+func (v *View) Stats() Stats {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := v.stats
+	s.Calls = make(map[string]int, len(v.stats.Calls))
+	for k, n := range v.stats.Calls {
+		s.Calls[k] = n
+	}
+	return s
+}
+
+// Changes lists the paths the invocation changed, sorted.
+func (v *View) Changes() []Change {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Change
+	for p, e := range v.entries {
+		switch {
+		case e.kind == entryFile && e.added:
+			out = append(out, Change{Kind: 'A', Path: p})
+		case e.kind == entryFile:
+			out = append(out, Change{Kind: 'M', Path: p})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// keep copies the private layer to dst (created, must not exist or be empty).
+func (v *View) keep(dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	return filepath.WalkDir(v.upper, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(v.upper, p)
+		target := filepath.Join(dst, rel)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if rel == "." {
+				return nil
+			}
+			return os.Mkdir(target, fi.Mode().Perm())
+		}
+		src, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := copyData(int(out.Fd()), int(src.Fd()), fi.Size()); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
+
+// remove deletes the invocation's directory from the store.
+func (v *View) remove() error {
+	return os.RemoveAll(v.dir)
+}
+
+// lstat looks p up in the view: the private layer first, then the host. inUpper says which answered.
+func (v *View) lstat(p string) (st unix.Stat_t, inUpper bool, err error) {
+	if e, ok := v.entry(p); ok && e.kind == entryFile {
+		err = unix.Lstat(v.upperPath(p), &st)
+		return st, true, err
+	}
+	err = unix.Lstat(p, &st)
+	return st, false, err
+}
