@@ -84,6 +84,16 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		return reply{}, err
 	}
 	fast := v.ns.policy == PolicyFast
+	if pathOnly {
+		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them). An O_PATH
+		// fd gives no access to data, and every later use of it passes through the view again, so
+		// the kernel may open it itself, in either policy. An object in the private layer is
+		// opened for reading instead, so that the descriptor names the right file.
+		if r.inUpper {
+			return openFD(v.upperPath(r.path), flags&^unix.O_PATH|unix.O_RDONLY, 0, cloexec)
+		}
+		return reply{kind: replyContinue}, nil
+	}
 	if r.fdObject != "" { // a pipe, socket or deleted file reopened through /proc/PID/fd/N
 		if !writes && fast {
 			return reply{kind: replyContinue}, nil

@@ -56,6 +56,7 @@ type worker struct {
 	umask    int
 	view     atomic.Pointer[View]
 	dead     atomic.Bool // the function called runtime.Goexit: the thread is gone
+	lis      *listener
 }
 
 type job struct {
@@ -171,7 +172,8 @@ func (p *Pool) startWorker() (*worker, error) {
 		unix.Close(dup)
 		return nil, err
 	}
-	if err := p.sup.add(&listener{fd: w.listener, view: w.view.Load}); err != nil {
+	w.lis = &listener{fd: w.listener, view: w.view.Load}
+	if err := p.sup.add(w.lis); err != nil {
 		close(w.jobs)
 		unix.Close(w.listener)
 		unix.Close(dup)
@@ -218,6 +220,9 @@ func (w *worker) call(j *job) (err error) {
 // Only fn's own goroutine is virtualized: goroutines it starts run on other threads and see, and
 // change, the shared tree. Invoke must not be called from inside fn.
 func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error {
+	if err := ctx.Err(); err != nil { // select would pick at random if a worker is free too
+		return err
+	}
 	var w *worker
 	select {
 	case <-ctx.Done():
@@ -271,7 +276,7 @@ func (p *Pool) replaceIfDead(w *worker) *worker {
 	if !w.dead.Load() {
 		return w
 	}
-	p.sup.remove(w.listener)
+	p.sup.remove(w.lis)
 	unix.Close(w.listener)
 	unix.Close(w.cwd)
 	nw, err := p.startWorker()
@@ -307,7 +312,9 @@ func (p *Pool) Close() error {
 		}
 		p.wg.Wait()
 		for _, w := range p.all {
-			p.sup.remove(w.listener)
+			if w.lis != nil {
+				p.sup.remove(w.lis)
+			}
 			unix.Close(w.listener)
 			unix.Close(w.cwd)
 		}

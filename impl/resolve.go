@@ -139,7 +139,10 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 					return r, unix.ELOOP
 				}
 				r.pure = false
-				mapped, ok := v.magicTarget(target)
+				mapped, ok, err := v.magicTarget(target)
+				if err != nil {
+					return r, err
+				}
 				if !ok { // an object without a path in the view
 					if !last {
 						return r, unix.ENOTDIR
@@ -197,18 +200,19 @@ func (v *View) hostPath(p string, inUpper bool) string {
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
-// object has none (pipes, sockets, anonymous inodes, deleted files).
-func (v *View) magicTarget(target string) (string, bool) {
+// object has none (pipes, sockets, anonymous inodes, deleted files). A target in the store that
+// is not this view's own private layer is ENOENT.
+func (v *View) magicTarget(target string) (string, bool, error) {
 	if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
-		return "", false
+		return "", false, nil
 	}
 	if p, ok := v.viewPathOf(target); ok {
-		return p, true
+		return p, true, nil
 	}
-	if v.ns.hidden(target) { // another invocation's layer, or the store itself
-		return "", false
+	if v.ns.hidden(target) {
+		return "", false, unix.ENOENT
 	}
-	return target, true
+	return target, true, nil
 }
 
 // startDir is the directory a relative path starts from: the caller's cwd or its dirfd.

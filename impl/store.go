@@ -37,6 +37,10 @@ func openStore(root string) (*store, error) {
 	if root == "" {
 		root = defaultStoreRoot()
 	}
+	root, err := filepath.Abs(root) // the view compares absolute paths with the store's
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", root, err)
+	}
 	fi, err := os.Stat(root)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", root, err)

@@ -14,6 +14,7 @@ import (
 // listener is one seccomp listener fd and the view its notifications are answered in.
 type listener struct {
 	fd   int
+	id   uint64 // set by add; epoll reports it, since fd numbers are reused after close
 	view func() *View // nil: no invocation is running on the listener's thread
 	// hup is called once, from the supervisor, when no task uses the filter any more.
 	hup func()
@@ -29,7 +30,8 @@ type supervisor struct {
 	log  *slog.Logger
 
 	mu        sync.Mutex
-	listeners map[int]*listener
+	listeners map[uint64]*listener
+	nextID    uint64
 	stopping  bool
 	done      chan struct{}
 }
@@ -44,12 +46,12 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, epollData(0)); err != nil {
 		unix.Close(epfd)
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[int]*listener{}, done: make(chan struct{})}
+	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{}, done: make(chan struct{})}
 	go s.loop()
 	return s, nil
 }
@@ -61,23 +63,35 @@ func (s *supervisor) add(l *listener) error {
 		}
 	}
 	s.mu.Lock()
-	s.listeners[l.fd] = l
+	s.nextID++ // starts at 1: id 0 is the wake eventfd
+	l.id = s.nextID
+	s.listeners[l.id] = l
 	s.mu.Unlock()
-	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l.fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(l.fd)}); err != nil {
+	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l.fd, epollData(l.id)); err != nil {
 		s.mu.Lock()
-		delete(s.listeners, l.fd)
+		delete(s.listeners, l.id)
 		s.mu.Unlock()
 		return fmt.Errorf("epoll_ctl(ADD listener): %w", err)
 	}
 	return nil
 }
 
-// remove stops watching l's listener; the caller closes the fd.
-func (s *supervisor) remove(fd int) {
+// epollData stores a listener id in the event's 64-bit user data (the Fd and Pad fields).
+func epollData(id uint64) *unix.EpollEvent {
+	return &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+}
+
+func eventID(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+
+// remove stops watching listener l; the caller closes its fd afterwards. Removing twice is harmless.
+func (s *supervisor) remove(l *listener) {
 	s.mu.Lock()
-	delete(s.listeners, fd)
+	_, ok := s.listeners[l.id]
+	delete(s.listeners, l.id)
 	s.mu.Unlock()
-	unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	if ok {
+		unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+	}
 }
 
 // stop ends the loop and waits for it.
@@ -107,9 +121,10 @@ func (s *supervisor) loop() {
 			s.log.Error("epoll_wait failed; supervisor stops", "err", err)
 			return
 		}
-		for _, ev := range events[:k] {
-			fd := int(ev.Fd)
-			if fd == s.wake {
+		for i := range events[:k] {
+			ev := &events[i]
+			id := eventID(ev)
+			if id == 0 {
 				var buf [8]byte
 				unix.Read(s.wake, buf[:])
 				s.mu.Lock()
@@ -121,7 +136,7 @@ func (s *supervisor) loop() {
 				continue
 			}
 			s.mu.Lock()
-			l := s.listeners[fd]
+			l := s.listeners[id]
 			s.mu.Unlock()
 			if l == nil {
 				continue
@@ -131,7 +146,7 @@ func (s *supervisor) loop() {
 				continue
 			}
 			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				s.remove(fd)
+				s.remove(l)
 				if l.hup != nil {
 					l.hup()
 				}
@@ -221,6 +236,11 @@ func (s *supervisor) respond(lfd int, id uint64, r reply) {
 		unix.Close(r.fd)
 		if err != nil && r.undo != nil {
 			r.undo() // the task will retry, or is gone: either way the file must not stay
+		}
+		if err != nil && err != unix.ENOENT {
+			// The task is still waiting: fail closed rather than leave it blocked.
+			s.log.Error("fd injection failed; answering EIO", "err", err)
+			err = notify.Send(lfd, id, 0, unix.EIO)
 		}
 	}
 	if err != nil && err != unix.ENOENT {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/fsvirt/fsvirt/impl"
 )
@@ -75,7 +76,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	path, err := exec.LookPath(cmd[0])
 	if err != nil {
 		code := impl.ExitNotFound
-		if errors.Is(err, os.ErrPermission) {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EISDIR) {
 			code = impl.ExitCannotRun
 		}
 		fmt.Fprintf(stderr, "fsvirt: %s: %v\n", cmd[0], unwrapExec(err))

@@ -1,0 +1,222 @@
+package impl
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// mkTree builds a tree from a small notation: "dir a", "file a/f hello", "symlink l -> a/f".
+func mkTree(t *testing.T, root string, spec ...string) {
+	t.Helper()
+	for _, line := range spec {
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "dir":
+			if err := os.MkdirAll(filepath.Join(root, rest), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		case "file":
+			name, content, _ := strings.Cut(rest, " ")
+			if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "symlink":
+			name, target, ok := strings.Cut(rest, " -> ")
+			if !ok {
+				t.Fatalf("bad tree line %q", line)
+			}
+			if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("bad tree line %q", line)
+		}
+	}
+}
+
+// hashTree digests names, types, modes, link targets and contents under root.
+func hashTree(t *testing.T, root string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fmt.Fprintf(h, "%s %v %d\n", rel, fi.Mode(), fi.Size())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(h, "-> %s\n", target)
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// copyTree makes a private full copy of src: what a per-invocation chroot would see.
+func copyTree(t *testing.T, src string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "copy")
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v: %s", err, out)
+	}
+	return dst
+}
+
+// onOwnThread runs fn on a fresh OS thread with its own cwd and umask (as a worker has), and lets
+// the thread exit afterwards, so that chdir and umask in fn touch nothing else.
+func onOwnThread(t *testing.T, fn func()) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			done <- err
+			return
+		}
+		fn()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rec performs file-system operations with raw syscalls and records what it observed, with the
+// tree's root replaced by "ROOT" so that runs on different trees compare equal.
+type rec struct {
+	root string
+	b    strings.Builder
+}
+
+func (r *rec) logf(format string, args ...any) {
+	s := fmt.Sprintf(format, args...)
+	fmt.Fprintln(&r.b, strings.ReplaceAll(s, r.root, "ROOT"))
+}
+
+func (r *rec) p(rel string) string {
+	if strings.HasPrefix(rel, "/") {
+		return rel
+	}
+	return r.root + "/" + rel
+}
+
+func errStr(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if e, ok := err.(unix.Errno); ok {
+		return unix.ErrnoName(e)
+	}
+	return err.Error()
+}
+
+func (r *rec) openat(dirfd int, path string, flags int, mode uint32) int {
+	fd, err := unix.Openat(dirfd, path, flags, mode)
+	r.logf("openat(%s, %#o) = %s", path, flags, errStr(err))
+	return fd
+}
+
+func (r *rec) open(rel string, flags int, mode uint32) int {
+	return r.openat(unix.AT_FDCWD, r.p(rel), flags, mode)
+}
+
+func (r *rec) write(fd int, s string) {
+	if fd < 0 {
+		return
+	}
+	n, err := unix.Write(fd, []byte(s))
+	r.logf("write(%q) = %d %s", s, n, errStr(err))
+}
+
+func (r *rec) close(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// cat reads a whole file through a fresh open.
+func (r *rec) cat(rel string) {
+	fd, err := unix.Open(r.p(rel), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		r.logf("cat %s: %s", rel, errStr(err))
+		return
+	}
+	defer unix.Close(fd)
+	r.readFD(rel, fd)
+}
+
+func (r *rec) readFD(name string, fd int) {
+	buf := make([]byte, 4096)
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil {
+		r.logf("read %s: %s", name, errStr(err))
+		return
+	}
+	r.logf("read %s: %q", name, buf[:n])
+}
+
+func (r *rec) fstat(fd int) {
+	if fd < 0 {
+		return
+	}
+	var st unix.Stat_t
+	err := unix.Fstat(fd, &st)
+	r.logf("fstat = %s mode=%#o size=%d nlink=%d", errStr(err), st.Mode, st.Size, st.Nlink)
+}
+
+// fdCount is the number of open file descriptors of this process.
+func fdCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func threadCount(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// storeEntries lists what is left in a store root.
+func storeEntries(t *testing.T, root string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}

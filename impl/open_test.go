@@ -1,0 +1,338 @@
+package impl
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"unsafe"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"golang.org/x/sys/unix"
+)
+
+// openCase is one differential case: ops run once through a view of the shared tree and once,
+// natively, on a private full copy of it; the two records must be equal.
+type openCase struct {
+	name string
+	tree []string
+	ops  func(r *rec)
+}
+
+var baseTree = []string{"dir a", "file a/f hello", "file g world", "dir d", "symlink l -> a/f", "symlink dangling -> a/new", "symlink up -> ../"}
+
+var openCases = []openCase{
+	{"write-existing", baseTree, func(r *rec) {
+		fd := r.open("a/f", unix.O_WRONLY, 0)
+		r.write(fd, "HE")
+		r.close(fd)
+		r.cat("a/f")
+	}},
+	{"append", baseTree, func(r *rec) {
+		fd := r.open("a/f", unix.O_WRONLY|unix.O_APPEND, 0)
+		r.write(fd, " again")
+		r.fstat(fd)
+		r.close(fd)
+		r.cat("a/f")
+	}},
+	{"truncate", baseTree, func(r *rec) {
+		fd := r.open("a/f", unix.O_RDWR|unix.O_TRUNC, 0)
+		r.fstat(fd)
+		r.readFD("fd", fd)
+		r.close(fd)
+		r.cat("a/f")
+	}},
+	{"rdonly-trunc-truncates", baseTree, func(r *rec) {
+		r.close(r.open("g", unix.O_RDONLY|unix.O_TRUNC, 0))
+		r.cat("g")
+	}},
+	{"create-new", baseTree, func(r *rec) {
+		fd := r.open("a/new", unix.O_WRONLY|unix.O_CREAT, 0o640)
+		r.write(fd, "fresh")
+		r.fstat(fd)
+		r.close(fd)
+		r.cat("a/new")
+	}},
+	{"create-exclusive", baseTree, func(r *rec) {
+		r.close(r.open("a/f", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644))
+		r.close(r.open("a/x", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644))
+		r.close(r.open("a/x", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644))
+		r.close(r.open("l", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644))
+	}},
+	{"reread-after-write", baseTree, func(r *rec) {
+		fd := r.open("g", unix.O_RDWR, 0)
+		r.write(fd, "W")
+		r.close(fd)
+		fd = r.open("g", unix.O_RDONLY, 0)
+		r.readFD("g", fd)
+		r.fstat(fd)
+		r.close(fd)
+	}},
+	{"creat-legacy", baseTree, func(r *rec) {
+		fd, err := unix.Creat(r.p("g"), 0o600)
+		r.logf("creat = %s", errStr(err))
+		r.write(fd, "c")
+		r.close(fd)
+		r.cat("g")
+	}},
+	{"tmpfile", baseTree, func(r *rec) {
+		fd := r.open("d", unix.O_TMPFILE|unix.O_RDWR, 0o600)
+		r.write(fd, "anon")
+		r.readFD("tmp", fd)
+		r.fstat(fd)
+		r.close(fd)
+		r.close(r.open("d", unix.O_TMPFILE|unix.O_RDONLY, 0o600))
+		r.close(r.open("a/f", unix.O_TMPFILE|unix.O_RDWR, 0o600))
+		r.close(r.open("nodir", unix.O_TMPFILE|unix.O_RDWR, 0o600))
+	}},
+	{"directory-flags", baseTree, func(r *rec) {
+		r.close(r.open("a/f", unix.O_RDONLY|unix.O_DIRECTORY, 0))
+		r.close(r.open("a/f", unix.O_WRONLY|unix.O_DIRECTORY, 0))
+		r.close(r.open("a", unix.O_RDONLY|unix.O_DIRECTORY, 0))
+		r.close(r.open("a", unix.O_WRONLY, 0))
+		r.close(r.open("a", unix.O_RDWR|unix.O_CREAT, 0o644))
+	}},
+	{"nofollow", baseTree, func(r *rec) {
+		r.close(r.open("l", unix.O_RDONLY|unix.O_NOFOLLOW, 0))
+		r.close(r.open("l", unix.O_WRONLY|unix.O_NOFOLLOW, 0))
+		fd := r.open("l", unix.O_PATH|unix.O_NOFOLLOW, 0)
+		r.fstat(fd)
+		r.close(fd)
+	}},
+	{"write-through-symlink", baseTree, func(r *rec) {
+		fd := r.open("l", unix.O_WRONLY|unix.O_APPEND, 0)
+		r.write(fd, "+link")
+		r.close(fd)
+		r.cat("a/f")
+		r.cat("l")
+	}},
+	{"create-through-dangling-symlink", baseTree, func(r *rec) {
+		fd := r.open("dangling", unix.O_WRONLY|unix.O_CREAT, 0o644)
+		r.write(fd, "via link")
+		r.close(fd)
+		r.cat("a/new")
+	}},
+	{"trailing-slash", baseTree, func(r *rec) {
+		r.close(r.open("a/f/", unix.O_RDONLY, 0))
+		r.close(r.open("a/f/", unix.O_WRONLY, 0))
+		r.close(r.open("a/new/", unix.O_WRONLY|unix.O_CREAT, 0o644))
+		r.close(r.open("a/", unix.O_RDONLY, 0))
+	}},
+	{"missing-parent", baseTree, func(r *rec) {
+		r.close(r.open("a/missing/x", unix.O_WRONLY|unix.O_CREAT, 0o644))
+		r.close(r.open("a/f/x", unix.O_WRONLY|unix.O_CREAT, 0o644))
+		r.close(r.open("a/missing", unix.O_RDONLY, 0))
+	}},
+	{"dotdot-and-dot", baseTree, func(r *rec) {
+		fd := r.open("a/./../a/f", unix.O_WRONLY|unix.O_APPEND, 0)
+		r.write(fd, "!")
+		r.close(fd)
+		r.cat("up/a/f")
+	}},
+	{"relative-dirfd", baseTree, func(r *rec) {
+		dfd := r.open("a", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		fd := r.openat(dfd, "f", unix.O_RDWR, 0)
+		r.write(fd, "dirfd")
+		r.close(fd)
+		fd = r.openat(dfd, "f", unix.O_RDONLY, 0)
+		r.readFD("f", fd)
+		r.close(fd)
+		r.close(r.openat(dfd, "../g", unix.O_WRONLY|unix.O_TRUNC, 0))
+		fileFd := r.open("g", unix.O_RDONLY, 0)
+		r.close(r.openat(fileFd, "x", unix.O_RDONLY, 0))
+		r.close(fileFd)
+		r.close(r.openat(9999, "x", unix.O_RDONLY, 0))
+		r.close(dfd)
+		r.cat("g")
+	}},
+	{"relative-cwd", baseTree, func(r *rec) {
+		err := unix.Chdir(r.p("a"))
+		r.logf("chdir = %s", errStr(err))
+		fd := r.openat(unix.AT_FDCWD, "f", unix.O_WRONLY|unix.O_APPEND, 0)
+		r.write(fd, "cwd")
+		r.close(fd)
+		fd = r.openat(unix.AT_FDCWD, "new", unix.O_WRONLY|unix.O_CREAT, 0o644)
+		r.close(fd)
+		r.cat("a/f")
+		r.cat("a/new")
+	}},
+	{"cloexec-mirrored", baseTree, func(r *rec) {
+		for _, c := range []struct {
+			path  string
+			flags int
+		}{{"g", unix.O_RDONLY}, {"g", unix.O_RDONLY | unix.O_CLOEXEC}, {"a/f", unix.O_WRONLY}, {"a/f", unix.O_WRONLY | unix.O_CLOEXEC}} {
+			fd := r.open(c.path, c.flags, 0)
+			fdFlags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+			r.logf("F_GETFD = %d %s", fdFlags, errStr(err))
+			fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+			r.logf("F_GETFL = %#o %s", fl&^unix.O_LARGEFILE, errStr(err))
+			r.close(fd)
+		}
+	}},
+	{"umask-applied", baseTree, func(r *rec) {
+		old := unix.Umask(0o027)
+		fd := r.open("a/u", unix.O_WRONLY|unix.O_CREAT, 0o666)
+		r.fstat(fd)
+		r.close(fd)
+		fd = r.open("d", unix.O_TMPFILE|unix.O_WRONLY, 0o777)
+		r.fstat(fd)
+		r.close(fd)
+		unix.Umask(old)
+	}},
+	{"openat2-resolve", baseTree, func(r *rec) {
+		dfd := r.open("a", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		for _, c := range []struct {
+			path    string
+			flags   uint64
+			resolve uint64
+		}{
+			{"../g", unix.O_RDONLY, unix.RESOLVE_BENEATH},
+			{"../g", unix.O_WRONLY, unix.RESOLVE_BENEATH},
+			{"f", unix.O_WRONLY | unix.O_APPEND, unix.RESOLVE_BENEATH},
+			{"/etc/passwd", unix.O_RDONLY, unix.RESOLVE_BENEATH},
+			{"f", unix.O_RDONLY, unix.RESOLVE_BENEATH | unix.RESOLVE_IN_ROOT},
+			{"f", unix.O_RDONLY | 0x80000000, 0},
+		} {
+			fd, err := unix.Openat2(dfd, c.path, &unix.OpenHow{Flags: c.flags, Resolve: c.resolve})
+			r.logf("openat2(%s, %#o, %#x) = %s", c.path, c.flags, c.resolve, errStr(err))
+			r.close(fd)
+		}
+		fd, err := unix.Openat2(unix.AT_FDCWD, r.p("l"), &unix.OpenHow{Flags: unix.O_WRONLY, Resolve: unix.RESOLVE_NO_SYMLINKS})
+		r.logf("openat2(l, NO_SYMLINKS) = %s", errStr(err))
+		r.close(fd)
+		fd, err = unix.Openat2(unix.AT_FDCWD, r.p("g"), &unix.OpenHow{Flags: unix.O_RDONLY, Mode: 0o644})
+		r.logf("openat2(g, mode without O_CREAT) = %s", errStr(err))
+		r.close(fd)
+		r.close(dfd)
+	}},
+	{"reopen-through-proc-self-fd", baseTree, func(r *rec) {
+		ro := r.open("g", unix.O_RDONLY, 0)
+		fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(ro), unix.O_WRONLY|unix.O_APPEND, 0)
+		r.logf("reopen /proc/self/fd/N for append = %s", errStr(err))
+		r.write(fd, "+magic")
+		r.close(fd)
+		r.close(ro)
+		r.cat("g")
+	}},
+	{"reopen-private-file-through-proc-self-fd", baseTree, func(r *rec) {
+		w := r.open("a/f", unix.O_RDWR, 0)
+		r.write(w, "X")
+		fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(w), unix.O_RDONLY, 0)
+		r.logf("reopen /proc/self/fd/N = %s", errStr(err))
+		r.readFD("reopened", fd)
+		r.close(fd)
+		fd, err = unix.Open("/dev/fd/"+strconv.Itoa(w), unix.O_WRONLY|unix.O_APPEND, 0)
+		r.logf("reopen /dev/fd/N for append = %s", errStr(err))
+		r.write(fd, "Y")
+		r.close(fd)
+		r.close(w)
+		r.cat("a/f")
+	}},
+	{"rdwr-create-existing-keeps-data", baseTree, func(r *rec) {
+		fd := r.open("a/f", unix.O_RDWR|unix.O_CREAT, 0o600)
+		r.readFD("f", fd)
+		r.fstat(fd)
+		r.close(fd)
+	}},
+	{"path-only-ignores-creat", baseTree, func(r *rec) {
+		r.close(r.open("a/none", unix.O_PATH|unix.O_CREAT|unix.O_WRONLY, 0o644))
+		r.cat("a/none")
+	}},
+}
+
+// featureSets are the kernels' code paths: everything on, then each fallback forced.
+var featureSets = []struct {
+	name string
+	off  func(*notify.FeatureSet)
+}{
+	{"all", func(*notify.FeatureSet) {}},
+	{"no-addfd-send", func(f *notify.FeatureSet) { f.AddfdSend = false }},
+	{"no-wait-killable", func(f *notify.FeatureSet) { f.WaitKillableRecv = false }},
+	{"no-sync-wakeup", func(f *notify.FeatureSet) { f.SyncWakeUp = false }},
+	{"old-id-valid", func(f *notify.FeatureSet) { f.IDValidW = false }},
+}
+
+func TestOpenDifferential(t *testing.T) {
+	for _, fs := range featureSets {
+		for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+			t.Run(fs.name+"/"+pol.String(), func(t *testing.T) {
+				f := notify.Features()
+				fs.off(&f)
+				defer notify.SetForTest(f)()
+				for _, c := range openCases {
+					t.Run(c.name, func(t *testing.T) { runOpenCase(t, c, pol) })
+				}
+			})
+		}
+	}
+}
+
+func runOpenCase(t *testing.T, c openCase, pol Policy) {
+	shared := t.TempDir()
+	mkTree(t, shared, c.tree...)
+	copyDir := copyTree(t, shared)
+	before := hashTree(t, shared)
+
+	want := &rec{root: copyDir}
+	onOwnThread(t, func() { c.ops(want) })
+
+	storeRoot := t.TempDir()
+	p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: storeRoot, Policy: pol})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &rec{root: shared}
+	err = p.Invoke(context.Background(), func(*Invocation) error { c.ops(got); return nil })
+	if cerr := p.Close(); cerr != nil {
+		t.Errorf("close: %v", cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.b.String() != want.b.String() {
+		t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got.b.String(), want.b.String())
+	}
+	if after := hashTree(t, shared); after != before {
+		t.Errorf("the shared tree changed")
+	}
+	if left := storeEntries(t, storeRoot); len(left) != 0 {
+		t.Errorf("store not empty after close: %v", left)
+	}
+}
+
+// TestOpenStoreInvisible checks that nothing inside the store can be opened from a view.
+func TestOpenStoreInvisible(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f x")
+	storeRoot := t.TempDir()
+	p, err := NewPool(Config{Trees: []string{"/"}, Store: storeRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	store := p.store.dir
+	mkTree(t, shared, "symlink into-store -> "+store)
+	err = p.Invoke(context.Background(), func(*Invocation) error {
+		fd, err := unix.Open(shared+"/f", unix.O_WRONLY, 0) // something in the private layer
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + storeName(store) + "/lock"} {
+			for _, flags := range []int{unix.O_RDONLY, unix.O_WRONLY | unix.O_CREAT} {
+				fd, err := unix.Open(path, flags, 0o644)
+				if err != unix.ENOENT {
+					unix.Close(fd)
+					t.Errorf("open(%s, %#o) = %v, want ENOENT", path, flags, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func storeName(dir string) string { return dir[len(dir)-len("fsvirt-")-9:] }
+
+var _ = unsafe.Sizeof(0)

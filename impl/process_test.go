@@ -1,0 +1,152 @@
+package impl
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
+// set it runs that open case's operations on FSVIRT_TEST_ROOT and prints its record.
+func TestMain(m *testing.M) {
+	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
+		for _, c := range openCases {
+			if c.name == name {
+				r := &rec{root: os.Getenv("FSVIRT_TEST_ROOT")}
+				c.ops(r)
+				fmt.Print(r.b.String())
+				os.Exit(0)
+			}
+		}
+		fmt.Fprintf(os.Stderr, "no open case %q\n", name)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
+
+// runCmd runs argv in process mode with the tree virtualized and returns its stdout and result.
+func runCmd(t *testing.T, tree string, env []string, argv ...string) (string, *Result) {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	storeRoot := t.TempDir()
+	res, err := Run(context.Background(), RunConfig{Trees: []string{tree}, Store: storeRoot,
+		Path: argv[0], Args: argv, Env: append(os.Environ(), env...), Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := storeEntries(t, storeRoot); len(left) != 0 {
+		t.Errorf("store not empty after Run: %v", left)
+	}
+	b, _ := os.ReadFile(out.Name())
+	return string(b), res
+}
+
+func TestProcessOpenDifferential(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range openCases {
+		t.Run(c.name, func(t *testing.T) {
+			shared := t.TempDir()
+			mkTree(t, shared, c.tree...)
+			copyDir := copyTree(t, shared)
+			before := hashTree(t, shared)
+			want := &rec{root: copyDir}
+			onOwnThread(t, func() { c.ops(want) })
+			got, res := runCmd(t, shared, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
+			if res.ExitStatus != 0 {
+				t.Fatalf("helper exited %d", res.ExitStatus)
+			}
+			if got != want.b.String() {
+				t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got, want.b.String())
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+func TestProcessShell(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		script  string
+		stdout  string
+		status  int
+		changes string
+	}{
+		{"append", `echo changed >> f; cat f`, "shared\nchanged\n", 0, "M f"},
+		{"truncate", `: > f; wc -c < f`, "0\n", 0, "M f"},
+		{"create", `echo new > n; cat n`, "new\n", 0, "A n"},
+		{"create-exclusive", `set -C; echo x > f 2>/dev/null || echo refused`, "refused\n", 0, ""},
+		{"read-only", `cat f`, "shared\n", 0, ""},
+		{"exit-status", `exit 3`, "", 3, ""},
+		{"killed-by-signal", `kill -9 $$`, "", 137, ""},
+		{"background-child-keeps-view", `(sleep 0.3; echo late > bg) & echo early`, "early\n", 0, "A bg"},
+		{"children-share-view", `echo one > f; sh -c 'cat f'`, "one\n", 0, "M f"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shared := t.TempDir()
+			mkTree(t, shared, "file f shared\n")
+			before := hashTree(t, shared)
+			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && "+c.script)
+			if out != c.stdout || res.ExitStatus != c.status {
+				t.Errorf("stdout %q, status %d; want %q, %d", out, res.ExitStatus, c.stdout, c.status)
+			}
+			var changes []string
+			for _, ch := range res.Changes {
+				changes = append(changes, string(ch.Kind)+" "+strings.TrimPrefix(ch.Path, shared+"/"))
+			}
+			if got := strings.Join(changes, ","); got != c.changes {
+				t.Errorf("changes %q, want %q", got, c.changes)
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+func TestProcessConcurrentIsolated(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f shared")
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			mine := fmt.Sprintf("run-%d", i)
+			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", fmt.Sprintf("echo %s > %s/f; sleep 0.1; cat %s/f", mine, shared, shared))
+			if res.ExitStatus != 0 || out != mine+"\n" {
+				t.Errorf("run %d read %q (status %d)", i, out, res.ExitStatus)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if b, _ := os.ReadFile(shared + "/f"); !bytes.Equal(b, []byte("shared")) {
+		t.Errorf("shared file changed to %q", b)
+	}
+}
+
+func TestProcessKeep(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f shared")
+	keep := t.TempDir() + "/kept"
+	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(),
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo kept > " + shared + "/f"}, Keep: keep})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run = %v, %v", res, err)
+	}
+	if b, err := os.ReadFile(keep + shared + "/f"); err != nil || string(b) != "kept\n" {
+		t.Errorf("kept layer has %q, %v", b, err)
+	}
+}
