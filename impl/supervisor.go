@@ -14,7 +14,7 @@ import (
 // listener is one seccomp listener fd and the view its notifications are answered in.
 type listener struct {
 	fd   int
-	id   uint64 // set by add; epoll reports it, since fd numbers are reused after close
+	id   uint64       // set by add; epoll reports it, since fd numbers are reused after close
 	view func() *View // nil: no invocation is running on the listener's thread
 	// hup is called once, from the supervisor, when no task uses the filter any more.
 	hup func()
