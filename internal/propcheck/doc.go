@@ -1,0 +1,42 @@
+// Package propcheck is the state machine that checks one [fsvirt.FS] against
+// another with rapid: random sequences of opens and fd operations by several
+// interleaved invocations over a small alphabet of names.
+//
+// [Run] drives a system under test (sut) and a reference (ref) in lockstep,
+// together with a shadow [model.Model] that says which ops have a defined
+// outcome (no '..' above the root, no lseek in a directory), which ops use a
+// stale fd (opened read-only before a copy-up; the model, not the reference,
+// is the specification there) and how many copy-ups each invocation should
+// have made. It is used three ways:
+//
+//  1. model vs oracle (this package's tests, with the copy and the overlayfs
+//     oracles);
+//  2. engine vs oracle;
+//  3. engine vs model: outcomes, and copy-up counts against the model's
+//     decisions (when the sut implements [fsvirt.CopyUpCounter]).
+//
+// Invariants after every step: both shared trees equal the initial tree;
+// every live invocation's view, probed by opening and reading every path its
+// ops could have created or changed, is the same in sut and ref; copy-up
+// counts agree. After the run, every invocation has ended without leaving
+// anything, and the process has no more fds than before.
+//
+// # Budget
+//
+// The tests run rapid's default budget, 100 cases of about 30 steps, unless
+// -short divides it. Run them longer with rapid's flags or variables, for
+// instance
+//
+//	go test ./internal/propcheck -rapid.checks=5000 -rapid.steps=100
+//	RAPID_CHECKS=5000 RAPID_STEPS=100 go test ./internal/propcheck
+//
+// or fuzz them: go test ./internal/propcheck -fuzz=FuzzModelVsCopy.
+//
+// A failing case is shrunk and written to testdata/rapid/<TestName>/ in the
+// test's package directory; rapid replays every file there before searching
+// for new cases, so a committed file is a regression test. A fail file holds
+// the steps up to the failure only: once the bug is fixed, rapid replays those
+// steps (a mismatch among them still fails the test), then logs that the file
+// "is no longer valid" because the sequence ran out of recorded data. Files
+// recorded before a change to the generators decode to other steps.
+package propcheck

@@ -1,0 +1,197 @@
+package propcheck
+
+import (
+	"maps"
+	"slices"
+
+	"pgregory.net/rapid"
+
+	"github.com/fsvirt/fsvirt"
+	"github.com/fsvirt/fsvirt/internal/sysexec"
+	"github.com/fsvirt/fsvirt/model"
+)
+
+// DefaultTree is the shared tree of a run unless [Options] says otherwise:
+// nested directories, an empty file, symlinks to a file, to a directory, up
+// to the root, dangling and looping.
+var DefaultTree = fsvirt.MustParseTree(
+	"dir a",
+	"dir a/b",
+	"file f hello",
+	"file empty",
+	"file 0600 a/g world",
+	"file a/b/h deep down",
+	"symlink l -> a/g",
+	"symlink la -> a",
+	"symlink a/b/up -> ../..",
+	"symlink dang -> nothere",
+	"symlink loop -> loop",
+)
+
+// DefaultNames are the path components ops are made of.
+var DefaultNames = []string{
+	".", "..", "a", "b", "f", "g", "h", "n", "empty", "l", "la", "up", "dang", "nothere", "loop",
+}
+
+// Options configure [Run].
+type Options struct {
+	Tree        fsvirt.Tree // the shared tree sut and ref serve; DefaultTree if nil
+	Names       []string    // path components; DefaultNames if nil
+	Invocations int         // at most this many live at once; 3 if 0
+}
+
+// machine is the state of one run.
+type machine struct {
+	sut, ref fsvirt.FS
+	shadow   *model.Model
+	tree     fsvirt.Tree
+	names    []string
+	slots    int
+	probes   []string                                   // paths whose content Check compares
+	files    []string                                   // the tree's files and symlinks
+	dirs     []string                                   // the tree's directories
+	live     map[fsvirt.Inv]map[fsvirt.Handle]fsvirt.Op // the open that made each handle
+}
+
+// Run checks sut against ref with one random sequence of steps. Both must
+// serve opts.Tree and have no live invocation. Run ends every invocation it
+// began.
+func Run(t *rapid.T, sut, ref fsvirt.FS, opts Options) {
+	t.Helper()
+	m := &machine{sut: sut, ref: ref, tree: opts.Tree, names: opts.Names, slots: opts.Invocations}
+	if m.tree == nil {
+		m.tree = DefaultTree
+	}
+	if m.names == nil {
+		m.names = DefaultNames
+	}
+	if m.slots == 0 {
+		m.slots = 3
+	}
+	umask, err := sysexec.Umask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.shadow = model.New(m.tree, umask)
+	m.probes = probePaths(m.tree, m.names)
+	m.dirs = []string{"."}
+	for _, p := range m.tree.Paths() {
+		if m.tree[p].Type == fsvirt.Dir {
+			m.dirs = append(m.dirs, p)
+		} else {
+			m.files = append(m.files, p)
+		}
+	}
+	m.live = map[fsvirt.Inv]map[fsvirt.Handle]fsvirt.Op{}
+	fds, err := sysexec.OpenFDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	defer m.endAll(t)
+	m.begin(t, 0)
+	t.Repeat(m.actions())
+	m.endAll(t)
+	m.checkShared(t)
+	m.checkFDs(t, fds)
+}
+
+// Check implements the invariants, after every step.
+func (m *machine) Check(t *rapid.T) {
+	m.checkShared(t)
+	for _, inv := range slices.Sorted(maps.Keys(m.live)) {
+		got, want := probe(m.sut, inv, m.probes), probe(m.ref, inv, m.probes)
+		for i := range max(len(got), len(want)) {
+			if i >= len(got) || i >= len(want) || got[i] != want[i] {
+				t.Fatalf("inv %d: views differ at probe %d:\n  sut: %s\n  ref: %s", inv, i, at(got, i), at(want, i))
+			}
+		}
+		if c, ok := m.sut.(fsvirt.CopyUpCounter); ok && c.CopyUps(inv) != m.shadow.CopyUps(inv) {
+			t.Fatalf("inv %d: %d copy-ups, the model says %d", inv, c.CopyUps(inv), m.shadow.CopyUps(inv))
+		}
+	}
+}
+
+func at(s []string, i int) string {
+	if i < len(s) {
+		return s[i]
+	}
+	return "(nothing)"
+}
+
+func (m *machine) checkShared(t *rapid.T) {
+	for name, fs := range map[string]fsvirt.FS{"sut": m.sut, "ref": m.ref} {
+		tree, err := fs.Shared()
+		if err != nil {
+			t.Fatalf("%s: shared tree: %v", name, err)
+		}
+		if tree.Hash() != m.tree.Hash() {
+			t.Fatalf("%s: the shared tree changed:\n%s\nwas:\n%s", name, tree, m.tree)
+		}
+	}
+}
+
+func (m *machine) checkFDs(t *rapid.T, before map[int]string) {
+	after, err := sysexec.OpenFDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fd, target := range after {
+		if _, ok := before[fd]; !ok {
+			t.Fatalf("fd %d (%s) leaked", fd, target)
+		}
+	}
+}
+
+// step runs op in inv on sut, ref and the shadow model and compares.
+func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
+	if !m.shadow.Defined(inv, op) {
+		t.Skipf("undefined: %v", op)
+	}
+	predicted, dec := m.shadow.Apply(inv, op)
+	got, want := m.sut.Do(inv, op), m.ref.Do(inv, op)
+	note := dec.Mapping.String()
+	if dec.Stale {
+		want, note = predicted, note+", stale fd: compared with the model"
+	}
+	t.Logf("inv %d: %v = %v [%s]", inv, op, got, note)
+	if !got.Equal(want) {
+		t.Fatalf("inv %d: %v\n  sut: %v\n  ref: %v", inv, op, got, want)
+	}
+	if got.Errno != 0 {
+		return
+	}
+	switch op.Kind {
+	case fsvirt.OpOpen:
+		m.live[inv][fsvirt.Handle(got.Ret)] = op
+	case fsvirt.OpClose:
+		delete(m.live[inv], op.Fd)
+	}
+}
+
+func (m *machine) begin(t *rapid.T, inv fsvirt.Inv) {
+	t.Logf("inv %d: begin", inv)
+	for _, fs := range []fsvirt.FS{m.sut, m.ref, m.shadow} {
+		if err := fs.Begin(inv); err != nil {
+			t.Fatalf("inv %d: begin: %v", inv, err)
+		}
+	}
+	m.live[inv] = map[fsvirt.Handle]fsvirt.Op{}
+}
+
+func (m *machine) end(t *rapid.T, inv fsvirt.Inv) {
+	t.Logf("inv %d: end", inv)
+	delete(m.live, inv)
+	for name, fs := range map[string]fsvirt.FS{"sut": m.sut, "ref": m.ref, "model": m.shadow} {
+		if err := fs.End(inv); err != nil {
+			t.Errorf("inv %d: %s: end: %v", inv, name, err)
+		}
+	}
+}
+
+// endAll ends the live invocations, also when a step failed.
+func (m *machine) endAll(t *rapid.T) {
+	for inv := range m.live {
+		m.end(t, inv)
+	}
+}

@@ -1,0 +1,94 @@
+package sysexec
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fsvirt/fsvirt"
+)
+
+// Remote is an [fsvirt.FS] that runs each invocation's ops with an [Exec] on
+// the shared tree, on one goroutine per invocation that the caller provides:
+// for the engine, the function of a long-lived pool.Invoke, whose worker
+// thread is the only one virtualized.
+type Remote struct {
+	// OwnCwd says that run calls serve on a thread with a working directory of its own (the
+	// engine's workers unshare CLONE_FS): serve then changes it to the root, and relative paths
+	// resolve against it for real rather than by prefixing the root. Set it before Begin.
+	OwnCwd bool
+	root   string
+	run    func(inv fsvirt.Inv, serve func() error) error
+	invs   map[fsvirt.Inv]*remoteInv
+}
+
+type remoteInv struct {
+	ops     chan fsvirt.Op
+	results chan fsvirt.Outcome
+	done    chan error
+}
+
+var _ fsvirt.FS = (*Remote)(nil)
+
+// NewRemote returns a Remote on the tree at root. At Begin, it calls run on a
+// new goroutine; run must call serve once, on the goroutine whose syscalls
+// are to be tested, and return what serve returns after its own checks (for
+// the engine: that the invocation left nothing in the store). serve executes
+// ops until End.
+func NewRemote(root string, run func(inv fsvirt.Inv, serve func() error) error) *Remote {
+	return &Remote{root: root, run: run, invs: map[fsvirt.Inv]*remoteInv{}}
+}
+
+// Begin implements [fsvirt.FS]. It returns once serve runs, or with run's
+// error if run returns first.
+func (r *Remote) Begin(inv fsvirt.Inv) error {
+	if r.invs[inv] != nil {
+		return fmt.Errorf("remote: invocation %d is live", inv)
+	}
+	ri := &remoteInv{ops: make(chan fsvirt.Op), results: make(chan fsvirt.Outcome), done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() {
+		ri.done <- r.run(inv, func() error {
+			x := New(r.root)
+			if r.OwnCwd {
+				var err error
+				if x, err = NewInCwd(r.root); err != nil {
+					return err
+				}
+			}
+			close(ready)
+			for op := range ri.ops {
+				ri.results <- x.Do(op)
+			}
+			return x.Close()
+		})
+	}()
+	select {
+	case <-ready:
+		r.invs[inv] = ri
+		return nil
+	case err := <-ri.done:
+		return errors.Join(fmt.Errorf("remote: invocation %d did not start", inv), err)
+	}
+}
+
+// Do implements [fsvirt.FS].
+func (r *Remote) Do(inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
+	ri := r.invs[inv]
+	ri.ops <- op
+	return <-ri.results
+}
+
+// End implements [fsvirt.FS]: serve closes the invocation's fds and returns,
+// and End returns what run returns.
+func (r *Remote) End(inv fsvirt.Inv) error {
+	ri := r.invs[inv]
+	if ri == nil {
+		return fmt.Errorf("remote: invocation %d is not live", inv)
+	}
+	delete(r.invs, inv)
+	close(ri.ops)
+	return <-ri.done
+}
+
+// Shared implements [fsvirt.FS].
+func (r *Remote) Shared() (fsvirt.Tree, error) { return Walk(r.root) }

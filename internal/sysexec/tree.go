@@ -1,0 +1,113 @@
+package sysexec
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/fsvirt/fsvirt"
+)
+
+// Build creates t under dir, which must exist, with t's exact modes; dir
+// itself gets mode 0755.
+func Build(dir string, t fsvirt.Tree) error {
+	for _, p := range t.Paths() {
+		n, full := t[p], filepath.Join(dir, p)
+		var err error
+		switch n.Type {
+		case fsvirt.Dir:
+			err = os.Mkdir(full, 0o700)
+		case fsvirt.File:
+			err = os.WriteFile(full, []byte(n.Data), 0o600)
+		case fsvirt.Symlink:
+			err = os.Symlink(n.Target, full)
+		}
+		if err == nil && n.Type != fsvirt.Symlink {
+			err = os.Chmod(full, fs.FileMode(n.Mode)) // exact, whatever the umask
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return os.Chmod(dir, 0o755)
+}
+
+// Walk reads the tree under dir back.
+func Walk(dir string) (fsvirt.Tree, error) {
+	t := fsvirt.Tree{}
+	err := filepath.WalkDir(dir, func(full string, d fs.DirEntry, err error) error {
+		if err != nil || full == dir {
+			return err
+		}
+		p, err := filepath.Rel(dir, full)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		n := fsvirt.Node{Mode: uint32(info.Mode().Perm())}
+		switch {
+		case d.IsDir():
+			n.Type = fsvirt.Dir
+		case d.Type().IsRegular():
+			n.Type = fsvirt.File
+			data, err := os.ReadFile(full)
+			n.Data = string(data)
+			if err != nil {
+				return err
+			}
+		case d.Type() == fs.ModeSymlink:
+			n.Type = fsvirt.Symlink
+			if n.Target, err = os.Readlink(full); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("walk %s: unexpected file type %v", full, d.Type())
+		}
+		t[filepath.ToSlash(p)] = n
+		return nil
+	})
+	return t, err
+}
+
+// Umask returns the calling thread's umask without changing it (umask(2)
+// would set it, racing with other threads).
+func Umask() (uint32, error) {
+	status, err := os.ReadFile("/proc/thread-self/status")
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			return uint32(mask), err
+		}
+	}
+	return 0, fmt.Errorf("no Umask in /proc/thread-self/status")
+}
+
+// OpenFDs lists the process's open fds and what they refer to.
+func OpenFDs() (map[int]string, error) {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return nil, err
+	}
+	fds := map[int]string{}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			return nil, err
+		}
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue // the fd ReadDir used, closed since
+		}
+		fds[fd] = target
+	}
+	return fds, nil
+}

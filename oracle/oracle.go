@@ -1,0 +1,91 @@
+package oracle
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/fsvirt/fsvirt"
+	"github.com/fsvirt/fsvirt/internal/sysexec"
+)
+
+// Oracle runs each invocation's ops with real syscalls on a private tree of
+// its own, made at Begin and removed at End.
+type Oracle struct {
+	shared, tmp string
+	// layout makes the invocation's tree in the empty directory dir and
+	// returns its root; unlayout undoes what RemoveAll cannot.
+	layout   func(dir string) (root string, err error)
+	unlayout func(dir string) error
+	invs     map[fsvirt.Inv]*session
+}
+
+type session struct {
+	dir string
+	x   *sysexec.Exec
+}
+
+var _ fsvirt.FS = (*Oracle)(nil)
+
+// NewCopy returns an oracle that gives each invocation a full copy of the
+// tree at shared, made under tmp: the isolation a per-invocation chroot gives.
+func NewCopy(shared, tmp string) *Oracle {
+	o := &Oracle{shared: shared, tmp: tmp, invs: map[fsvirt.Inv]*session{}}
+	o.layout = func(dir string) (string, error) {
+		t, err := sysexec.Walk(shared)
+		if err != nil {
+			return "", err
+		}
+		return dir, sysexec.Build(dir, t)
+	}
+	o.unlayout = func(string) error { return nil }
+	return o
+}
+
+// Begin implements [fsvirt.FS].
+func (o *Oracle) Begin(inv fsvirt.Inv) error {
+	if o.invs[inv] != nil {
+		return fmt.Errorf("oracle: invocation %d is live", inv)
+	}
+	dir, err := os.MkdirTemp(o.tmp, fmt.Sprintf("inv%d-", inv))
+	if err != nil {
+		return err
+	}
+	root, err := o.layout(dir)
+	if err != nil {
+		return errors.Join(err, os.RemoveAll(dir))
+	}
+	o.invs[inv] = &session{dir: dir, x: sysexec.New(root)}
+	return nil
+}
+
+// Do implements [fsvirt.FS].
+func (o *Oracle) Do(inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
+	return o.invs[inv].x.Do(op)
+}
+
+// End implements [fsvirt.FS]: it closes the invocation's fds and removes its
+// tree, and fails if the tree is still there.
+func (o *Oracle) End(inv fsvirt.Inv) error {
+	s := o.invs[inv]
+	if s == nil {
+		return fmt.Errorf("oracle: invocation %d is not live", inv)
+	}
+	delete(o.invs, inv)
+	if err := errors.Join(s.x.Close(), o.unlayout(s.dir)); err != nil {
+		return err // the tree may still be mounted: leave it alone
+	}
+	if err := os.RemoveAll(s.dir); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(s.dir); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("oracle: %s left behind (%v)", s.dir, err)
+	}
+	return nil
+}
+
+// Shared implements [fsvirt.FS].
+func (o *Oracle) Shared() (fsvirt.Tree, error) {
+	return sysexec.Walk(o.shared)
+}

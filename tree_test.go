@@ -1,0 +1,53 @@
+package fsvirt_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fsvirt/fsvirt"
+)
+
+func TestParseTree(t *testing.T) {
+	lines := []string{
+		"dir a",
+		"file 0600 a/f hello world",
+		"file a/g",
+		"symlink l -> a/f",
+	}
+	tree, err := fsvirt.ParseTree(lines...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fsvirt.Tree{
+		"a":   {Type: fsvirt.Dir, Mode: 0o755},
+		"a/f": {Type: fsvirt.File, Mode: 0o600, Data: "hello world"},
+		"a/g": {Type: fsvirt.File, Mode: 0o644},
+		"l":   {Type: fsvirt.Symlink, Mode: 0o777, Target: "a/f"},
+	}
+	if tree.String() != want.String() || len(tree) != len(want) {
+		t.Errorf("got\n%s\nwant\n%s", tree, want)
+	}
+	again, err := fsvirt.ParseTree(strings.Split(strings.TrimSuffix(tree.String(), "\n"), "\n")...)
+	if err != nil || again.Hash() != tree.Hash() {
+		t.Errorf("round trip: %v\n%s", err, again)
+	}
+}
+
+func TestParseTreeErrors(t *testing.T) {
+	for name, lines := range map[string][]string{
+		"unknown-kind":       {"fifo p"},
+		"parent-missing":     {"file a/f"},
+		"parent-is-a-file":   {"file a", "file a/f"},
+		"absolute-symlink":   {"symlink l -> /etc/passwd"},
+		"symlink-no-target":  {"symlink l"},
+		"unclean-path":       {"dir a", "file a/../f"},
+		"path-leaves-tree":   {"file ../f"},
+		"listed-twice":       {"file f", "file f"},
+		"bad-octal-mode":     {"file 0999 f"},
+		"absolute-node-path": {"file /f"},
+	} {
+		if _, err := fsvirt.ParseTree(lines...); err == nil {
+			t.Errorf("%s: %q parsed", name, lines)
+		}
+	}
+}
