@@ -3,6 +3,7 @@ package impl
 import (
 	"os"
 	"path"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,8 +63,30 @@ func checkOpenat2(o op) error {
 	return nil
 }
 
+// openFlagsErr applies the checks open(2) makes on flags alone, before looking at the dirfd or the
+// path (build_open_flags; O_DIRECTORY|O_CREAT is refused since Linux 6.4).
+func openFlagsErr(flags int) error {
+	switch {
+	case flags&unix.O_PATH != 0:
+		return nil // open and openat drop every other flag; openat2 refused them in checkOpenat2
+	case flags&(unix.O_DIRECTORY|unix.O_CREAT) == unix.O_DIRECTORY|unix.O_CREAT:
+		return unix.EINVAL
+	case flags&flagTmpfile != 0 && (flags&unix.O_DIRECTORY == 0 || flags&unix.O_ACCMODE == unix.O_RDONLY):
+		return unix.EINVAL
+	}
+	return nil
+}
+
+// writesData says an open of an existing regular file can change its content or needs write access
+// to it, so that the file must be copied up first. O_TRUNC truncates even with O_RDONLY. O_CREAT and
+// O_APPEND alone do not: on an existing file opened for reading they change nothing.
+func writesData(flags int) bool {
+	return flags&unix.O_PATH == 0 && (flags&unix.O_ACCMODE != unix.O_RDONLY || flags&unix.O_TRUNC != 0)
+}
+
 // open answers the open family: pass-through for unchanged files read-only, copy-up then redirect
-// for anything that can write, redirect for everything the private layer already holds.
+// for anything that can write, redirect for everything the private layer already holds. Errors come
+// in the kernel's order: flags, dirfd, path walk, then the final object.
 func (v *View) open(t tracee, o op) (reply, error) {
 	if o.strict {
 		if err := checkOpenat2(o); err != nil {
@@ -71,20 +94,32 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		}
 	}
 	flags := int(uint32(o.flags))
+	if err := openFlagsErr(flags); err != nil {
+		return reply{}, err
+	}
 	pathOnly := flags&unix.O_PATH != 0
-	tmpfile := flags&flagTmpfile != 0 && !pathOnly
-	creat := flags&unix.O_CREAT != 0 && !pathOnly && !tmpfile
+	if pathOnly {
+		flags &= unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	}
+	tmpfile := flags&flagTmpfile != 0
+	creat := flags&unix.O_CREAT != 0
 	excl := creat && flags&unix.O_EXCL != 0
-	writes := mayWrite(o.flags)
-	follow := flags&unix.O_NOFOLLOW == 0 && !excl
 	cloexec := flags&unix.O_CLOEXEC != 0
+	// O_CREAT|O_EXCL implies O_NOFOLLOW; with O_CREAT a trailing slash fails with EISDIR before
+	// anything is followed.
+	follow := flags&unix.O_NOFOLLOW == 0 && !excl
+	trailing := strings.HasSuffix(o.unsafePath, "/")
+	if trailing {
+		follow = !creat
+	}
 
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow, resolve: o.resolve})
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow, resolve: o.resolve, creat: creat})
 	if err != nil {
 		return reply{}, err
 	}
 	fast := v.ns.policy == PolicyFast
-	if pathOnly {
+	switch {
+	case pathOnly:
 		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them). An O_PATH
 		// fd gives no access to data, and every later use of it passes through the view again, so
 		// the kernel may open it itself, in either policy. An object in the private layer is
@@ -93,72 +128,64 @@ func (v *View) open(t tracee, o op) (reply, error) {
 			return openFD(v.upperPath(r.path), flags&^unix.O_PATH|unix.O_RDONLY, 0, cloexec)
 		}
 		return reply{kind: replyContinue}, nil
-	}
-	if r.fdObject != "" { // a pipe, socket or deleted file reopened through /proc/PID/fd/N
-		if !writes && fast {
+	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
+		if !mayWrite(o.flags) && fast {
 			return reply{kind: replyContinue}, nil
 		}
 		return openFD(r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), 0, cloexec)
-	}
-	if !writes {
+	case tmpfile:
 		switch {
-		case r.inUpper:
-			return openFD(v.upperPath(r.path), flags, 0, cloexec)
-		case fast && r.pure:
-			return reply{kind: replyContinue}, nil
 		case !r.exists:
 			return reply{}, unix.ENOENT
-		}
-		return openFD(r.path, flags, 0, cloexec)
-	}
-	if !r.inTree { // outside the virtualized trees: the host's file, opened by the supervisor
-		if !r.exists {
-			return v.create(t, r, r.path, flags, o.mode, cloexec, false)
-		}
-		return openFD(r.path, flags, o.mode, cloexec)
-	}
-	if tmpfile {
-		if !r.exists || r.mode != unix.S_IFDIR {
-			if !r.exists {
-				return reply{}, unix.ENOENT
-			}
+		case r.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
+		case !r.inTree:
+			return v.create(t, r, r.path, flags, o.mode, cloexec, true)
 		}
 		if err := v.ensureUpperDir(r.path); err != nil {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
-	}
-	if !r.exists {
-		if !creat {
-			return reply{}, unix.ENOENT
-		}
-		if r.trailingSlash {
-			return reply{}, unix.EISDIR
-		}
+	case r.dot && excl:
+		return reply{}, unix.EEXIST
+	case creat && (r.dot || trailing):
+		return reply{}, unix.EISDIR
+	case !r.exists && !creat:
+		return reply{}, unix.ENOENT
+	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
+		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
+	case !r.exists:
 		if err := v.ensureUpperDir(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, false)
-	}
-	if excl {
+	case excl:
 		return reply{}, unix.EEXIST
+	case creat && r.mode == unix.S_IFDIR:
+		return reply{}, unix.EISDIR
+	case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case r.mode == unix.S_IFLNK:
+		return reply{}, unix.ELOOP
 	}
+
+	// The final object exists. O_CREAT has done its part; what remains is the kernel's open of it.
+	flags &^= unix.O_CREAT | unix.O_EXCL
 	switch {
 	case r.inUpper:
 		return openFD(v.upperPath(r.path), flags, 0, cloexec)
-	case r.mode == unix.S_IFREG:
-		if flags&unix.O_DIRECTORY != 0 {
-			return reply{}, unix.ENOTDIR
-		}
+	case !mayWrite(uint64(flags)) && fast && r.pure && !creat:
+		return reply{kind: replyContinue}, nil
+	case r.mode == unix.S_IFREG && r.inTree && writesData(flags):
 		if err := v.copyUp(r.path, flags&unix.O_TRUNC != 0); err != nil {
 			return reply{}, err
 		}
 		return openFD(v.upperPath(r.path), flags, 0, cloexec)
 	}
-	// A directory (the kernel refuses to open one for writing), a device, a FIFO or a socket:
-	// opening it writes nothing to the tree.
-	return openFD(r.path, flags&^(unix.O_CREAT|unix.O_EXCL), 0, cloexec)
+	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
+	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
+	// nothing to the view's tree.
+	return openFD(r.path, flags, 0, cloexec)
 }
 
 // openFD opens host path p with the caller's flags for injection.

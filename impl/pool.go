@@ -78,6 +78,10 @@ func (inv *Invocation) Context() context.Context { return inv.ctx }
 // Stats returns what the view has done so far.
 func (inv *Invocation) Stats() Stats { return inv.view.Stats() }
 
+// LayerDir is the directory in the store that holds the invocation's private layer. It is removed
+// when Invoke returns; the function itself cannot see it.
+func (inv *Invocation) LayerDir() string { return inv.view.dir }
+
 // Changes lists the paths the invocation changed so far.
 func (inv *Invocation) Changes() []Change { return inv.view.Changes() }
 

@@ -27,12 +27,18 @@ type resolved struct {
 	// (a pipe, a socket, a deleted file): the supervisor reopens /proc/TID/fd/N itself.
 	fdObject      string
 	trailingSlash bool
+	// dot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing can
+	// be created.
+	dot bool
 }
 
 // resolveOpts carries the lookup rules of one call.
 type resolveOpts struct {
 	followFinal bool
 	resolve     uint64 // openat2 RESOLVE_* flags
+	// creat: the caller creates the final component (O_CREAT). A trailing slash then neither
+	// follows a final symlink nor requires a directory: open fails with EISDIR instead.
+	creat bool
 }
 
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
@@ -122,7 +128,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if inUpper {
 			r.pure = false
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || r.trailingSlash) {
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || (r.trailingSlash && !o.creat)) {
 			if o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
 				return r, unix.ELOOP
 			}
@@ -181,11 +187,11 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		r.exists, r.mode, r.inUpper = true, st.Mode&unix.S_IFMT, inUpper
 	}
 	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
-		r.exists, r.mode = true, unix.S_IFDIR
+		r.exists, r.mode, r.dot = true, unix.S_IFDIR, true
 	}
 	r.path = cur
 	r.inTree = v.ns.inTree(cur)
-	if r.trailingSlash && r.mode != unix.S_IFDIR {
+	if r.trailingSlash && r.mode != unix.S_IFDIR && !o.creat {
 		return r, unix.ENOTDIR
 	}
 	return r, nil
