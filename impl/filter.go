@@ -3,13 +3,12 @@ package impl
 import (
 	"encoding/binary"
 	"fmt"
-	"io"
-	"os"
 	"sync"
 
-	seccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
+
+//go:generate go run -tags fsvirt_libseccomp ./internal/genfilter -o zfilter.go
 
 var (
 	filterOnce sync.Once
@@ -17,52 +16,19 @@ var (
 	filterErr  error
 )
 
-// compiledFilter returns the BPF program built from the syscall table, compiled once per process.
+// compiledFilter returns the BPF program libseccomp compiled from the syscall table.
+//
+// The program is compiled ahead of time, by `go generate ./impl` (genfilter, with libseccomp), into
+// zfilter.go, so that fsvirt builds without cgo or libseccomp and links statically. TestFilterDecisions
+// runs the program against every row of the table and every other syscall number, so a table change
+// without a regenerated program fails the tests; with -tags fsvirt_libseccomp, TestFilterUpToDate also
+// compares it byte for byte with what the installed libseccomp compiles now.
+//
+// libseccomp keeps a single listener per process (KERNEL.md, trap 1), so fsvirt loads the program
+// itself, once per worker thread or invocation process.
 func compiledFilter() ([]unix.SockFilter, error) {
-	filterOnce.Do(func() { filterProg, filterErr = compileFilter() })
+	filterOnce.Do(func() { filterProg, filterErr = decodeBPF(filterBPF) })
 	return filterProg, filterErr
-}
-
-// compileFilter builds the filter with libseccomp and exports it as raw BPF. libseccomp keeps a
-// single listener per process (KERNEL.md, trap 1), so fsvirt loads the exported program itself,
-// once per worker thread or invocation process.
-func compileFilter() ([]unix.SockFilter, error) {
-	f, err := seccomp.NewFilter(seccomp.ActAllow)
-	if err != nil {
-		return nil, fmt.Errorf("libseccomp: new filter: %w", err)
-	}
-	defer f.Release()
-	if err := f.SetBadArchAction(seccomp.ActErrno.SetReturnCode(int16(errnoBadArch))); err != nil {
-		return nil, fmt.Errorf("libseccomp: bad-arch action: %w", err)
-	}
-	for _, e := range table {
-		var act seccomp.ScmpAction
-		switch e.handling {
-		case Passed:
-			continue
-		case Virtualized:
-			act = seccomp.ActNotify
-		case Denied:
-			act = seccomp.ActErrno.SetReturnCode(int16(e.errno))
-		}
-		if err := f.AddRule(seccomp.ScmpSyscall(e.nr), act); err != nil {
-			return nil, fmt.Errorf("libseccomp: rule for %s: %w", e.name, err)
-		}
-	}
-	fd, err := unix.MemfdCreate("fsvirt-filter", unix.MFD_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("memfd_create: %w", err)
-	}
-	mf := os.NewFile(uintptr(fd), "fsvirt-filter")
-	defer mf.Close()
-	if err := f.ExportBPF(mf); err != nil {
-		return nil, fmt.Errorf("libseccomp: export BPF: %w", err)
-	}
-	raw, err := io.ReadAll(io.NewSectionReader(mf, 0, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read exported BPF: %w", err)
-	}
-	return decodeBPF(raw)
 }
 
 // decodeBPF turns exported struct sock_filter bytes (8 bytes each, native endian) into instructions.
