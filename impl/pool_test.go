@@ -115,7 +115,8 @@ func TestConsecutiveInvocationsLeakNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := fdCount(t); got != fds {
+	// Fewer is not a leak: a finalizer or an earlier test's cleanup may close an fd meanwhile.
+	if got := fdCount(t); got > fds {
 		t.Errorf("fds: %d before, %d after %d invocations", fds, got, n)
 	}
 	if got := threadCount(t); got > threads+2 { // the Go runtime may add a thread or two of its own

@@ -89,6 +89,23 @@ func setupShared(t *testing.T) (shared, tmp string) {
 	return shared, tmp
 }
 
+// resetShared rebuilds the shared tree before each case, so that an engine bug that wrote to it
+// fails that case alone, and rapid can shrink it, rather than every later case.
+func resetShared(t *rapid.T, shared string) {
+	entries, err := os.ReadDir(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(shared, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sysexec.Build(shared, propcheck.DefaultTree); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestEngineVsCopy: the engine, through real syscalls of sandboxed threads, behaves as the kernel
 // does on a private full copy of the tree.
 func TestEngineVsCopy(t *testing.T) {
@@ -97,6 +114,7 @@ func TestEngineVsCopy(t *testing.T) {
 			shared, tmp := setupShared(t)
 			e := newEngineFS(t, shared, pol)
 			rapid.Check(t, func(rt *rapid.T) {
+				resetShared(rt, shared)
 				propcheck.Run(rt, e, oracle.NewCopy(shared, tmp), propcheck.Options{Invocations: invocations})
 			})
 		})
@@ -114,6 +132,7 @@ func TestEngineVsModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	rapid.Check(t, func(rt *rapid.T) {
+		resetShared(rt, shared)
 		propcheck.Run(rt, e, model.New(propcheck.DefaultTree, umask), propcheck.Options{Invocations: invocations})
 	})
 }
