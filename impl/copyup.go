@@ -9,51 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ensureUpperDir makes sure view directory p exists in the private layer, mirroring each missing
-// ancestor from the shared tree with its mode and owner.
-func (v *View) ensureUpperDir(p string) error {
-	if p == "/" {
-		return nil
-	}
-	if e, ok := v.entry(p); ok && e.kind == entryDir {
-		return nil
-	}
-	if err := v.ensureUpperDir(path.Dir(p)); err != nil {
+// copyUp copies the shared regular file src, which view path p stands for, into the private layer
+// at p, with its mode, owner and times, and its data unless truncate says the caller is about to
+// discard it. The copy is built in an unnamed O_TMPFILE and put in place only when complete, so a
+// failed copy-up (a full disk, say) leaves nothing behind; it replaces p's placeholder, if any.
+func (v *View) copyUp(p, src string, truncate bool) error {
+	if err := v.ensureDir(path.Dir(p)); err != nil {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
-		return err
-	}
-	up := v.upperPath(p)
-	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
-		return err
-	}
-	if err := unix.Chmod(up, st.Mode&07777); err != nil {
-		return err
-	}
-	if err := unix.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
-		return err
-	}
-	v.setEntry(p, entry{kind: entryDir})
-	return nil
-}
-
-// copyUp copies the shared regular file at view path p into the private layer, with its mode,
-// owner and times, and its data unless truncate says the caller is about to discard it. The copy
-// is built in an unnamed O_TMPFILE and linked into place only when complete, so a failed copy-up
-// (a full disk, say) leaves nothing behind.
-func (v *View) copyUp(p string, truncate bool) error {
-	if err := v.ensureUpperDir(path.Dir(p)); err != nil {
-		return err
-	}
-	src, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	sfd, err := unix.Open(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(src)
+	defer unix.Close(sfd)
 	var st unix.Stat_t
-	if err := unix.Fstat(src, &st); err != nil {
+	if err := unix.Fstat(sfd, &st); err != nil {
 		return err
 	}
 	parent := v.upperPath(path.Dir(p))
@@ -70,7 +40,7 @@ func (v *View) copyUp(p string, truncate bool) error {
 	}
 	var n int64
 	if !truncate {
-		if n, err = copyData(dst, src, st.Size); err != nil {
+		if n, err = copyData(dst, sfd, st.Size); err != nil {
 			return fail(err)
 		}
 	}
@@ -84,15 +54,18 @@ func (v *View) copyUp(p string, truncate bool) error {
 		return fail(err)
 	}
 	up := v.upperPath(p)
-	if named != "" {
-		err = unix.Rename(named, up)
-	} else {
-		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, up, unix.AT_SYMLINK_FOLLOW)
+	if named == "" {
+		// Link the finished file under a temporary name, then rename it over the placeholder.
+		named = parent + "/.fsvirt-copyup-" + strconv.Itoa(dst)
+		if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, named, unix.AT_SYMLINK_FOLLOW); err != nil {
+			named = ""
+			return err
+		}
 	}
-	if err != nil {
+	if err := unix.Rename(named, up); err != nil {
 		return fail(err)
 	}
-	v.setEntry(p, entry{kind: entryFile})
+	v.setEntry(p, &entry{kind: entryObj, own: true, lower: src})
 	v.countCopyUp(n)
 	return nil
 }

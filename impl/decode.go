@@ -24,6 +24,7 @@ type op struct {
 	mode       uint32
 	resolve    uint64 // openat2's RESOLVE_* flags
 	strict     bool   // openat2: unknown flags and stray mode bits are EINVAL
+	pathArgs
 }
 
 // decoder turns a notification's registers (and the tracee memory they point to) into an op.

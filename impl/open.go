@@ -17,6 +17,7 @@ const (
 	replyVal                       // succeed with val
 	replyContinue                  // let the kernel run the syscall (read-only calls only)
 	replyFD                        // inject fd and return its number in the task
+	replyExec                      // install fd in the task, rewrite its path argument, continue
 )
 
 // reply is the supervisor's answer to one notification.
@@ -27,6 +28,8 @@ type reply struct {
 	fd      int    // replyFD: the supervisor's descriptor, closed once injected
 	cloexec bool   // replyFD: the new descriptor gets FD_CLOEXEC
 	undo    func() // replyFD: rolls back a file created for a task that went away before injection
+	// replyExec: points the task's path argument at the installed descriptor.
+	rewrite func(newfd int) error
 }
 
 func errnoReply(e unix.Errno) reply { return reply{kind: replyErrno, errno: e} }
@@ -124,10 +127,17 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		// fd gives no access to data, and every later use of it passes through the view again, so
 		// the kernel may open it itself, in either policy. An object in the private layer is
 		// opened for reading instead, so that the descriptor names the right file.
-		if r.inUpper {
-			return openFD(v.upperPath(r.path), flags&^unix.O_PATH|unix.O_RDONLY, 0, cloexec)
+		switch {
+		case !r.exists:
+			return reply{}, unix.ENOENT
+		case r.pure:
+			return reply{kind: replyContinue}, nil
+		case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
+			return reply{}, unix.ENOTDIR
+		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
+			return reply{}, unix.ELOOP
 		}
-		return reply{kind: replyContinue}, nil
+		return openFD(r.host, flags&^(unix.O_PATH|unix.O_NOFOLLOW)|unix.O_RDONLY|unix.O_NONBLOCK, 0, cloexec)
 	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
 		if !mayWrite(o.flags) && fast {
 			return reply{kind: replyContinue}, nil
@@ -142,7 +152,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case !r.inTree:
 			return v.create(t, r, r.path, flags, o.mode, cloexec, true)
 		}
-		if err := v.ensureUpperDir(r.path); err != nil {
+		if err := v.ensureDir(r.path); err != nil {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
@@ -155,7 +165,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
 		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
 	case !r.exists:
-		if err := v.ensureUpperDir(path.Dir(r.path)); err != nil {
+		if err := v.materialize(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, false)
@@ -172,12 +182,12 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	// The final object exists. O_CREAT has done its part; what remains is the kernel's open of it.
 	flags &^= unix.O_CREAT | unix.O_EXCL
 	switch {
-	case r.inUpper:
-		return openFD(v.upperPath(r.path), flags, 0, cloexec)
+	case r.own:
+		return openFD(r.host, flags, 0, cloexec)
 	case !mayWrite(uint64(flags)) && fast && r.pure && !creat:
 		return reply{kind: replyContinue}, nil
 	case r.mode == unix.S_IFREG && r.inTree && writesData(flags):
-		if err := v.copyUp(r.path, flags&unix.O_TRUNC != 0); err != nil {
+		if err := v.copyUp(r.path, r.host, flags&unix.O_TRUNC != 0); err != nil {
 			return reply{}, err
 		}
 		return openFD(v.upperPath(r.path), flags, 0, cloexec)
@@ -185,7 +195,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
 	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
 	// nothing to the view's tree.
-	return openFD(r.path, flags, 0, cloexec)
+	return openFD(r.host, flags, 0, cloexec)
 }
 
 // openFD opens host path p with the caller's flags for injection.
@@ -229,8 +239,8 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 		}
 	}
 	if !tmpfile && r.inTree {
-		v.setEntry(r.path, entry{kind: entryFile, added: true})
-		undo = func() { unix.Unlink(p); v.dropEntry(r.path) }
+		v.setEntry(r.path, &entry{kind: entryObj, own: true})
+		undo = func() { unix.Unlink(p); v.dropTree(r.path) }
 	}
 	return reply{kind: replyFD, fd: fd, cloexec: cloexec, undo: undo}, nil
 }

@@ -109,6 +109,9 @@ func NewPool(cfg Config) (*Pool, error) {
 		return nil, err
 	}
 	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	if ns != nil {
+		ns.threadMode = true
+	}
 	if err != nil {
 		st.close()
 		return nil, err

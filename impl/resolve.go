@@ -17,7 +17,9 @@ type resolved struct {
 	path    string // cleaned absolute view path of the final object (or where it would be created)
 	exists  bool
 	mode    uint32 // S_IFMT bits when exists
-	inUpper bool   // the final object lives in the private layer
+	host    string // where the final object is on the host: its upper path or a shared path
+	own     bool   // the final object is the view's own (created, copied up, materialized)
+	ent     *entry // the entry at the final path, if any
 	inTree  bool   // the final path is virtualized
 	// pure: the kernel, resolving the same string from the caller, reaches the same object without
 	// any help: nothing in the private layer, no magic link, nothing hidden was on the way. Only a
@@ -113,7 +115,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if v.ns.hidden(next) {
 			return r, unix.ENOENT
 		}
-		st, inUpper, err := v.lstat(next)
+		l, st, err := v.locate(next)
 		if err == unix.ENOENT {
 			if !last {
 				return r, unix.ENOENT
@@ -125,8 +127,8 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if err != nil {
 			return r, err
 		}
-		if inUpper {
-			r.pure = false
+		if l.ent != nil && (l.ent.own || l.ent.lower != next) {
+			r.pure = false // the kernel would find another object at this path
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || (r.trailingSlash && !o.creat)) {
 			if o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
@@ -136,7 +138,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			if links > maxSymlinks {
 				return r, unix.ELOOP
 			}
-			target, err := readlink(v.hostPath(next, inUpper))
+			target, err := readlink(l.host)
 			if err != nil {
 				return r, err
 			}
@@ -184,10 +186,22 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			continue
 		}
 		cur = next
-		r.exists, r.mode, r.inUpper = true, st.Mode&unix.S_IFMT, inUpper
+		r.exists, r.mode = true, st.Mode&unix.S_IFMT
+		r.host, r.ent = l.host, l.ent
 	}
 	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
 		r.exists, r.mode, r.dot = true, unix.S_IFDIR, true
+		l, _, err := v.locate(cur)
+		if err != nil {
+			return r, err
+		}
+		r.host, r.ent = l.host, l.ent
+	}
+	if r.ent != nil {
+		r.own = r.ent.own || r.ent.materialized
+		if r.own || r.ent.lower != cur {
+			r.pure = false
+		}
 	}
 	r.path = cur
 	r.inTree = v.ns.inTree(cur)
@@ -195,14 +209,6 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		return r, unix.ENOTDIR
 	}
 	return r, nil
-}
-
-// hostPath is where the object at view path p lives on the host.
-func (v *View) hostPath(p string, inUpper bool) string {
-	if inUpper {
-		return v.upperPath(p)
-	}
-	return p
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
@@ -224,7 +230,11 @@ func (v *View) magicTarget(target string) (string, bool, error) {
 // startDir is the directory a relative path starts from: the caller's cwd or its dirfd.
 func (v *View) startDir(t tracee, dirfd int) (string, bool, error) {
 	link := "cwd"
-	if dirfd != unix.AT_FDCWD {
+	if dirfd == unix.AT_FDCWD {
+		if p, ok := v.virtualCwd(t); ok {
+			return p, false, nil
+		}
+	} else {
 		if dirfd < 0 {
 			return "", false, unix.EBADF
 		}
@@ -253,7 +263,8 @@ func (v *View) startDir(t tracee, dirfd int) (string, bool, error) {
 	if v.ns.hidden(target) {
 		return "", false, unix.ENOENT
 	}
-	return target, true, nil
+	p := v.viewOfLower(target)
+	return p, p == target, nil
 }
 
 func splitPath(p string) []string {

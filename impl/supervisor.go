@@ -187,7 +187,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		}
 	}
 	if v == nil { // a worker thread outside any invocation: read-only opens only
-		if err == nil && o.kind == opOpen && !mayWrite(o.flags) {
+		if err == nil && (o.kind == opOpen && !mayWrite(o.flags) || o.kind.readOnly()) {
 			return reply{kind: replyContinue}
 		}
 		return errnoReply(unix.EPERM)
@@ -198,7 +198,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 			return errnoReply(unix.ECANCELED)
 		}
 		var r reply
-		r, err = v.open(t, o)
+		r, err = v.do(t, o)
 		if err == nil {
 			return r
 		}
@@ -231,6 +231,22 @@ func (s *supervisor) respond(lfd int, id uint64, r reply) {
 		err = notify.Send(lfd, id, 0, r.errno)
 	case replyVal:
 		err = notify.Send(lfd, id, r.val, 0)
+	case replyExec:
+		var newfd int
+		newfd, err = notify.InstallFD(lfd, id, r.fd, false)
+		unix.Close(r.fd)
+		if err == nil {
+			if rerr := r.rewrite(newfd); rerr != nil {
+				var errno unix.Errno
+				if !errors.As(rerr, &errno) {
+					s.log.Error("exec path rewrite failed; answering EIO", "err", rerr)
+					errno = unix.EIO
+				}
+				err = notify.Send(lfd, id, 0, errno)
+			} else {
+				err = notify.Continue(lfd, id)
+			}
+		}
 	case replyFD:
 		_, err = notify.AddFD(lfd, id, r.fd, r.cloexec)
 		unix.Close(r.fd)

@@ -40,12 +40,10 @@ type sysEntry struct {
 }
 
 // Errnos for denied calls. ENOSYS tells programs the facility does not exist here (io_uring users
-// fall back to ordinary syscalls); EROFS says the shared tree cannot be changed this way; EPERM says
-// the call is refused by policy.
+// fall back to ordinary syscalls); EPERM says the call is refused by policy.
 const (
-	errnoBypass  = unix.ENOSYS
-	errnoMutator = unix.EROFS
-	errnoPolicy  = unix.EPERM
+	errnoBypass = unix.ENOSYS
+	errnoPolicy = unix.EPERM
 )
 
 // table lists every syscall fsvirt treats specially on x86-64. Anything not listed is passed.
@@ -75,69 +73,84 @@ var table = []sysEntry{
 	{nr: unix.SYS_FSPICK, name: "fspick", handling: Denied, errno: errnoPolicy, note: "mount family"},
 	{nr: unix.SYS_MOUNT_SETATTR, name: "mount_setattr", handling: Denied, errno: errnoPolicy, note: "mount family"},
 	{nr: unix.SYS_FANOTIFY_INIT, name: "fanotify_init", handling: Denied, errno: errnoPolicy, note: "opens files by event, bypassing the filter"},
+	{nr: unix.SYS_OPEN_TREE_ATTR, name: "open_tree_attr", handling: Denied, errno: errnoPolicy, note: "mount family"},
 
-	// Path calls that would change the shared tree and are not virtualized yet: they fail closed.
-	{nr: unix.SYS_MKDIR, name: "mkdir", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_MKDIRAT, name: "mkdirat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_RMDIR, name: "rmdir", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_UNLINK, name: "unlink", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_UNLINKAT, name: "unlinkat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_RENAME, name: "rename", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_RENAMEAT, name: "renameat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_RENAMEAT2, name: "renameat2", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_LINK, name: "link", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_LINKAT, name: "linkat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_SYMLINK, name: "symlink", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_SYMLINKAT, name: "symlinkat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_CHMOD, name: "chmod", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FCHMOD, name: "fchmod", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FCHMODAT, name: "fchmodat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FCHMODAT2, name: "fchmodat2", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_CHOWN, name: "chown", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FCHOWN, name: "fchown", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_LCHOWN, name: "lchown", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FCHOWNAT, name: "fchownat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_TRUNCATE, name: "truncate", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_UTIME, name: "utime", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_UTIMES, name: "utimes", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_UTIMENSAT, name: "utimensat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FUTIMESAT, name: "futimesat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_MKNOD, name: "mknod", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_MKNODAT, name: "mknodat", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_SETXATTR, name: "setxattr", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_LSETXATTR, name: "lsetxattr", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FSETXATTR, name: "fsetxattr", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_REMOVEXATTR, name: "removexattr", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_LREMOVEXATTR, name: "lremovexattr", handling: Denied, errno: errnoMutator, note: notYet},
-	{nr: unix.SYS_FREMOVEXATTR, name: "fremovexattr", handling: Denied, errno: errnoMutator, note: notYet},
+	// Path-taking calls without a virtualized form: denied, never passed through.
+	{nr: unix.SYS_FANOTIFY_MARK, name: "fanotify_mark", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_ACCT, name: "acct", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_SWAPON, name: "swapon", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_SWAPOFF, name: "swapoff", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_QUOTACTL, name: "quotactl", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_USELIB, name: "uselib", handling: Denied, errno: errnoBypass, note: noPath},
+	{nr: unix.SYS_SETXATTRAT, name: "setxattrat", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.13)"},
+	{nr: unix.SYS_GETXATTRAT, name: "getxattrat", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.13)"},
+	{nr: unix.SYS_LISTXATTRAT, name: "listxattrat", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.13)"},
+	{nr: unix.SYS_REMOVEXATTRAT, name: "removexattrat", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.13)"},
+	{nr: unix.SYS_FILE_GETATTR, name: "file_getattr", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.17)"},
+	{nr: unix.SYS_FILE_SETATTR, name: "file_setattr", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.17)"},
 
-	// Read-only path calls, passed through to the shared tree: they do not see the private layer yet.
-	{nr: unix.SYS_STAT, name: "stat", note: notYetRead},
-	{nr: unix.SYS_LSTAT, name: "lstat", note: notYetRead},
-	{nr: unix.SYS_NEWFSTATAT, name: "newfstatat", note: notYetRead},
-	{nr: unix.SYS_STATX, name: "statx", note: notYetRead},
-	{nr: unix.SYS_ACCESS, name: "access", note: notYetRead},
-	{nr: unix.SYS_FACCESSAT, name: "faccessat", note: notYetRead},
-	{nr: unix.SYS_FACCESSAT2, name: "faccessat2", note: notYetRead},
-	{nr: unix.SYS_READLINK, name: "readlink", note: notYetRead},
-	{nr: unix.SYS_READLINKAT, name: "readlinkat", note: notYetRead},
-	{nr: unix.SYS_GETDENTS64, name: "getdents64", note: notYetRead},
-	{nr: unix.SYS_CHDIR, name: "chdir", note: notYetRead},
-	{nr: unix.SYS_FCHDIR, name: "fchdir", note: notYetRead},
-	{nr: unix.SYS_EXECVE, name: "execve", note: notYetRead},
-	{nr: unix.SYS_EXECVEAT, name: "execveat", note: notYetRead},
-	{nr: unix.SYS_GETXATTR, name: "getxattr", note: notYetRead},
-	{nr: unix.SYS_LGETXATTR, name: "lgetxattr", note: notYetRead},
-	{nr: unix.SYS_LISTXATTR, name: "listxattr", note: notYetRead},
-	{nr: unix.SYS_LLISTXATTR, name: "llistxattr", note: notYetRead},
-	{nr: unix.SYS_STATFS, name: "statfs", note: notYetRead},
-	{nr: unix.SYS_INOTIFY_ADD_WATCH, name: "inotify_add_watch", note: notYetRead},
+	// Other path calls: answered in the view (impl/pathops.go). Legacy and *at forms decode into
+	// one form each.
+	{nr: unix.SYS_MKDIR, name: "mkdir", handling: Virtualized, decode: decodeMkdir},
+	{nr: unix.SYS_MKDIRAT, name: "mkdirat", handling: Virtualized, decode: decodeMkdirat},
+	{nr: unix.SYS_RMDIR, name: "rmdir", handling: Virtualized, decode: decodeRmdir},
+	{nr: unix.SYS_UNLINK, name: "unlink", handling: Virtualized, decode: decodeUnlink},
+	{nr: unix.SYS_UNLINKAT, name: "unlinkat", handling: Virtualized, decode: decodeUnlinkat},
+	{nr: unix.SYS_RENAME, name: "rename", handling: Virtualized, decode: decodeRename},
+	{nr: unix.SYS_RENAMEAT, name: "renameat", handling: Virtualized, decode: decodeRenameat},
+	{nr: unix.SYS_RENAMEAT2, name: "renameat2", handling: Virtualized, decode: decodeRenameat2},
+	{nr: unix.SYS_LINK, name: "link", handling: Virtualized, decode: decodeLink},
+	{nr: unix.SYS_LINKAT, name: "linkat", handling: Virtualized, decode: decodeLinkat},
+	{nr: unix.SYS_SYMLINK, name: "symlink", handling: Virtualized, decode: decodeSymlink},
+	{nr: unix.SYS_SYMLINKAT, name: "symlinkat", handling: Virtualized, decode: decodeSymlinkat},
+	{nr: unix.SYS_CHMOD, name: "chmod", handling: Virtualized, decode: decodeChmod},
+	{nr: unix.SYS_FCHMOD, name: "fchmod", handling: Virtualized, decode: decodeFchmod},
+	{nr: unix.SYS_FCHMODAT, name: "fchmodat", handling: Virtualized, decode: decodeFchmodat},
+	{nr: unix.SYS_FCHMODAT2, name: "fchmodat2", handling: Virtualized, decode: decodeFchmodat2},
+	{nr: unix.SYS_CHOWN, name: "chown", handling: Virtualized, decode: decodeChown},
+	{nr: unix.SYS_FCHOWN, name: "fchown", handling: Virtualized, decode: decodeFchown},
+	{nr: unix.SYS_LCHOWN, name: "lchown", handling: Virtualized, decode: decodeLchown},
+	{nr: unix.SYS_FCHOWNAT, name: "fchownat", handling: Virtualized, decode: decodeFchownat},
+	{nr: unix.SYS_TRUNCATE, name: "truncate", handling: Virtualized, decode: decodeTruncate},
+	{nr: unix.SYS_UTIME, name: "utime", handling: Virtualized, decode: decodeUtime},
+	{nr: unix.SYS_UTIMES, name: "utimes", handling: Virtualized, decode: decodeUtimes},
+	{nr: unix.SYS_UTIMENSAT, name: "utimensat", handling: Virtualized, decode: decodeUtimensat},
+	{nr: unix.SYS_FUTIMESAT, name: "futimesat", handling: Virtualized, decode: decodeFutimesat},
+	{nr: unix.SYS_MKNOD, name: "mknod", handling: Virtualized, decode: decodeMknod},
+	{nr: unix.SYS_MKNODAT, name: "mknodat", handling: Virtualized, decode: decodeMknodat},
+	{nr: unix.SYS_SETXATTR, name: "setxattr", handling: Virtualized, decode: setxattrDecoder(false, false)},
+	{nr: unix.SYS_LSETXATTR, name: "lsetxattr", handling: Virtualized, decode: setxattrDecoder(true, false)},
+	{nr: unix.SYS_FSETXATTR, name: "fsetxattr", handling: Virtualized, decode: setxattrDecoder(false, true)},
+	{nr: unix.SYS_REMOVEXATTR, name: "removexattr", handling: Virtualized, decode: removexattrDecoder(false, false)},
+	{nr: unix.SYS_LREMOVEXATTR, name: "lremovexattr", handling: Virtualized, decode: removexattrDecoder(true, false)},
+	{nr: unix.SYS_FREMOVEXATTR, name: "fremovexattr", handling: Virtualized, decode: removexattrDecoder(false, true)},
+
+	// Read-only path calls: left to the kernel (CONTINUE) when the path leads where it does on the
+	// host, else answered by the supervisor from the view.
+	{nr: unix.SYS_STAT, name: "stat", handling: Virtualized, decode: decodeStat},
+	{nr: unix.SYS_LSTAT, name: "lstat", handling: Virtualized, decode: decodeLstat},
+	{nr: unix.SYS_NEWFSTATAT, name: "newfstatat", handling: Virtualized, decode: decodeNewfstatat},
+	{nr: unix.SYS_STATX, name: "statx", handling: Virtualized, decode: decodeStatx},
+	{nr: unix.SYS_ACCESS, name: "access", handling: Virtualized, decode: decodeAccess},
+	{nr: unix.SYS_FACCESSAT, name: "faccessat", handling: Virtualized, decode: decodeFaccessat},
+	{nr: unix.SYS_FACCESSAT2, name: "faccessat2", handling: Virtualized, decode: decodeFaccessat2},
+	{nr: unix.SYS_READLINK, name: "readlink", handling: Virtualized, decode: decodeReadlink},
+	{nr: unix.SYS_READLINKAT, name: "readlinkat", handling: Virtualized, decode: decodeReadlinkat},
+	{nr: unix.SYS_GETDENTS64, name: "getdents64", note: "fd-based: a directory the view changed is opened from its complete private copy"},
+	{nr: unix.SYS_GETCWD, name: "getcwd", handling: Virtualized, decode: decodeGetcwd, note: "the view path of the working directory"},
+	{nr: unix.SYS_CHDIR, name: "chdir", handling: Virtualized, decode: decodeChdir},
+	{nr: unix.SYS_FCHDIR, name: "fchdir", handling: Virtualized, decode: decodeFchdir},
+	{nr: unix.SYS_EXECVE, name: "execve", handling: Virtualized, decode: decodeExecve},
+	{nr: unix.SYS_EXECVEAT, name: "execveat", handling: Virtualized, decode: decodeExecveat},
+	{nr: unix.SYS_GETXATTR, name: "getxattr", handling: Virtualized, decode: getxattrDecoder(false)},
+	{nr: unix.SYS_LGETXATTR, name: "lgetxattr", handling: Virtualized, decode: getxattrDecoder(true)},
+	{nr: unix.SYS_LISTXATTR, name: "listxattr", handling: Virtualized, decode: listxattrDecoder(false)},
+	{nr: unix.SYS_LLISTXATTR, name: "llistxattr", handling: Virtualized, decode: listxattrDecoder(true)},
+	{nr: unix.SYS_STATFS, name: "statfs", handling: Virtualized, decode: decodeStatfs},
+	{nr: unix.SYS_INOTIFY_ADD_WATCH, name: "inotify_add_watch", handling: Virtualized, decode: decodeInotifyAddWatch},
 }
 
-const (
-	notYet     = "would change the shared tree; not virtualized yet, so it fails closed"
-	notYetRead = "read-only; sees the shared tree, not the private layer, until virtualized"
-)
+const noPath = "takes a path the view does not virtualize"
 
 // Non-native architectures (32-bit int 0x80, x32) get this errno from the filter.
 const errnoBadArch = unix.ENOSYS

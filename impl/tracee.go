@@ -75,6 +75,7 @@ var errTraceeGone = fmt.Errorf("tracee gone")
 // creds is what the supervisor needs from /proc/TID/status to act for the task.
 type creds struct {
 	tgid   int
+	ppid   int
 	umask  uint32
 	fsuid  int
 	fsgid  int
@@ -99,6 +100,8 @@ func (t tracee) status() (creds, error) {
 		switch k {
 		case "Tgid":
 			c.tgid, _ = strconv.Atoi(fields[0])
+		case "PPid":
+			c.ppid, _ = strconv.Atoi(fields[0])
 		case "Umask":
 			u, err := strconv.ParseUint(fields[0], 8, 32)
 			if err == nil {
@@ -123,4 +126,54 @@ func (t tracee) status() (creds, error) {
 // procPath names an entry in the task's /proc directory, e.g. "cwd" or "fd/3".
 func (t tracee) procPath(rel string) string {
 	return "/proc/" + strconv.Itoa(t.tid) + "/" + rel
+}
+
+// write copies p to addr in the task's memory; a short write is EFAULT.
+func (t tracee) write(addr uint64, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	local := []unix.Iovec{{Base: &p[0], Len: uint64(len(p))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(p)}}
+	n, err := unix.ProcessVMWritev(t.tid, local, remote, 0)
+	if err != nil {
+		if err == unix.ESRCH {
+			return errTraceeGone
+		}
+		return unix.EFAULT
+	}
+	if n != len(p) {
+		return unix.EFAULT
+	}
+	return nil
+}
+
+// writeStruct copies the size bytes at ptr to addr in the task's memory.
+func (t tracee) writeStruct(addr uint64, ptr unsafe.Pointer, size int) error {
+	return t.write(addr, unsafe.Slice((*byte)(ptr), size))
+}
+
+// getfd duplicates the task's descriptor fd into the supervisor (pidfd_getfd, Linux 5.6): the
+// same open file, so that the supervisor can act on it for the task. The caller closes it.
+func (t tracee) getfd(fd int) (int, error) {
+	pidfd, err := unix.PidfdOpen(t.tid, unix.PIDFD_THREAD)
+	if err == unix.EINVAL { // before 6.9 a pidfd names a thread-group leader only
+		var c creds
+		if c, err = t.status(); err != nil {
+			return -1, err
+		}
+		pidfd, err = unix.PidfdOpen(c.tgid, 0)
+	}
+	if err != nil {
+		return -1, errTraceeGone
+	}
+	defer unix.Close(pidfd)
+	dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		if err == unix.EBADF {
+			return -1, unix.EBADF
+		}
+		return -1, err
+	}
+	return dup, nil
 }

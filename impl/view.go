@@ -4,12 +4,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
 )
 
 // Policy chooses how read-only opens of files the invocation has not changed are answered.
@@ -52,6 +50,9 @@ type namespace struct {
 	passthrough []string // inside a tree, but left to the host (/proc, /sys, /dev)
 	store       string   // hidden from every view
 	policy      Policy
+	// threadMode: each task with a view has a working directory of its own (thread mode's workers
+	// unshare CLONE_FS); otherwise the threads of a process share one.
+	threadMode bool
 }
 
 func within(p, dir string) bool {
@@ -111,19 +112,6 @@ func newNamespace(trees []string, store string, policy Policy) (*namespace, erro
 	return ns, nil
 }
 
-// entryKind is what the private layer holds at a view path.
-type entryKind uint8
-
-const (
-	entryDir  entryKind = iota + 1 // a directory mirrored from the shared tree to hold private files
-	entryFile                      // a regular file, copied up or created by the invocation
-)
-
-type entry struct {
-	kind  entryKind
-	added bool // did not exist in the shared tree
-}
-
 // Stats counts what an invocation's view did.
 type Stats struct {
 	Calls       map[string]int `json:"calls"`        // notifications handled, per syscall
@@ -148,8 +136,10 @@ type View struct {
 	canceled atomic.Bool
 
 	mu      sync.Mutex
-	entries map[string]entry
+	entries map[string]*entry
 	stats   Stats
+	cwds    map[int]virtualCwd // by task (thread mode) or process
+	renamed bool               // a directory was renamed: lower paths no longer equal view paths
 }
 
 func newView(ns *namespace, dir string) (*View, error) {
@@ -157,7 +147,7 @@ func newView(ns *namespace, dir string) (*View, error) {
 	if err := os.Mkdir(upper, 0o755); err != nil {
 		return nil, err
 	}
-	return &View{ns: ns, dir: dir, upper: upper, entries: map[string]entry{}, stats: Stats{Calls: map[string]int{}}}, nil
+	return &View{ns: ns, dir: dir, upper: upper, entries: map[string]*entry{}, cwds: map[int]virtualCwd{}, stats: Stats{Calls: map[string]int{}}}, nil
 }
 
 // upperPath is where view path p lives in the private layer.
@@ -177,25 +167,6 @@ func (v *View) viewPathOf(host string) (string, bool) {
 		return host[len(v.upper):], true
 	}
 	return "", false
-}
-
-func (v *View) entry(p string) (entry, bool) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	e, ok := v.entries[p]
-	return e, ok
-}
-
-func (v *View) setEntry(p string, e entry) {
-	v.mu.Lock()
-	v.entries[p] = e
-	v.mu.Unlock()
-}
-
-func (v *View) dropEntry(p string) {
-	v.mu.Lock()
-	delete(v.entries, p)
-	v.mu.Unlock()
 }
 
 func (v *View) count(sys string) {
@@ -223,72 +194,8 @@ func (v *View) Stats() Stats {
 	return s
 }
 
-// Changes lists the paths the invocation changed, sorted.
-func (v *View) Changes() []Change {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	var out []Change
-	for p, e := range v.entries {
-		switch {
-		case e.kind == entryFile && e.added:
-			out = append(out, Change{Kind: 'A', Path: p})
-		case e.kind == entryFile:
-			out = append(out, Change{Kind: 'M', Path: p})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
-}
-
-// keep copies the private layer to dst (created, must not exist or be empty).
-func (v *View) keep(dst string) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	return filepath.WalkDir(v.upper, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(v.upper, p)
-		target := filepath.Join(dst, rel)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if rel == "." {
-				return nil
-			}
-			return os.Mkdir(target, fi.Mode().Perm())
-		}
-		src, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-		if err != nil {
-			return err
-		}
-		if _, err := copyData(int(out.Fd()), int(src.Fd()), fi.Size()); err != nil {
-			out.Close()
-			return err
-		}
-		return out.Close()
-	})
-}
-
 // remove deletes the invocation's directory from the store.
 func (v *View) remove() error {
 	return os.RemoveAll(v.dir)
 }
 
-// lstat looks p up in the view: the private layer first, then the host. inUpper says which answered.
-func (v *View) lstat(p string) (st unix.Stat_t, inUpper bool, err error) {
-	if e, ok := v.entry(p); ok && e.kind == entryFile {
-		err = unix.Lstat(v.upperPath(p), &st)
-		return st, true, err
-	}
-	err = unix.Lstat(p, &st)
-	return st, false, err
-}

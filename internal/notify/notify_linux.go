@@ -200,3 +200,14 @@ func wrapUnsupported(errno unix.Errno) error {
 	}
 	return errno
 }
+
+// InstallFD installs srcfd in the notified task without completing the syscall, and returns its
+// number there: the caller answers the notification afterwards (with Continue, say).
+func InstallFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
+	a := Addfd{ID: id, Srcfd: uint32(srcfd)}
+	if cloexec {
+		a.NewfdFlags = unix.O_CLOEXEC
+	}
+	r, err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_ADDFD, unsafe.Pointer(&a))
+	return int(r), err
+}

@@ -1,0 +1,172 @@
+package impl
+
+import (
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// virtualCwd is a working directory the kernel cannot hold: a directory that exists only in the
+// private layer, or moved there. The kernel's working directory stays where it was (kernel).
+type virtualCwd struct {
+	path   string // view path
+	kernel string // the task's kernel working directory when it was set
+}
+
+// cwdKey says whose working directory t's is: its own in thread mode, its process's otherwise.
+func (v *View) cwdKey(t tracee) (int, error) {
+	if v.ns.threadMode {
+		return t.tid, nil
+	}
+	c, err := t.status()
+	return c.tgid, err
+}
+
+// virtualCwd returns t's virtual working directory, if it has one. A process started by one that
+// has a virtual working directory inherits it, as long as its kernel working directory is still
+// the one it inherited.
+func (v *View) virtualCwd(t tracee) (string, bool) {
+	v.mu.Lock()
+	n := len(v.cwds)
+	v.mu.Unlock()
+	if n == 0 {
+		return "", false
+	}
+	key, err := v.cwdKey(t)
+	if err != nil {
+		return "", false
+	}
+	v.mu.Lock()
+	c, ok := v.cwds[key]
+	v.mu.Unlock()
+	if ok || v.ns.threadMode {
+		return c.path, ok
+	}
+	st, err := tracee{tid: key}.status()
+	if err != nil {
+		return "", false
+	}
+	v.mu.Lock()
+	pc, ok := v.cwds[st.ppid]
+	v.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	if kernel, err := readlink(t.procPath("cwd")); err != nil || kernel != pc.kernel {
+		return "", false
+	}
+	v.mu.Lock()
+	v.cwds[key] = pc
+	v.mu.Unlock()
+	return pc.path, true
+}
+
+func (v *View) setCwd(t tracee, p string) error {
+	key, err := v.cwdKey(t)
+	if err != nil {
+		return err
+	}
+	kernel, err := readlink(t.procPath("cwd"))
+	if err != nil {
+		return errTraceeGone
+	}
+	v.mu.Lock()
+	v.cwds[key] = virtualCwd{path: p, kernel: kernel}
+	v.mu.Unlock()
+	return nil
+}
+
+func (v *View) clearCwd(t tracee) {
+	v.mu.Lock()
+	n := len(v.cwds)
+	v.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	if key, err := v.cwdKey(t); err == nil {
+		v.mu.Lock()
+		delete(v.cwds, key)
+		v.mu.Unlock()
+	}
+}
+
+// viewOfLower maps a shared host path that a task's descriptor or working directory names to the
+// view path of the object: the same path, unless a directory on the way was renamed in the view.
+func (v *View) viewOfLower(h string) string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.renamed {
+		return h
+	}
+	best, bestView := "", ""
+	for p, e := range v.entries {
+		if e.kind != entryDir || e.lower == "" || e.lower == p || !within(h, e.lower) {
+			continue
+		}
+		if len(e.lower) > len(best) {
+			best, bestView = e.lower, p
+		}
+	}
+	if best == "" {
+		return h
+	}
+	return bestView + strings.TrimPrefix(h, best)
+}
+
+// exec is execve and execveat. A program the kernel finds under its path is left to it. One that
+// exists only in the private layer, or changed there, is opened by the supervisor and installed in
+// the task, and the path in the task's memory is rewritten to /dev/fd/N, padded with leading
+// slashes to its length, before the kernel runs the call: the kernel then executes the view's
+// file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
+// short to hold /dev/fd/N fails with ENOEXEC.
+func (v *View) exec(t tracee, o op) (reply, error) {
+	if o.flags&^uint64(unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW) != 0 {
+		return reply{}, unix.EINVAL
+	}
+	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+		return reply{kind: replyContinue}, nil // fexecve: the descriptor is what the view gave
+	}
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_NOFOLLOW == 0})
+	switch {
+	case err != nil:
+		return reply{}, err
+	case !r.exists:
+		return reply{}, unix.ENOENT
+	case r.mode == unix.S_IFLNK:
+		return reply{}, unix.ELOOP
+	case r.mode != unix.S_IFREG:
+		return reply{}, unix.EACCES
+	case r.pure && r.fdObject == "":
+		return reply{kind: replyContinue}, nil
+	}
+	if err := unix.Access(r.host, unix.X_OK); err != nil {
+		return reply{}, err
+	}
+	fd, err := unix.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return reply{}, err
+	}
+	rewrite := func(newfd int) error {
+		short := "/dev/fd/" + strconv.Itoa(newfd)
+		if len(short) > o.pathLen {
+			return unix.ENOEXEC
+		}
+		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
+		if err := t.write(o.pathAddr, b); err != nil {
+			// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
+			// task's private copy of the page.
+			mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
+			if ferr != nil {
+				return err
+			}
+			defer mem.Close()
+			if _, err := mem.WriteAt(b, int64(o.pathAddr)); err != nil {
+				return unix.EFAULT
+			}
+		}
+		return nil
+	}
+	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
+}

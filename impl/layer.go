@@ -1,0 +1,470 @@
+package impl
+
+import (
+	"os"
+	"path"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// The private layer mirrors view paths under View.upper. What the view holds at a path is recorded
+// in View.entries; a path without an entry is whatever the shared tree holds at the lower path of
+// its nearest recorded ancestor (the same path, unless a directory was renamed).
+//
+// A directory is in one of three states:
+//
+//   - untouched: no entry; its listing and metadata are the shared directory's.
+//   - mirrored: an entry with an upper directory that holds only its changed children (copied-up
+//     files, mirrored subdirectories); its listing and metadata are still the lower directory's,
+//     which may live at another path (a renamed directory keeps its lower path).
+//   - materialized: its upper directory holds the complete listing. Children the invocation did not
+//     change are placeholders of the right file type that stand for a lower object (their entry has
+//     own == false), so the kernel lists the directory, and renames and unlinks in it, natively.
+//     Deleting a child is removing it from the upper directory: there are no whiteouts. The upper
+//     directory's metadata is the view's.
+//
+// Every change to a directory's entries (create, unlink, rename, link, symlink, mkdir, rmdir,
+// mknod) materializes it first; a change to a child's data or metadata copies the child up, which
+// mirrors its ancestors.
+
+// entryKind is what the private layer holds at a view path.
+type entryKind uint8
+
+const (
+	entryDir entryKind = iota + 1
+	entryObj           // anything else: a regular file, symlink, FIFO, socket or device
+)
+
+type entry struct {
+	kind entryKind
+	// own: the upper object is the view's object (created, or copied up). Otherwise the upper object
+	// is a placeholder (in a materialized directory) or a mirror directory, standing for lower.
+	own bool
+	// lower is the host path of the shared object the entry stands for, "" when there is none.
+	lower string
+	// materialized: a directory whose upper directory lists all of its children.
+	materialized bool
+}
+
+// loc is where a view path's object is.
+type loc struct {
+	host  string // host path to stat, read, or open
+	upper bool   // host is in the private layer (or an entry is on the view path)
+	ent   *entry // the entry at the path, if any
+}
+
+// lowerOf is the shared directory that backs view directory p's listing, for a p that exists
+// and has no entry of its own, or "" when no shared directory does.
+func (v *View) lowerOf(p string) string {
+	for a := p; ; a = path.Dir(a) {
+		if e := v.entries[a]; e != nil {
+			if e.materialized && a != p {
+				return "" // every child of a materialized directory has an entry
+			}
+			if e.lower == "" {
+				return ""
+			}
+			return e.lower + p[len(a):]
+		}
+		if a == "/" {
+			return p
+		}
+	}
+}
+
+// locate looks view path p up, given that its parent directory exists in the view.
+func (v *View) locate(p string) (loc, unix.Stat_t, error) {
+	var st unix.Stat_t
+	v.mu.Lock()
+	e := v.entries[p]
+	var lower string
+	if e == nil && p != "/" {
+		if pe := v.entries[path.Dir(p)]; pe == nil || !pe.materialized {
+			lower = path.Join(v.lowerOf(path.Dir(p)), path.Base(p))
+		}
+	} else if e == nil {
+		lower = "/"
+	}
+	v.mu.Unlock()
+	if e != nil {
+		l := loc{upper: true, ent: e}
+		switch {
+		case e.own || e.materialized:
+			l.host = v.upperPath(p)
+		default: // a placeholder or a mirrored directory: the shared object speaks for it
+			l.host = e.lower
+		}
+		err := unix.Lstat(l.host, &st)
+		return l, st, err
+	}
+	if !strings.HasPrefix(lower, "/") { // no shared directory backs the parent
+		return loc{}, st, unix.ENOENT
+	}
+	err := unix.Lstat(lower, &st)
+	return loc{host: lower}, st, err
+}
+
+// setEntry records e at p. The caller holds no lock.
+func (v *View) setEntry(p string, e *entry) {
+	v.mu.Lock()
+	v.entries[p] = e
+	v.mu.Unlock()
+}
+
+// dropTree forgets the entries at p and below.
+func (v *View) dropTree(p string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for q := range v.entries {
+		if q == p || strings.HasPrefix(q, p+"/") {
+			delete(v.entries, q)
+		}
+	}
+}
+
+// moveTree re-keys the entries at from and below to to. With exchange, the entries at to move to
+// from at the same time.
+func (v *View) moveTree(from, to string, exchange bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	under := func(q, p string) (string, bool) {
+		if q == p {
+			return "", true
+		}
+		if rest, ok := strings.CutPrefix(q, p+"/"); ok {
+			return "/" + rest, true
+		}
+		return "", false
+	}
+	moved := map[string]*entry{}
+	for q, e := range v.entries {
+		if rest, ok := under(q, from); ok {
+			moved[to+rest] = e
+			delete(v.entries, q)
+		} else if rest, ok := under(q, to); ok {
+			if exchange {
+				moved[from+rest] = e
+			}
+			delete(v.entries, q)
+		}
+	}
+	for q, e := range moved {
+		v.entries[q] = e
+	}
+}
+
+// ensureDir gives view directory p an upper directory, mirroring it (and its ancestors) from the
+// shared tree with their mode, owner and times when they have none yet.
+func (v *View) ensureDir(p string) error {
+	v.mu.Lock()
+	e := v.entries[p]
+	v.mu.Unlock()
+	if e != nil {
+		if e.kind != entryDir {
+			return unix.ENOTDIR
+		}
+		return nil
+	}
+	if p != "/" {
+		if err := v.ensureDir(path.Dir(p)); err != nil {
+			return err
+		}
+	}
+	l, st, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return unix.ENOTDIR
+	}
+	up := v.upperPath(p)
+	if p != "/" {
+		if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
+			return err
+		}
+	}
+	if err := copyMeta(up, &st); err != nil {
+		return err
+	}
+	v.setEntry(p, &entry{kind: entryDir, lower: l.host})
+	return nil
+}
+
+// copyMeta gives host object p (not a symlink) st's permission bits, owner and times.
+func copyMeta(p string, st *unix.Stat_t) error {
+	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	if err := unix.Chmod(p, st.Mode&07777); err != nil {
+		return err
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// materialize makes view directory p's upper directory list all of its children, creating a
+// placeholder for each shared child it does not hold yet.
+func (v *View) materialize(p string) error {
+	if err := v.ensureDir(p); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	e := v.entries[p]
+	v.mu.Unlock()
+	if e.materialized {
+		return nil
+	}
+	up := v.upperPath(p)
+	var st unix.Stat_t
+	if err := unix.Lstat(up, &st); err != nil {
+		return err
+	}
+	if e.lower != "" {
+		names, err := readDirNames(e.lower)
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			child := path.Join(p, name)
+			v.mu.Lock()
+			has := v.entries[child] != nil
+			v.mu.Unlock()
+			if has || v.ns.hidden(child) {
+				continue
+			}
+			lower := path.Join(e.lower, name)
+			kind, err := placeholder(lower, path.Join(up, name))
+			if err != nil {
+				return err
+			}
+			v.setEntry(child, &entry{kind: kind, lower: lower})
+		}
+	}
+	// Creating placeholders changed the upper directory's times; the view's are the shared ones.
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	e.materialized = true
+	v.mu.Unlock()
+	return nil
+}
+
+// placeholder creates at up an object of lower's type that stands for it in a listing: an empty
+// directory or file, the same symlink, a FIFO or socket node. Devices become empty files.
+func placeholder(lower, up string) (entryKind, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(lower, &st); err != nil {
+		return 0, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return entryDir, unix.Mkdir(up, 0o700)
+	case unix.S_IFLNK:
+		target, err := readlink(lower)
+		if err != nil {
+			return 0, err
+		}
+		return entryObj, unix.Symlink(target, up)
+	case unix.S_IFIFO, unix.S_IFSOCK:
+		return entryObj, unix.Mknod(up, st.Mode&unix.S_IFMT|0o600, 0)
+	}
+	fd, err := unix.Open(up, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	return entryObj, unix.Close(fd)
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// copyUpObj makes the object at view path p the view's own, so that its data or metadata can
+// change: a regular file is copied up (its data too unless truncate), a symlink, FIFO or socket
+// recreated, a directory materialized.
+func (v *View) copyUpObj(p string, truncate bool) error {
+	l, st, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+	case l.ent != nil && l.ent.own:
+		return nil
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := v.materialize(p); err != nil {
+			return err
+		}
+		v.mu.Lock()
+		v.entries[p].own = true // its metadata is about to become the view's own
+		v.mu.Unlock()
+		return nil
+	case unix.S_IFREG:
+		return v.copyUp(p, l.host, truncate)
+	}
+	if err := v.ensureDir(path.Dir(p)); err != nil {
+		return err
+	}
+	up := v.upperPath(p)
+	if l.ent != nil { // a placeholder: replace it
+		if err := unix.Unlink(up); err != nil {
+			return err
+		}
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target, err := readlink(l.host)
+		if err != nil {
+			return err
+		}
+		if err := unix.Symlink(target, up); err != nil {
+			return err
+		}
+		if err := unix.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+			return err
+		}
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+		if err != nil {
+			return err
+		}
+	default:
+		if err := unix.Mknod(up, st.Mode, int(st.Rdev)); err != nil {
+			return err
+		}
+		if err := copyMeta(up, &st); err != nil {
+			return err
+		}
+	}
+	v.setEntry(p, &entry{kind: entryObj, own: true, lower: l.host})
+	return nil
+}
+
+// Changes lists the paths whose object in the view differs from the shared tree's at the same
+// path, sorted: 'A' added (nothing there in the shared tree, or moved there), 'M' modified (the
+// view's own copy), 'D' deleted (in the shared tree, gone from the view).
+func (v *View) Changes() []Change {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Change
+	var st unix.Stat_t
+	for p, e := range v.entries {
+		shared := unix.Lstat(p, &st) == nil && v.ns.inTree(p)
+		changed := e.own || e.lower != p && !v.movedWithParent(p, e)
+		switch {
+		case changed && shared:
+			out = append(out, Change{Kind: 'M', Path: p})
+		case changed:
+			out = append(out, Change{Kind: 'A', Path: p})
+		}
+		if e.materialized && shared && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			names, _ := readDirNames(p)
+			for _, name := range names {
+				if c := path.Join(p, name); v.entries[c] == nil && !v.ns.hidden(c) {
+					out = append(out, Change{Kind: 'D', Path: c})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// movedWithParent reports that placeholder e at p only moved because an ancestor directory did:
+// the ancestor is reported, not every object under it.
+func (v *View) movedWithParent(p string, e *entry) bool {
+	parent := v.entries[path.Dir(p)]
+	return parent != nil && parent.lower != "" && path.Join(parent.lower, path.Base(p)) == e.lower
+}
+
+// keep writes the view's changes to dst, as an OCI image layer does: every added or modified path
+// with the view's content (a directory that was added or moved there with everything in it), and
+// an empty file named .wh.NAME for every deleted NAME.
+func (v *View) keep(dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, c := range v.Changes() {
+		out := path.Join(dst, c.Path)
+		if err := os.MkdirAll(path.Dir(out), 0o755); err != nil {
+			return err
+		}
+		if c.Kind == 'D' {
+			wh := path.Join(path.Dir(out), ".wh."+path.Base(out))
+			if err := os.WriteFile(wh, nil, 0o644); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := v.copyView(c.Path, out, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// copyView copies the view's object at p to host path out; a directory with its listing when
+// recursive.
+func (v *View) copyView(p, out string, recursive bool) error {
+	l, st, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFDIR:
+		if err := os.Mkdir(out, 0o700); err != nil && !os.IsExist(err) {
+			return err
+		}
+		if recursive {
+			names, err := readDirNames(l.host) // the upper directory when materialized, else the shared one
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				child := path.Join(p, name)
+				if v.ns.hidden(child) {
+					continue
+				}
+				if err := v.copyView(child, path.Join(out, name), true); err != nil {
+					return err
+				}
+			}
+		}
+		return unix.Chmod(out, st.Mode&07777)
+	case unix.S_IFREG:
+		src, err := unix.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(src)
+		dst, err := unix.Open(out, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, st.Mode&07777)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(dst)
+		if _, err := copyData(dst, src, st.Size); err != nil {
+			return err
+		}
+		return unix.Fchmod(dst, st.Mode&07777)
+	case unix.S_IFLNK:
+		target, err := readlink(l.host)
+		if err != nil {
+			return err
+		}
+		os.Remove(out)
+		return unix.Symlink(target, out)
+	case unix.S_IFIFO:
+		os.Remove(out)
+		return unix.Mkfifo(out, st.Mode&07777)
+	}
+	return nil // sockets and devices are not kept
+}

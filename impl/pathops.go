@@ -1,0 +1,667 @@
+package impl
+
+import (
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// do answers one decoded syscall in view v.
+func (v *View) do(t tracee, o op) (reply, error) {
+	switch o.kind {
+	case opOpen:
+		return v.open(t, o)
+	case opStat, opStatx:
+		return v.stat(t, o)
+	case opAccess:
+		return v.access(t, o)
+	case opReadlink:
+		return v.readlink(t, o)
+	case opChdir:
+		return v.chdir(t, o)
+	case opFchdir:
+		v.clearCwd(t)
+		return reply{kind: replyContinue}, nil
+	case opGetcwd:
+		return v.getcwd(t, o)
+	case opMkdir, opMknod, opSymlink:
+		return v.mknode(t, o)
+	case opUnlink:
+		return v.unlink(t, o)
+	case opRename:
+		return v.rename(t, o)
+	case opLink:
+		return v.link(t, o)
+	case opChmod, opChown, opTruncate, opUtimens, opSetxattr, opRemovexattr:
+		return v.setattr(t, o)
+	case opGetxattr, opListxattr:
+		return v.getxattr(t, o)
+	case opExec:
+		return v.exec(t, o)
+	case opStatfs:
+		return v.statfs(t, o)
+	case opInotify:
+		return v.inotify(t, o)
+	}
+	return reply{}, unix.ENOSYS
+}
+
+var okReply = reply{kind: replyVal}
+
+// lookup resolves o's path for a call that acts on an existing object. follow says whether a final
+// symlink is followed. An empty path with AT_EMPTY_PATH names the dirfd itself: emptyFD is then
+// true and nothing is resolved.
+func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, err error) {
+	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+		return r, true, nil
+	}
+	r, err = v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow})
+	if err == nil && !r.exists {
+		err = unix.ENOENT
+	}
+	return r, false, err
+}
+
+// fast reports that a read-only call on r may be left to the kernel.
+func (v *View) fast(r resolved) bool { return v.ns.policy == PolicyFast && r.pure && r.fdObject == "" }
+
+// stat is stat, lstat, newfstatat and statx.
+func (v *View) stat(t tracee, o op) (reply, error) {
+	follow := o.flags&unix.AT_SYMLINK_NOFOLLOW == 0
+	r, emptyFD, err := v.lookup(t, o, follow)
+	if err != nil {
+		return reply{}, err
+	}
+	if emptyFD || v.fast(r) || !r.inTree && r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	host := r.host
+	if o.kind == opStatx {
+		var stx unix.Statx_t
+		flags := int(o.flags)&(statxSyncType) | unix.AT_SYMLINK_NOFOLLOW
+		if err := unix.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx); err != nil {
+			return reply{}, err
+		}
+		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(host, &st); err != nil {
+		return reply{}, err
+	}
+	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
+}
+
+// access is access, faccessat and faccessat2.
+func (v *View) access(t tracee, o op) (reply, error) {
+	if o.flags&^uint64(unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH) != 0 || o.mask&^7 != 0 {
+		return reply{}, unix.EINVAL
+	}
+	r, emptyFD, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+	if err != nil {
+		return reply{}, err
+	}
+	if emptyFD || v.fast(r) || !r.inTree && r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	if o.mask&unix.W_OK != 0 && r.inTree && r.mode != unix.S_IFDIR {
+		// The view can always write its files: a write copies them up. Check the permission
+		// bits the kernel would check on a private copy.
+		var st unix.Stat_t
+		if err := unix.Lstat(r.host, &st); err != nil {
+			return reply{}, err
+		}
+		if os.Geteuid() != 0 && st.Mode&0o222 == 0 {
+			return reply{}, unix.EACCES
+		}
+		o.mask &^= unix.W_OK
+	}
+	return okReply, unix.Faccessat(unix.AT_FDCWD, r.host, o.mask, int(o.flags)&unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// readlink is readlink and readlinkat. A magic link of /proc reads as the view path of its
+// target, so that no private-layer path leaks.
+func (v *View) readlink(t tracee, o op) (reply, error) {
+	if int64(o.size) <= 0 {
+		return reply{}, unix.EINVAL
+	}
+	r, emptyFD, err := v.lookup(t, o, false)
+	if err != nil {
+		return reply{}, err
+	}
+	if emptyFD {
+		return reply{kind: replyContinue}, nil
+	}
+	if r.mode != unix.S_IFLNK {
+		return reply{}, unix.EINVAL
+	}
+	magic := magicLink.MatchString(r.path)
+	if !magic && (v.fast(r) || !r.inTree && r.pure) {
+		return reply{kind: replyContinue}, nil
+	}
+	target, err := readlink(r.host)
+	if err != nil {
+		return reply{}, err
+	}
+	if magic {
+		if p, ok := v.viewPathOf(target); ok {
+			target = p
+		} else if v.ns.hidden(target) {
+			return reply{}, unix.ENOENT
+		}
+	}
+	b := []byte(target)
+	if uint64(len(b)) > o.size {
+		b = b[:o.size]
+	}
+	if err := t.write(o.buf, b); err != nil {
+		return reply{}, err
+	}
+	return reply{kind: replyVal, val: int64(len(b))}, nil
+}
+
+// getcwd writes the caller's working directory as a view path.
+func (v *View) getcwd(t tracee, o op) (reply, error) {
+	cwd, err := v.cwdOf(t)
+	if err != nil {
+		return reply{}, err
+	}
+	b := append([]byte(cwd), 0)
+	if uint64(len(b)) > o.size {
+		return reply{}, unix.ERANGE
+	}
+	if err := t.write(o.buf, b); err != nil {
+		return reply{}, err
+	}
+	return reply{kind: replyVal, val: int64(len(b))}, nil
+}
+
+// cwdOf is the caller's working directory in the view.
+func (v *View) cwdOf(t tracee) (string, error) {
+	if p, ok := v.virtualCwd(t); ok {
+		return p, nil
+	}
+	target, err := readlink(t.procPath("cwd"))
+	if err != nil {
+		return "", errTraceeGone
+	}
+	if strings.HasSuffix(target, " (deleted)") {
+		return "", unix.ENOENT
+	}
+	if p, ok := v.viewPathOf(target); ok {
+		return p, nil
+	}
+	return v.viewOfLower(target), nil
+}
+
+// chdir changes the caller's working directory. A directory the kernel can reach under its view
+// path is left to the kernel. One that exists only in the private layer, or moved there, becomes
+// the caller's virtual working directory: the kernel's stays where it was, and the supervisor,
+// which resolves every relative path, starts from the virtual one.
+func (v *View) chdir(t tracee, o op) (reply, error) {
+	r, _, err := v.lookup(t, o, true)
+	if err != nil {
+		return reply{}, err
+	}
+	if r.mode != unix.S_IFDIR {
+		return reply{}, unix.ENOTDIR
+	}
+	if r.pure && r.fdObject == "" && (r.ent == nil || r.ent.lower == r.path) {
+		v.clearCwd(t)
+		return reply{kind: replyContinue}, nil
+	}
+	if err := unix.Access(r.host, unix.X_OK); err != nil {
+		return reply{}, err
+	}
+	return okReply, v.setCwd(t, r.path)
+}
+
+// mknode is mkdir, mknod and symlink: a new name in a directory.
+func (v *View) mknode(t tracee, o op) (reply, error) {
+	path := o.unsafePath
+	if o.kind == opSymlink {
+		if o.target == "" {
+			return reply{}, unix.ENOENT
+		}
+		path = o.unsafePath
+	}
+	r, err := v.resolve(t, o.dirfd, path, resolveOpts{creat: true})
+	if err != nil {
+		return reply{}, err
+	}
+	switch {
+	case r.dot || r.exists:
+		return reply{}, unix.EEXIST
+	case r.trailingSlash && o.kind != opMkdir:
+		return reply{}, unix.ENOENT
+	}
+	typ := o.mode & unix.S_IFMT
+	if o.kind == opMknod {
+		switch typ {
+		case 0:
+			typ = unix.S_IFREG
+		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK:
+		case unix.S_IFCHR, unix.S_IFBLK:
+			return reply{}, unix.EPERM // device nodes would open the host's devices
+		default:
+			return reply{}, unix.EINVAL
+		}
+	}
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	host := r.path
+	if r.inTree {
+		if err := v.materialize(pathDir(r.path)); err != nil {
+			return reply{}, err
+		}
+		host = v.upperPath(r.path)
+	}
+	perm := o.mode & 07777 &^ c.umask
+	switch o.kind {
+	case opMkdir:
+		err = unix.Mkdir(host, 0o700)
+		perm = o.mode & 01777 &^ c.umask
+	case opMknod:
+		err = unix.Mknod(host, typ|0o600, 0)
+	case opSymlink:
+		err = unix.Symlink(o.target, host)
+	}
+	if err != nil {
+		return reply{}, err
+	}
+	if o.kind != opSymlink {
+		err = unix.Chmod(host, perm)
+	}
+	if err == nil && (c.fsuid != os.Geteuid() || c.fsgid != os.Getegid()) {
+		if err = unix.Lchown(host, c.fsuid, c.fsgid); err == unix.EPERM {
+			err = nil
+		}
+	}
+	if err != nil {
+		os.Remove(host)
+		return reply{}, err
+	}
+	if r.inTree {
+		e := &entry{kind: entryObj, own: true}
+		if o.kind == opMkdir {
+			e = &entry{kind: entryDir, own: true, materialized: true}
+		}
+		v.setEntry(r.path, e)
+	}
+	return okReply, nil
+}
+
+func pathDir(p string) string { return path.Dir(p) }
+
+// unlink is unlink, unlinkat and rmdir.
+func (v *View) unlink(t tracee, o op) (reply, error) {
+	if o.flags&^uint64(unix.AT_REMOVEDIR) != 0 {
+		return reply{}, unix.EINVAL
+	}
+	rmdir := o.flags&unix.AT_REMOVEDIR != 0
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+	if err != nil {
+		return reply{}, err
+	}
+	base := path.Base(strings.TrimRight(o.unsafePath, "/"))
+	switch {
+	case rmdir && base == ".":
+		return reply{}, unix.EINVAL
+	case rmdir && base == "..":
+		return reply{}, unix.ENOTEMPTY
+	case r.dot:
+		return reply{}, unix.EISDIR
+	case !r.exists:
+		return reply{}, unix.ENOENT
+	case rmdir && r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case !rmdir && r.mode == unix.S_IFDIR:
+		return reply{}, unix.EISDIR
+	case !rmdir && r.trailingSlash:
+		return reply{}, unix.ENOTDIR
+	}
+	if !r.inTree {
+		if r.pure {
+			return reply{kind: replyContinue}, nil
+		}
+		return okReply, unix.Unlinkat(unix.AT_FDCWD, r.host, int(o.flags))
+	}
+	if v.isTreeRoot(r.path) {
+		return reply{}, unix.EBUSY
+	}
+	if rmdir && (r.ent == nil || !r.ent.materialized) {
+		// Its listing is the shared directory's.
+		names, err := readDirNames(r.host)
+		if err != nil {
+			return reply{}, err
+		}
+		for _, n := range names {
+			if !v.ns.hidden(path.Join(r.path, n)) {
+				return reply{}, unix.ENOTEMPTY
+			}
+		}
+	}
+	if err := v.materialize(pathDir(r.path)); err != nil {
+		return reply{}, err
+	}
+	up := v.upperPath(r.path)
+	if rmdir {
+		// A mirrored directory's upper directory holds only copies of shared children, and the
+		// shared directory is empty: whatever is left there is not in the view.
+		if r.ent != nil && !r.ent.materialized {
+			if err := os.RemoveAll(up); err != nil {
+				return reply{}, err
+			}
+		} else if err := unix.Rmdir(up); err != nil {
+			return reply{}, err
+		}
+	} else if err := unix.Unlink(up); err != nil {
+		return reply{}, err
+	}
+	v.dropTree(r.path)
+	return okReply, nil
+}
+
+func (v *View) isTreeRoot(p string) bool {
+	for _, d := range v.ns.trees {
+		if p == d {
+			return true
+		}
+	}
+	return false
+}
+
+// rename is rename, renameat and renameat2. Both names' directories are materialized and the
+// kernel renames in the private layer; a shared file or directory moves as its placeholder,
+// without copying data.
+func (v *View) rename(t tracee, o op) (reply, error) {
+	const known = unix.RENAME_NOREPLACE | unix.RENAME_EXCHANGE | unix.RENAME_WHITEOUT
+	if o.flags&^uint64(known) != 0 || o.flags&unix.RENAME_EXCHANGE != 0 && o.flags&(unix.RENAME_NOREPLACE|unix.RENAME_WHITEOUT) != 0 {
+		return reply{}, unix.EINVAL
+	}
+	if o.flags&unix.RENAME_WHITEOUT != 0 {
+		return reply{}, unix.EPERM
+	}
+	from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+	if err != nil {
+		return reply{}, err
+	}
+	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
+	if err != nil {
+		return reply{}, err
+	}
+	exchange := o.flags&unix.RENAME_EXCHANGE != 0
+	switch {
+	case from.dot || to.dot:
+		return reply{}, unix.EBUSY
+	case !from.exists || exchange && !to.exists:
+		return reply{}, unix.ENOENT
+	case (from.trailingSlash || to.trailingSlash) && from.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case from.inTree != to.inTree:
+		return reply{}, unix.EXDEV
+	}
+	if !from.inTree {
+		if from.pure && to.pure {
+			return reply{kind: replyContinue}, nil
+		}
+		return okReply, unix.Renameat2(unix.AT_FDCWD, from.path, unix.AT_FDCWD, to.path, uint(o.flags))
+	}
+	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
+		return reply{}, unix.EBUSY
+	}
+	if err := v.materialize(pathDir(from.path)); err != nil {
+		return reply{}, err
+	}
+	if err := v.materialize(pathDir(to.path)); err != nil {
+		return reply{}, err
+	}
+	if to.exists && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
+		// The kernel checks that a replaced directory is empty: its upper directory must list it.
+		if err := v.materialize(to.path); err != nil {
+			return reply{}, err
+		}
+	}
+	if err := unix.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
+		return reply{}, err
+	}
+	if from.path != to.path {
+		v.moveTree(from.path, to.path, exchange)
+		v.mu.Lock()
+		v.renamed = true
+		v.mu.Unlock()
+	}
+	return okReply, nil
+}
+
+// link is link and linkat. A shared file is copied up first, so that writes through either name
+// stay in the view; both names then share the private copy.
+func (v *View) link(t tracee, o op) (reply, error) {
+	if o.flags&^uint64(unix.AT_SYMLINK_FOLLOW|unix.AT_EMPTY_PATH) != 0 {
+		return reply{}, unix.EINVAL
+	}
+	var oldHost string
+	var oldInTree bool
+	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+		// linkat(fd, "", ..., AT_EMPTY_PATH): typically an O_TMPFILE file given a name.
+		target, err := readlink(t.procPath("fd/" + strconv.Itoa(o.dirfd)))
+		if err != nil {
+			return reply{}, unix.EBADF
+		}
+		p, ok := v.viewPathOf(strings.TrimSuffix(target, " (deleted)"))
+		if !ok {
+			return reply{}, unix.EXDEV
+		}
+		_ = p
+		oldHost, oldInTree = t.procPath("fd/"+strconv.Itoa(o.dirfd)), true
+	} else {
+		from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_FOLLOW != 0})
+		switch {
+		case err != nil:
+			return reply{}, err
+		case !from.exists:
+			return reply{}, unix.ENOENT
+		case from.mode == unix.S_IFDIR:
+			return reply{}, unix.EPERM
+		case from.trailingSlash:
+			return reply{}, unix.ENOTDIR
+		}
+		oldHost, oldInTree = from.host, from.inTree
+		if from.inTree {
+			if err := v.copyUpObj(from.path, false); err != nil {
+				return reply{}, err
+			}
+			oldHost = v.upperPath(from.path)
+		}
+	}
+	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
+	switch {
+	case err != nil:
+		return reply{}, err
+	case to.exists || to.dot:
+		return reply{}, unix.EEXIST
+	case to.trailingSlash:
+		return reply{}, unix.ENOENT
+	case oldInTree != to.inTree:
+		return reply{}, unix.EXDEV
+	}
+	host := to.path
+	if to.inTree {
+		if err := v.materialize(pathDir(to.path)); err != nil {
+			return reply{}, err
+		}
+		host = v.upperPath(to.path)
+	}
+	linkFlags := 0
+	if strings.HasPrefix(oldHost, "/proc/") { // through the magic link, to the file itself
+		linkFlags = unix.AT_SYMLINK_FOLLOW
+	}
+	if err := unix.Linkat(unix.AT_FDCWD, oldHost, unix.AT_FDCWD, host, linkFlags); err != nil {
+		return reply{}, err
+	}
+	if to.inTree {
+		v.setEntry(to.path, &entry{kind: entryObj, own: true})
+	}
+	return okReply, nil
+}
+
+// setattr is every call that changes an existing object's data or metadata by path or by fd:
+// chmod, chown, truncate, utimensat and the others, setxattr, removexattr. In the tree the object
+// is copied up (a directory materialized) and the change made to the copy.
+func (v *View) setattr(t tracee, o op) (reply, error) {
+	var viewPath, host string
+	inTree := false
+	if o.fd >= 0 || o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+		fd := o.fd
+		if fd < 0 {
+			fd = o.dirfd
+		}
+		target, err := readlink(t.procPath("fd/" + strconv.Itoa(fd)))
+		if err != nil {
+			return reply{}, unix.EBADF
+		}
+		if _, ok := v.viewPathOf(target); ok || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+			return reply{kind: replyContinue}, nil // the view's own object, a pipe, a socket...
+		}
+		p := v.viewOfLower(target)
+		if !v.ns.inTree(p) {
+			return reply{kind: replyContinue}, nil
+		}
+		viewPath, inTree = p, true
+	} else {
+		r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+		if err != nil {
+			return reply{}, err
+		}
+		if !r.inTree {
+			if r.pure {
+				return reply{kind: replyContinue}, nil
+			}
+			host = r.host
+		}
+		viewPath, inTree = r.path, r.inTree
+		if o.kind == opTruncate {
+			switch {
+			case r.mode == unix.S_IFDIR:
+				return reply{}, unix.EISDIR
+			case r.mode != unix.S_IFREG:
+				return reply{}, unix.EINVAL
+			case o.length < 0:
+				return reply{}, unix.EINVAL
+			}
+		}
+	}
+	if inTree {
+		if err := v.copyUpObj(viewPath, o.kind == opTruncate && o.length == 0); err != nil {
+			return reply{}, err
+		}
+		host = v.upperPath(viewPath)
+	}
+	var err error
+	switch o.kind {
+	case opChmod:
+		if o.flags&unix.AT_SYMLINK_NOFOLLOW != 0 {
+			var st unix.Stat_t
+			if err = unix.Lstat(host, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				return reply{}, unix.EOPNOTSUPP
+			}
+		}
+		err = unix.Fchmodat(unix.AT_FDCWD, host, o.mode&07777, 0)
+	case opChown:
+		err = unix.Lchown(host, o.uid, o.gid)
+	case opTruncate:
+		err = unix.Truncate(host, o.length)
+	case opUtimens:
+		var ts []unix.Timespec
+		if o.times != nil {
+			ts = o.times[:]
+		} else {
+			ts = []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+		}
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW)
+	case opSetxattr:
+		err = unix.Lsetxattr(host, o.name, o.value, int(o.flags>>32))
+	case opRemovexattr:
+		err = unix.Lremovexattr(host, o.name)
+	}
+	if err != nil {
+		return reply{}, err
+	}
+	return okReply, nil
+}
+
+// getxattr is getxattr, lgetxattr, listxattr and llistxattr.
+func (v *View) getxattr(t tracee, o op) (reply, error) {
+	r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+	if err != nil {
+		return reply{}, err
+	}
+	if v.fast(r) || !r.inTree && r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	size := o.size
+	if size > xattrSizeMax {
+		size = xattrSizeMax
+	}
+	buf := make([]byte, size)
+	var n int
+	if o.kind == opGetxattr {
+		n, err = unix.Lgetxattr(r.host, o.name, buf)
+	} else {
+		n, err = unix.Llistxattr(r.host, buf)
+	}
+	if err != nil {
+		return reply{}, err
+	}
+	if size > 0 {
+		if err := t.write(o.buf, buf[:n]); err != nil {
+			return reply{}, err
+		}
+	}
+	return reply{kind: replyVal, val: int64(n)}, nil
+}
+
+// statfs reports the file system that holds the object in the view.
+func (v *View) statfs(t tracee, o op) (reply, error) {
+	r, _, err := v.lookup(t, o, true)
+	if err != nil {
+		return reply{}, err
+	}
+	if v.fast(r) || !r.inTree && r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(r.host, &st); err != nil {
+		return reply{}, err
+	}
+	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
+}
+
+// inotify adds a watch on the object the view shows, to the caller's own inotify instance.
+func (v *View) inotify(t tracee, o op) (reply, error) {
+	r, _, err := v.lookup(t, o, o.mask&unix.IN_DONT_FOLLOW == 0)
+	if err != nil {
+		return reply{}, err
+	}
+	if r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	fd, err := t.getfd(o.fd)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(fd)
+	wd, err := unix.InotifyAddWatch(fd, r.host, o.mask|unix.IN_DONT_FOLLOW)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{kind: replyVal, val: int64(wd)}, nil
+}
+
+// statxSyncType is AT_STATX_SYNC_TYPE, which x/sys/unix does not name.
+const statxSyncType = 0x6000
