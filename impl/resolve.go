@@ -14,13 +14,13 @@ const maxSymlinks = 40
 
 // resolved is where a path leads in a view.
 type resolved struct {
-	path    string // cleaned absolute view path of the final object (or where it would be created)
-	exists  bool
-	mode    uint32 // S_IFMT bits when exists
-	host    string // where the final object is on the host: its upper path or a shared path
-	own     bool   // the final object is the view's own (created, copied up, materialized)
-	ent     *entry // the entry at the final path, if any
-	inTree  bool   // the final path is virtualized
+	path   string // cleaned absolute view path of the final object (or where it would be created)
+	exists bool
+	mode   uint32 // S_IFMT bits when exists
+	host   string // where the final object is on the host: its upper path or a shared path
+	own    bool   // the final object is the view's own (created, copied up, materialized)
+	ent    *entry // the entry at the final path, if any
+	inTree bool   // the final path is virtualized
 	// pure: the kernel, resolving the same string from the caller, reaches the same object without
 	// any help: nothing in the private layer, no magic link, nothing hidden was on the way. Only a
 	// pure resolution may be answered with CONTINUE.

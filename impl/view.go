@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
 )
 
 // Policy chooses how read-only opens of files the invocation has not changed are answered.
@@ -198,4 +197,3 @@ func (v *View) Stats() Stats {
 func (v *View) remove() error {
 	return os.RemoveAll(v.dir)
 }
-
