@@ -242,8 +242,16 @@ func (v *View) materialize(p string) error {
 			v.setEntry(child, &entry{kind: kind, lower: lower})
 		}
 	}
-	// Creating placeholders changed the upper directory's times; the view's are the shared ones.
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	// The upper directory was a placeholder or a mirror, and creating placeholders changed its
+	// times: from now on its metadata is the view's, which is the shared directory's.
+	if e.lower != "" && !e.own {
+		if err := unix.Lstat(e.lower, &st); err != nil {
+			return err
+		}
+		if err := copyMeta(up, &st); err != nil {
+			return err
+		}
+	} else if err := unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
 	v.mu.Lock()

@@ -3,6 +3,7 @@ package impl
 import (
 	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -135,7 +136,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
 		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
-			return reply{}, unix.ELOOP
+			return opathProxy(r.path, cloexec)
 		}
 		return openFD(r.host, flags&^(unix.O_PATH|unix.O_NOFOLLOW)|unix.O_RDONLY|unix.O_NONBLOCK, 0, cloexec)
 	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
@@ -247,3 +248,36 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 
 // resolveCached is RESOLVE_CACHED (5.12), which x/sys/unix does not name.
 const resolveCached = 0x20
+
+// opathPrefix names the memfds that stand in for O_PATH descriptors of objects the kernel cannot
+// open and the supervisor cannot inject as O_PATH (a symlink in the private layer): readlink of
+// /proc/TID/fd/N then reads "/memfd:" + opathPrefix + view path + " (deleted)", which the
+// supervisor maps back to the view path wherever a descriptor is used as a name (AT_EMPTY_PATH,
+// /proc/self/fd/N).
+const opathPrefix = "fsvirt-opath:"
+
+func opathProxy(p string, cloexec bool) (reply, error) {
+	fd, err := unix.MemfdCreate(opathPrefix+p, unix.MFD_CLOEXEC)
+	if err != nil {
+		return reply{}, unix.ELOOP // a name too long for a memfd: as if O_NOFOLLOW refused it
+	}
+	return reply{kind: replyFD, fd: fd, cloexec: cloexec}, nil
+}
+
+// proxyPath returns the view path an O_PATH proxy stands for, given what /proc/TID/fd/N reads.
+func proxyPath(target string) (string, bool) {
+	s, ok := strings.CutPrefix(target, "/memfd:"+opathPrefix)
+	if !ok {
+		return "", false
+	}
+	return strings.TrimSuffix(s, " (deleted)"), true
+}
+
+// fdProxy returns the view path that the task's descriptor fd stands for, when it is a proxy.
+func fdProxy(t tracee, fd int) (string, bool) {
+	target, err := readlink(t.procPath("fd/" + strconv.Itoa(fd)))
+	if err != nil {
+		return "", false
+	}
+	return proxyPath(target)
+}

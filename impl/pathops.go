@@ -57,6 +57,10 @@ var okReply = reply{kind: replyVal}
 // true and nothing is resolved.
 func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, err error) {
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+		if p, ok := fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
+			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{})
+			return r, false, err
+		}
 		return r, true, nil
 	}
 	r, err = v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow})
@@ -525,10 +529,13 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		if err != nil {
 			return reply{}, unix.EBADF
 		}
-		if _, ok := v.viewPathOf(target); ok || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
-			return reply{kind: replyContinue}, nil // the view's own object, a pipe, a socket...
+		p, proxy := proxyPath(target) // an O_PATH proxy stands for a view object
+		if !proxy {
+			if _, ok := v.viewPathOf(target); ok || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+				return reply{kind: replyContinue}, nil // the view's own object, a pipe, a socket...
+			}
+			p = v.viewOfLower(target)
 		}
-		p := v.viewOfLower(target)
 		if !v.ns.inTree(p) {
 			return reply{kind: replyContinue}, nil
 		}

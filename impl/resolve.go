@@ -215,6 +215,9 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 // object has none (pipes, sockets, anonymous inodes, deleted files). A target in the store that
 // is not this view's own private layer is ENOENT.
 func (v *View) magicTarget(target string) (string, bool, error) {
+	if p, ok := proxyPath(target); ok {
+		return p, true, nil
+	}
 	if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
 		return "", false, nil
 	}

@@ -2,7 +2,8 @@
 # test.sh [--quick] [--no-vm]: run fsvirt's whole test suite, as CI does (.ci/run calls it).
 #
 # Installs what it needs when missing (as root, apt-get --no-install-recommends): gcc, pkg-config
-# and libseccomp-dev, for the check that the compiled filter in impl/zfilter.go is up to date.
+# and libseccomp-dev, for the check that the compiled filter in impl/zfilter.go is up to date;
+# git, make, python3 and attr, which the scenario tests run inside fsvirt (cmd/fsvirt).
 # Then, from the repository root:
 #   1. gofmt and go vet (also with -tags fsvirt_libseccomp);
 #   2. go test ./... on this machine's kernel: unit, differential, property (rapid's default budget)
@@ -35,7 +36,7 @@ start=$SECONDS
 step() { printf '\n=== %s (%ds)\n' "$*" $((SECONDS - start)); }
 
 missing=()
-for p in gcc pkg-config libseccomp-dev; do
+for p in gcc pkg-config libseccomp-dev git make python3 attr; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,46 @@
+# tar: create a compressed archive of a shared subtree, extract it into a new directory and over
+# the shared one, and compare. Options that make the archive reproducible: the same bytes on
+# both sides.
+
+step() { echo "== $*"; }
+repro() { tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner "$@"; }
+
+step archive a shared subtree
+repro -czf docs.tgz docs src
+tar -tzvf docs.tgz
+sha256sum docs.tgz
+
+step extract into a new directory
+mkdir x
+tar -xzf docs.tgz -C x
+diff -r docs x/docs && diff -r src x/src && echo "x matches docs and src"
+stat -c '%n %a %Y' x/docs x/docs/sub/deep/d.txt x/src/hello.in
+readlink x/docs/link-up
+
+step change the tree, archive again, extract over the shared directory
+echo "changed after the first archive" >> docs/a.txt
+rm docs/b.txt
+repro -cf docs.tar docs
+tar -tvf docs.tar
+mv docs docs.orig
+mkdir docs
+echo "will be overwritten" > docs/a.txt
+tar -xf docs.tar
+diff -r docs docs.orig && echo "docs matches docs.orig"
+tar -xzf docs.tgz
+cat docs/a.txt docs/b.txt
+stat -c '%n %Y' docs/a.txt docs
+
+step append and update
+echo "appended member" > extra.txt
+repro -rf docs.tar extra.txt
+tar -tf docs.tar
+rm extra.txt
+tar -xf docs.tar extra.txt
+cat extra.txt
+
+step archive from stdin and to stdout
+repro -cf - README Makefile | tar -tvf -
+repro -cf - bin | (mkdir y && cd y && tar -xf -)
+find y -exec stat -c '%n %F %a' {} + | sort
+y/bin/run.sh extracted
