@@ -170,3 +170,19 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	}
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
 }
+
+// moveCwds makes virtual working directories follow a rename of from to to (and of to to from,
+// with exchange), as the kernel's follow the directory. The caller holds v.mu.
+func (v *View) moveCwds(from, to string, exchange bool) {
+	for k, c := range v.cwds {
+		switch {
+		case within(c.path, from):
+			c.path = to + strings.TrimPrefix(c.path, from)
+		case exchange && within(c.path, to):
+			c.path = from + strings.TrimPrefix(c.path, to)
+		default:
+			continue
+		}
+		v.cwds[k] = c
+	}
+}

@@ -1,17 +1,22 @@
 // Package impl is fsvirt's engine: a seccomp user-notification supervisor that gives each
 // invocation a private copy-on-write view of the file system.
 //
-// A BPF filter, compiled from one syscall table ([Syscalls]), sends the open family (open, openat,
-// openat2, creat) of a sandboxed thread or process to a supervisor thread. The supervisor reads
-// the path from the caller's memory, resolves it component by component in the caller's view and
-// answers:
+// A BPF filter, compiled from one syscall table ([Syscalls]), sends every path syscall of a
+// sandboxed thread or process (the open family, the stat, access, readlink and xattr families,
+// mkdir, unlink, rename, link, symlink, chmod, chown, utimensat, truncate, mknod, chdir, getcwd,
+// execve, ...) to a supervisor thread. The supervisor reads the path from the caller's memory,
+// resolves it component by component in the caller's view and answers:
 //
-//   - a read-only open of a file the view has not changed: CONTINUE, and the kernel opens the
-//     shared file (the fast policy; the strict policy opens it itself and injects the fd);
-//   - an open that can write an existing shared file (write access or O_TRUNC): the file is
-//     copied into the private layer once (FICLONE, else copy_file_range), opened there with the
-//     caller's flags, and the fd injected (SECCOMP_IOCTL_NOTIF_ADDFD);
-//   - any open of a path the view has changed or created: the private copy;
+//   - a read-only call on a path that leads where it does on the host (a read-only open, a stat of
+//     a file the view has not changed): CONTINUE, and the kernel does it (the fast policy; the
+//     strict policy performs opens itself and injects the fd);
+//   - an open that can write an existing shared file (write access or O_TRUNC), or a change to its
+//     metadata: the file is copied into the private layer once (FICLONE, else copy_file_range),
+//     and the call is made there; opened files are injected (SECCOMP_IOCTL_NOTIF_ADDFD);
+//   - a change to a directory's entries (create, unlink, rename, link, mkdir, ...): the directory
+//     is materialized in the private layer (placeholders for its shared children) and the call is
+//     made there; a shared file or directory is renamed without copying its data;
+//   - any call on a path the view has changed or created: the private copy;
 //   - the store that holds private layers does not exist in any view (ENOENT).
 //
 // When the invocation ends its private layer is removed, after [Invocation.Changes] (or
@@ -50,12 +55,12 @@
 //
 // # Limits of this version
 //
-// Only the open family is virtualized. Path calls that would change the tree (rename, unlink,
-// mkdir, chmod, utimensat, ...) and fd metadata calls (fchmod, fchown, fsetxattr) fail with EROFS:
-// they fail closed rather than reach the shared tree. Read-only path calls (stat, access,
-// readlink, getdents64, execve, ...) pass through and see the shared tree, not the private layer.
-// A descriptor opened before its file was copied up keeps reading the shared file. A copied-up
-// file has a new inode number. The supervisor creates and copies files with its own credentials,
-// chowning new files to the caller's fsuid and fsgid; it does not re-check permissions for a
-// caller that changed its credentials.
+// A descriptor opened before its file was copied up keeps reading the shared file; a directory
+// descriptor opened before the directory's entries changed keeps listing the shared directory.
+// A copied-up file has a new inode number. O_PATH descriptors of private objects are ordinary
+// read-only descriptors (a memfd for a symlink). chdir into a directory that exists only in the
+// private layer sets a virtual working directory; execve of a private program goes through
+// /dev/fd/N. The supervisor creates and copies files with its own credentials, chowning new files
+// to the caller's fsuid and fsgid; it does not re-check permissions for a caller that changed its
+// credentials. The README lists these in full.
 package impl

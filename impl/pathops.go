@@ -183,22 +183,27 @@ func (v *View) getcwd(t tracee, o op) (reply, error) {
 	return reply{kind: replyVal, val: int64(len(b))}, nil
 }
 
-// cwdOf is the caller's working directory in the view.
+// cwdOf is the caller's working directory in the view: ENOENT once the view removed it.
 func (v *View) cwdOf(t tracee) (string, error) {
-	if p, ok := v.virtualCwd(t); ok {
-		return p, nil
+	p, ok := v.virtualCwd(t)
+	if !ok {
+		target, err := readlink(t.procPath("cwd"))
+		if err != nil {
+			return "", errTraceeGone
+		}
+		if strings.HasSuffix(target, " (deleted)") {
+			return "", unix.ENOENT
+		}
+		if p, ok = v.viewPathOf(target); !ok {
+			p = v.viewOfLower(target)
+		}
 	}
-	target, err := readlink(t.procPath("cwd"))
-	if err != nil {
-		return "", errTraceeGone
+	if v.ns.inTree(p) && !v.ns.isTreeRoot(p) {
+		if _, st, err := v.locate(p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return "", unix.ENOENT
+		}
 	}
-	if strings.HasSuffix(target, " (deleted)") {
-		return "", unix.ENOENT
-	}
-	if p, ok := v.viewPathOf(target); ok {
-		return p, nil
-	}
-	return v.viewOfLower(target), nil
+	return p, nil
 }
 
 // chdir changes the caller's working directory. A directory the kernel can reach under its view
@@ -371,8 +376,10 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	return okReply, nil
 }
 
-func (v *View) isTreeRoot(p string) bool {
-	for _, d := range v.ns.trees {
+func (v *View) isTreeRoot(p string) bool { return v.ns.isTreeRoot(p) }
+
+func (ns *namespace) isTreeRoot(p string) bool {
+	for _, d := range ns.trees {
 		if p == d {
 			return true
 		}
@@ -438,6 +445,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		v.moveTree(from.path, to.path, exchange)
 		v.mu.Lock()
 		v.renamed = true
+		v.moveCwds(from.path, to.path, exchange)
 		v.mu.Unlock()
 	}
 	return okReply, nil
