@@ -16,10 +16,11 @@ import (
 //	dir a
 //	file a/f hello world
 //	symlink l -> a/f
+//	fifo p
 //
 // A file's content is the rest of its line. An octal mode may follow the
 // kind ("file 0600 a/f secret"); the defaults are 0755 for directories, 0644
-// for files and 0777 for symlinks. Symlink targets are relative: an absolute
+// for files and FIFOs and 0777 for symlinks. Symlink targets are relative: an absolute
 // target would leave the tree.
 type Tree map[string]Node
 
@@ -31,11 +32,12 @@ const (
 	Dir     NodeType = 'd'
 	File    NodeType = 'f'
 	Symlink NodeType = 'l'
+	Fifo    NodeType = 'p'
 )
 
-var typeNames = map[NodeType]string{Dir: "dir", File: "file", Symlink: "symlink"}
+var typeNames = map[NodeType]string{Dir: "dir", File: "file", Symlink: "symlink", Fifo: "fifo"}
 
-var defaultModes = map[NodeType]uint32{Dir: 0o755, File: 0o644, Symlink: 0o777}
+var defaultModes = map[NodeType]uint32{Dir: 0o755, File: 0o644, Symlink: 0o777, Fifo: 0o644}
 
 // Node is one entry of a [Tree].
 type Node struct {

@@ -35,7 +35,7 @@ func TestParseTree(t *testing.T) {
 
 func TestParseTreeErrors(t *testing.T) {
 	for name, lines := range map[string][]string{
-		"unknown-kind":       {"fifo p"},
+		"unknown-kind":       {"socket s"},
 		"parent-missing":     {"file a/f"},
 		"parent-is-a-file":   {"file a", "file a/f"},
 		"absolute-symlink":   {"symlink l -> /etc/passwd"},

@@ -1,23 +1,43 @@
 // Package model is a pure model of the copy-on-write view: no syscalls, just
-// maps. It predicts the [fsvirt.Outcome] of every op and how the view serves
-// it ([Decision]): from the shared tree, from the invocation's private layer,
-// or after copying the file up into that layer.
+// a tree of nodes. It predicts the [fsvirt.Outcome] of every op and how the
+// view serves it ([Decision]): from the shared tree, from the invocation's
+// private layer, or after copying a file up into that layer.
 //
-// State: the shared tree, which no op modifies; per invocation, its private
-// layer (files copied up or created, by canonical path) and its open-files
-// table (per handle: the node and layer the fd refers to, its canonical path,
-// offset and flags).
+// State: the shared tree, whose nodes no op changes; per invocation, its
+// view: directories of its own, made from the shared ones at Begin, whose
+// entries point at shared files until the invocation copies them up, and at
+// the files, directories, symlinks and FIFOs it made; its working directory;
+// its open-files table (per handle: the node the fd refers to, offset and
+// flags); and the shared files its view no longer shows (copied up,
+// unlinked, renamed over), which fds opened before still read.
 //
-// The view has no operation that creates or removes directories or symlinks,
-// so an invocation's namespace is the shared tree's plus the regular files it
-// created; a private file shadows the shared file of the same path. Paths
-// resolve as Linux resolves them (symlinks, ".", "..", trailing slashes,
-// at most 40 symlinks), with the tree root as "/" and as working directory.
-// '..' at the root stays there, as in a chroot; ops that do so are not
-// [Model.Defined], because the engine, which runs without a chroot, would
-// leave the tree.
+// Names resolve as Linux resolves them, in the view: symlinks, ".", "..",
+// trailing slashes, at most 40 symlinks, "/" and the starting working
+// directory at the tree root. A handle or the working directory keeps its
+// directory when it is renamed or removed; ".." from a removed directory is
+// its old parent, and nothing can be looked up or made in it. '..' at the
+// root stays there, as in a chroot; ops that do so are not [Model.Defined],
+// because the engine, which runs without a chroot, would leave the tree.
 //
-// The caller is root: permission bits never refuse access.
+// Copy-up: a shared regular file or symlink is copied into the private
+// layer exactly once, by the first op that succeeds in writing its data or
+// metadata: an open for writing or with O_TRUNC, truncate, chmod, chown,
+// utimensat, setxattr, removexattr, or link (the new name shares the private
+// copy). Rename and unlink copy nothing: a renamed shared file keeps being
+// the shared file, and an unlinked one is only hidden. Directories are never
+// counted: the invocation has its own from the start; one whose entries or
+// metadata it changed is "touched".
+//
+// Stale fds (see [Decision]): a file fd opened on a shared file keeps the
+// shared file after a copy-up or unlink; a directory fd opened on an
+// untouched directory lists the shared directory's entries, and fstat shows
+// the shared directory, for the rest of its life, while ops relative to it
+// resolve in the live view. A chroot copy or overlayfs differs there; the
+// model is the specification.
+//
+// The caller is root: permission bits never refuse access, but X_OK needs an
+// execute bit on a non-directory, and chown clears setuid and setgid as it
+// does for root.
 //
 // A Model is not safe for concurrent use.
 package model

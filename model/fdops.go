@@ -9,25 +9,36 @@ import (
 )
 
 // fdOp runs an op on an open handle, with the kernel's checks in its order.
-func (iv *invocation) fdOp(op fsvirt.Op) (fsvirt.Outcome, Decision) {
+func (m *Model) fdOp(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 	// pwrite(2) and ftruncate(2) check their argument before the fd.
 	if op.Kind == fsvirt.OpPwrite && op.Offset < 0 || op.Kind == fsvirt.OpTruncate && op.Size < 0 {
 		return fsvirt.Fail(unix.EINVAL), Decision{}
 	}
 	f := iv.fd(op.Fd)
-	if f == nil || f.flags&unix.O_PATH != 0 && op.Kind != fsvirt.OpStat && op.Kind != fsvirt.OpClose {
+	pathOK := op.Kind == fsvirt.OpStat || op.Kind == fsvirt.OpClose || op.Kind == fsvirt.OpFchdir
+	if f != nil && f.flags&unix.O_PATH != 0 && mapping(f.node) != PassThrough && (!pathOK || f.node.typ == fsvirt.Symlink && op.Kind == fsvirt.OpStat) {
+		// The kernel cannot inject an O_PATH file: the engine gives an ordinary read-only fd for a
+		// private file or directory, a memfd for a private symlink (README, limits).
+		iv.undefined = "I/O on an O_PATH fd of a private object"
+	}
+	if f == nil || f.flags&unix.O_PATH != 0 && !pathOK {
 		return fsvirt.Fail(unix.EBADF), Decision{}
 	}
-	dec := Decision{Mapping: PassThrough}
-	if f.private {
-		dec.Mapping = Redirect
-	} else if f.path != "" && iv.layer[f.path] != nil {
-		dec.Stale = true
+	if op.Kind == fsvirt.OpSeek && f.node.typ == fsvirt.Dir {
+		iv.undefined = "lseek in a directory is file-system specific"
 	}
-	return iv.fdOpOn(f, op), dec
+	dec := Decision{Mapping: mapping(f.node)}
+	switch {
+	case f.listShared:
+		dec.Mapping = PassThrough
+		dec.Stale = (op.Kind == fsvirt.OpGetdents || op.Kind == fsvirt.OpStat) && (f.node.touched || f.node.dead)
+	case f.node.shared:
+		dec.Stale = iv.gone[f.node]
+	}
+	return m.fdOpOn(iv, f, op), dec
 }
 
-func (iv *invocation) fdOpOn(f *file, op fsvirt.Op) fsvirt.Outcome {
+func (m *Model) fdOpOn(iv *invocation, f *file, op fsvirt.Op) fsvirt.Outcome {
 	n, acc := f.node, f.flags&unix.O_ACCMODE
 	switch op.Kind {
 	case fsvirt.OpRead:
@@ -72,7 +83,7 @@ func (iv *invocation) fdOpOn(f *file, op fsvirt.Op) fsvirt.Outcome {
 		case unix.SEEK_CUR:
 			off += f.off
 		case unix.SEEK_END:
-			off += n.stat().Size
+			off += m.stat(n).Size
 		default:
 			return fsvirt.Fail(unix.EINVAL)
 		}
@@ -85,17 +96,42 @@ func (iv *invocation) fdOpOn(f *file, op fsvirt.Op) fsvirt.Outcome {
 		if acc == unix.O_RDONLY || n.typ != fsvirt.File {
 			return fsvirt.Fail(unix.EINVAL)
 		}
-		if op.Size <= int64(len(n.data)) {
-			n.data = n.data[:op.Size:op.Size]
-		} else {
-			n.data = append(n.data, make([]byte, op.Size-int64(len(n.data)))...)
-		}
+		n.data = resize(n.data, op.Size)
 		return fsvirt.Outcome{}
 	case fsvirt.OpStat:
-		return fsvirt.Outcome{Stat: n.stat()}
+		if f.listShared {
+			return fsvirt.Outcome{Stat: m.stat(n.lower)}
+		}
+		return fsvirt.Outcome{Stat: m.stat(n)}
 	case fsvirt.OpClose:
 		iv.fds[op.Fd] = nil
 		return fsvirt.Outcome{}
+	case fsvirt.OpGetdents:
+		switch {
+		case n.typ != fsvirt.Dir:
+			return fsvirt.Fail(unix.ENOTDIR)
+		case f.listShared:
+			ents := list(n.lower)
+			return fsvirt.Outcome{Ret: int64(len(ents)), Dirents: ents}
+		case n.dead:
+			return fsvirt.Fail(unix.ENOENT)
+		}
+		ents := list(n)
+		return fsvirt.Outcome{Ret: int64(len(ents)), Dirents: ents}
+	case fsvirt.OpFchdir:
+		if n.typ != fsvirt.Dir {
+			return fsvirt.Fail(unix.ENOTDIR)
+		}
+		iv.cwd = n
+		return fsvirt.Outcome{}
 	}
 	return fsvirt.Fail(unix.ENOSYS)
+}
+
+// resize is data cut or zero-filled to size bytes.
+func resize(data []byte, size int64) []byte {
+	if size <= int64(len(data)) {
+		return data[:size:size]
+	}
+	return append(data, make([]byte, size-int64(len(data)))...)
 }

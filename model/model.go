@@ -2,8 +2,8 @@ package model
 
 import (
 	"fmt"
-	"path"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -16,14 +16,19 @@ type Mapping uint8
 const (
 	// PassThrough: the op reaches the shared tree (or fails before reaching
 	// anything). A read-only open of a file the invocation has not copied up
-	// is one.
+	// is one, and so is an op on a directory whose entries and metadata the
+	// invocation has not changed.
 	PassThrough Mapping = iota
 	// Redirect: the op reaches the invocation's private layer: a file it
-	// copied up or created, or an O_TMPFILE.
+	// copied up or created, an O_TMPFILE, a directory it changed, or a
+	// change of names (a whiteout, a rename) that the shared tree never
+	// sees.
 	Redirect
-	// CopyUp: an open for writing of a shared file the invocation has not
-	// copied up yet; the file is copied into the private layer, then
-	// redirected. It happens at most once per file and invocation.
+	// CopyUp: an op that writes the data or metadata of a shared file (or
+	// symlink) the invocation has not copied up yet, or links it; the file
+	// is copied into the private layer, then the op is redirected. It
+	// happens at most once per file and invocation, and only when the op
+	// succeeds.
 	CopyUp
 )
 
@@ -34,41 +39,64 @@ func (m Mapping) String() string {
 // Decision is the model's account of how the view serves an op.
 type Decision struct {
 	Mapping Mapping
-	// Stale says the op uses an fd that was opened on the shared file before
-	// the invocation copied that file up. The fd still refers to the shared
-	// file (KERNEL.md, trap 10), where a chroot copy or overlayfs would show
-	// the invocation's private copy.
+	// Stale says the op uses an fd that refers to the shared tree where a
+	// chroot copy or overlayfs would show the view:
+	//   - a file fd opened on the shared file before the invocation copied
+	//     that file up or unlinked it keeps reading the shared file
+	//     (KERNEL.md, trap 10);
+	//   - a directory fd opened before the invocation changed that
+	//     directory's entries or metadata lists the shared directory's
+	//     entries, and fstat shows the shared directory, for the rest of its
+	//     life, like overlayfs's readdir cache. Ops relative to it resolve in
+	//     the live view.
 	Stale bool
 }
 
+// node is a file. The shared tree's nodes are never changed: an invocation
+// that changes a shared non-directory first copies it up, and each
+// invocation has directories of its own from the start.
 type node struct {
 	typ    fsvirt.NodeType
-	mode   uint32 // permission bits
+	mode   uint32 // permission, setuid, setgid and sticky bits
 	data   []byte // fsvirt.File
 	target string // fsvirt.Symlink
-	nlink  uint64 // 0 for an O_TMPFILE; not kept for directories
+	xattrs map[string]string
+	nlink  uint64 // non-directories: names in the view
+	shared bool   // a node of the shared tree
+
+	// Directories.
+	entries map[string]*node
+	parent  *node // ".."; nil at the root
+	lower   *node // the shared directory this one shows; nil when made by mkdir
+	touched bool  // the invocation changed its entries or metadata
+	dead    bool  // removed
 }
 
 // file is an open fd.
 type file struct {
-	node    *node
-	path    string // canonical; "" for an O_TMPFILE
-	private bool   // node is in the private layer
-	flags   int    // as open(2) kept them
-	off     int64
+	node  *node
+	flags int // as open(2) kept them
+	off   int64
+	// listShared: a directory fd opened while the directory was untouched
+	// lists node.lower for the rest of its life.
+	listShared bool
 }
 
 type invocation struct {
-	layer   map[string]*node // private files by canonical path
-	fds     []*file          // by handle; nil when free
-	copyUps int
+	root, cwd *node
+	fds       []*file // by handle; nil when free
+	copyUps   int
+	gone      map[*node]bool // shared non-directories the view no longer shows
+	undefined string         // why the current op is not part of the contract
 }
 
 // Model is the view over one shared tree.
 type Model struct {
-	shared map[string]*node // by canonical path; "" is the root
-	umask  uint32
-	invs   map[fsvirt.Inv]*invocation
+	tree     fsvirt.Tree
+	shared   *node // the root
+	umask    uint32
+	uid, gid uint32
+	invs     map[fsvirt.Inv]*invocation
 }
 
 var (
@@ -77,17 +105,29 @@ var (
 )
 
 // New returns a model of the view of tree. Files are created with mode &^
-// umask, as the kernel does for the invocation's thread.
+// umask, as the kernel does for the invocation's thread, and belong to root
+// unless [Model.WithOwner] says otherwise.
 func New(tree fsvirt.Tree, umask uint32) *Model {
-	m := &Model{
-		shared: map[string]*node{"": {typ: fsvirt.Dir, mode: 0o755}},
-		umask:  umask,
-		invs:   map[fsvirt.Inv]*invocation{},
-	}
+	root := &node{typ: fsvirt.Dir, mode: 0o755, shared: true, entries: map[string]*node{}}
+	byPath := map[string]*node{"": root}
 	for _, p := range tree.Paths() {
 		n := tree[p]
-		m.shared[p] = &node{typ: n.Type, mode: n.Mode, data: []byte(n.Data), target: n.Target, nlink: 1}
+		sn := &node{typ: n.Type, mode: n.Mode, data: []byte(n.Data), target: n.Target, nlink: 1, shared: true}
+		if n.Type == fsvirt.Dir {
+			sn.entries = map[string]*node{}
+		}
+		dir, name := splitPath(p)
+		sn.parent = byPath[dir]
+		byPath[dir].entries[name] = sn
+		byPath[p] = sn
 	}
+	return &Model{tree: tree, shared: root, umask: umask, invs: map[fsvirt.Inv]*invocation{}}
+}
+
+// WithOwner makes uid and gid the owner of the shared tree's files and of
+// those the invocations create: the caller's ids.
+func (m *Model) WithOwner(uid, gid uint32) *Model {
+	m.uid, m.gid = uid, gid
 	return m
 }
 
@@ -96,8 +136,21 @@ func (m *Model) Begin(inv fsvirt.Inv) error {
 	if m.invs[inv] != nil {
 		return fmt.Errorf("model: invocation %d is live", inv)
 	}
-	m.invs[inv] = &invocation{layer: map[string]*node{}}
+	root := viewDir(m.shared, nil)
+	m.invs[inv] = &invocation{root: root, cwd: root, gone: map[*node]bool{}}
 	return nil
+}
+
+// viewDir makes an invocation's directory showing the shared directory d.
+func viewDir(d, parent *node) *node {
+	v := &node{typ: fsvirt.Dir, mode: d.mode, entries: map[string]*node{}, parent: parent, lower: d}
+	for name, n := range d.entries {
+		if n.typ == fsvirt.Dir {
+			n = viewDir(n, v)
+		}
+		v.entries[name] = n
+	}
+	return v
 }
 
 // End implements [fsvirt.FS]: the invocation's layer and open files go
@@ -122,25 +175,92 @@ func (m *Model) Apply(inv fsvirt.Inv, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 	if iv == nil {
 		panic(fmt.Sprintf("[bug] model: invocation %d is not live", inv))
 	}
-	if op.Kind == fsvirt.OpOpen {
-		return m.open(iv, op)
+	iv.undefined = ""
+	o, dec := m.apply(iv, op)
+	if o.Errno != 0 {
+		dec.Mapping = PassThrough
 	}
-	return iv.fdOp(op)
+	return o, dec
 }
 
-// Defined reports whether op's outcome is part of the view's contract: its
-// path does not climb above the root, and it does not seek in a directory.
-func (m *Model) Defined(inv fsvirt.Inv, op fsvirt.Op) bool {
-	iv := m.invs[inv]
+func (m *Model) apply(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 	switch op.Kind {
 	case fsvirt.OpOpen:
-		p, _ := m.plan(iv, op)
-		return !p.escaped
-	case fsvirt.OpSeek:
-		f := iv.fd(op.Fd)
-		return f == nil || f.node.typ != fsvirt.Dir
+		return m.open(iv, op)
+	case fsvirt.OpRead, fsvirt.OpWrite, fsvirt.OpPwrite, fsvirt.OpSeek, fsvirt.OpTruncate, fsvirt.OpStat,
+		fsvirt.OpClose, fsvirt.OpGetdents, fsvirt.OpFchdir:
+		return m.fdOp(iv, op)
+	case fsvirt.OpMkdir, fsvirt.OpMknod, fsvirt.OpSymlink, fsvirt.OpLink:
+		return m.create(iv, op)
+	case fsvirt.OpUnlink:
+		return m.unlink(iv, op)
+	case fsvirt.OpRename:
+		return m.rename(iv, op)
 	}
-	return true
+	return m.pathOp(iv, op)
+}
+
+// Defined reports whether op's outcome is part of the view's contract: no
+// path it resolves climbs above the root (the engine, which runs without a
+// chroot, would leave the tree), it does not seek in a directory (the result
+// is file-system specific), it does not open a FIFO (which blocks) but with
+// O_PATH, and it does not make an O_TMPFILE in a removed directory (EPERM
+// on ext4, ENOTDIR on overlayfs when the directory came from the lower
+// layer).
+func (m *Model) Defined(inv fsvirt.Inv, op fsvirt.Op) bool {
+	c := m.clone()
+	c.Apply(inv, op)
+	return c.invs[inv].undefined == ""
+}
+
+// clone copies m deeply but for the shared nodes, which no op changes.
+func (m *Model) clone() *Model {
+	c := *m
+	c.invs = map[fsvirt.Inv]*invocation{}
+	seen := map[*node]*node{}
+	var cp func(n *node) *node
+	cp = func(n *node) *node {
+		if n == nil || n.shared {
+			return n
+		}
+		if d := seen[n]; d != nil {
+			return d
+		}
+		d := *n
+		seen[n] = &d
+		d.data, d.xattrs = slices.Clone(n.data), cloneMap(n.xattrs)
+		if n.entries != nil {
+			d.entries = map[string]*node{}
+			for name, e := range n.entries {
+				d.entries[name] = cp(e)
+			}
+		}
+		d.parent = cp(n.parent)
+		return &d
+	}
+	for inv, iv := range m.invs {
+		civ := &invocation{root: cp(iv.root), cwd: cp(iv.cwd), copyUps: iv.copyUps, gone: cloneMap(iv.gone)}
+		for _, f := range iv.fds {
+			var cf *file
+			if f != nil {
+				cf = &file{node: cp(f.node), flags: f.flags, off: f.off, listShared: f.listShared}
+			}
+			civ.fds = append(civ.fds, cf)
+		}
+		c.invs[inv] = civ
+	}
+	return &c
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return nil
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
 }
 
 // CopyUps implements [fsvirt.CopyUpCounter].
@@ -148,21 +268,7 @@ func (m *Model) CopyUps(inv fsvirt.Inv) int { return m.invs[inv].copyUps }
 
 // Shared implements [fsvirt.FS]. No op changes the shared tree.
 func (m *Model) Shared() (fsvirt.Tree, error) {
-	t := fsvirt.Tree{}
-	for p, n := range m.shared {
-		if p != "" {
-			t[p] = fsvirt.Node{Type: n.typ, Mode: n.mode, Data: string(n.data), Target: n.target}
-		}
-	}
-	return t, nil
-}
-
-// lookup finds the node at canonical path p in iv's view.
-func (m *Model) lookup(iv *invocation, p string) *node {
-	if n := iv.layer[p]; n != nil {
-		return n
-	}
-	return m.shared[p]
+	return cloneMap(m.tree), nil
 }
 
 // fd returns the open file behind h, or nil.
@@ -184,31 +290,117 @@ func (iv *invocation) install(f *file) fsvirt.Handle {
 	return fsvirt.Handle(h)
 }
 
-func (n *node) stat() fsvirt.Stat {
-	s := fsvirt.Stat{Mode: n.mode, Nlink: n.nlink}
+// private makes the node that dir's entry name refers to writable, copying
+// a shared non-directory up, and says how the op that writes it is served.
+// A directory is marked touched: the invocation's listing of it no longer
+// follows the shared one.
+func (iv *invocation) private(dir *node, name string, n *node) (*node, Mapping) {
+	switch {
+	case n.typ == fsvirt.Dir:
+		n.touched = true
+		return n, Redirect
+	case !n.shared:
+		return n, Redirect
+	}
+	c := &node{typ: n.typ, mode: n.mode, data: slices.Clone(n.data), target: n.target, xattrs: cloneMap(n.xattrs), nlink: 1}
+	if dir == nil || dir.entries[name] != n {
+		panic(fmt.Sprintf("[bug] model: copy-up of %q, not in its directory", name))
+	}
+	dir.entries[name] = c
+	iv.gone[n] = true
+	iv.copyUps++
+	return c, CopyUp
+}
+
+// mapping is how an op that only reads n is served.
+func mapping(n *node) Mapping {
+	if n.shared || n.typ == fsvirt.Dir && !n.touched && n.lower != nil {
+		return PassThrough
+	}
+	return Redirect
+}
+
+func (m *Model) stat(n *node) fsvirt.Stat {
+	s := fsvirt.Stat{Mode: n.mode, Nlink: n.nlink, Uid: m.uid, Gid: m.gid}
 	switch n.typ {
 	case fsvirt.Dir:
-		s.Mode, s.Nlink = s.Mode|unix.S_IFDIR, 0 // see fsvirt.Stat
+		s.Mode |= unix.S_IFDIR
+		s.Nlink = 0
+		if !n.dead {
+			s.Nlink = 2
+			for _, e := range n.entries {
+				if e.typ == fsvirt.Dir {
+					s.Nlink++
+				}
+			}
+		}
 	case fsvirt.File:
 		s.Mode |= unix.S_IFREG
 		s.Size = int64(len(n.data))
 	case fsvirt.Symlink:
 		s.Mode |= unix.S_IFLNK
 		s.Size = int64(len(n.target))
+	case fsvirt.Fifo:
+		s.Mode |= unix.S_IFIFO
 	}
 	return s
 }
 
-func parent(p string) string {
-	if d := path.Dir(p); d != "." {
-		return d
-	}
-	return ""
+var direntTypes = map[fsvirt.NodeType]uint8{
+	fsvirt.Dir: unix.DT_DIR, fsvirt.File: unix.DT_REG, fsvirt.Symlink: unix.DT_LNK, fsvirt.Fifo: unix.DT_FIFO,
 }
 
-func join(dir, name string) string {
-	if dir == "" {
-		return name
+// list is getdents of directory d, sorted.
+func list(d *node) []fsvirt.Dirent {
+	ents := []fsvirt.Dirent{{Name: ".", Type: unix.DT_DIR}, {Name: "..", Type: unix.DT_DIR}}
+	for name, n := range d.entries {
+		ents = append(ents, fsvirt.Dirent{Name: name, Type: direntTypes[n.typ]})
 	}
-	return dir + "/" + name
+	slices.SortFunc(ents, func(a, b fsvirt.Dirent) int { return strings.Compare(a.Name, b.Name) })
+	return ents
+}
+
+// pathOf is the path of directory d in the view, for getcwd.
+func pathOf(d *node) string {
+	p := ""
+	for ; d.parent != nil; d = d.parent {
+		for name, e := range d.parent.entries {
+			if e == d {
+				p = "/" + name + p
+			}
+		}
+	}
+	if p == "" {
+		return "/"
+	}
+	return p
+}
+
+func splitPath(p string) (dir, name string) {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[:i], p[i+1:]
+		}
+	}
+	return "", p
+}
+
+// Paths lists the paths of inv's view, relative to its root and sorted;
+// directories end in '/'. Test generators draw from it.
+func (m *Model) Paths(inv fsvirt.Inv) []string {
+	var paths []string
+	var walk func(d *node, prefix string)
+	walk = func(d *node, prefix string) {
+		for name, n := range d.entries {
+			p := prefix + name
+			if n.typ == fsvirt.Dir {
+				p += "/"
+				walk(n, p)
+			}
+			paths = append(paths, p)
+		}
+	}
+	walk(m.invs[inv].root, "")
+	slices.Sort(paths)
+	return paths
 }

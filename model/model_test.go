@@ -1,6 +1,7 @@
 package model_test
 
 import (
+	"os"
 	"syscall"
 	"testing"
 
@@ -54,7 +55,70 @@ func ret(n int64) fsvirt.Outcome          { return fsvirt.Outcome{Ret: n} }
 func data(s string) fsvirt.Outcome        { return fsvirt.Outcome{Ret: int64(len(s)), Data: []byte(s)} }
 func fail(e syscall.Errno) fsvirt.Outcome { return fsvirt.Fail(e) }
 func stat(mode uint32, size int64, nlink uint64) fsvirt.Outcome {
-	return fsvirt.Outcome{Stat: fsvirt.Stat{Mode: mode, Size: size, Nlink: nlink}}
+	return fsvirt.Outcome{Stat: fsvirt.Stat{Mode: mode, Size: size, Nlink: nlink, Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid())}}
+}
+
+func pathOp(kind fsvirt.OpKind, path string) fsvirt.Op {
+	return fsvirt.Op{Kind: kind, Dirfd: fsvirt.AtCWD, Path: path}
+}
+
+func lstat(path string) fsvirt.Op {
+	op := pathOp(fsvirt.OpFstatat, path)
+	op.Flags = unix.AT_SYMLINK_NOFOLLOW
+	return op
+}
+
+func statat(dirfd fsvirt.Handle, path string) fsvirt.Op {
+	return fsvirt.Op{Kind: fsvirt.OpFstatat, Dirfd: dirfd, Path: path}
+}
+
+func unlink(path string, flags int) fsvirt.Op {
+	op := pathOp(fsvirt.OpUnlink, path)
+	op.Flags = flags
+	return op
+}
+
+func mkdir(path string) fsvirt.Op {
+	op := pathOp(fsvirt.OpMkdir, path)
+	op.Mode = 0o755
+	return op
+}
+
+func mkdirat(dirfd fsvirt.Handle, path string) fsvirt.Op {
+	op := mkdir(path)
+	op.Dirfd = dirfd
+	return op
+}
+
+func rename(from, to string, flags int) fsvirt.Op {
+	return fsvirt.Op{Kind: fsvirt.OpRename, Dirfd: fsvirt.AtCWD, Path: from, NewDirfd: fsvirt.AtCWD, NewPath: to, Flags: flags}
+}
+
+func link(from, to string) fsvirt.Op {
+	return fsvirt.Op{Kind: fsvirt.OpLink, Dirfd: fsvirt.AtCWD, Path: from, NewDirfd: fsvirt.AtCWD, NewPath: to}
+}
+
+func symlink(target, path string) fsvirt.Op {
+	op := pathOp(fsvirt.OpSymlink, path)
+	op.Data = []byte(target)
+	return op
+}
+
+func getdents(h fsvirt.Handle) fsvirt.Op { return fsvirt.Op{Kind: fsvirt.OpGetdents, Fd: h} }
+
+func listing(names ...string) fsvirt.Outcome {
+	var ents []fsvirt.Dirent
+	for _, n := range names {
+		typ := uint8(unix.DT_REG)
+		switch n[len(n)-1] {
+		case '/':
+			n, typ = n[:len(n)-1], unix.DT_DIR
+		case '@':
+			n, typ = n[:len(n)-1], unix.DT_LNK
+		}
+		ents = append(ents, fsvirt.Dirent{Name: n, Type: typ})
+	}
+	return fsvirt.Outcome{Ret: int64(len(ents)), Dirents: ents}
 }
 
 const (
@@ -189,12 +253,181 @@ var cases = []struct {
 		{op: open("a", unix.O_RDONLY), want: ret(0)},
 		{op: read(0, 1), want: fail(unix.EISDIR)},
 	},
+}, {
+	name: "unlink-of-a-shared-file-hides-it-in-this-view-only",
+	tree: []string{"file f hello"},
+	steps: []step{
+		{op: unlink("f", 0), want: ret(0), mapping: redirect},
+		{op: lstat("f"), want: fail(unix.ENOENT)},
+		{inv: 1, op: lstat("f"), want: stat(unix.S_IFREG|0o644, 5, 1)},
+		{op: open("f", unix.O_RDWR|unix.O_CREAT|unix.O_EXCL), want: ret(0), mapping: redirect},
+		{op: fstat(0), want: stat(unix.S_IFREG|0o644, 0, 1), mapping: redirect},
+	},
+}, {
+	name: "rmdir-of-a-directory-that-looks-empty-in-the-view",
+	tree: []string{"dir d", "file d/x", "dir d/e"},
+	steps: []step{
+		{op: unlink("d", unix.AT_REMOVEDIR), want: fail(unix.ENOTEMPTY)},
+		{op: unlink("d/x", 0), want: ret(0), mapping: redirect},
+		{op: unlink("d/", unix.AT_REMOVEDIR), want: fail(unix.ENOTEMPTY)},
+		{op: unlink("d/e/", unix.AT_REMOVEDIR), want: ret(0), mapping: redirect},
+		{op: lstat("d"), want: stat(unix.S_IFDIR|0o755, 0, 2), mapping: redirect},
+		{op: unlink("d", unix.AT_REMOVEDIR), want: ret(0), mapping: redirect},
+		{op: mkdir("d"), want: ret(0), mapping: redirect},
+		{op: open("d", unix.O_RDONLY), want: ret(0), mapping: redirect},
+		{op: getdents(0), want: listing("./", "../"), mapping: redirect},
+		{inv: 1, op: lstat("d/x"), want: stat(unix.S_IFREG|0o644, 0, 1)},
+	},
+}, {
+	name: "unlink-and-rmdir-errors",
+	tree: []string{"dir d", "file f", "symlink l -> d"},
+	steps: []step{
+		{op: unlink("d", 0), want: fail(unix.EISDIR)},
+		{op: unlink("f/", 0), want: fail(unix.ENOTDIR)},
+		{op: unlink("l/", 0), want: fail(unix.ENOTDIR)},
+		{op: unlink("l/", unix.AT_REMOVEDIR), want: fail(unix.ENOTDIR)},
+		{op: unlink("d/.", unix.AT_REMOVEDIR), want: fail(unix.EINVAL)},
+		{op: unlink("d/..", unix.AT_REMOVEDIR), want: fail(unix.ENOTEMPTY)},
+		{op: unlink("d/.", 0), want: fail(unix.EISDIR)},
+		{op: unlink("l", 0), want: ret(0), mapping: redirect},
+		{op: lstat("d"), want: stat(unix.S_IFDIR|0o755, 0, 2)},
+	},
+}, {
+	name: "rename-of-a-shared-directory-copies-nothing",
+	tree: []string{"dir a", "dir a/b", "file a/b/h deep", "file f hello"},
+	steps: []step{
+		{op: rename("a", "z", 0), want: ret(0), mapping: redirect},
+		{op: open("z/b/h", unix.O_RDONLY), want: ret(0)},
+		{op: read(0, 9), want: data("deep")},
+		{op: lstat("a"), want: fail(unix.ENOENT)},
+		{op: rename("z", "z/b/n", 0), want: fail(unix.EINVAL)},
+		{op: rename("z/b", "z", 0), want: fail(unix.ENOTEMPTY)},
+		{op: rename("f", "z", 0), want: fail(unix.EISDIR)},
+		{op: rename("z", "f", 0), want: fail(unix.ENOTDIR)},
+		{op: rename("f", "z/b/h", unix.RENAME_NOREPLACE), want: fail(unix.EEXIST)},
+		{op: rename("f", "z/b/h", unix.RENAME_EXCHANGE), want: ret(0), mapping: redirect},
+		{op: open("f", unix.O_RDONLY), want: ret(1)},
+		{op: read(1, 9), want: data("deep")},
+		{inv: 1, op: lstat("z"), want: fail(unix.ENOENT)},
+	},
+}, {
+	name: "hard-link-of-a-shared-file-is-private",
+	tree: []string{"file f hello"},
+	steps: []step{
+		{op: open("f", unix.O_RDONLY), want: ret(0)},
+		{op: link("f", "g"), want: ret(0), mapping: copyUp},
+		{op: open("g", unix.O_WRONLY), want: ret(1), mapping: redirect},
+		{op: write(1, "J"), want: ret(1), mapping: redirect},
+		{op: lstat("f"), want: stat(unix.S_IFREG|0o644, 5, 2), mapping: redirect},
+		{op: read(0, 9), want: data("hello"), stale: true},
+		{op: open("f", unix.O_RDONLY), want: ret(2), mapping: redirect},
+		{op: read(2, 9), want: data("Jello"), mapping: redirect},
+		{op: rename("f", "g", 0), want: ret(0), mapping: redirect},
+		{op: lstat("f"), want: stat(unix.S_IFREG|0o644, 5, 2), mapping: redirect},
+		{inv: 1, op: open("f", unix.O_RDONLY), want: ret(0)},
+		{inv: 1, op: read(0, 9), want: data("hello")},
+		{op: link("/", "x"), want: fail(unix.EPERM)},
+	},
+	copyUps: 1,
+}, {
+	name: "directory-fd-opened-before-a-change-lists-the-shared-entries",
+	tree: []string{"dir a", "file a/g"},
+	steps: []step{
+		{op: open("a", unix.O_RDONLY), want: ret(0)},
+		{op: mkdirat(0, "n"), want: ret(0), mapping: redirect},
+		{op: unlink("a/g", 0), want: ret(0), mapping: redirect},
+		{op: getdents(0), want: listing("./", "../", "g"), stale: true},
+		{op: fstat(0), want: stat(unix.S_IFDIR|0o755, 0, 2), stale: true},
+		{op: statat(0, "."), want: stat(unix.S_IFDIR|0o755, 0, 3), mapping: redirect},
+		{op: open("a", unix.O_RDONLY|unix.O_DIRECTORY), want: ret(1), mapping: redirect},
+		{op: getdents(1), want: listing("./", "../", "n/"), mapping: redirect},
+	},
+}, {
+	name: "dirfd-and-cwd-of-a-removed-directory",
+	tree: []string{"dir a", "dir a/d", "file f"},
+	steps: []step{
+		{op: open("a/d", unix.O_PATH), want: ret(0)},
+		{op: pathOp(fsvirt.OpChdir, "a/d"), want: ret(0)},
+		{op: unlink("/a/d", unix.AT_REMOVEDIR), want: ret(0), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpGetcwd}, want: fail(unix.ENOENT)},
+		{op: mkdirat(0, "x"), want: fail(unix.ENOENT)},
+		{op: openat(0, "x", unix.O_RDWR|unix.O_CREAT), want: fail(unix.ENOENT)},
+		{op: statat(0, "."), want: stat(unix.S_IFDIR|0o755, 0, 0)},
+		{op: statat(0, "../../f"), want: stat(unix.S_IFREG|0o644, 0, 1)},
+		{op: pathOp(fsvirt.OpChdir, ".."), want: ret(0), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpGetcwd}, want: fsvirt.Outcome{Ret: 3, Data: []byte("/a")}, mapping: redirect},
+	},
+}, {
+	name: "cwd-follows-a-renamed-directory",
+	tree: []string{"dir a", "dir a/b"},
+	steps: []step{
+		{op: pathOp(fsvirt.OpChdir, "a/b/"), want: ret(0)},
+		{op: rename("/a", "/z", 0), want: ret(0), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpGetcwd}, want: fsvirt.Outcome{Ret: 5, Data: []byte("/z/b")}},
+		{op: mkdir("../n"), want: ret(0), mapping: redirect},
+		{op: lstat("/z/n"), want: stat(unix.S_IFDIR|0o755, 0, 2), mapping: redirect},
+	},
+}, {
+	name: "symlinks-in-the-merged-namespace",
+	tree: []string{"dir a", "file a/g world", "symlink loop -> loop"},
+	steps: []step{
+		{op: symlink("/a/g", "abs"), want: ret(0), mapping: redirect},
+		{op: symlink("../abs", "a/rel"), want: ret(0), mapping: redirect},
+		{op: open("a/rel", unix.O_RDONLY), want: ret(0)},
+		{op: read(0, 9), want: data("world")},
+		{op: lstat("abs"), want: stat(unix.S_IFLNK|0o777, 4, 1), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpReadlink, Dirfd: fsvirt.AtCWD, Path: "abs", Size: 64}, want: data("/a/g"), mapping: redirect},
+		{op: symlink("x", "loop"), want: fail(unix.EEXIST)},
+		{op: symlink("x", "n/"), want: fail(unix.ENOENT)},
+		{op: mkdir("loop/"), want: fail(unix.EEXIST)},
+		{op: unlink("loop/", 0), want: fail(unix.ENOTDIR)},
+		{op: pathOp(fsvirt.OpAccess, "loop"), want: fail(unix.ELOOP)},
+	},
+}, {
+	name: "metadata-changes-copy-up",
+	tree: []string{"file 0755 f hello", "symlink l -> f"},
+	steps: []step{
+		{op: fsvirt.Op{Kind: fsvirt.OpChmod, Dirfd: fsvirt.AtCWD, Path: "l", Mode: 0o4755}, want: ret(0), mapping: copyUp},
+		{op: lstat("f"), want: stat(unix.S_IFREG|0o4755, 5, 1), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpChown, Dirfd: fsvirt.AtCWD, Path: "f", Uid: -1, Gid: -1}, want: ret(0), mapping: redirect},
+		{op: lstat("f"), want: stat(unix.S_IFREG|0o755, 5, 1), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpTruncatePath, Dirfd: fsvirt.AtCWD, Path: "l", Size: 2}, want: ret(0), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpUtimens, Dirfd: fsvirt.AtCWD, Path: "l", Time: 1e9, Flags: unix.AT_SYMLINK_NOFOLLOW}, want: ret(0), mapping: copyUp},
+		{inv: 1, op: lstat("f"), want: stat(unix.S_IFREG|0o755, 5, 1)},
+		{op: fsvirt.Op{Kind: fsvirt.OpTruncatePath, Dirfd: fsvirt.AtCWD, Path: "/", Size: 2}, want: fail(unix.EISDIR)},
+	},
+	copyUps: 2,
+}, {
+	name: "mknod-makes-fifos-and-files",
+	tree: []string{"dir a"},
+	steps: []step{
+		{op: fsvirt.Op{Kind: fsvirt.OpMknod, Dirfd: fsvirt.AtCWD, Path: "a/p", Mode: unix.S_IFIFO | 0o666}, want: ret(0), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpMknod, Dirfd: fsvirt.AtCWD, Path: "a/r", Mode: 0o600}, want: ret(0), mapping: redirect},
+		{op: lstat("a/p"), want: stat(unix.S_IFIFO|0o644, 0, 1), mapping: redirect},
+		{op: lstat("a/r"), want: stat(unix.S_IFREG|0o600, 0, 1), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpTruncatePath, Dirfd: fsvirt.AtCWD, Path: "a/p", Size: 1}, want: fail(unix.EINVAL)},
+	},
+}, {
+	name: "xattrs-copy-up-once",
+	tree: []string{"file f hello", "symlink l -> f"},
+	steps: []step{
+		{op: fsvirt.Op{Kind: fsvirt.OpGetxattr, Dirfd: fsvirt.AtCWD, Path: "f", Name: "user.a", Size: 64}, want: fail(unix.ENODATA)},
+		{op: fsvirt.Op{Kind: fsvirt.OpSetxattr, Dirfd: fsvirt.AtCWD, Path: "f", Name: "user.a", Data: []byte("v"), Flags: unix.XATTR_REPLACE}, want: fail(unix.ENODATA)},
+		{op: fsvirt.Op{Kind: fsvirt.OpSetxattr, Dirfd: fsvirt.AtCWD, Path: "l", Name: "user.a", Data: []byte("v")}, want: ret(0), mapping: copyUp},
+		{op: fsvirt.Op{Kind: fsvirt.OpSetxattr, Dirfd: fsvirt.AtCWD, Path: "f", Name: "user.a", Data: []byte("v"), Flags: unix.XATTR_CREATE}, want: fail(unix.EEXIST)},
+		{op: fsvirt.Op{Kind: fsvirt.OpGetxattr, Dirfd: fsvirt.AtCWD, Path: "f", Name: "user.a", Size: 64}, want: data("v"), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpListxattr, Dirfd: fsvirt.AtCWD, Path: "f", Size: 2}, want: fail(unix.ERANGE)},
+		{op: fsvirt.Op{Kind: fsvirt.OpListxattr, Dirfd: fsvirt.AtCWD, Path: "f", Size: 64}, want: data("user.a\x00"), mapping: redirect},
+		{op: fsvirt.Op{Kind: fsvirt.OpRemovexattr, Dirfd: fsvirt.AtCWD, Path: "f", Name: "user.a"}, want: ret(0), mapping: redirect},
+		{inv: 1, op: fsvirt.Op{Kind: fsvirt.OpListxattr, Dirfd: fsvirt.AtCWD, Path: "f", Size: 0}, want: ret(0)},
+	},
+	copyUps: 1,
 }}
 
 func TestModel(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := model.New(fsvirt.MustParseTree(tc.tree...), 0o022)
+			m := model.New(fsvirt.MustParseTree(tc.tree...), 0o022).WithOwner(uint32(os.Getuid()), uint32(os.Getgid()))
 			for inv := range fsvirt.Inv(2) {
 				if err := m.Begin(inv); err != nil {
 					t.Fatal(err)

@@ -18,7 +18,10 @@ type Oracle struct {
 	// returns its root; unlayout undoes what RemoveAll cannot.
 	layout   func(dir string) (root string, err error)
 	unlayout func(dir string) error
-	invs     map[fsvirt.Inv]*session
+	// overlay: the tree is an overlayfs mount; see [sysexec.Exec]'s
+	// CountDirLinks and FilteredListxattr.
+	overlay bool
+	invs    map[fsvirt.Inv]*session
 }
 
 type session struct {
@@ -56,7 +59,9 @@ func (o *Oracle) Begin(inv fsvirt.Inv) error {
 	if err != nil {
 		return errors.Join(err, os.RemoveAll(dir))
 	}
-	o.invs[inv] = &session{dir: dir, x: sysexec.New(root)}
+	x := sysexec.New(root)
+	x.CountDirLinks, x.FilteredListxattr = o.overlay, o.overlay
+	o.invs[inv] = &session{dir: dir, x: x}
 	return nil
 }
 

@@ -20,7 +20,7 @@ var ErrNotSupported = errors.New("not supported")
 // overlayfs mount under tmp, with shared as the lower layer and an empty
 // upper layer of its own. It needs root (CAP_SYS_ADMIN); see [HaveOverlay].
 func NewOverlay(shared, tmp string) *Oracle {
-	o := &Oracle{shared: shared, tmp: tmp, invs: map[fsvirt.Inv]*session{}}
+	o := &Oracle{shared: shared, tmp: tmp, invs: map[fsvirt.Inv]*session{}, overlay: true}
 	o.layout = func(dir string) (string, error) {
 		upper, work, merged := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "merged")
 		for _, d := range []string{upper, work, merged} {
@@ -47,8 +47,10 @@ func NewOverlay(shared, tmp string) *Oracle {
 	return o
 }
 
+// mount mounts an overlay with redirect_dir=on, without which renaming a
+// directory of the lower layer fails with EXDEV.
 func mount(lower, upper, work, merged string) error {
-	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work
+	opts := "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work + ",redirect_dir=on"
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
 		return &os.PathError{Op: "mount overlay", Path: merged, Err: err}
 	}

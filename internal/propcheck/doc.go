@@ -1,13 +1,17 @@
 // Package propcheck is the state machine that checks one [fsvirt.FS] against
-// another with rapid: random sequences of opens and fd operations by several
-// interleaved invocations over a small alphabet of names.
+// another with rapid: random sequences of every [fsvirt.OpKind] (opens and fd
+// operations, path stat and access, readlink, listings, chdir, mkdir, unlink
+// and rmdir, rename with its flags, hard and symbolic links, chmod, chown,
+// truncate, utimensat, mknod, xattrs) by several interleaved invocations,
+// over a small alphabet of names, from the working directory or a handle.
 //
 // [Run] drives a system under test (sut) and a reference (ref) in lockstep,
 // together with a shadow [model.Model] that says which ops have a defined
-// outcome (no '..' above the root, no lseek in a directory), which ops use a
-// stale fd (opened read-only before a copy-up; the model, not the reference,
-// is the specification there) and how many copy-ups each invocation should
-// have made. It is used three ways:
+// outcome (no '..' above the root, no lseek in a directory, no FIFO opened
+// but with O_PATH), which ops use a stale fd (a file fd opened read-only
+// before a copy-up or unlink, a directory fd opened before its directory
+// changed; the model, not the reference, is the specification there) and
+// how many copy-ups each invocation should have made. It is used three ways:
 //
 //  1. model vs oracle (this package's tests, with the copy and the overlayfs
 //     oracles);
@@ -16,9 +20,9 @@
 //     decisions (when the sut implements [fsvirt.CopyUpCounter]).
 //
 // Invariants after every step: both shared trees equal the initial tree;
-// every live invocation's view, probed by opening and reading every path its
-// ops could have created or changed, is the same in sut and ref; copy-up
-// counts agree. After the run, every invocation has ended without leaving
+// every live invocation's view, probed by walking it from the root (lstat,
+// listing, content, symlink target and xattrs of every entry) and by getcwd,
+// is the same in sut and ref; copy-up counts agree. After the run, every invocation has ended without leaving
 // anything, and the process has no more fds than before.
 //
 // # Budget

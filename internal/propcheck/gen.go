@@ -2,6 +2,8 @@ package propcheck
 
 import (
 	"maps"
+	"os"
+	"path"
 	"slices"
 	"strings"
 
@@ -23,7 +25,47 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			m.step(t, inv, op)
 		}
 	}
-	return map[string]func(*rapid.T){
+	pathOp := func(kind fsvirt.OpKind, args func(*rapid.T, *fsvirt.Op)) func(*rapid.T) {
+		return func(t *rapid.T) {
+			inv := m.pickLive(t, false)
+			op := fsvirt.Op{Kind: kind}
+			op.Dirfd, op.Path = m.at(t, inv)
+			if args != nil {
+				args(t, &op)
+			}
+			m.step(t, inv, op)
+		}
+	}
+	twoPathOp := func(kind fsvirt.OpKind, args func(*rapid.T, *fsvirt.Op)) func(*rapid.T) {
+		return func(t *rapid.T) {
+			inv := m.pickLive(t, false)
+			op := fsvirt.Op{Kind: kind}
+			op.Dirfd, op.Path = m.at(t, inv)
+			op.NewDirfd, op.NewPath = m.at(t, inv)
+			args(t, &op)
+			m.step(t, inv, op)
+		}
+	}
+	// cwdOp is an op on a path without a dirfd.
+	cwdOp := func(kind fsvirt.OpKind, args func(*rapid.T, *fsvirt.Op)) func(*rapid.T) {
+		return func(t *rapid.T) {
+			inv := m.pickLive(t, false)
+			op := fsvirt.Op{Kind: kind, Dirfd: fsvirt.AtCWD, Path: m.drawPath(t, inv)}
+			if args != nil {
+				args(t, &op)
+			}
+			m.step(t, inv, op)
+		}
+	}
+	xattrOp := func(kind fsvirt.OpKind, args func(*rapid.T, *fsvirt.Op)) func(*rapid.T) {
+		return cwdOp(kind, func(t *rapid.T, op *fsvirt.Op) {
+			op.Name = rapid.SampledFrom([]string{"user.a", "user.b"}).Draw(t, "name")
+			if args != nil {
+				args(t, op)
+			}
+		})
+	}
+	actions := map[string]func(*rapid.T){
 		"": m.Check,
 		"begin": func(t *rapid.T) {
 			var idle []fsvirt.Inv
@@ -40,7 +82,7 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 		"end": func(t *rapid.T) { m.end(t, m.pickLive(t, false)) },
 		"open": func(t *rapid.T) {
 			inv := m.pickLive(t, false)
-			m.step(t, inv, m.openOp(t, fsvirt.AtCWD, m.drawPath(t)))
+			m.step(t, inv, m.openOp(t, fsvirt.AtCWD, m.drawPath(t, inv)))
 		},
 		"open-file": func(t *rapid.T) {
 			inv := m.pickLive(t, false)
@@ -94,9 +136,129 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 		"ftruncate": fdOp(fsvirt.OpTruncate, func(t *rapid.T, op *fsvirt.Op) {
 			op.Size = rapid.Int64Range(-1, 12).Draw(t, "size")
 		}),
-		"fstat": fdOp(fsvirt.OpStat, nil),
-		"close": fdOp(fsvirt.OpClose, nil),
+		"fstat":    fdOp(fsvirt.OpStat, nil),
+		"close":    fdOp(fsvirt.OpClose, nil),
+		"getdents": fdOp(fsvirt.OpGetdents, nil),
+		"fchdir":   fdOp(fsvirt.OpFchdir, nil),
+		"stat": pathOp(fsvirt.OpFstatat, func(t *rapid.T, op *fsvirt.Op) {
+			op.Flags = rapid.SampledFrom([]int{0, unix.AT_SYMLINK_NOFOLLOW}).Draw(t, "flags")
+		}),
+		"stat-empty-path": func(t *rapid.T) {
+			inv := m.pickLive(t, false)
+			op := fsvirt.Op{Kind: fsvirt.OpFstatat, Dirfd: fsvirt.AtCWD, Flags: unix.AT_EMPTY_PATH}
+			if len(m.live[inv]) > 0 && rapid.Bool().Draw(t, "on-handle") {
+				op.Dirfd = m.pickHandle(t, inv)
+			}
+			m.step(t, inv, op)
+		},
+		"access": pathOp(fsvirt.OpAccess, func(t *rapid.T, op *fsvirt.Op) {
+			op.Mode = rapid.SampledFrom([]uint32{unix.F_OK, unix.R_OK, unix.W_OK, unix.X_OK, unix.R_OK | unix.W_OK}).Draw(t, "mode")
+		}),
+		"readlink": pathOp(fsvirt.OpReadlink, func(t *rapid.T, op *fsvirt.Op) {
+			op.Size = rapid.SampledFrom([]int64{2, 64}).Draw(t, "size")
+		}),
+		"chdir": cwdOp(fsvirt.OpChdir, nil),
+		"getcwd": func(t *rapid.T) {
+			m.step(t, m.pickLive(t, false), fsvirt.Op{Kind: fsvirt.OpGetcwd})
+		},
+		"mkdir": pathOp(fsvirt.OpMkdir, func(t *rapid.T, op *fsvirt.Op) {
+			op.Mode = rapid.SampledFrom([]uint32{0o755, 0o700}).Draw(t, "mode")
+		}),
+		"unlink": pathOp(fsvirt.OpUnlink, nil),
+		"rmdir": pathOp(fsvirt.OpUnlink, func(t *rapid.T, op *fsvirt.Op) {
+			op.Flags = unix.AT_REMOVEDIR
+		}),
+		"rename": twoPathOp(fsvirt.OpRename, func(t *rapid.T, op *fsvirt.Op) {
+			op.Flags = rapid.SampledFrom([]int{0, unix.RENAME_NOREPLACE, unix.RENAME_EXCHANGE}).Draw(t, "flags")
+		}),
+		"link": twoPathOp(fsvirt.OpLink, func(t *rapid.T, op *fsvirt.Op) {
+			op.Flags = rapid.SampledFrom([]int{0, unix.AT_SYMLINK_FOLLOW}).Draw(t, "flags")
+		}),
+		"symlink": pathOp(fsvirt.OpSymlink, func(t *rapid.T, op *fsvirt.Op) {
+			op.Data = []byte(rapid.SampledFrom(symlinkTargets).Draw(t, "target"))
+		}),
+		"chmod": pathOp(fsvirt.OpChmod, func(t *rapid.T, op *fsvirt.Op) {
+			// The owner keeps rwx: lookups and X_OK do not depend on root's powers.
+			op.Mode = rapid.SampledFrom([]uint32{0o700, 0o755, 0o750, 0o4755, 0o2755, 0o2745}).Draw(t, "mode")
+		}),
+		"chown": pathOp(fsvirt.OpChown, func(t *rapid.T, op *fsvirt.Op) {
+			op.Uid = rapid.SampledFrom([]int{-1, os.Getuid()}).Draw(t, "uid")
+			op.Gid = rapid.SampledFrom([]int{-1, os.Getgid()}).Draw(t, "gid")
+			op.Flags = rapid.SampledFrom([]int{0, unix.AT_SYMLINK_NOFOLLOW}).Draw(t, "flags")
+		}),
+		"truncate": cwdOp(fsvirt.OpTruncatePath, func(t *rapid.T, op *fsvirt.Op) {
+			op.Size = rapid.Int64Range(-1, 8).Draw(t, "size")
+		}),
+		"utimensat": pathOp(fsvirt.OpUtimens, func(t *rapid.T, op *fsvirt.Op) {
+			op.Time = 1e9
+			op.Flags = rapid.SampledFrom([]int{0, unix.AT_SYMLINK_NOFOLLOW}).Draw(t, "flags")
+		}),
+		"mknod": pathOp(fsvirt.OpMknod, func(t *rapid.T, op *fsvirt.Op) {
+			op.Mode = rapid.SampledFrom([]uint32{unix.S_IFIFO | 0o644, unix.S_IFREG | 0o640, 0o600}).Draw(t, "mode")
+		}),
+		"setxattr": xattrOp(fsvirt.OpSetxattr, func(t *rapid.T, op *fsvirt.Op) {
+			op.Data = []byte(rapid.SampledFrom([]string{"", "v", "value"}).Draw(t, "value"))
+			op.Flags = rapid.SampledFrom([]int{0, unix.XATTR_CREATE, unix.XATTR_REPLACE}).Draw(t, "flags")
+		}),
+		"getxattr": xattrOp(fsvirt.OpGetxattr, func(t *rapid.T, op *fsvirt.Op) {
+			op.Size = rapid.SampledFrom([]int64{0, 2, 64}).Draw(t, "size")
+		}),
+		"listxattr": xattrOp(fsvirt.OpListxattr, func(t *rapid.T, op *fsvirt.Op) {
+			op.Name = ""
+			op.Size = rapid.SampledFrom([]int64{0, 4, 64}).Draw(t, "size")
+		}),
+		"removexattr": xattrOp(fsvirt.OpRemovexattr, nil),
+		"rm-r": func(t *rapid.T) {
+			// What rm -r does: unlink every entry of a directory, deepest
+			// first, then rmdir it.
+			inv := m.pickLive(t, false)
+			var dirs []string
+			for _, p := range m.shadow.Paths(inv) {
+				if strings.HasSuffix(p, "/") {
+					dirs = append(dirs, p)
+				}
+			}
+			if len(dirs) == 0 {
+				t.SkipNow()
+			}
+			dir := rapid.SampledFrom(dirs).Draw(t, "dir")
+			var under []string
+			for _, p := range m.shadow.Paths(inv) {
+				if strings.HasPrefix(p, dir) {
+					under = append(under, p)
+				}
+			}
+			slices.Reverse(under) // children before parents
+			for _, p := range under {
+				op := fsvirt.Op{Kind: fsvirt.OpUnlink, Dirfd: fsvirt.AtCWD, Path: "/" + p}
+				if strings.HasSuffix(p, "/") {
+					op.Flags = unix.AT_REMOVEDIR
+				}
+				m.step(t, inv, op)
+			}
+		},
 	}
+	if m.noXattrs {
+		for name := range actions {
+			if strings.HasSuffix(name, "xattr") {
+				delete(actions, name)
+			}
+		}
+	}
+	return actions
+}
+
+// symlinkTargets are what new symlinks point to: names, paths up and down,
+// absolute paths, dots, symlinks.
+var symlinkTargets = []string{"f", "a", "n", "nothere", "../f", "a/g", "la/b", "/a", "/f", "/n", ".", "..", "l", "loop"}
+
+// at draws where a path op starts: from the working directory, or one time
+// in four from a handle of inv with a relative path.
+func (m *machine) at(t *rapid.T, inv fsvirt.Inv) (fsvirt.Handle, string) {
+	if len(m.live[inv]) > 0 && rapid.IntRange(0, 3).Draw(t, "at-handle") == 0 {
+		return m.pickHandle(t, inv), strings.Join(rapid.SliceOfN(rapid.SampledFrom(m.names), 1, 2).Draw(t, "names"), "/")
+	}
+	return fsvirt.AtCWD, m.drawPath(t, inv)
 }
 
 // pickLive draws a live invocation, one with open handles if withHandles.
@@ -129,16 +291,34 @@ func (m *machine) pickHandle(t *rapid.T, inv fsvirt.Inv) fsvirt.Handle {
 	return closed
 }
 
-// drawPath draws a path of the tree, or one made of
-// names, and makes it absolute or gives it a trailing slash now and then.
-func (m *machine) drawPath(t *rapid.T) string {
+// freshNames are names ops create: the tree has none of them.
+var freshNames = []string{"n", "m"}
+
+// drawPath draws a path of inv's view, a fresh name in one of its
+// directories, or a path made of names, and makes it absolute or gives it a
+// trailing slash now and then.
+func (m *machine) drawPath(t *rapid.T, inv fsvirt.Inv) string {
+	paths := m.shadow.Paths(inv)
 	var p string
-	if rapid.Bool().Draw(t, "known") {
-		p = rapid.SampledFrom(m.tree.Paths()).Draw(t, "path")
-	} else {
+	switch rapid.IntRange(0, 2).Draw(t, "kind") {
+	case 0:
+		if len(paths) > 0 {
+			p = strings.TrimSuffix(rapid.SampledFrom(paths).Draw(t, "path"), "/")
+			break
+		}
+		fallthrough
+	case 1:
+		dirs := []string{"."}
+		for _, p := range paths {
+			if strings.HasSuffix(p, "/") {
+				dirs = append(dirs, strings.TrimSuffix(p, "/"))
+			}
+		}
+		p = path.Join(rapid.SampledFrom(dirs).Draw(t, "dir"), rapid.SampledFrom(freshNames).Draw(t, "name"))
+	default:
 		p = strings.Join(rapid.SliceOfN(rapid.SampledFrom(m.names), 1, 3).Draw(t, "names"), "/")
 	}
-	if rapid.IntRange(0, 5).Draw(t, "trailing-slash") == 0 {
+	if rapid.IntRange(0, 7).Draw(t, "trailing-slash") == 0 {
 		p += "/"
 	}
 	if rapid.Bool().Draw(t, "absolute") {

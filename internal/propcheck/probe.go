@@ -1,62 +1,87 @@
 package propcheck
 
 import (
+	"bytes"
 	"fmt"
 	"path"
-	"slices"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fsvirt/fsvirt"
 )
 
-// probePaths are the paths an invocation's ops can create or change: those
-// of the tree, and every name in every directory. Ops create no
-// directories, so this is all.
-func probePaths(tree fsvirt.Tree, names []string) []string {
-	dirs, files := []string{""}, map[string]bool{}
-	for p, n := range tree {
-		files[p] = true
-		if n.Type == fsvirt.Dir {
-			dirs = append(dirs, p+"/")
-		}
-		names = append(names, path.Base(p), path.Base(n.Target))
-	}
-	for _, d := range dirs {
-		for _, name := range names {
-			if name != "." && name != ".." {
-				files[d+name] = true
+// maxProbeDepth bounds the probe's descent; ops make trees a few levels deep.
+const maxProbeDepth = 8
+
+// probe reads inv's whole view through fs: its working directory, then from
+// the root down, every entry's lstat, a regular file's content and xattrs, a
+// symlink's target. It lists directories through fresh handles, which show
+// the live view, and closes every handle it opens, so it changes nothing.
+func probe(fs fsvirt.FS, inv fsvirt.Inv, xattrs bool) []string {
+	do := func(op fsvirt.Op) fsvirt.Outcome { return fs.Do(inv, op) }
+	lines := []string{fmt.Sprintf("cwd: %v", do(fsvirt.Op{Kind: fsvirt.OpGetcwd}))}
+	var walk func(p string, depth int)
+	walk = func(p string, depth int) {
+		st := do(fsvirt.Op{Kind: fsvirt.OpFstatat, Dirfd: fsvirt.AtCWD, Path: "/" + p, Flags: unix.AT_SYMLINK_NOFOLLOW})
+		line := fmt.Sprintf("/%s: %v", p, st)
+		switch st.Stat.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			open := do(fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: fsvirt.AtCWD, Path: "/" + p, Flags: unix.O_RDONLY | unix.O_NOFOLLOW})
+			if open.Errno == 0 {
+				h := fsvirt.Handle(open.Ret)
+				line += fmt.Sprintf(" %q", do(fsvirt.Op{Kind: fsvirt.OpRead, Fd: h, Size: 1 << 12}).Data)
+				do(fsvirt.Op{Kind: fsvirt.OpClose, Fd: h})
 			}
-		}
-	}
-	return slices.Sorted(func(yield func(string) bool) {
-		for p := range files {
-			if !yield(p) {
+			if xattrs {
+				line += probeXattrs(do, "/"+p)
+			}
+		case unix.S_IFLNK:
+			line += fmt.Sprintf(" -> %v", do(fsvirt.Op{Kind: fsvirt.OpReadlink, Dirfd: fsvirt.AtCWD, Path: "/" + p, Size: 1 << 10}))
+		case unix.S_IFDIR:
+			if xattrs {
+				line += probeXattrs(do, "/"+p)
+			}
+			lines = append(lines, line)
+			open := do(fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: fsvirt.AtCWD, Path: "/" + p, Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NOFOLLOW})
+			if open.Errno != 0 {
+				lines = append(lines, fmt.Sprintf("/%s: open: %v", p, open))
 				return
 			}
+			h := fsvirt.Handle(open.Ret)
+			ls := do(fsvirt.Op{Kind: fsvirt.OpGetdents, Fd: h})
+			lines = append(lines, fmt.Sprintf("/%s: ls %v", p, ls))
+			if p != "" {
+				// ".." is the directory's parent, also after a rename.
+				up := do(fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: h, Path: "..", Flags: unix.O_RDONLY | unix.O_DIRECTORY})
+				if up.Errno == 0 {
+					lines = append(lines, fmt.Sprintf("/%s/..: ls %v", p, do(fsvirt.Op{Kind: fsvirt.OpGetdents, Fd: fsvirt.Handle(up.Ret)})))
+					do(fsvirt.Op{Kind: fsvirt.OpClose, Fd: fsvirt.Handle(up.Ret)})
+				}
+			}
+			do(fsvirt.Op{Kind: fsvirt.OpClose, Fd: h})
+			if depth >= maxProbeDepth {
+				return
+			}
+			for _, e := range ls.Dirents {
+				if e.Name != "." && e.Name != ".." {
+					walk(path.Join(p, e.Name), depth+1)
+				}
+			}
+			return
 		}
-	})
-}
-
-// probe reads inv's view of paths through fs: what opening each path without
-// following symlinks gives, its fstat, and a regular file's content. The
-// handles it opens are closed again, so the probe changes nothing.
-func probe(fs fsvirt.FS, inv fsvirt.Inv, paths []string) []string {
-	var lines []string
-	for _, p := range paths {
-		open := fs.Do(inv, fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: fsvirt.AtCWD, Path: "/" + p, Flags: unix.O_RDONLY | unix.O_NOFOLLOW})
-		if open.Errno != 0 {
-			lines = append(lines, fmt.Sprintf("%s: %v", p, open))
-			continue
-		}
-		h := fsvirt.Handle(open.Ret)
-		st := fs.Do(inv, fsvirt.Op{Kind: fsvirt.OpStat, Fd: h})
-		line := fmt.Sprintf("%s: %v", p, st.Stat)
-		if st.Stat.Mode&unix.S_IFMT == unix.S_IFREG {
-			line += fmt.Sprintf(" %q", fs.Do(inv, fsvirt.Op{Kind: fsvirt.OpRead, Fd: h, Size: 1 << 12}).Data)
-		}
-		fs.Do(inv, fsvirt.Op{Kind: fsvirt.OpClose, Fd: h})
 		lines = append(lines, line)
 	}
+	walk("", 0)
 	return lines
+}
+
+func probeXattrs(do func(fsvirt.Op) fsvirt.Outcome, p string) string {
+	list := do(fsvirt.Op{Kind: fsvirt.OpListxattr, Dirfd: fsvirt.AtCWD, Path: p, Size: 1 << 10})
+	s := fmt.Sprintf(" xattrs %v", list)
+	for _, name := range bytes.Split(list.Data, []byte{0}) {
+		if len(name) > 0 {
+			s += fmt.Sprintf(" %s=%v", name, do(fsvirt.Op{Kind: fsvirt.OpGetxattr, Dirfd: fsvirt.AtCWD, Path: p, Name: string(name), Size: 1 << 10}))
+		}
+	}
+	return s
 }

@@ -46,8 +46,10 @@ func modelVs(tb testing.TB, ref *oracle.Oracle) func(*rapid.T) {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	opts := propcheck.Options{NoXattrs: sysexec.HaveUserXattrs(tb.TempDir()) != nil}
 	return func(t *rapid.T) {
-		propcheck.Run(t, model.New(propcheck.DefaultTree, umask), ref, propcheck.Options{})
+		sut := model.New(propcheck.DefaultTree, umask).WithOwner(uint32(os.Getuid()), uint32(os.Getgid()))
+		propcheck.Run(t, sut, ref, opts)
 	}
 }
 

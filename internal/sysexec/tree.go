@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fsvirt/fsvirt"
 )
 
@@ -24,6 +26,8 @@ func Build(dir string, t fsvirt.Tree) error {
 			err = os.WriteFile(full, []byte(n.Data), 0o600)
 		case fsvirt.Symlink:
 			err = os.Symlink(n.Target, full)
+		case fsvirt.Fifo:
+			err = unix.Mkfifo(full, 0o600)
 		}
 		if err == nil && n.Type != fsvirt.Symlink {
 			err = os.Chmod(full, fs.FileMode(n.Mode)) // exact, whatever the umask
@@ -61,6 +65,8 @@ func Walk(dir string) (fsvirt.Tree, error) {
 			if err != nil {
 				return err
 			}
+		case d.Type() == fs.ModeNamedPipe:
+			n.Type = fsvirt.Fifo
 		case d.Type() == fs.ModeSymlink:
 			n.Type = fsvirt.Symlink
 			if n.Target, err = os.Readlink(full); err != nil {
@@ -110,4 +116,21 @@ func OpenFDs() (map[int]string, error) {
 		fds[fd] = target
 	}
 	return fds, nil
+}
+
+// HaveUserXattrs reports whether the file system at dir takes user.* extended
+// attributes on regular files; the error wraps ENOTSUP when it does not.
+func HaveUserXattrs(dir string) error {
+	f, err := os.CreateTemp(dir, "xattr-probe-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := unix.Setxattr(f.Name(), "user.probe", []byte("1"), 0); err != nil {
+		return &os.PathError{Op: "setxattr", Path: f.Name(), Err: err}
+	}
+	return nil
 }
