@@ -180,10 +180,13 @@ func (v *View) ensureDir(p string) error {
 		return unix.ENOTDIR
 	}
 	up := v.upperPath(p)
-	if p != "/" {
-		if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
+	if p == "/" { // the invocation's first change: its directory in the store comes to be
+		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
+	}
+	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
+		return err
 	}
 	if err := copyMeta(up, &st); err != nil {
 		return err
@@ -354,6 +357,7 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		}
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: l.host})
+	v.countCopyUp(0)
 	return nil
 }
 

@@ -24,6 +24,13 @@ func (v *View) do(t tracee, o op) (reply, error) {
 	case opChdir:
 		return v.chdir(t, o)
 	case opFchdir:
+		var st unix.Stat_t
+		if err := unix.Stat(t.procPath("fd/"+strconv.Itoa(o.fd)), &st); err != nil {
+			return reply{}, unix.EBADF
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return reply{}, unix.ENOTDIR
+		}
 		v.clearCwd(t)
 		return reply{kind: replyContinue}, nil
 	case opGetcwd:
@@ -61,6 +68,10 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{})
 			return r, false, err
 		}
+		if o.dirfd == unix.AT_FDCWD { // the working directory, which is not a descriptor: the view's
+			r, err = v.resolve(t, unix.AT_FDCWD, ".", resolveOpts{followFinal: true})
+			return r, false, err
+		}
 		return r, true, nil
 	}
 	r, err = v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow})
@@ -77,10 +88,17 @@ func (v *View) fast(r resolved) bool { return v.ns.policy == PolicyFast && r.pur
 func (v *View) stat(t tracee, o op) (reply, error) {
 	follow := o.flags&unix.AT_SYMLINK_NOFOLLOW == 0
 	r, emptyFD, err := v.lookup(t, o, follow)
+	removedCwd := false
+	if err == unix.ENOENT && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd == unix.AT_FDCWD {
+		// The view removed the working directory, which the kernel still stats, with no links.
+		if _, cerr := v.cwdOf(t); cerr == unix.ENOENT {
+			r, removedCwd, err = resolved{host: t.procPath("cwd") + "/."}, true, nil
+		}
+	}
 	if err != nil {
 		return reply{}, err
 	}
-	if emptyFD || v.fast(r) || !r.inTree && r.pure {
+	if emptyFD || !removedCwd && (v.fast(r) || !r.inTree && r.pure) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
@@ -90,11 +108,17 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		if err := unix.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx); err != nil {
 			return reply{}, err
 		}
+		if removedCwd {
+			stx.Nlink = 0
+		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
 	if err := unix.Lstat(host, &st); err != nil {
 		return reply{}, err
+	}
+	if removedCwd {
+		st.Nlink = 0
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
@@ -283,11 +307,17 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if o.kind != opSymlink {
-		err = unix.Chmod(host, perm)
+	var st unix.Stat_t
+	if err = unix.Lstat(host, &st); err == nil && o.kind != opSymlink {
+		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
+		err = unix.Chmod(host, perm|st.Mode&unix.S_ISGID)
 	}
-	if err == nil && (c.fsuid != os.Geteuid() || c.fsgid != os.Getegid()) {
-		if err = unix.Lchown(host, c.fsuid, c.fsgid); err == unix.EPERM {
+	gid := c.fsgid
+	if err == nil && st.Gid != uint32(os.Getegid()) {
+		gid = int(st.Gid) // the set-group-ID directory's group, which the kernel gave it
+	}
+	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
+		if err = unix.Lchown(host, c.fsuid, gid); err == unix.EPERM {
 			err = nil
 		}
 	}
@@ -407,15 +437,24 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		return reply{}, err
 	}
 	exchange := o.flags&unix.RENAME_EXCHANGE != 0
+	// In do_renameat2's order.
 	switch {
-	case from.dot || to.dot:
+	case from.inTree != to.inTree:
+		return reply{}, unix.EXDEV
+	case from.dot:
+		return reply{}, unix.EBUSY
+	case to.dot && o.flags&unix.RENAME_NOREPLACE != 0:
+		return reply{}, unix.EEXIST
+	case to.dot:
 		return reply{}, unix.EBUSY
 	case !from.exists || exchange && !to.exists:
 		return reply{}, unix.ENOENT
-	case (from.trailingSlash || to.trailingSlash) && from.mode != unix.S_IFDIR:
+	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists:
+		return reply{}, unix.EEXIST
+	case !exchange && from.mode != unix.S_IFDIR && (from.trailingSlash || to.trailingSlash):
 		return reply{}, unix.ENOTDIR
-	case from.inTree != to.inTree:
-		return reply{}, unix.EXDEV
+	case exchange && (from.mode != unix.S_IFDIR && from.trailingSlash || to.mode != unix.S_IFDIR && to.trailingSlash):
+		return reply{}, unix.ENOTDIR
 	}
 	if !from.inTree {
 		if from.pure && to.pure {
@@ -425,6 +464,21 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	}
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
 		return reply{}, unix.EBUSY
+	}
+	// The checks that need no listing, before anything is materialized: a failed rename changes
+	// nothing in the private layer.
+	if from.path != to.path {
+		switch {
+		case within(to.path, from.path) && to.path != from.path:
+			return reply{}, unix.EINVAL
+		case within(from.path, to.path) && !exchange && to.exists:
+			return reply{}, unix.ENOTEMPTY
+		case !to.exists || exchange:
+		case from.mode == unix.S_IFDIR && to.mode != unix.S_IFDIR:
+			return reply{}, unix.ENOTDIR
+		case from.mode != unix.S_IFDIR && to.mode == unix.S_IFDIR:
+			return reply{}, unix.EISDIR
+		}
 	}
 	if err := v.materialize(pathDir(from.path)); err != nil {
 		return reply{}, err
@@ -457,8 +511,8 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_SYMLINK_FOLLOW|unix.AT_EMPTY_PATH) != 0 {
 		return reply{}, unix.EINVAL
 	}
-	var oldHost string
-	var oldInTree bool
+	var oldHost, fromPath string
+	var oldInTree, oldDir bool
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		// linkat(fd, "", ..., AT_EMPTY_PATH): typically an O_TMPFILE file given a name.
 		target, err := readlink(t.procPath("fd/" + strconv.Itoa(o.dirfd)))
@@ -478,18 +532,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			return reply{}, err
 		case !from.exists:
 			return reply{}, unix.ENOENT
-		case from.mode == unix.S_IFDIR:
-			return reply{}, unix.EPERM
-		case from.trailingSlash:
-			return reply{}, unix.ENOTDIR
 		}
-		oldHost, oldInTree = from.host, from.inTree
-		if from.inTree {
-			if err := v.copyUpObj(from.path, false); err != nil {
-				return reply{}, err
-			}
-			oldHost = v.upperPath(from.path)
-		}
+		oldHost, oldInTree, oldDir = from.host, from.inTree, from.mode == unix.S_IFDIR
+		fromPath = from.path
 	}
 	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
 	switch {
@@ -501,6 +546,14 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOENT
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
+	case oldDir:
+		return reply{}, unix.EPERM
+	}
+	if fromPath != "" && oldInTree {
+		if err := v.copyUpObj(fromPath, false); err != nil {
+			return reply{}, err
+		}
+		oldHost = v.upperPath(fromPath)
 	}
 	host := to.path
 	if to.inTree {
@@ -549,6 +602,9 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		}
 		viewPath, inTree = p, true
 	} else {
+		if o.kind == opTruncate && o.length < 0 {
+			return reply{}, unix.EINVAL
+		}
 		r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 		if err != nil {
 			return reply{}, err
@@ -562,13 +618,19 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		viewPath, inTree = r.path, r.inTree
 		if o.kind == opTruncate {
 			switch {
+			case o.length < 0:
+				return reply{}, unix.EINVAL
 			case r.mode == unix.S_IFDIR:
 				return reply{}, unix.EISDIR
 			case r.mode != unix.S_IFREG:
 				return reply{}, unix.EINVAL
-			case o.length < 0:
-				return reply{}, unix.EINVAL
 			}
+		}
+	}
+	if inTree && host == "" {
+		// Fail before copying up: a failed call changes nothing, not even where the file is.
+		if err := v.precheck(viewPath, o); err != nil {
+			return reply{}, err
 		}
 	}
 	if inTree {
@@ -680,3 +742,39 @@ func (v *View) inotify(t tracee, o op) (reply, error) {
 
 // statxSyncType is AT_STATX_SYNC_TYPE, which x/sys/unix does not name.
 const statxSyncType = 0x6000
+
+// precheck returns the error a metadata change of the object at view path p would fail with,
+// checked on the object where it is now, so that a failing call does not copy it up.
+func (v *View) precheck(p string, o op) error {
+	l, st, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	typ := st.Mode & unix.S_IFMT
+	switch o.kind {
+	case opSetxattr, opRemovexattr:
+		if strings.HasPrefix(o.name, "user.") && typ != unix.S_IFREG && typ != unix.S_IFDIR {
+			return unix.EPERM
+		}
+		_, err := unix.Lgetxattr(l.host, o.name, nil)
+		exists := err == nil || err == unix.ERANGE
+		if err != nil && err != unix.ENODATA && !exists {
+			return err
+		}
+		switch {
+		case o.kind == opRemovexattr && !exists:
+			return unix.ENODATA
+		case o.kind == opSetxattr && o.flags>>32&unix.XATTR_REPLACE != 0 && !exists:
+			return unix.ENODATA
+		case o.kind == opSetxattr && o.flags>>32&unix.XATTR_CREATE != 0 && exists:
+			return unix.EEXIST
+		case o.kind == opSetxattr && o.flags>>32&^(unix.XATTR_CREATE|unix.XATTR_REPLACE) != 0:
+			return unix.EINVAL
+		}
+	case opChmod:
+		if o.flags&unix.AT_SYMLINK_NOFOLLOW != 0 && typ == unix.S_IFLNK {
+			return unix.EOPNOTSUPP
+		}
+	}
+	return nil
+}

@@ -127,7 +127,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if err != nil {
 			return r, err
 		}
-		if l.ent != nil && (l.ent.own || l.ent.lower != next) {
+		if l.ent != nil && l.ent.lower != next {
 			r.pure = false // the kernel would find another object at this path
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || (r.trailingSlash && !o.creat)) {

@@ -92,18 +92,10 @@ func sweep(root string) {
 	}
 }
 
-// newView creates a fresh, empty private layer for one invocation.
+// newView names a fresh, empty private layer for one invocation; the view creates it on first use.
 func (s *store) newView(ns *namespace) (*View, error) {
 	dir := filepath.Join(s.dir, "inv-"+strconv.FormatUint(s.next.Add(1), 10))
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	v, err := newView(ns, dir)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	return v, nil
+	return newView(ns, dir)
 }
 
 // close removes the store; every failure is reported.

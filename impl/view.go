@@ -141,11 +141,11 @@ type View struct {
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
 }
 
+// newView returns a view whose private layer will live in dir. Nothing is created until the
+// invocation first changes something (ensureDir of "/"): most invocations of a read-only function
+// never touch the disk.
 func newView(ns *namespace, dir string) (*View, error) {
 	upper := filepath.Join(dir, "upper")
-	if err := os.Mkdir(upper, 0o755); err != nil {
-		return nil, err
-	}
 	return &View{ns: ns, dir: dir, upper: upper, entries: map[string]*entry{}, cwds: map[int]virtualCwd{}, stats: Stats{Calls: map[string]int{}}}, nil
 }
 
