@@ -28,6 +28,10 @@ type Config struct {
 	Policy Policy
 	// Logger receives supervisor faults; nil discards them.
 	Logger *slog.Logger
+	// Supervisors is the number of supervisor threads; default 1. Workers are dealt out among them
+	// round robin, each listener served by one supervisor, so that notifications from different
+	// workers can be answered in parallel.
+	Supervisors int
 }
 
 // Pool runs functions in private views on worker threads that carry fsvirt's filter.
@@ -37,11 +41,12 @@ type Pool struct {
 	umask int
 	ns    *namespace
 	store *store
-	sup   *supervisor
+	sups  []*supervisor
 	idle  chan *worker
 
-	mu  sync.Mutex // guards all
-	all []*worker
+	mu      sync.Mutex // guards all and started
+	all     []*worker
+	started int // workers started so far: picks the next worker's supervisor
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -57,6 +62,7 @@ type worker struct {
 	view     atomic.Pointer[View]
 	dead     atomic.Bool // the function called runtime.Goexit: the thread is gone
 	lis      *listener
+	sup      *supervisor // the one that serves lis
 }
 
 type job struct {
@@ -116,20 +122,33 @@ func NewPool(cfg Config) (*Pool, error) {
 		st.close()
 		return nil, err
 	}
-	sup, err := newSupervisor(log)
-	if err != nil {
-		st.close()
-		return nil, err
+	if cfg.Supervisors <= 0 {
+		cfg.Supervisors = 1
+	}
+	var sups []*supervisor
+	stopAll := func() {
+		for _, s := range sups {
+			s.stop()
+		}
+	}
+	for i := 0; i < cfg.Supervisors; i++ {
+		sup, err := newSupervisor(log)
+		if err != nil {
+			stopAll()
+			st.close()
+			return nil, err
+		}
+		sups = append(sups, sup)
 	}
 	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		sup.stop()
+		stopAll()
 		st.close()
 		return nil, fmt.Errorf("open working directory: %w", err)
 	}
 	umask := unix.Umask(0)
 	unix.Umask(umask)
-	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sup: sup,
+	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups,
 		idle: make(chan *worker, cfg.Workers), closed: make(chan struct{})}
 	for i := 0; i < cfg.Workers; i++ {
 		w, err := p.startWorker()
@@ -151,7 +170,11 @@ func (p *Pool) startWorker() (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{jobs: make(chan *job), cwd: dup, umask: p.umask}
+	p.mu.Lock()
+	sup := p.sups[p.started%len(p.sups)]
+	p.started++
+	p.mu.Unlock()
+	w := &worker{jobs: make(chan *job), cwd: dup, umask: p.umask, sup: sup}
 	ready := make(chan error, 1)
 	p.wg.Add(1)
 	go func() {
@@ -180,7 +203,7 @@ func (p *Pool) startWorker() (*worker, error) {
 		return nil, err
 	}
 	w.lis = &listener{fd: w.listener, view: w.view.Load}
-	if err := p.sup.add(w.lis); err != nil {
+	if err := w.sup.add(w.lis); err != nil {
 		close(w.jobs)
 		unix.Close(w.listener)
 		unix.Close(dup)
@@ -283,7 +306,7 @@ func (p *Pool) replaceIfDead(w *worker) *worker {
 	if !w.dead.Load() {
 		return w
 	}
-	p.sup.remove(w.lis)
+	w.sup.remove(w.lis)
 	unix.Close(w.listener)
 	unix.Close(w.cwd)
 	nw, err := p.startWorker()
@@ -320,12 +343,14 @@ func (p *Pool) Close() error {
 		p.wg.Wait()
 		for _, w := range p.all {
 			if w.lis != nil {
-				p.sup.remove(w.lis)
+				w.sup.remove(w.lis)
 			}
 			unix.Close(w.listener)
 			unix.Close(w.cwd)
 		}
-		p.sup.stop()
+		for _, s := range p.sups {
+			s.stop()
+		}
 		unix.Close(p.cwd)
 		if err := p.store.close(); err != nil {
 			result = multierror.Append(result, err)

@@ -45,6 +45,8 @@ Usage:
   fsvirt run [flags] -- CMD [ARGS...]   run CMD and all its children in one private view
   fsvirt syscalls [--json]              print the syscall table: how each syscall is handled
   fsvirt features                       print the kernel features fsvirt found and will use
+  fsvirt bench [flags]                  measure fsvirt against other isolation modes (--help)
+  fsvirt conformance [flags]            check fsvirt, or another implementation, against the conformance suite
   fsvirt help [COMMAND]                 show help
 
 Run 'fsvirt run --help' for the flags of run.
@@ -70,6 +72,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSyscalls(args[1:], stdout)
 	case "features":
 		return cmdFeatures(args[1:], stdout)
+	case "bench":
+		return cmdBench(ctx, args[1:], stdout, stderr)
+	case "conformance":
+		return cmdConformance(ctx, args[1:], stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see fsvirt --help)", args[0])
 }
