@@ -467,3 +467,16 @@ const (
 	xattrNameMax = 255
 	xattrSizeMax = 65536
 )
+
+// opSockaddr is bind and connect: a UNIX socket address names a path in the view.
+const opSockaddr = opInotify + 1
+
+func sockaddrDecoder(connect bool) decoder {
+	return func(t tracee, d *notify.Data) (op, error) {
+		o := op{kind: opSockaddr, dirfd: unix.AT_FDCWD, pathArgs: pathArgs{fd: arg32(d.Args[0]), buf: d.Args[1], size: d.Args[2]}}
+		if connect {
+			o.flags = 1
+		}
+		return o, nil
+	}
+}

@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"bytes"
 	"os"
 	"path"
 	"strconv"
@@ -53,6 +54,8 @@ func (v *View) do(t tracee, o op) (reply, error) {
 		return v.statfs(t, o)
 	case opInotify:
 		return v.inotify(t, o)
+	case opSockaddr:
+		return v.sockaddr(t, o)
 	}
 	return reply{}, unix.ENOSYS
 }
@@ -777,4 +780,73 @@ func (v *View) precheck(p string, o op) error {
 		}
 	}
 	return nil
+}
+
+// sockaddr is bind and connect. Anything but a UNIX socket address naming a path is left to the
+// kernel. A path is resolved in the view: binding creates the socket file in the private layer,
+// and connecting to a socket file there connects the caller's socket to it; the supervisor acts
+// on its own duplicate of the caller's socket (pidfd_getfd), which is the same socket.
+func (v *View) sockaddr(t tracee, o op) (reply, error) {
+	const sunPath = 2 // offsetof(struct sockaddr_un, sun_path)
+	if o.size <= sunPath || o.size > uint64(unsafe.Sizeof(unix.RawSockaddrUnix{})) {
+		return reply{kind: replyContinue}, nil
+	}
+	raw := make([]byte, o.size)
+	if _, err := t.read(o.buf, raw); err != nil {
+		return reply{}, err
+	}
+	family := *(*uint16)(unsafe.Pointer(&raw[0]))
+	name := raw[sunPath:]
+	if family != unix.AF_UNIX || name[0] == 0 { // not UNIX, or an abstract address
+		return reply{kind: replyContinue}, nil
+	}
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	connect := o.flags == 1
+	r, err := v.resolve(t, unix.AT_FDCWD, string(name), resolveOpts{followFinal: connect, creat: !connect})
+	if err != nil {
+		return reply{}, err
+	}
+	if !r.inTree || connect && r.pure {
+		return reply{kind: replyContinue}, nil
+	}
+	host := r.host
+	if !connect {
+		if r.exists || r.dot {
+			return reply{}, unix.EADDRINUSE
+		}
+		if err := v.materialize(path.Dir(r.path)); err != nil {
+			return reply{}, err
+		}
+		host = v.upperPath(r.path)
+	} else if !r.exists {
+		return reply{}, unix.ENOENT
+	}
+	// The private layer's path may be longer than sun_path holds: name the socket file through
+	// the supervisor's descriptor of its directory instead.
+	dir, err := unix.Open(path.Dir(host), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(dir)
+	short := "/proc/self/fd/" + strconv.Itoa(dir) + "/" + path.Base(host)
+	if len(short) >= len(unix.RawSockaddrUnix{}.Path) {
+		return reply{}, unix.ENAMETOOLONG
+	}
+	fd, err := t.getfd(o.fd)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(fd)
+	sa := &unix.SockaddrUnix{Name: short}
+	if connect {
+		err = unix.Connect(fd, sa)
+	} else if err = unix.Bind(fd, sa); err == nil {
+		v.setEntry(r.path, &entry{kind: entryObj, own: true})
+	}
+	if err != nil {
+		return reply{}, err
+	}
+	return okReply, nil
 }

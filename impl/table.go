@@ -136,6 +136,8 @@ var table = []sysEntry{
 	{nr: unix.SYS_FACCESSAT2, name: "faccessat2", handling: Virtualized, decode: decodeFaccessat2},
 	{nr: unix.SYS_READLINK, name: "readlink", handling: Virtualized, decode: decodeReadlink},
 	{nr: unix.SYS_READLINKAT, name: "readlinkat", handling: Virtualized, decode: decodeReadlinkat},
+	{nr: unix.SYS_BIND, name: "bind", handling: Virtualized, decode: sockaddrDecoder(false), note: "a UNIX socket path is created in the private layer"},
+	{nr: unix.SYS_CONNECT, name: "connect", handling: Virtualized, decode: sockaddrDecoder(true), note: "a UNIX socket path is resolved in the view"},
 	{nr: unix.SYS_GETDENTS64, name: "getdents64", note: "fd-based: a directory the view changed is opened from its complete private copy"},
 	{nr: unix.SYS_GETCWD, name: "getcwd", handling: Virtualized, decode: decodeGetcwd, note: "the view path of the working directory"},
 	{nr: unix.SYS_CHDIR, name: "chdir", handling: Virtualized, decode: decodeChdir},
