@@ -106,11 +106,8 @@ func Run(t *rapid.T, sut, ref fsvirt.FS, opts Options) {
 func (m *machine) Check(t *rapid.T) {
 	m.checkShared(t)
 	for _, inv := range slices.Sorted(maps.Keys(m.live)) {
-		got, want := probe(m.sut, inv, !m.noXattrs), probe(m.ref, inv, !m.noXattrs)
-		for i := range max(len(got), len(want)) {
-			if i >= len(got) || i >= len(want) || got[i] != want[i] {
-				t.Fatalf("inv %d: views differ at probe %d:\n  sut: %s\n  ref: %s", inv, i, at(got, i), at(want, i))
-			}
+		if err := DiffViews(m.sut, m.ref, inv, !m.noXattrs); err != nil {
+			t.Fatal(err)
 		}
 		if c, ok := m.sut.(fsvirt.CopyUpCounter); ok && c.CopyUps(inv) != m.shadow.CopyUps(inv) {
 			t.Fatalf("inv %d: %d copy-ups, the model says %d", inv, c.CopyUps(inv), m.shadow.CopyUps(inv))
@@ -151,14 +148,9 @@ func (m *machine) checkFDs(t *rapid.T, before map[int]string) {
 
 // step runs op in inv on sut, ref and the shadow model and compares.
 func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
-	if !m.shadow.Defined(inv, op) {
+	got, want, note, defined := Step(m.shadow, m.sut, m.ref, inv, op)
+	if !defined {
 		t.Skipf("undefined: %v", op)
-	}
-	predicted, dec := m.shadow.Apply(inv, op)
-	got, want := m.sut.Do(inv, op), m.ref.Do(inv, op)
-	note := dec.Mapping.String()
-	if dec.Stale {
-		want, note = predicted, note+", stale fd: compared with the model"
 	}
 	t.Logf("inv %d: %v = %v [%s]", inv, op, got, note)
 	if !got.Equal(want) {
