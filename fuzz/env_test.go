@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -220,14 +219,6 @@ func (s *session) knownIssue(op fsvirt.Op) string {
 			}
 		}
 	}
-	if op.Path != "" && !strings.HasSuffix(op.Path, "/") && s.slashTarget(op.Dirfd, op.Path) {
-		// The engine's resolver drops the trailing slash of a final symlink's
-		// target: O_CREAT creates or opens the target where the kernel says
-		// EISDIR, and an impure lookup opens a file (or blocks on a FIFO)
-		// where the kernel says ENOTDIR. Regressions:
-		// FuzzSymlinks/trailing-slash-targets, FuzzSymlinks/fifo-through-*.
-		return "a final symlink to a path ending in '/'"
-	}
 	switch op.Kind {
 	case fsvirt.OpRead, fsvirt.OpWrite, fsvirt.OpPwrite, fsvirt.OpSeek, fsvirt.OpTruncate, fsvirt.OpGetdents:
 		if s.relPath[op.Fd] {
@@ -239,27 +230,6 @@ func (s *session) knownIssue(op fsvirt.Op) string {
 		}
 	}
 	return ""
-}
-
-// slashTarget says whether p names a symlink, in the oracle's view, whose
-// chain of targets ends in one that ends in '/'. It only reads.
-func (s *session) slashTarget(dirfd fsvirt.Handle, p string) bool {
-	for range 40 {
-		o := s.v.ref.Do(inv, fsvirt.Op{Kind: fsvirt.OpReadlink, Dirfd: dirfd, Path: p, Size: 4096})
-		if o.Errno != 0 {
-			return false
-		}
-		t := string(o.Data)
-		if strings.HasSuffix(t, "/") {
-			return true
-		}
-		if strings.HasPrefix(t, "/") {
-			p = t
-		} else {
-			p = path.Join(path.Dir(p), t)
-		}
-	}
-	return false
 }
 
 // open lists inv's open handles, sorted.

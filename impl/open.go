@@ -159,7 +159,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
 	case r.dot && excl:
 		return reply{}, unix.EEXIST
-	case creat && (r.dot || trailing):
+	case creat && (r.dot || r.trailingSlash):
 		return reply{}, unix.EISDIR
 	case !r.exists && !creat:
 		return reply{}, unix.ENOENT

@@ -173,7 +173,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				}
 			}
 			rest = append(splitPath(target), rest...)
-			if strings.HasSuffix(target, "/") && len(rest) == 0 {
+			if strings.HasSuffix(target, "/") && last {
 				r.trailingSlash = true
 			}
 			continue
