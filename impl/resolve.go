@@ -257,7 +257,15 @@ func (v *View) startDir(t tracee, dirfd int) (string, bool, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return "", false, unix.ENOTDIR
 	}
-	if strings.HasSuffix(target, " (deleted)") || !strings.HasPrefix(target, "/") {
+	if !strings.HasPrefix(target, "/") {
+		return "", false, unix.ENOENT
+	}
+	if t, ok := strings.CutSuffix(target, " (deleted)"); ok {
+		// A removed directory: ".." still leads to where its parent was, and anything in it
+		// no longer resolves, which the view's own lookups of its old path give.
+		if p, ok := v.viewPathOf(t); ok {
+			return p, false, nil
+		}
 		return "", false, unix.ENOENT
 	}
 	if p, ok := v.viewPathOf(target); ok {
