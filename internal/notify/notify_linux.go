@@ -138,7 +138,13 @@ func IDValid(fd int, id uint64) error {
 
 // AddFD installs srcfd in the notified task and completes the syscall with the new fd number. With
 // cloexec the new descriptor gets FD_CLOEXEC. On kernels without SECCOMP_ADDFD_FLAG_SEND (before
-// 5.14) it installs the fd, then sends its number as the return value: two ioctls.
+// 5.14) it installs the fd, then sends its number as the return value: two ioctls. When the second
+// fails (a signal withdrew the notification in between, and the syscall will restart), AddFD returns
+// the installed number with the error: that descriptor is in the task's table, unknown to it, and
+// only the caller can decide whether it can be closed. Otherwise an error comes with -1.
+//
+// The calling thread must block signals: with SECCOMP_ADDFD_FLAG_SEND a signal that interrupts the
+// ioctl's wait leaves the task's syscall answered with 0 and no fd (see the supervisor loop).
 func AddFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
 	a := Addfd{ID: id, Srcfd: uint32(srcfd)}
 	if cloexec {
@@ -154,8 +160,7 @@ func AddFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
 	}
 	if !send {
 		if err := Send(fd, id, int64(r), 0); err != nil {
-			// The fd is already in the task's table; it stays there, unknown to it, until exit.
-			return -1, err
+			return int(r), err
 		}
 	}
 	return int(r), nil
