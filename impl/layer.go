@@ -184,6 +184,7 @@ func (v *View) ensureDir(p string) error {
 		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
+		v.created.Store(true)
 	}
 	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
 		return err

@@ -214,12 +214,19 @@ func (p *Pool) startWorker() (*worker, error) {
 
 // run executes jobs on the worker's thread until the pool closes.
 func (w *worker) run() {
+	moved := true // a new thread starts in the process's working directory, wherever that is now
 	for j := range w.jobs {
 		// Start each invocation where the pool started, with the pool's umask: nothing of the
-		// previous invocation carries over.
-		unix.Fchdir(w.cwd)
+		// previous invocation carries over. The fchdir is itself intercepted (a notification round
+		// trip, most of an empty invocation's cost), so it is made only when the previous
+		// invocation changed directory: the thread's cwd moves by no other means.
+		if moved {
+			unix.Fchdir(w.cwd)
+			j.inv.view.chdired.Store(false) // that was the reset, not the function
+		}
 		unix.Umask(w.umask)
 		j.done <- w.call(j)
+		moved = j.inv.view.chdired.Load()
 	}
 }
 

@@ -292,3 +292,64 @@ func TestInvokeAfterClose(t *testing.T) {
 		t.Fatalf("Invoke after Close = %v", err)
 	}
 }
+
+// TestWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its thread's
+// working directory (chdir into the shared tree, fchdir, chdir into a directory only its view has),
+// the next invocation on that worker starts in the pool's directory. The worker skips the reset
+// after invocations that did not change directory; invocations that did not must keep that start too.
+func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "dir d", "file d/f in-d")
+	start, err := unix.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := newTestPool(t, 1, shared)
+	ctx := context.Background()
+	moves := map[string]func() error{
+		"chdir shared": func() error { return unix.Chdir(shared + "/d") },
+		"fchdir shared": func() error {
+			fd, err := unix.Open(shared+"/d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Fchdir(fd)
+		},
+		"chdir private": func() error {
+			if err := unix.Mkdir(shared+"/new", 0o755); err != nil {
+				return err
+			}
+			return unix.Chdir(shared + "/new")
+		},
+		"stay": func() error { return nil },
+	}
+	for _, name := range []string{"chdir shared", "stay", "fchdir shared", "chdir private", "stay", "stay"} {
+		err := p.Invoke(ctx, func(*Invocation) error {
+			if err := moves[name](); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if wd, err := unix.Getwd(); err != nil || (name != "stay") == (wd == start) {
+				return fmt.Errorf("%s: getcwd = %q, %v", name, wd, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = p.Invoke(ctx, func(*Invocation) error {
+			if wd, err := unix.Getwd(); err != nil || wd != start {
+				return fmt.Errorf("after %s: the next invocation starts in %q (%v), want %q", name, wd, err, start)
+			}
+			// The kernel's own cwd too, not only the view's answer to getcwd.
+			var st unix.Stat_t
+			if err := unix.Stat("pool_test.go", &st); err != nil {
+				return fmt.Errorf("after %s: stat of a file in the pool's directory: %w", name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -213,6 +213,9 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		if v.canceled.Load() {
 			return errnoReply(unix.ECANCELED)
 		}
+		if o.kind == opChdir || o.kind == opFchdir {
+			v.chdired.Store(true)
+		}
 		var r reply
 		r, err = v.do(t, o)
 		if err == nil {

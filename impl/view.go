@@ -133,6 +133,10 @@ type View struct {
 	dir      string // the invocation's directory in the store
 	upper    string // dir/upper: the private layer, mirroring view paths
 	canceled atomic.Bool
+	created  atomic.Bool // dir exists: the invocation changed something
+	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
+	// directory may have moved (thread mode resets it before the next invocation only then).
+	chdired atomic.Bool
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -195,5 +199,8 @@ func (v *View) Stats() Stats {
 
 // remove deletes the invocation's directory from the store.
 func (v *View) remove() error {
+	if !v.created.Load() {
+		return nil
+	}
 	return os.RemoveAll(v.dir)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -67,7 +68,7 @@ const (
 // Modes are all the modes, the baseline first.
 var Modes = []*Mode{
 	{Name: ModeNone, InProcess: true, Check: checkNone, start: startNone,
-		Desc: "no isolation: the function runs on a goroutine of the bench process, on the shared tree"},
+		Desc: "no isolation: the function runs on a worker thread of a plain pool (the same hand-off as thread mode, no filter), on the shared tree"},
 	{Name: ModeChroot, Check: checkChroot, start: startChroot,
 		Desc: "a child process per invocation in a new root holding a copy of the files it needs, deleted afterwards"},
 	{Name: ModeThreadFast, InProcess: true, Check: checkFsvirt, start: startThread(impl.PolicyFast),
@@ -94,13 +95,54 @@ func ModeByName(name string) *Mode {
 
 // --- none
 
-type noneInstance struct{ env Env }
+// noneInstance runs each invocation on one of a fixed set of worker threads, each a goroutine
+// locked to its OS thread, and hands it over the way impl.Pool does (an idle list, a job channel, a
+// done channel). A serverless runtime runs functions on worker threads whether or not it isolates
+// them, so this is the runtime without isolation: what thread mode adds is what is left.
+type noneInstance struct {
+	env  Env
+	idle chan *plainWorker
+	all  []*plainWorker
+}
 
-func startNone(env Env, _, _ int) (instance, error) { return noneInstance{env}, nil }
+type plainWorker struct {
+	jobs chan func()
+	done chan struct{}
+}
 
-func (n noneInstance) invoke(_ context.Context, w *Workload, slot, seq int) (Sample, error) {
+func startNone(env Env, threads, _ int) (instance, error) {
+	if threads < 1 {
+		threads = 1
+	}
+	n := &noneInstance{env: env, idle: make(chan *plainWorker, threads)}
+	for i := 0; i < threads; i++ {
+		w := &plainWorker{jobs: make(chan func()), done: make(chan struct{})}
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for fn := range w.jobs {
+				fn()
+				w.done <- struct{}{}
+			}
+		}()
+		n.all = append(n.all, w)
+		n.idle <- w
+	}
+	return n, nil
+}
+
+func (n *noneInstance) invoke(ctx context.Context, w *Workload, slot, seq int) (Sample, error) {
 	start := time.Now()
-	err := w.Run(n.env.Fixture, slot, seq)
+	var pw *plainWorker
+	select {
+	case <-ctx.Done():
+		return Sample{}, ctx.Err()
+	case pw = <-n.idle:
+	}
+	var err error
+	pw.jobs <- func() { err = w.Run(n.env.Fixture, slot, seq) }
+	<-pw.done
+	n.idle <- pw
 	s := Sample{Dur: time.Since(start)}
 	// Outside the timed part: without isolation the next invocation must find the same tree.
 	if rerr := w.Restore(n.env.Fixture, slot, seq); err == nil && rerr != nil {
@@ -109,7 +151,12 @@ func (n noneInstance) invoke(_ context.Context, w *Workload, slot, seq int) (Sam
 	return s, err
 }
 
-func (noneInstance) close() error { return nil }
+func (n *noneInstance) close() error {
+	for _, w := range n.all {
+		close(w.jobs)
+	}
+	return nil
+}
 
 // --- fsvirt thread mode
 
