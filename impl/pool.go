@@ -20,7 +20,8 @@ import (
 type Config struct {
 	// Workers is the number of worker threads, each with its own filter; default 1.
 	Workers int
-	// Trees are the directories to virtualize; default "/", with /proc, /sys and /dev passed through.
+	// Trees are the directories to virtualize; default "/", with /proc, /sys and /dev passed
+	// through, except /dev/shm. A tree inside one of those (/dev/shm/t) is virtualized whole.
 	Trees []string
 	// Store is the directory under which private layers live; default $TMPDIR, else /var/tmp.
 	Store string

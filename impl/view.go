@@ -58,15 +58,27 @@ func within(p, dir string) bool {
 	return dir == "/" || p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// inTree reports whether view path p is virtualized.
+// inTree reports whether view path p is virtualized: it lies in a tree, and not in a passed-through
+// directory inside that tree. A passed-through directory only carves its part out of a tree that
+// contains it ("/" and /dev): a tree inside it (/dev/shm/t) is virtualized like any other.
 func (ns *namespace) inTree(p string) bool {
-	for _, d := range ns.passthrough {
-		if within(p, d) {
-			return false
+	for _, t := range ns.trees {
+		if !within(p, t) {
+			continue
 		}
-	}
-	for _, d := range ns.trees {
-		if within(p, d) {
+		carved := false
+		for _, d := range ns.passthrough {
+			if d != t && within(d, t) && within(p, d) {
+				carved = true
+				break
+			}
+		}
+		for _, d := range virtualizedInPassthrough {
+			if carved && within(p, d) {
+				carved = false
+			}
+		}
+		if !carved {
 			return true
 		}
 	}
@@ -77,6 +89,10 @@ func (ns *namespace) hidden(p string) bool { return within(p, ns.store) }
 
 // defaultPassthrough are the pseudo file systems left to the host when "/" is virtualized.
 var defaultPassthrough = []string{"/proc", "/sys", "/dev"}
+
+// virtualizedInPassthrough are directories inside those that hold ordinary files programs write
+// (shm_open, sem_open): left to the host, they would be one directory every invocation shares.
+var virtualizedInPassthrough = []string{"/dev/shm"}
 
 func newNamespace(trees []string, store string, policy Policy) (*namespace, error) {
 	if len(trees) == 0 {

@@ -22,7 +22,8 @@ them has exited; then its private layer is discarded (after --diff, --json and -
 
 Flags:
   --tree PATH     virtualize only this tree (repeatable). Default "/", with /proc, /sys and /dev
-                  passed through untouched. Outside the trees, files are the host's own.
+                  passed through untouched, except /dev/shm, which is private like the rest.
+                  Outside the trees, files are the host's own.
   --store DIR     where private layers live. Default: a fresh 0700 directory under $TMPDIR or
                   /var/tmp. The store is invisible from inside the view (ENOENT).
   --policy P      "fast" (default): read-only opens of unchanged files go straight to the kernel.
