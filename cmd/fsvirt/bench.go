@@ -24,7 +24,8 @@ executions. Compare modes within one run only, as ratios: times on a shared mach
 from run to run.
 
 Modes (--modes, comma-separated, default all):
-  none            no isolation: the function runs in this process, on the shared tree
+  none            no isolation: the function runs on a worker thread of a plain pool (the
+                  same hand-off as thread mode, no filter), on the shared tree
   chroot          per invocation a child process in a new root holding a copy of the files
                   it needs; the root is deleted afterwards (root only)
   thread-fast     fsvirt thread mode, fast policy (impl.Pool)
@@ -53,9 +54,9 @@ Flags:
   --scale-executions N  invocations per point of that sweep (default 2000)
   --work DIR          scratch directory for the shared tree, private layers and new roots
                       (default $TMPDIR or /var/tmp)
-  --store DIR         where fsvirt's private layers live (default: under --work). Per
-                      invocation fsvirt creates and removes a directory there, which costs
-                      far more on a journaling disk file system than on tmpfs
+  --store DIR         where fsvirt's private layers live (default: under --work). Each
+                      invocation that changes a file creates and removes a directory there,
+                      which costs far more on a journaling disk file system than on tmpfs
   --budget DURATION   start no measurement after this much time (e.g. 10m; default none);
                       the ones left out are listed as skipped
 

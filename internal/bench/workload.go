@@ -267,6 +267,9 @@ func runHashing(root string, slot, _ int) error {
 	if err != nil {
 		return err
 	}
+	if len(b) != hashSize {
+		return fmt.Errorf("%s: read %d bytes, want the %d-byte input", p, len(b), hashSize)
+	}
 	sum := sha256.Sum256(b)
 	digest := []byte(hex.EncodeToString(sum[:]) + "\n")
 	if err := os.WriteFile(p, digest, 0o644); err != nil {
