@@ -304,9 +304,25 @@ func (c *capture) close() {
 
 // --- chroot
 
-type chrootInstance struct{ env Env }
+type chrootInstance struct {
+	env Env
+	exe string // the child program, on the new roots' file system, hard-linked into each
+}
 
-func startChroot(env Env, _, _ int) (instance, error) { return chrootInstance{env}, nil }
+// startChroot puts one copy of the program next to the new roots, before any invocation runs. Were
+// it copied into each root instead (when --work is on another file system than the program), a
+// copy still open for writing in one goroutine would be inherited by another's fork, and that
+// child's exec would fail with ETXTBSY.
+func startChroot(env Env, _, _ int) (instance, error) {
+	exe := filepath.Join(env.Work, "chroot-child")
+	os.Remove(exe)
+	if err := os.Link(env.Exe, exe); err != nil {
+		if err := copyFile(env.Exe, exe); err != nil {
+			return nil, fmt.Errorf("copy %s to %s: %w", env.Exe, exe, err)
+		}
+	}
+	return chrootInstance{env, exe}, nil
+}
 
 // childExe is where the program sits inside a new root.
 const childExe = "/fsvirt-bench-child"
@@ -319,11 +335,9 @@ func (c chrootInstance) invoke(ctx context.Context, w *Workload, slot, seq int) 
 	}
 	// The executable is hard-linked, not copied: generous to chroot (a copy of the 5-10 MB static
 	// binary would cost more than everything else here). The files the function needs are copied.
-	if err := os.Link(c.env.Exe, root+childExe); err != nil {
-		if err := copyFile(c.env.Exe, root+childExe); err != nil {
-			os.RemoveAll(root)
-			return Sample{}, err
-		}
+	if err := os.Link(c.exe, root+childExe); err != nil {
+		os.RemoveAll(root)
+		return Sample{}, err
 	}
 	var copied int64
 	for _, rel := range w.Needs(slot, seq) {
@@ -354,7 +368,7 @@ func (c chrootInstance) invoke(ctx context.Context, w *Workload, slot, seq int) 
 	return Sample{Dur: time.Since(start), BytesCopied: copied, ChildRSSKiB: rss}, err
 }
 
-func (chrootInstance) close() error { return nil }
+func (c chrootInstance) close() error { return os.Remove(c.exe) }
 
 // runChild runs a child started by childArgs and decodes its report.
 func runChild(cmd *exec.Cmd) (int64, error) {
