@@ -190,6 +190,12 @@ func (p *Pool) startWorker() (*worker, error) {
 			ready <- fmt.Errorf("unshare(CLONE_FS): %w", err)
 			return
 		}
+		// Into the pool's directory while nothing intercepts it: the process's may have moved
+		// since the pool started (a worker that replaces a lost one starts later).
+		if err := unix.Fchdir(dup); err != nil {
+			ready <- fmt.Errorf("fchdir to the pool's working directory: %w", err)
+			return
+		}
 		fd, err := notify.LoadFilter(p.prog, notify.Features().WaitKillableRecv)
 		if err != nil {
 			ready <- err
@@ -215,7 +221,7 @@ func (p *Pool) startWorker() (*worker, error) {
 
 // run executes jobs on the worker's thread until the pool closes.
 func (w *worker) run() {
-	moved := true // a new thread starts in the process's working directory, wherever that is now
+	moved := false // startWorker put the thread in the pool's directory
 	for j := range w.jobs {
 		// Start each invocation where the pool started, with the pool's umask: nothing of the
 		// previous invocation carries over. The fchdir is itself intercepted (a notification round

@@ -353,3 +353,32 @@ func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 		}
 	}
 }
+
+// TestReplacedWorkerStartsInPoolDirectory: a worker started after the process changed directory (one
+// that replaces a worker lost to runtime.Goexit) still starts its invocations where the pool
+// started, like the others.
+func TestReplacedWorkerStartsInPoolDirectory(t *testing.T) {
+	start, err := unix.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := newTestPool(t, 1, t.TempDir())
+	elsewhere := t.TempDir()
+	if err := os.Chdir(elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Chdir(start)
+	ctx := context.Background()
+	if err := p.Invoke(ctx, func(*Invocation) error { runtime.Goexit(); return nil }); err == nil {
+		t.Fatal("Invoke of a function that called runtime.Goexit returned no error")
+	}
+	err = p.Invoke(ctx, func(*Invocation) error {
+		if wd, err := unix.Getwd(); err != nil || wd != start {
+			return fmt.Errorf("the replacement worker starts in %q (%v), want the pool's %q", wd, err, start)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
