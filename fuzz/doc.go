@@ -14,7 +14,10 @@
 //
 // Every op whose outcome the model defines ([model.Model.Defined]) must have
 // the oracle's outcome, errno included, or the model's on a stale fd
-// ([propcheck.Step]). After every input the engine's view must probe the same
+// ([propcheck.Step]). An O_PATH open that the engine answers with an
+// ordinary descriptor must be one the kernel could not have made by the
+// caller's path (the README's limits); I/O on that descriptor is not
+// compared. After every input the engine's view must probe the same
 // as the oracle's, the shared tree must be what it was, the store must be
 // empty, no fd may be left open, and the canary, a file next to the tree,
 // must be unchanged.

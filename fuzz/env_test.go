@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -125,9 +126,9 @@ type session struct {
 	log    []string
 	// handles are inv's open handles, in all three alike.
 	handles map[fsvirt.Handle]bool
-	// relPath are the handles opened with O_PATH by a relative path (see
-	// knownIssue).
-	relPath map[fsvirt.Handle]bool
+	// plain are the handles of O_PATH opens that the engine answered with an
+	// ordinary descriptor, where the README's limits allow it (plainOPath).
+	plain map[fsvirt.Handle]opathLimit
 }
 
 // start rebuilds the shared tree as tree and begins inv.
@@ -145,7 +146,7 @@ func (v *env) start(t *testing.T, tree fsvirt.Tree) *session {
 	if err := sysexec.Build(v.shared, tree); err != nil {
 		t.Fatal(err)
 	}
-	s := &session{t: t, v: v, tree: tree, handles: map[fsvirt.Handle]bool{}, relPath: map[fsvirt.Handle]bool{}}
+	s := &session{t: t, v: v, tree: tree, handles: map[fsvirt.Handle]bool{}, plain: map[fsvirt.Handle]opathLimit{}}
 	s.shadow = model.New(tree, v.umask).WithOwner(uint32(os.Getuid()), uint32(os.Getgid()))
 	for _, fs := range []fsvirt.FS{v.engine, v.ref, s.shadow} {
 		if err := fs.Begin(inv); err != nil {
@@ -179,8 +180,8 @@ func (s *session) do(op fsvirt.Op) (fsvirt.Outcome, bool) {
 // way.
 func (s *session) doWith(sut fsvirt.FS, op fsvirt.Op) (fsvirt.Outcome, bool) {
 	s.t.Helper()
-	if why := s.knownIssue(op); why != "" {
-		s.logf("%v: known issue, skipped: %s", op, why)
+	if why := s.limit(op); why != "" {
+		s.logf("%v: a documented limit, skipped: %s", op, why)
 		return fsvirt.Outcome{}, false
 	}
 	got, want, note, defined := propcheck.Step(s.shadow, sut, s.v.ref, inv, op)
@@ -197,39 +198,88 @@ func (s *session) doWith(sut fsvirt.FS, op fsvirt.Op) (fsvirt.Outcome, bool) {
 		case fsvirt.OpOpen:
 			h := fsvirt.Handle(got.Ret)
 			s.handles[h] = true
-			s.relPath[h] = op.Flags&unix.O_PATH != 0 && !strings.HasPrefix(op.Path, "/")
+			delete(s.plain, h)
+			if sut == s.v.engine && op.Flags&unix.O_PATH != 0 {
+				if l := s.v.engine.opath(inv, op, h); l != realOPath {
+					s.plain[h] = l
+					s.logf("  an ordinary fd: the kernel does not reach the object by this path")
+				}
+			}
 		case fsvirt.OpClose:
 			delete(s.handles, op.Fd)
-			delete(s.relPath, op.Fd)
+			delete(s.plain, op.Fd)
 		}
 	}
 	return got, true
 }
 
-// knownIssue says why op is left out although the model defines it: an
-// engine bug reported and not fixed yet.
-func (s *session) knownIssue(op fsvirt.Op) string {
-	for _, p := range []string{op.Path, op.NewPath} {
-		for c := range strings.SplitSeq(p, "/") {
-			if len(c) > unix.NAME_MAX {
-				// The kernel says ENAMETOOLONG for a name longer than NAME_MAX;
-				// the engine looks it up and says ENOENT. Regression:
-				// FuzzOpenatFlags/name-longer-than-name-max.
-				return "a name longer than NAME_MAX"
-			}
-		}
-	}
-	switch op.Kind {
-	case fsvirt.OpRead, fsvirt.OpWrite, fsvirt.OpPwrite, fsvirt.OpSeek, fsvirt.OpTruncate, fsvirt.OpGetdents:
-		if s.relPath[op.Fd] {
-			// The engine resolves a relative path from a working directory or
-			// dirfd in the private layer as impure, and answers an O_PATH open
-			// of a shared object with an ordinary read-only fd; the model expects
-			// an O_PATH fd (EBADF). Regression: FuzzOpenatFlags/opath-relative-*.
-			return "I/O on an O_PATH fd opened by a relative path"
-		}
+// limit says why op is left out although the model defines it: the README's
+// limits, which the model does not know of.
+func (s *session) limit(op fsvirt.Op) string {
+	switch l := s.plain[op.Fd]; {
+	case l == realOPath:
+	case op.Kind == fsvirt.OpStat && l == opathProxy:
+		return "fstat of the memfd that stands for an O_PATH fd of a symlink"
+	case op.Kind == fsvirt.OpRead, op.Kind == fsvirt.OpWrite, op.Kind == fsvirt.OpPwrite, op.Kind == fsvirt.OpSeek,
+		op.Kind == fsvirt.OpTruncate, op.Kind == fsvirt.OpGetdents:
+		return "I/O on an ordinary fd that stands for an O_PATH fd"
 	}
 	return ""
+}
+
+// opathLimit is what stands for an O_PATH fd the engine could not leave to
+// the kernel.
+type opathLimit uint8
+
+const (
+	realOPath  opathLimit = iota // an O_PATH fd, or one the kernel could have opened
+	opathPlain                   // an ordinary read-only fd of the object
+	opathProxy                   // a memfd that stands for a symlink
+)
+
+// opath checks the engine's answer to O_PATH open op, handle h: the engine
+// cannot inject an O_PATH fd, so it may answer with an ordinary one where the
+// kernel, resolving the caller's path from the caller's working directory or
+// dirfd, does not reach the object, and only there (README, limits). An
+// ordinary fd where the kernel reaches the object is the engine's bug: it
+// counts as an O_PATH fd, and the ops on it fail the input.
+func (e *engine) opath(inv fsvirt.Inv, op fsvirt.Op, h fsvirt.Handle) opathLimit {
+	var fd, dirfd, tid int
+	e.call(inv, func(x *sysexec.Exec) { fd, dirfd, tid = x.FD(h), x.FD(op.Dirfd), unix.Gettid() })
+	// From here on this goroutine's thread, which the view does not see.
+	start := "/proc/self/task/" + strconv.Itoa(tid) + "/cwd"
+	switch {
+	case strings.HasPrefix(op.Path, "/"):
+		start = e.shared
+	case op.Dirfd != fsvirt.AtCWD:
+		start = "/proc/self/fd/" + strconv.Itoa(dirfd)
+	}
+	return plainOPath(fd, start+"/"+op.Path, op.Flags)
+}
+
+// plainOPath says what fd, the engine's answer to an O_PATH open with flags
+// of what kernelPath names for the kernel, stands in for, if anything.
+func plainOPath(fd int, kernelPath string, flags int) opathLimit {
+	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err != nil || fl&unix.O_PATH != 0 {
+		return realOPath
+	}
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	var got, want unix.Stat_t
+	if err := unix.Stat(self, &got); err != nil {
+		return realOPath
+	}
+	kfd, err := unix.Open(kernelPath, unix.O_PATH|unix.O_CLOEXEC|flags&(unix.O_NOFOLLOW|unix.O_DIRECTORY), 0)
+	if err == nil {
+		err = unix.Fstat(kfd, &want)
+		unix.Close(kfd)
+	}
+	if err == nil && got.Dev == want.Dev && got.Ino == want.Ino {
+		return realOPath // the kernel reaches the object: it should have opened it
+	}
+	if target, _ := os.Readlink(self); strings.HasPrefix(target, "/memfd:fsvirt-opath:") {
+		return opathProxy
+	}
+	return opathPlain
 }
 
 // open lists inv's open handles, sorted.

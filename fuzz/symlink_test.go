@@ -167,9 +167,14 @@ func actAlias(p *program) {
 		viewOp.NewPath = viewPath(newRest)
 	}
 	h := p.free() // the handle the oracle gives a new fd
+	fd := -1      // the engine's
 	via := func(aop fsvirt.Op) doFS {
 		return doFS{do: func(fsvirt.Op) (o fsvirt.Outcome) {
-			p.v.engine.call(inv, func(*sysexec.Exec) { o = ax.Do(aop) })
+			p.v.engine.call(inv, func(*sysexec.Exec) {
+				if o = ax.Do(aop); aop.Kind == fsvirt.OpOpen && o.Errno == 0 {
+					fd = ax.FD(fsvirt.Handle(o.Ret))
+				}
+			})
 			if aop.Kind == fsvirt.OpOpen && o.Errno == 0 {
 				o.Ret = int64(h)
 			}
@@ -183,10 +188,18 @@ func actAlias(p *program) {
 	}
 	kinds := []fsvirt.OpKind{fsvirt.OpStat, fsvirt.OpRead, fsvirt.OpGetdents, fsvirt.OpClose}
 	if op.Flags&unix.O_PATH != 0 {
-		// An alias is never resolved plainly, and the engine answers an O_PATH
-		// open it does not continue with an ordinary fd, which reads (see
-		// knownIssue). Regression: FuzzSymlinks/opath-through-proc-self-fd.
-		kinds = []fsvirt.OpKind{fsvirt.OpStat, fsvirt.OpClose}
+		// Where the kernel does not reach the object by the alias, the engine
+		// answers with an ordinary fd, which reads (README, limits; see
+		// session.limit); where it does, with an O_PATH fd: see
+		// FuzzSymlinks/opath-through-proc-self-fd.
+		switch plainOPath(fd, strings.TrimSuffix(root, "/")+op.Path, op.Flags) {
+		case opathPlain:
+			p.logf("  an ordinary fd: the kernel does not reach the object by this path")
+			kinds = []fsvirt.OpKind{fsvirt.OpStat, fsvirt.OpClose}
+		case opathProxy:
+			p.logf("  a memfd: the kernel does not reach the symlink by this path")
+			kinds = []fsvirt.OpKind{fsvirt.OpClose}
+		}
 	}
 	for _, k := range kinds {
 		p.doWith(via(fsvirt.Op{Kind: k, Fd: 0, Size: 32}), fsvirt.Op{Kind: k, Fd: h, Size: 32})

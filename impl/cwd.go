@@ -122,6 +122,9 @@ func (v *View) viewOfLower(h string) string {
 // file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
 // short to hold /dev/fd/N fails with ENOEXEC.
 func (v *View) exec(t tracee, o op) (reply, error) {
+	if o.pathErr != nil { // execveat copies the path in before it checks its flags
+		return reply{}, o.pathErr
+	}
 	if o.flags&^uint64(unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW) != 0 {
 		return reply{}, unix.EINVAL
 	}

@@ -20,29 +20,42 @@ type op struct {
 	kind       opKind
 	dirfd      int
 	unsafePath string
-	flags      uint64
-	mode       uint32
-	resolve    uint64 // openat2's RESOLVE_* flags
-	strict     bool   // openat2: unknown flags and stray mode bits are EINVAL
+	// pathErr is why unsafePath could not be read (EFAULT; ENAMETOOLONG at PATH_MAX or more). The
+	// kernel copies a path in after checking the call's flags: the view fails with pathErr there.
+	pathErr error
+	flags   uint64
+	mode    uint32
+	resolve uint64 // openat2's RESOLVE_* flags
+	strict  bool   // openat2: unknown flags and stray mode bits are EINVAL
 	pathArgs
 }
 
 // decoder turns a notification's registers (and the tracee memory they point to) into an op.
 type decoder func(t tracee, d *notify.Data) (op, error)
 
+// readPath reads a path argument. A path the kernel could not copy in either is kept as pathErr,
+// for the view to fail with in the kernel's order; only a task that went away fails decoding.
+func (t tracee) readPath(addr uint64) (p string, pathErr, err error) {
+	p, err = t.readString(addr)
+	if err != nil && err != errTraceeGone {
+		return "", err, nil
+	}
+	return p, nil, err
+}
+
 func decodeOpen(t tracee, d *notify.Data) (op, error) {
-	p, err := t.readString(d.Args[0])
-	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, flags: d.Args[1], mode: uint32(d.Args[2])}, err
+	p, perr, err := t.readPath(d.Args[0])
+	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, pathErr: perr, flags: d.Args[1], mode: uint32(d.Args[2])}, err
 }
 
 func decodeCreat(t tracee, d *notify.Data) (op, error) {
-	p, err := t.readString(d.Args[0])
-	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, flags: unix.O_CREAT | unix.O_WRONLY | unix.O_TRUNC, mode: uint32(d.Args[1])}, err
+	p, perr, err := t.readPath(d.Args[0])
+	return op{kind: opOpen, dirfd: unix.AT_FDCWD, unsafePath: p, pathErr: perr, flags: unix.O_CREAT | unix.O_WRONLY | unix.O_TRUNC, mode: uint32(d.Args[1])}, err
 }
 
 func decodeOpenat(t tracee, d *notify.Data) (op, error) {
-	p, err := t.readString(d.Args[1])
-	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, flags: d.Args[2], mode: uint32(d.Args[3])}, err
+	p, perr, err := t.readPath(d.Args[1])
+	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, pathErr: perr, flags: d.Args[2], mode: uint32(d.Args[3])}, err
 }
 
 // openHowSize is sizeof(struct open_how) as of 5.6 (OPEN_HOW_SIZE_VER0).
@@ -71,9 +84,9 @@ func decodeOpenat2(t tracee, d *notify.Data) (op, error) {
 			}
 		}
 	}
-	p, err := t.readString(d.Args[1])
+	p, perr, err := t.readPath(d.Args[1])
 	if how.Mode > 07777 {
 		return op{}, unix.EINVAL
 	}
-	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, flags: how.Flags, mode: uint32(how.Mode), resolve: how.Resolve, strict: true}, err
+	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, pathErr: perr, flags: how.Flags, mode: uint32(how.Mode), resolve: how.Resolve, strict: true}, err
 }

@@ -49,6 +49,7 @@ func (k opKind) readOnly() bool {
 type pathArgs struct {
 	dirfd2      int    // rename, link: the second path's dirfd
 	unsafePath2 string // rename, link: the second path; symlink: the link's path
+	pathErr2    error  // why unsafePath2 could not be read
 	target      string // symlink: the link's content (not resolved)
 	buf         uint64 // where results go in tracee memory
 	size        uint64 // the buffer's size
@@ -77,8 +78,8 @@ func nofollowIf(b bool) uint64 {
 }
 
 func pathOp(k opKind, dirfd int, t tracee, addr uint64, flags uint64) (op, error) {
-	p, err := t.path(addr)
-	return op{kind: k, dirfd: dirfd, unsafePath: p, flags: flags, pathArgs: pathArgs{fd: -1}}, err
+	p, perr, err := t.readPath(addr)
+	return op{kind: k, dirfd: dirfd, unsafePath: p, pathErr: perr, flags: flags, pathArgs: pathArgs{fd: -1}}, err
 }
 
 func decodeStat(t tracee, d *notify.Data) (op, error) {
@@ -178,7 +179,7 @@ func twoPaths(k opKind, t tracee, fd1 int, p1 uint64, fd2 int, p2 uint64, flags 
 		return o, err
 	}
 	o.dirfd2 = fd2
-	o.unsafePath2, err = t.path(p2)
+	o.unsafePath2, o.pathErr2, err = t.readPath(p2)
 	return o, err
 }
 
@@ -329,23 +330,17 @@ func decodeUtimensat(t tracee, d *notify.Data) (op, error) {
 	if d.Args[1] == 0 { // futimens: the dirfd is the file
 		o.fd = o.dirfd
 	} else {
-		p, err := t.path(d.Args[1])
-		if err != nil {
+		var err error
+		if o.unsafePath, o.pathErr, err = t.readPath(d.Args[1]); err != nil {
 			return o, err
 		}
-		o.unsafePath = p
 	}
 	if d.Args[2] != 0 {
 		var ts [2]unix.Timespec
 		if err := t.readStruct(d.Args[2], unsafe.Pointer(&ts), int(unsafe.Sizeof(ts))); err != nil {
 			return o, err
 		}
-		for _, x := range ts {
-			if x.Nsec != unix.UTIME_NOW && x.Nsec != unix.UTIME_OMIT && (x.Nsec < 0 || x.Nsec >= 1e9) {
-				return o, unix.EINVAL
-			}
-		}
-		o.times = &ts
+		o.times = &ts // checked after the lookup, as vfs_utimes does (timesErr)
 	}
 	return o, nil
 }
@@ -366,11 +361,10 @@ func decodeMknodat(t tracee, d *notify.Data) (op, error) {
 func xattrOp(k opKind, t tracee, fd int, pathAddr uint64, nofollow bool, nameAddr uint64) (op, error) {
 	o := op{kind: k, dirfd: unix.AT_FDCWD, flags: nofollowIf(nofollow), pathArgs: pathArgs{fd: fd}}
 	if fd < 0 {
-		p, err := t.path(pathAddr)
-		if err != nil {
+		var err error
+		if o.unsafePath, o.pathErr, err = t.readPath(pathAddr); err != nil {
 			return o, err
 		}
-		o.unsafePath = p
 	}
 	if k != opListxattr {
 		name, err := t.path(nameAddr)

@@ -57,10 +57,12 @@
 //
 // A descriptor opened before its file was copied up keeps reading the shared file; a directory
 // descriptor opened before the directory's entries changed keeps listing the shared directory.
-// A copied-up file has a new inode number. O_PATH descriptors of private objects are ordinary
-// read-only descriptors (a memfd for a symlink). chdir into a directory that exists only in the
-// private layer sets a virtual working directory; execve of a private program goes through
-// /dev/fd/N. The supervisor creates and copies files with its own credentials, chowning new files
-// to the caller's fsuid and fsgid; it does not re-check permissions for a caller that changed its
-// credentials. The README lists these in full.
+// A copied-up file has a new inode number. O_PATH descriptors of private objects, and of shared
+// objects that the caller's path reaches only through the private layer, are ordinary read-only
+// descriptors (a memfd for a symlink). A FIFO open the supervisor makes itself does not wait for
+// the other end (see openFD). chdir into a directory that exists only in the private layer sets a
+// virtual working directory; execve of a private program goes through /dev/fd/N. The supervisor
+// creates and copies files with its own credentials, chowning new files to the caller's fsuid and
+// fsgid; it does not re-check permissions for a caller that changed its credentials. The README
+// lists these in full.
 package impl

@@ -74,7 +74,8 @@ func (v *View) lowerOf(p string) string {
 	}
 }
 
-// locate looks view path p up, given that its parent directory exists in the view.
+// locate looks view path p up, given that its parent directory exists in the view. It fails as the
+// kernel's lookup of the name does: ENOENT, or ENAMETOOLONG for a name longer than NAME_MAX.
 func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 	var st unix.Stat_t
 	v.mu.Lock()
@@ -100,6 +101,10 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 		return l, st, err
 	}
 	if !strings.HasPrefix(lower, "/") { // no shared directory backs the parent
+		if len(path.Base(p)) > unix.NAME_MAX {
+			// The kernel looks the name up in the upper directory, whose file system refuses it.
+			return loc{}, st, unix.ENAMETOOLONG
+		}
 		return loc{}, st, unix.ENOENT
 	}
 	err := unix.Lstat(lower, &st)

@@ -101,6 +101,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if err := openFlagsErr(flags); err != nil {
 		return reply{}, err
 	}
+	if o.pathErr != nil {
+		return reply{}, o.pathErr
+	}
 	pathOnly := flags&unix.O_PATH != 0
 	if pathOnly {
 		flags &= unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
@@ -117,7 +120,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		follow = !creat
 	}
 
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow, resolve: o.resolve, creat: creat})
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow, resolve: o.resolve, creat: creat, deferLong: creat})
 	if err != nil {
 		return reply{}, err
 	}
@@ -126,8 +129,12 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case pathOnly:
 		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them). An O_PATH
 		// fd gives no access to data, and every later use of it passes through the view again, so
-		// the kernel may open it itself, in either policy. An object in the private layer is
-		// opened for reading instead, so that the descriptor names the right file.
+		// the kernel may open it itself, in either policy, wherever it reaches the same object
+		// (pure). An object it would not reach, in the private layer or a shared one whose path
+		// leads through it (a working directory or directory descriptor there, a directory
+		// renamed or made in the view, a symlink made there), is opened for reading instead, so
+		// that the descriptor names the right file; it stays non-blocking: it stands for a
+		// descriptor without I/O.
 		switch {
 		case !r.exists:
 			return reply{}, unix.ENOENT
@@ -138,12 +145,12 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
 			return opathProxy(r.path, cloexec)
 		}
-		return openFD(r.host, flags&^(unix.O_PATH|unix.O_NOFOLLOW)|unix.O_RDONLY|unix.O_NONBLOCK, 0, cloexec)
+		return openFD(r.host, flags&^(unix.O_PATH|unix.O_NOFOLLOW)|unix.O_RDONLY|unix.O_NONBLOCK, cloexec)
 	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
 		if !mayWrite(o.flags) && fast {
 			return reply{kind: replyContinue}, nil
 		}
-		return openFD(r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), 0, cloexec)
+		return openFD(r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
 	case tmpfile:
 		switch {
 		case !r.exists:
@@ -161,6 +168,8 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		return reply{}, unix.EEXIST
 	case creat && (r.dot || r.trailingSlash):
 		return reply{}, unix.EISDIR
+	case r.longName != nil:
+		return reply{}, r.longName
 	case !r.exists && !creat:
 		return reply{}, unix.ENOENT
 	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
@@ -184,28 +193,64 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	flags &^= unix.O_CREAT | unix.O_EXCL
 	switch {
 	case r.own:
-		return openFD(r.host, flags, 0, cloexec)
+		return openFD(r.host, flags, cloexec)
 	case !mayWrite(uint64(flags)) && fast && r.pure && !creat:
 		return reply{kind: replyContinue}, nil
 	case r.mode == unix.S_IFREG && r.inTree && writesData(flags):
 		if err := v.copyUp(r.path, r.host, flags&unix.O_TRUNC != 0); err != nil {
 			return reply{}, err
 		}
-		return openFD(v.upperPath(r.path), flags, 0, cloexec)
+		return openFD(v.upperPath(r.path), flags, cloexec)
 	}
 	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
 	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
 	// nothing to the view's tree.
-	return openFD(r.host, flags, 0, cloexec)
+	return openFD(r.host, flags, cloexec)
 }
 
-// openFD opens host path p with the caller's flags for injection.
-func openFD(p string, flags int, mode uint32, cloexec bool) (reply, error) {
-	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, mode)
+// openFD opens host path p with the caller's flags for injection, without ever waiting.
+//
+// The supervisor answers the notifications of every task it serves one at a time: an open that
+// waited for a FIFO's other end would stall all of them (KERNEL.md, trap 8), for good when that
+// end is to be opened by one of them. So openFD opens with O_NONBLOCK, and clears it again when
+// the caller did not ask for it. For anything but a FIFO this changes nothing the caller sees,
+// except that a device that would wait in open (a terminal waiting for carrier) does not, and an
+// open that would break a lease fails with EWOULDBLOCK instead of waiting for its holder. For a
+// FIFO opened without O_NONBLOCK, the kernel would wait for the other end; the view does not:
+//
+//   - read-write, and every open with O_NONBLOCK: as the kernel, which never waits for these;
+//   - read-only: the descriptor comes at once, also without a writer; until a writer opens the
+//     FIFO, read returns end of file instead of the open waiting;
+//   - write-only: if the FIFO has a reader, as the kernel; if not, ENXIO (what O_NONBLOCK gives)
+//     instead of waiting for one.
+//
+// Where the kernel can make the open itself, it waits in the caller, with nobody else held up:
+// the fast policy continues read-only opens of shared FIFOs it reaches plainly. Only an open that
+// may write, or that the kernel would resolve elsewhere, or any open in the strict policy, comes
+// here. Waiting on another thread would need a deferred answer, which the supervisor does not
+// give; a writer's open cannot be continued (KERNEL.md, trap 4).
+func openFD(p string, flags int, cloexec bool) (reply, error) {
+	fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return reply{}, err
 	}
+	if flags&unix.O_NONBLOCK == 0 {
+		if err := clearNonblock(fd); err != nil {
+			unix.Close(fd)
+			return reply{}, err
+		}
+	}
 	return reply{kind: replyFD, fd: fd, cloexec: cloexec}, nil
+}
+
+// clearNonblock clears O_NONBLOCK from fd's status flags and keeps the others.
+func clearNonblock(fd int) error {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil {
+		return err
+	}
+	_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFL, fl&^unix.O_NONBLOCK)
+	return err
 }
 
 // create makes a new file at host path p (or, with tmpfile, an unnamed one in directory p) with the

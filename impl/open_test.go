@@ -2,6 +2,7 @@ package impl
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"testing"
 	"unsafe"
@@ -237,6 +238,59 @@ var openCases = []openCase{
 		r.close(r.open("a/none", unix.O_PATH|unix.O_CREAT|unix.O_WRONLY, 0o644))
 		r.cat("a/none")
 	}},
+	{"opath-through-proc-self-fd", baseTree, func(r *rec) {
+		dfd := r.open("a", unix.O_PATH|unix.O_DIRECTORY, 0)
+		for _, rest := range []string{"/f", "", "/../g", "/../d"} {
+			fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(dfd)+rest, unix.O_PATH, 0)
+			r.logf("open /proc/self/fd/N%s O_PATH = %s", rest, errStr(err))
+			r.opath(fd)
+			r.close(fd)
+		}
+		fd, err := unix.Openat(unix.AT_FDCWD, "/proc/thread-self/fd/"+strconv.Itoa(dfd)+"/f", unix.O_PATH, 0)
+		r.logf("open /proc/thread-self/fd/N/f O_PATH = %s", errStr(err))
+		r.opath(fd)
+		r.close(fd)
+		r.close(dfd)
+	}},
+	{"opath-relative-to-materialized-cwd", baseTree, func(r *rec) {
+		r.close(r.open("a/new", unix.O_WRONLY|unix.O_CREAT, 0o644)) // a lists its children itself now
+		r.call("chdir", unix.Chdir(r.p("a")))
+		for _, name := range []string{"f", "../d", "../g"} { // shared objects; new and . are private
+			fd := r.openat(unix.AT_FDCWD, name, unix.O_PATH, 0)
+			r.opath(fd)
+			r.close(fd)
+		}
+		// The working directory is still the view's: its listing, and what is created in it.
+		r.close(r.openat(unix.AT_FDCWD, "made", unix.O_WRONLY|unix.O_CREAT, 0o644))
+		ents, err := os.ReadDir(".")
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		r.logf("ls . = %v %s", names, errStr(err))
+		cwd, err := os.Getwd()
+		r.logf("getwd = %s %s", cwd, errStr(err))
+		r.cat("a/made")
+		var st unix.Stat_t
+		r.call("stat .", unix.Stat(".", &st))
+		r.logf("nlink %d", st.Nlink)
+	}},
+}
+
+// opath logs what an O_PATH descriptor allows: it names its file (fstat), and reads nothing.
+func (r *rec) opath(fd int) {
+	if fd < 0 {
+		return
+	}
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	r.logf("O_PATH %v %s", fl&unix.O_PATH != 0, errStr(err))
+	_, err = unix.Read(fd, make([]byte, 8))
+	r.logf("read = %s", errStr(err))
+	_, err = unix.Getdents(fd, make([]byte, 256))
+	r.logf("getdents = %s", errStr(err))
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	r.logf("fstat = %s %#o %d", errStr(err), st.Mode&unix.S_IFMT, st.Size)
 }
 
 // featureSets are the kernels' code paths: everything on, then each fallback forced.

@@ -66,6 +66,9 @@ var okReply = reply{kind: replyVal}
 // symlink is followed. An empty path with AT_EMPTY_PATH names the dirfd itself: emptyFD is then
 // true and nothing is resolved.
 func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, err error) {
+	if o.pathErr != nil {
+		return r, false, o.pathErr
+	}
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		if p, ok := fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
 			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{})
@@ -234,9 +237,12 @@ func (v *View) cwdOf(t tracee) (string, error) {
 }
 
 // chdir changes the caller's working directory. A directory the kernel can reach under its view
-// path is left to the kernel. One that exists only in the private layer, or moved there, becomes
-// the caller's virtual working directory: the kernel's stays where it was, and the supervisor,
-// which resolves every relative path, starts from the virtual one.
+// path is left to the kernel, also when the view materialized it or changed its metadata: the
+// kernel's working directory is then the shared directory, which the view maps back to the
+// view's (startDir), and a relative path that the kernel resolves from there to a shared object
+// stays pure. One that exists only in the private layer, or moved there, becomes the caller's
+// virtual working directory: the kernel's stays where it was, and the supervisor, which resolves
+// every relative path, starts from the virtual one.
 func (v *View) chdir(t tracee, o op) (reply, error) {
 	r, _, err := v.lookup(t, o, true)
 	if err != nil {
@@ -245,7 +251,10 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	if r.mode != unix.S_IFDIR {
 		return reply{}, unix.ENOTDIR
 	}
-	if r.pure && r.fdObject == "" && (r.ent == nil || r.ent.lower == r.path) {
+	// The kernel checks the shared directory's permissions: when the view changed them, both
+	// must let the caller in.
+	if r.reachesLower && r.fdObject == "" &&
+		(r.ent == nil || !r.ent.own || unix.Access(r.host, unix.X_OK) == nil && unix.Access(r.ent.lower, unix.X_OK) == nil) {
 		v.clearCwd(t)
 		return reply{kind: replyContinue}, nil
 	}
@@ -257,14 +266,26 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 
 // mknode is mkdir, mknod and symlink: a new name in a directory.
 func (v *View) mknode(t tracee, o op) (reply, error) {
-	path := o.unsafePath
-	if o.kind == opSymlink {
-		if o.target == "" {
-			return reply{}, unix.ENOENT
-		}
-		path = o.unsafePath
+	if o.kind == opSymlink && o.target == "" {
+		return reply{}, unix.ENOENT
 	}
-	r, err := v.resolve(t, o.dirfd, path, resolveOpts{creat: true})
+	// mknod checks the type before the path (may_mknod), and the right to make a device after it.
+	typ := o.mode & unix.S_IFMT
+	if o.kind == opMknod {
+		switch typ {
+		case 0:
+			typ = unix.S_IFREG
+		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:
+		case unix.S_IFDIR:
+			return reply{}, unix.EPERM
+		default:
+			return reply{}, unix.EINVAL
+		}
+	}
+	if o.pathErr != nil {
+		return reply{}, o.pathErr
+	}
+	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
 	if err != nil {
 		return reply{}, err
 	}
@@ -273,18 +294,8 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		return reply{}, unix.EEXIST
 	case r.trailingSlash && o.kind != opMkdir:
 		return reply{}, unix.ENOENT
-	}
-	typ := o.mode & unix.S_IFMT
-	if o.kind == opMknod {
-		switch typ {
-		case 0:
-			typ = unix.S_IFREG
-		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK:
-		case unix.S_IFCHR, unix.S_IFBLK:
-			return reply{}, unix.EPERM // device nodes would open the host's devices
-		default:
-			return reply{}, unix.EINVAL
-		}
+	case typ == unix.S_IFCHR || typ == unix.S_IFBLK:
+		return reply{}, unix.EPERM // device nodes would open the host's devices
 	}
 	c, err := t.status()
 	if err != nil {
@@ -344,6 +355,9 @@ func pathDir(p string) string { return path.Dir(p) }
 func (v *View) unlink(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_REMOVEDIR) != 0 {
 		return reply{}, unix.EINVAL
+	}
+	if o.pathErr != nil {
+		return reply{}, o.pathErr
 	}
 	rmdir := o.flags&unix.AT_REMOVEDIR != 0
 	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
@@ -431,11 +445,18 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if o.flags&unix.RENAME_WHITEOUT != 0 {
 		return reply{}, unix.EPERM
 	}
-	from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+	// Both parents are walked before either final name is looked up.
+	if o.pathErr != nil {
+		return reply{}, o.pathErr
+	}
+	from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true, deferLong: true})
 	if err != nil {
 		return reply{}, err
 	}
-	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
+	if o.pathErr2 != nil {
+		return reply{}, o.pathErr2
+	}
+	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true, deferLong: true})
 	if err != nil {
 		return reply{}, err
 	}
@@ -450,7 +471,13 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		return reply{}, unix.EEXIST
 	case to.dot:
 		return reply{}, unix.EBUSY
-	case !from.exists || exchange && !to.exists:
+	case from.longName != nil:
+		return reply{}, from.longName
+	case !from.exists:
+		return reply{}, unix.ENOENT
+	case to.longName != nil:
+		return reply{}, to.longName
+	case exchange && !to.exists:
 		return reply{}, unix.ENOENT
 	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists:
 		return reply{}, unix.EEXIST
@@ -514,6 +541,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_SYMLINK_FOLLOW|unix.AT_EMPTY_PATH) != 0 {
 		return reply{}, unix.EINVAL
 	}
+	if o.pathErr != nil {
+		return reply{}, o.pathErr
+	}
 	var oldHost, fromPath string
 	var oldInTree, oldDir bool
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
@@ -538,6 +568,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		}
 		oldHost, oldInTree, oldDir = from.host, from.inTree, from.mode == unix.S_IFDIR
 		fromPath = from.path
+	}
+	if o.pathErr2 != nil {
+		return reply{}, o.pathErr2
 	}
 	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
 	switch {
@@ -584,7 +617,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 func (v *View) setattr(t tracee, o op) (reply, error) {
 	var viewPath, host string
 	inTree := false
-	if o.fd >= 0 || o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		fd := o.fd
 		if fd < 0 {
 			fd = o.dirfd
@@ -629,6 +662,9 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 				return reply{}, unix.EINVAL
 			}
 		}
+	}
+	if err := timesErr(o); err != nil {
+		return reply{}, err
 	}
 	if inTree && host == "" {
 		// Fail before copying up: a failed call changes nothing, not even where the file is.
@@ -741,6 +777,19 @@ func (v *View) inotify(t tracee, o op) (reply, error) {
 		return reply{}, err
 	}
 	return reply{kind: replyVal, val: int64(wd)}, nil
+}
+
+// timesErr is utimensat's check of its times, which the kernel makes once it found the file.
+func timesErr(o op) error {
+	if o.kind != opUtimens || o.times == nil {
+		return nil
+	}
+	for _, x := range o.times {
+		if x.Nsec != unix.UTIME_NOW && x.Nsec != unix.UTIME_OMIT && (x.Nsec < 0 || x.Nsec >= 1e9) {
+			return unix.EINVAL
+		}
+	}
+	return nil
 }
 
 // statxSyncType is AT_STATX_SYNC_TYPE, which x/sys/unix does not name.

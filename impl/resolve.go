@@ -22,12 +22,19 @@ type resolved struct {
 	ent    *entry // the entry at the final path, if any
 	inTree bool   // the final path is virtualized
 	// pure: the kernel, resolving the same string from the caller, reaches the same object without
-	// any help: nothing in the private layer, no magic link, nothing hidden was on the way. Only a
-	// pure resolution may be answered with CONTINUE.
+	// any help: nothing in the private layer, no magic link to a private object or to one without a
+	// path, nothing hidden was on the way. Only a pure resolution may be answered with CONTINUE.
 	pure bool
+	// reachesLower: the kernel, resolving the same string, reaches the shared object at path: the
+	// view's object, or the shared directory that a directory the view materialized, or changed
+	// the metadata of, stands for. Implied by pure.
+	reachesLower bool
 	// fdObject is set when the path named a magic link to an object the view cannot name by path
 	// (a pipe, a socket, a deleted file): the supervisor reopens /proc/TID/fd/N itself.
-	fdObject      string
+	fdObject string
+	// longName is set, with deferLong, when the final component is longer than NAME_MAX: the error
+	// its lookup gives, which the caller reports where the kernel looks the final name up.
+	longName      error
 	trailingSlash bool
 	// dot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing can
 	// be created.
@@ -41,6 +48,10 @@ type resolveOpts struct {
 	// creat: the caller creates the final component (O_CREAT). A trailing slash then neither
 	// follows a final symlink nor requires a directory: open fails with EISDIR instead.
 	creat bool
+	// deferLong: a final component longer than NAME_MAX does not fail the walk but sets
+	// resolved.longName, for a call that makes other checks before it looks the final name up
+	// (rename; open with O_CREAT, which refuses a trailing slash first).
+	deferLong bool
 }
 
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
@@ -104,11 +115,11 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				}
 				creds = &c
 			}
+			// The kernel takes the caller's own: a resolution through it stays pure.
 			next = "/proc/" + strconv.Itoa(creds.tgid)
 			if name == "thread-self" {
 				next += "/task/" + strconv.Itoa(t.tid)
 			}
-			r.pure = false
 			cur = next
 			continue
 		}
@@ -116,6 +127,10 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			return r, unix.ENOENT
 		}
 		l, st, err := v.locate(next)
+		if err == unix.ENAMETOOLONG && last && o.deferLong {
+			r.path, r.inTree, r.longName = next, v.ns.inTree(next), err
+			return r, nil
+		}
 		if err == unix.ENOENT {
 			if !last {
 				return r, unix.ENOENT
@@ -146,7 +161,6 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				if o.resolve&(unix.RESOLVE_NO_MAGICLINKS|unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0 {
 					return r, unix.ELOOP
 				}
-				r.pure = false
 				mapped, ok, err := v.magicTarget(target)
 				if err != nil {
 					return r, err
@@ -156,9 +170,16 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 						return r, unix.ENOTDIR
 					}
 					r.path, r.exists, r.fdObject = next, true, next
-					r.inTree = false
+					r.inTree, r.pure = false, false
 					r.mode = st.Mode & unix.S_IFMT
 					return r, nil
+				}
+				// The kernel jumps to the object itself. The view walks the target from the root
+				// instead, which for a shared object at its own path finds what the kernel finds
+				// (the walk checks the rest); an object in the private layer, or the symlink an
+				// O_PATH proxy stands for, the kernel would not find by the view path.
+				if mapped != target {
+					r.pure = false
 				}
 				target = mapped
 			}
@@ -197,6 +218,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		}
 		r.host, r.ent = l.host, l.ent
 	}
+	r.reachesLower = r.pure && (r.ent == nil || r.ent.lower == cur)
 	if r.ent != nil {
 		r.own = r.ent.own || r.ent.materialized
 		if r.own || r.ent.lower != cur {

@@ -53,6 +53,10 @@ func (x *Exec) fd(h fsvirt.Handle) int {
 	return -1
 }
 
+// FD is the kernel fd behind handle h, or -1, for a caller that looks at
+// what an op opened.
+func (x *Exec) FD(h fsvirt.Handle) int { return x.fd(h) }
+
 // at is the dirfd and path to pass to an *at syscall for dirfd and
 // unsafePath: absolute paths are taken from the root.
 func (x *Exec) at(dirfd fsvirt.Handle, unsafePath string) (int, string) {
