@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,6 +88,13 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 	}
 	var creds *creds // read from /proc/TID/status only when /proc/self is walked
 	rest := splitPath(unsafePath)
+	// plain: cur was reached from "/" through directories only, each looked up at its own path.
+	plain := cur == "/" && !beneath
+	if plain {
+		if n, dir := v.knownDir(rest); n > 0 {
+			cur, rest = dir, rest[n:]
+		}
+	}
 	links := 0
 	for len(rest) > 0 {
 		name := rest[0]
@@ -96,6 +104,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		case ".":
 			continue
 		case "..":
+			plain = false
 			if cur == root {
 				if o.resolve&unix.RESOLVE_BENEATH != 0 {
 					return r, unix.EXDEV
@@ -120,6 +129,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			if name == "thread-self" {
 				next += "/task/" + strconv.Itoa(t.tid)
 			}
+			plain = false
 			cur = next
 			continue
 		}
@@ -145,10 +155,14 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if l.ent != nil && l.ent.lower != next {
 			r.pure = false // the kernel would find another object at this path
 		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal || (r.trailingSlash && !o.creat)) {
+		// With O_CREAT a final name followed by a slash is never followed, also when the slash
+		// ends a symlink's target (s -> s/): open then fails with EISDIR.
+		creatSlash := o.creat && r.trailingSlash
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal && !creatSlash || r.trailingSlash && !o.creat) {
 			if o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
 				return r, unix.ELOOP
 			}
+			plain = false
 			links++
 			if links > maxSymlinks {
 				return r, unix.ELOOP
@@ -202,6 +216,9 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if !last {
 			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				return r, unix.ENOTDIR
+			}
+			if plain && l.ent.transparent(next) {
+				v.dirs.add(next, &st)
 			}
 			cur = next
 			continue
@@ -323,4 +340,99 @@ func readlink(p string) (string, error) {
 		}
 		buf = make([]byte, 2*len(buf))
 	}
+}
+
+// dirCache remembers shared directories, by path, that a walk from "/" reached through directories
+// only, with the device and inode it found there. Each view has its own, for its invocation's life
+// only; knownDir checks the view's changes since before it trusts an entry.
+type dirCache struct {
+	mu sync.RWMutex
+	m  map[string]devIno
+}
+
+type devIno struct{ dev, ino uint64 }
+
+// maxKnownDirs bounds the cache; once full it takes nothing more.
+const maxKnownDirs = 1 << 14
+
+func (c *dirCache) add(p string, st *unix.Stat_t) {
+	if within(p, "/proc") {
+		return // pids come and go; /proc/self is the caller's, not a path
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]devIno{}
+	}
+	if len(c.m) < maxKnownDirs {
+		c.m[p] = devIno{st.Dev, st.Ino}
+	}
+}
+
+func (c *dirCache) get(p string) (devIno, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	d, ok := c.m[p]
+	return d, ok
+}
+
+// knownDir lets a walk from "/" skip the lookups of leading components of rest: it returns how many
+// components (never the last one) lead to a directory the cache knows, which this view has not
+// changed (no entry at it or above it), and which still is that directory (one lstat: same device
+// and inode). A walk lstats every component to see symlinks and the view's changes; for the
+// directories above a file that costs one syscall each, where this costs one in all. An lstat that
+// finds the same directory has reached it by the same route unless the shared tree was rearranged
+// under the invocation (a directory moved and a symlink put in its old place), which fsvirt does not
+// support while an invocation runs; the cache lives as long as the invocation.
+func (v *View) knownDir(rest []string) (int, string) {
+	// The deepest prefix, not counting the last component, made of plain names.
+	n := 0
+	for n < len(rest)-1 && rest[n] != "." && rest[n] != ".." && len(rest[n]) <= unix.NAME_MAX {
+		n++
+	}
+	if n == 0 {
+		return 0, ""
+	}
+	prefix := "/" + strings.Join(rest[:n], "/")
+	for ; n > 0; n-- {
+		want, ok := v.dirs.get(prefix)
+		if ok && v.unchangedAbove(prefix) {
+			var st unix.Stat_t
+			if unix.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
+				return n, prefix
+			}
+			return 0, ""
+		}
+		prefix = path.Dir(prefix)
+	}
+	return 0, ""
+}
+
+// unchangedAbove reports whether the view changed neither p nor a directory above it, and p is not
+// hidden: the walk would find the shared directory at p. Mirror directories (made in the private
+// layer only to hold a changed descendant) change nothing on the way.
+func (v *View) unchangedAbove(p string) bool {
+	if v.ns.hidden(p) {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.entries) == 0 {
+		return true
+	}
+	for a := p; ; a = path.Dir(a) {
+		if !v.entries[a].transparent(a) {
+			return false
+		}
+		if a == "/" {
+			return true
+		}
+	}
+}
+
+// transparent reports whether a walk through view path p, where e is the view's entry (nil: none),
+// finds what it would find without the view: no entry, or a mirror of the shared directory at p
+// itself.
+func (e *entry) transparent(p string) bool {
+	return e == nil || e.kind == entryDir && !e.own && !e.materialized && e.lower == p
 }

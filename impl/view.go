@@ -159,6 +159,10 @@ type View struct {
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
+
+	// dirs remembers shared directories that a walk from "/" reached through directories only:
+	// see knownDir.
+	dirs dirCache
 }
 
 // newView returns a view whose private layer will live in dir. Nothing is created until the
