@@ -1,6 +1,7 @@
 package propcheck
 
 import (
+	"golang.org/x/sys/unix"
 	"maps"
 	"os"
 	"slices"
@@ -58,6 +59,20 @@ type machine struct {
 	files    []string                                   // the tree's files and symlinks
 	dirs     []string                                   // the tree's directories
 	live     map[fsvirt.Inv]map[fsvirt.Handle]fsvirt.Op // the open that made each handle
+	// standIn are the handles of O_PATH opens that the sut answered with an ordinary descriptor
+	// (see FDs).
+	standIn map[fsvirt.Inv]map[fsvirt.Handle]bool
+}
+
+// FDs is implemented by a sut whose handles are descriptors of this process (fsvirt's engine in
+// thread mode). The engine cannot inject an O_PATH descriptor, and where the kernel cannot reach
+// the object by the caller's path it answers an O_PATH open with an ordinary read-only one (README,
+// limits). The machine then skips the I/O that the two answer differently (read, write, lseek,
+// ftruncate, getdents, fstat) on such a handle; paths relative to it, and close, are still
+// compared. fuzz/ checks the stand-in more closely (that the kernel could not have reached the
+// object).
+type FDs interface {
+	FD(inv fsvirt.Inv, h fsvirt.Handle) int
 }
 
 // Run checks sut against ref with one random sequence of steps. Both must
@@ -148,6 +163,12 @@ func (m *machine) checkFDs(t *rapid.T, before map[int]string) {
 
 // step runs op in inv on sut, ref and the shadow model and compares.
 func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
+	if m.standIn[inv][op.Fd] {
+		switch op.Kind {
+		case fsvirt.OpRead, fsvirt.OpWrite, fsvirt.OpPwrite, fsvirt.OpSeek, fsvirt.OpTruncate, fsvirt.OpGetdents, fsvirt.OpStat:
+			t.Skipf("a documented limit: %v on an ordinary fd that stands for an O_PATH fd", op)
+		}
+	}
 	got, want, note, defined := Step(m.shadow, m.sut, m.ref, inv, op)
 	if !defined {
 		t.Skipf("undefined: %v", op)
@@ -161,9 +182,19 @@ func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
 	}
 	switch op.Kind {
 	case fsvirt.OpOpen:
-		m.live[inv][fsvirt.Handle(got.Ret)] = op
+		h := fsvirt.Handle(got.Ret)
+		m.live[inv][h] = op
+		delete(m.standIn[inv], h)
+		if fds, ok := m.sut.(FDs); ok && op.Flags&unix.O_PATH != 0 {
+			if fd := fds.FD(inv, h); fd >= 0 {
+				if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_PATH == 0 {
+					m.standIn[inv][h] = true
+				}
+			}
+		}
 	case fsvirt.OpClose:
 		delete(m.live[inv], op.Fd)
+		delete(m.standIn[inv], op.Fd)
 	}
 }
 
@@ -175,6 +206,10 @@ func (m *machine) begin(t *rapid.T, inv fsvirt.Inv) {
 		}
 	}
 	m.live[inv] = map[fsvirt.Handle]fsvirt.Op{}
+	if m.standIn == nil {
+		m.standIn = map[fsvirt.Inv]map[fsvirt.Handle]bool{}
+	}
+	m.standIn[inv] = map[fsvirt.Handle]bool{}
 }
 
 func (m *machine) end(t *rapid.T, inv fsvirt.Inv) {

@@ -22,6 +22,7 @@ type Remote struct {
 }
 
 type remoteInv struct {
+	x       *Exec // set before Begin returns
 	ops     chan fsvirt.Op
 	results chan fsvirt.Outcome
 	done    chan error
@@ -55,6 +56,7 @@ func (r *Remote) Begin(inv fsvirt.Inv) error {
 					return err
 				}
 			}
+			ri.x = x
 			close(ready)
 			for op := range ri.ops {
 				ri.results <- x.Do(op)
@@ -92,3 +94,13 @@ func (r *Remote) End(inv fsvirt.Inv) error {
 
 // Shared implements [fsvirt.FS].
 func (r *Remote) Shared() (fsvirt.Tree, error) { return Walk(r.root) }
+
+// FD is the descriptor behind inv's handle h, or -1: the descriptors of an invocation run on a
+// thread of this process are this process's. Call it between Do calls.
+func (r *Remote) FD(inv fsvirt.Inv, h fsvirt.Handle) int {
+	ri := r.invs[inv]
+	if ri == nil || ri.x == nil {
+		return -1
+	}
+	return ri.x.FD(h)
+}
