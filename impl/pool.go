@@ -296,6 +296,7 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 		fnErr = <-j.done
 	}
 	w.view.Store(nil)
+	v.busy.Wait()
 	var result *multierror.Error
 	if ctxErr != nil {
 		result = multierror.Append(result, ctxErr)

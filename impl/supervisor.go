@@ -183,6 +183,12 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	if l.view != nil {
 		v = l.view()
 	}
+	if v != nil {
+		// Until respond has closed the supervisor's own descriptors: the task can run on, and its
+		// invocation end, before that (see View.busy).
+		v.busy.Add(1)
+		defer v.busy.Done()
+	}
 	r := s.answer(l.fd, v, n)
 	s.respond(l.fd, n, r)
 }

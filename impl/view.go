@@ -149,6 +149,11 @@ type View struct {
 	dir      string // the invocation's directory in the store
 	upper    string // dir/upper: the private layer, mirroring view paths
 	canceled atomic.Bool
+	// busy counts the notifications of the view's tasks being answered. A task can go on, and its
+	// invocation end, as soon as the answer reaches it, before the supervisor has closed its own
+	// descriptor of an injected file: the end of an invocation waits for busy, so that nothing
+	// of the view stays open once it has ended.
+	busy sync.WaitGroup
 	created  atomic.Bool // dir exists: the invocation changed something
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
