@@ -153,8 +153,8 @@ type View struct {
 	// invocation end, as soon as the answer reaches it, before the supervisor has closed its own
 	// descriptor of an injected file: the end of an invocation waits for busy, so that nothing
 	// of the view stays open once it has ended.
-	busy sync.WaitGroup
-	created  atomic.Bool // dir exists: the invocation changed something
+	busy    sync.WaitGroup
+	created atomic.Bool // dir exists: the invocation changed something
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool
