@@ -1,7 +1,9 @@
 package impl
 
 import (
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -154,7 +156,9 @@ var nameCases = []openCase{
 		// The kernel checks flags and modes before it copies the path in.
 		over := strings.Repeat("./", 2046) + ".//f"
 		r.call("chdir", unix.Chdir(r.root))
-		r.close(r.openat(unix.AT_FDCWD, over, unix.O_DIRECTORY|unix.O_CREAT, 0o644))
+		if creatDirectoryEINVAL() {
+			r.close(r.openat(unix.AT_FDCWD, over, unix.O_DIRECTORY|unix.O_CREAT, 0o644))
+		}
 		r.close(r.openat(unix.AT_FDCWD, over, unix.O_TMPFILE|unix.O_RDONLY, 0o644))
 		fd, err := unix.Openat2(unix.AT_FDCWD, over, &unix.OpenHow{Flags: unix.O_RDONLY | 1<<31})
 		r.call("openat2 bad flags", err)
@@ -162,7 +166,11 @@ var nameCases = []openCase{
 		fd, err = unix.Openat2(unix.AT_FDCWD, over, &unix.OpenHow{Flags: unix.O_RDONLY})
 		r.call("openat2", err)
 		r.close(fd)
-		for _, flags := range []int{unix.O_RDONLY, unix.O_DIRECTORY | unix.O_CREAT} {
+		flagSets := []int{unix.O_RDONLY}
+		if creatDirectoryEINVAL() {
+			flagSets = append(flagSets, unix.O_DIRECTORY|unix.O_CREAT)
+		}
+		for _, flags := range flagSets {
 			// An address the task cannot read: EFAULT, after the flags.
 			fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, atFDCWD, 1, uintptr(flags), 0, 0, 0)
 			if errno == 0 {
@@ -208,3 +216,20 @@ func TestLongNames(t *testing.T) {
 		})
 	}
 }
+
+// creatDirectoryEINVAL reports whether this kernel refuses O_CREAT|O_DIRECTORY with EINVAL before it
+// looks at the path (Linux 6.4, 43b450632676; Debian's 6.1 has it backported, its 5.10 not). The
+// engine answers so on every kernel, as the model does; a native run on an older kernel resolves
+// the path instead, so the comparison of those calls only holds where the kernel has the change.
+var creatDirectoryEINVAL = sync.OnceValue(func() bool {
+	dir, err := os.MkdirTemp("", "fsvirt-creat-dir-probe-")
+	if err != nil {
+		return true
+	}
+	defer os.RemoveAll(dir)
+	fd, err := unix.Open(dir+"/x", unix.O_CREAT|unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0o600)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err == unix.EINVAL
+})
