@@ -69,5 +69,8 @@
 //   - '..' at the root leaves the private tree here, where a chroot would
 //     stay at its root; the state machine issues no such op.
 //
-// O_TMPFILE on overlayfs needs Linux 6.6.
+// O_TMPFILE on overlayfs needs Linux 6.6. An open with O_CREAT|O_DIRECTORY
+// fails with EINVAL in both oracles, as Linux 6.4 (43b450632676) and the
+// model have it, also on kernels without that change (Debian's 5.10), which
+// resolve the path and may create a regular file.
 package oracle

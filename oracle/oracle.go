@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fsvirt/fsvirt"
 	"github.com/fsvirt/fsvirt/internal/sysexec"
 )
@@ -67,7 +69,22 @@ func (o *Oracle) Begin(inv fsvirt.Inv) error {
 
 // Do implements [fsvirt.FS].
 func (o *Oracle) Do(inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
+	if op.Kind == fsvirt.OpOpen && creatDirectory(op.Flags) {
+		return fsvirt.Fail(unix.EINVAL)
+	}
 	return o.invs[inv].x.Do(op)
+}
+
+// creatDirectory reports whether open flags ask for O_CREAT|O_DIRECTORY once openat has dropped
+// what O_PATH ignores. Linux 6.4 (43b450632676, backported to some stable kernels: Debian's 6.1
+// has it, its 5.10 not) fails such an open with EINVAL before it reads the path; older kernels
+// resolve the path and fail with ENOENT, EISDIR or ENOTDIR, or create a regular file. The oracle
+// answers as 6.4 does on every kernel, as the model and the engine do.
+func creatDirectory(flags int) bool {
+	if flags&unix.O_PATH != 0 {
+		flags &= unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	}
+	return flags&(unix.O_CREAT|unix.O_DIRECTORY) == unix.O_CREAT|unix.O_DIRECTORY
 }
 
 // End implements [fsvirt.FS]: it closes the invocation's fds and removes its

@@ -58,9 +58,9 @@ func mount(lower, upper, work, merged string) error {
 }
 
 // HaveOverlay reports whether this process can mount overlayfs (Linux 3.18,
-// commit e9be9d5e76e3; O_TMPFILE on overlayfs needs 6.6). The error wraps
-// [ErrNotSupported] when the kernel lacks overlayfs or the caller lacks the
-// privilege.
+// commit e9be9d5e76e3) and open O_TMPFILE files on it (Linux 6.6), which the
+// model's view allows. The error wraps [ErrNotSupported] when the kernel
+// lacks either or the caller lacks the privilege.
 var HaveOverlay = sync.OnceValue(func() error {
 	dir, err := os.MkdirTemp("", "fsvirt-overlay-probe-")
 	if err != nil {
@@ -79,5 +79,12 @@ var HaveOverlay = sync.OnceValue(func() error {
 		}
 		return err
 	}
-	return o.End(0)
+	tmpfile := o.Do(0, fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: fsvirt.AtCWD, Path: "/", Flags: unix.O_TMPFILE | unix.O_RDWR, Mode: 0o600})
+	if err := o.End(0); err != nil {
+		return err
+	}
+	if tmpfile.Errno == unix.EOPNOTSUPP {
+		return fmt.Errorf("overlayfs: O_TMPFILE: %w (Linux 6.6): %w", ErrNotSupported, tmpfile.Errno)
+	}
+	return nil
 })

@@ -2,7 +2,8 @@
 # vm-kernels.sh [KERNEL...]: fetch Debian kernels for the VM test matrix.
 #
 # KERNEL is 5.10 (bullseye-security), 6.1 (bookworm) or 6.12 (bookworm-backports); default: all
-# three. "host" is accepted and ignored, so the same list can be passed as to vmtest.sh.
+# three. "host" and "host-fallbacks" are accepted and ignored, so the same list can be passed as
+# to vmtest.sh.
 #
 # Each kernel is downloaded with apt-get download through a private sources list and private
 # state and cache directories, so the machine's own apt configuration is never read or changed,
@@ -11,8 +12,8 @@
 #   overlay.ko  the overlayfs module, uncompressed (absent if the kernel has it built in)
 #   release     the kernel release (uname -r)
 #   version     the Debian package name and version
-# A kernel already unpacked there is reused without touching the network. qemu-system-x86 and
-# busybox-static are installed (apt-get install --no-install-recommends) when missing.
+# A kernel already unpacked there is reused without touching the network. qemu-system-x86,
+# busybox-static and xz-utils are installed (apt-get install --no-install-recommends) when missing.
 #
 # FSVIRT_VM_FLAVOUR picks the Debian flavour: cloud-amd64 (default, smaller) or amd64.
 set -eu
@@ -103,15 +104,18 @@ fetch() {
 	echo "$k: $release in $dest"
 }
 
-# need_tools installs QEMU and a static busybox, which the VMs run on, when they are missing.
+# need_tools installs QEMU and a static busybox, which the VMs run on, and xz (Debian's newer
+# kernels compress their modules), when they are missing.
 need_tools() {
 	missing=
 	command -v qemu-system-x86_64 >/dev/null || missing="$missing qemu-system-x86"
+	command -v xz >/dev/null || missing="$missing xz-utils"
 	[ "$(dpkg-query -W -f '${Status}' busybox-static 2>/dev/null)" = "install ok installed" ] ||
 		missing="$missing busybox-static"
 	[ -n "$missing" ] || return 0
 	[ "$(id -u)" -eq 0 ] || die "missing$missing: apt-get install --no-install-recommends$missing"
 	echo "vm-kernels: apt-get install --no-install-recommends$missing"
+	export DEBIAN_FRONTEND=noninteractive
 	# shellcheck disable=SC2086 # word splitting wanted
 	apt-get install -y -q --no-install-recommends $missing >/dev/null 2>&1 || {
 		apt-get update -q >/dev/null 2>&1 || true
@@ -123,5 +127,5 @@ need_tools() {
 command -v apt-get >/dev/null || die "apt-get not found: kernels come from Debian's archive"
 need_tools
 for k in "$@"; do
-	[ "$k" = host ] || fetch "$k"
+	case $k in host | host-fallbacks) ;; *) fetch "$k" ;; esac
 done

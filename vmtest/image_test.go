@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -98,8 +99,13 @@ func TestImage(t *testing.T) {
 		t.Fatalf("cpio -t: %v", err)
 	}
 	names := strings.Fields(string(list))
-	inVM := strings.TrimPrefix(pkg, "/")
-	for _, want := range []string{"init", "bin", "usr/bin/busybox", "dev/console", "tmp", "etc/hostname", "fsvirt/bin/x.test", "fsvirt/main/program", "usr/bin/go", inVM + "/selftest.go", inVM + "/testdata/hello.txt", strings.TrimPrefix(root, "/") + "/doc.go"} {
+	// The tree keeps its host path unless init mounts over it (a checkout under /tmp).
+	vmPkg, vmRoot := pkg, root
+	if im.vmRoot() == vmSrcDir {
+		vmPkg, vmRoot = path.Join(vmSrcDir, filepath.Base(pkg)), vmSrcDir
+	}
+	inVM := strings.TrimPrefix(vmPkg, "/")
+	for _, want := range []string{"init", "bin", "usr/bin/busybox", "dev/console", "tmp", "etc/hostname", "fsvirt/bin/x.test", "fsvirt/main/program", "usr/bin/go", inVM + "/selftest.go", inVM + "/testdata/hello.txt", strings.TrimPrefix(vmRoot, "/") + "/doc.go"} {
 		if !slices.Contains(names, want) {
 			t.Errorf("image lacks %s; it has %q", want, names)
 		}
@@ -123,7 +129,7 @@ func TestImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"export FSVIRT_X='a b'\n", "cd '" + pkg + "'", `'/fsvirt/bin/x.test' '-test.v' 'it'\''s'`, "poweroff -f"} {
+	for _, want := range []string{"export FSVIRT_X='a b'\n", "cd '" + vmPkg + "'", `'/fsvirt/bin/x.test' '-test.v' 'it'\''s'`, "poweroff -f"} {
 		if !strings.Contains(string(script), want) {
 			t.Errorf("init lacks %q:\n%s", want, script)
 		}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
 )
 
 // The tests run the built binary, so exit statuses come from os.Exit as users see them.
@@ -21,8 +23,9 @@ var (
 )
 
 // runTimeout bounds one fsvirt invocation, so a view that never ends fails the test instead of
-// hanging it.
-const runTimeout = 30 * time.Second
+// hanging it. FSVIRT_TEST_RUN_TIMEOUT (a Go duration) sets another: under QEMU's TCG
+// (scripts/vmtest.sh) a scenario takes 15-40 s unloaded, and several times that on a busy host.
+var runTimeout = 30 * time.Second
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -35,6 +38,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	if v := os.Getenv("FSVIRT_TEST_RUN_TIMEOUT"); v != "" {
+		if runTimeout, err = time.ParseDuration(v); err != nil || runTimeout <= 0 {
+			fmt.Fprintf(os.Stderr, "FSVIRT_TEST_RUN_TIMEOUT=%q: want a positive duration (%v)\n", v, err)
+			return 1
+		}
+	}
 	fsvirtBin = filepath.Join(dir, "fsvirt")
 	build := exec.Command("go", "build", "-o", fsvirtBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -263,6 +272,28 @@ func TestFailures(t *testing.T) {
 		})
 	}
 	assertFile(t, f.motd, motdContent)
+}
+
+// TestRefusesKernelWithoutAddfd fakes a kernel before 5.9 by turning the ADDFD probe off: fsvirt
+// run must refuse before starting the command, with one line naming the kernel and what it lacks.
+func TestRefusesKernelWithoutAddfd(t *testing.T) {
+	f := newFixture(t)
+	t.Setenv("FSVIRT_DISABLE", "addfd")
+	marker := filepath.Join(t.TempDir(), "ran") // outside the tree: a write there would reach the host
+	r := f.run(t, nil, "sh", "-c", "echo ran; echo ran > "+marker)
+	if r.code != 125 || r.stdout != "" {
+		t.Errorf("exit status %d, stdout %q; want 125 and nothing: the command must not run", r.code, r.stdout)
+	}
+	line, ok := strings.CutSuffix(r.stderr, "\n")
+	if !ok || strings.Contains(line, "\n") || !strings.HasPrefix(line, "fsvirt: ") {
+		t.Fatalf("stderr %q, want one line starting with %q", r.stderr, "fsvirt: ")
+	}
+	for _, w := range []string{notify.KernelRelease(), "SECCOMP_IOCTL_NOTIF_ADDFD", "Linux 5.9"} {
+		if !strings.Contains(line, w) {
+			t.Errorf("stderr %q does not mention %q", line, w)
+		}
+	}
+	assertNotExist(t, marker)
 }
 
 func TestNoArgs(t *testing.T) {

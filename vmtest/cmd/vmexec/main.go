@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 	qemu := fset.String("qemu", "qemu-system-x86_64", "QEMU binary")
 	busybox := fset.String("busybox", "/bin/busybox", "static busybox binary")
 	mem := fset.Int("mem", 2048, "VM memory in MiB")
-	cpus := fset.Int("smp", 2, "VM CPUs")
+	cpus := fset.Int("smp", 1, "VM CPUs (one is faster under TCG: docs/vmtest.md)")
 	cpu := fset.String("cpu", "max,-cx16", "QEMU CPU model under TCG (KVM uses host)")
 	timeout := fset.Duration("timeout", 20*time.Minute, "kill the VM after this long")
 	verbose := fset.Bool("v", false, "copy the kernel console to stderr")
@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (int, err
 		}
 	}
 
-	ctx, cancel := context.WithTimeoutCause(ctx, *timeout, fmt.Errorf("timed out after %v", *timeout))
+	ctx, cancel := context.WithTimeoutCause(ctx, *timeout, fmt.Errorf("timed out after %v: %w", *timeout, context.DeadlineExceeded))
 	defer cancel()
 	status, err := m.Run(ctx, job, stdout, stderr)
 	if err != nil {
