@@ -13,6 +13,8 @@ import (
 type virtualCwd struct {
 	path   string // view path
 	kernel string // the task's kernel working directory when it was set
+	// removed is set once the view removed the directory.
+	removed *ghost
 }
 
 // cwdKey says whose working directory t's is: its own in thread mode, its process's otherwise.
@@ -28,39 +30,45 @@ func (v *View) cwdKey(t tracee) (int, error) {
 // has a virtual working directory inherits it, as long as its kernel working directory is still
 // the one it inherited.
 func (v *View) virtualCwd(t tracee) (string, bool) {
+	p, _, ok := v.virtualCwdOf(t)
+	return p, ok
+}
+
+// virtualCwdOf is virtualCwd, with the ghost of the directory if the view removed it.
+func (v *View) virtualCwdOf(t tracee) (string, *ghost, bool) {
 	v.mu.Lock()
 	n := len(v.cwds)
 	v.mu.Unlock()
 	if n == 0 {
-		return "", false
+		return "", nil, false
 	}
 	key, err := v.cwdKey(t)
 	if err != nil {
-		return "", false
+		return "", nil, false
 	}
 	v.mu.Lock()
 	c, ok := v.cwds[key]
 	v.mu.Unlock()
 	if ok || v.ns.threadMode {
-		return c.path, ok
+		return c.path, c.removed, ok
 	}
 	st, err := tracee{tid: key}.status()
 	if err != nil {
-		return "", false
+		return "", nil, false
 	}
 	v.mu.Lock()
 	pc, ok := v.cwds[st.ppid]
 	v.mu.Unlock()
 	if !ok {
-		return "", false
+		return "", nil, false
 	}
 	if kernel, err := readlink(t.procPath("cwd")); err != nil || kernel != pc.kernel {
-		return "", false
+		return "", nil, false
 	}
 	v.mu.Lock()
 	v.cwds[key] = pc
 	v.mu.Unlock()
-	return pc.path, true
+	return pc.path, pc.removed, true
 }
 
 func (v *View) setCwd(t tracee, p string) error {
@@ -90,6 +98,100 @@ func (v *View) clearCwd(t tracee) {
 		delete(v.cwds, key)
 		v.mu.Unlock()
 	}
+}
+
+// ghost stands for a directory that the view removed while a task still held it as its working
+// directory or through a descriptor. The kernel keeps such a directory, empty, unlinked, with its
+// metadata: the ghost is a private directory with the same mode and owner, itself removed, held
+// open by the supervisor, on which the task's calls on "." act. Nothing can be made in it.
+type ghost struct {
+	st unix.Stat_t // the view's directory, when it was removed
+	fd int         // the removed private directory; -1 until made
+}
+
+// host is the ghost's path for the supervisor's calls.
+func (g *ghost) host() string { return "/proc/self/fd/" + strconv.Itoa(g.fd) + "/." }
+
+// makeGhost makes g's directory, if not yet made. The caller holds no lock.
+func (v *View) makeGhost(g *ghost) error {
+	if err := v.ensureDir("/"); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if g.fd >= 0 {
+		return nil
+	}
+	v.ghostSeq++
+	dir := v.dir + "/ghost-" + strconv.Itoa(v.ghostSeq)
+	if err := unix.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	defer unix.Rmdir(dir)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.Fchown(fd, int(g.st.Uid), int(g.st.Gid)); err == nil {
+		err = unix.Fchmod(fd, g.st.Mode&0o7777)
+	}
+	if err == nil {
+		err = unix.Rmdir(dir)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return err
+	}
+	g.fd = fd
+	v.ghostFDs = append(v.ghostFDs, fd)
+	return nil
+}
+
+// removedDir records that the view removed directory p, which stood for shared directory lower
+// (if not "") and looked like st: the tasks that hold it as their virtual working directory keep
+// a ghost of it, and one that holds the shared directory (a working directory or a descriptor
+// the kernel resolves) finds the ghost when it next uses it. Ghosts are made when first used.
+func (v *View) removedDir(p, lower string, st *unix.Stat_t) {
+	g := &ghost{st: *st, fd: -1}
+	v.mu.Lock()
+	for k, c := range v.cwds {
+		if c.path == p && c.removed == nil {
+			c.removed = g
+			v.cwds[k] = c
+		}
+	}
+	if lower != "" {
+		if v.ghosts == nil {
+			v.ghosts = map[string]*ghost{}
+		}
+		v.ghosts[lower] = g
+	}
+	v.mu.Unlock()
+}
+
+// ghostOfLower returns the ghost of shared directory h, which a task's descriptor or kernel
+// working directory holds under view path p, if the view removed it: p no longer leads to it.
+func (v *View) ghostOfLower(h, p string) *ghost {
+	v.mu.Lock()
+	g := v.ghosts[h]
+	v.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	if l, _, err := v.locate(p); err == nil && (l.ent == nil && l.host == h || l.ent != nil && l.ent.lower == h) {
+		return nil // made again from the shared directory? It is the same one.
+	}
+	return g
+}
+
+// closeGhosts closes the ghosts' descriptors once the view's tasks have gone.
+func (v *View) closeGhosts() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, fd := range v.ghostFDs {
+		unix.Close(fd)
+	}
+	v.ghostFDs = nil
 }
 
 // viewOfLower maps a shared host path that a task's descriptor or working directory names to the

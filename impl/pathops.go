@@ -215,7 +215,10 @@ func (v *View) getcwd(t tracee, o op) (reply, error) {
 
 // cwdOf is the caller's working directory in the view: ENOENT once the view removed it.
 func (v *View) cwdOf(t tracee) (string, error) {
-	p, ok := v.virtualCwd(t)
+	p, g, ok := v.virtualCwdOf(t)
+	if g != nil {
+		return "", unix.ENOENT
+	}
 	if !ok {
 		target, err := readlink(t.procPath("cwd"))
 		if err != nil {
@@ -226,6 +229,9 @@ func (v *View) cwdOf(t tracee) (string, error) {
 		}
 		if p, ok = v.viewPathOf(target); !ok {
 			p = v.viewOfLower(target)
+			if v.ghostOfLower(target, p) != nil {
+				return "", unix.ENOENT
+			}
 		}
 	}
 	if v.ns.inTree(p) && !v.ns.isTreeRoot(p) {
@@ -250,6 +256,12 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	}
 	if r.mode != unix.S_IFDIR {
 		return reply{}, unix.ENOTDIR
+	}
+	if r.gone { // "." in a removed working directory: it stays
+		if err := unix.Access(r.host, unix.X_OK); err != nil {
+			return reply{}, err
+		}
+		return okReply, nil
 	}
 	// The kernel checks the shared directory's permissions: when the view changed them, both
 	// must let the caller in.
@@ -406,20 +418,33 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		return reply{}, err
 	}
 	up := v.upperPath(r.path)
-	if rmdir {
-		// A mirrored directory's upper directory holds only copies of shared children, and the
-		// shared directory is empty: whatever is left there is not in the view.
-		if r.ent != nil && !r.ent.materialized {
-			if err := os.RemoveAll(up); err != nil {
-				return reply{}, err
-			}
-		} else if err := unix.Rmdir(up); err != nil {
+	if !rmdir {
+		if err := unix.Unlink(up); err != nil {
 			return reply{}, err
 		}
-	} else if err := unix.Unlink(up); err != nil {
+		v.dropTree(r.path)
+		return okReply, nil
+	}
+	// What a task that still holds the directory will see of it (see ghost).
+	var st unix.Stat_t
+	if err := unix.Lstat(r.host, &st); err != nil {
+		return reply{}, err
+	}
+	// A mirrored directory's upper directory holds only copies of shared children, and the
+	// shared directory is empty: whatever is left there is not in the view.
+	if r.ent != nil && !r.ent.materialized {
+		if err := os.RemoveAll(up); err != nil {
+			return reply{}, err
+		}
+	} else if err := unix.Rmdir(up); err != nil {
 		return reply{}, err
 	}
 	v.dropTree(r.path)
+	lower := r.host
+	if r.ent != nil {
+		lower = r.ent.lower
+	}
+	v.removedDir(r.path, lower, &st)
 	return okReply, nil
 }
 

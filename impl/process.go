@@ -143,6 +143,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	defer sup.stop()
 
 	status, err := v.runCommand(ctx, sup, cfg)
+	v.closeGhosts()
 	if err != nil {
 		return nil, err
 	}

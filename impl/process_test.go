@@ -14,7 +14,7 @@ import (
 // set it runs that open case's operations on FSVIRT_TEST_ROOT and prints its record.
 func TestMain(m *testing.M) {
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
-		for _, c := range openCases {
+		for _, c := range append(openCases, removedCases...) {
 			if c.name == name {
 				r := &rec{root: os.Getenv("FSVIRT_TEST_ROOT")}
 				c.ops(r)
@@ -50,29 +50,32 @@ func runCmd(t *testing.T, tree string, env []string, argv ...string) (string, *R
 }
 
 func TestProcessOpenDifferential(t *testing.T) {
+	for _, c := range openCases {
+		t.Run(c.name, func(t *testing.T) { runProcessCase(t, c) })
+	}
+}
+
+// runProcessCase runs c's operations in this test binary under Run, and on a private copy.
+func runProcessCase(t *testing.T, c openCase) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range openCases {
-		t.Run(c.name, func(t *testing.T) {
-			shared := t.TempDir()
-			mkTree(t, shared, c.tree...)
-			copyDir := copyTree(t, shared)
-			before := hashTree(t, shared)
-			want := &rec{root: copyDir}
-			onOwnThread(t, func() { c.ops(want) })
-			got, res := runCmd(t, shared, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
-			if res.ExitStatus != 0 {
-				t.Fatalf("helper exited %d", res.ExitStatus)
-			}
-			if got != want.b.String() {
-				t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got, want.b.String())
-			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
-			}
-		})
+	shared := t.TempDir()
+	mkTree(t, shared, c.tree...)
+	copyDir := copyTree(t, shared)
+	before := hashTree(t, shared)
+	want := &rec{root: copyDir}
+	onOwnThread(t, func() { c.ops(want) })
+	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
+	if res.ExitStatus != 0 {
+		t.Fatalf("helper exited %d", res.ExitStatus)
+	}
+	if got != want.b.String() {
+		t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got, want.b.String())
+	}
+	if hashTree(t, shared) != before {
+		t.Error("the shared tree changed")
 	}
 }
 

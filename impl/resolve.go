@@ -40,6 +40,9 @@ type resolved struct {
 	// dot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing can
 	// be created.
 	dot bool
+	// gone: the path named a directory the view removed that the caller still holds (see ghost):
+	// host is the ghost, and inTree is false, so that calls act on it directly.
+	gone bool
 }
 
 // resolveOpts carries the lookup rules of one call.
@@ -69,21 +72,24 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 	r.trailingSlash = strings.HasSuffix(unsafePath, "/")
 	beneath := o.resolve&(unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0
 	var root, cur string
+	// gone: cur is a directory the view removed, which the caller still holds (see start).
+	var gone bool
+	var ghost string
 	if strings.HasPrefix(unsafePath, "/") && o.resolve&unix.RESOLVE_IN_ROOT == 0 {
 		if o.resolve&unix.RESOLVE_BENEATH != 0 {
 			return r, unix.EXDEV
 		}
 		root, cur = "/", "/"
 	} else {
-		base, pure, err := v.startDir(t, dirfd)
+		s, err := v.startDir(t, dirfd)
 		if err != nil {
 			return r, err
 		}
-		r.pure = r.pure && pure
-		cur = base
+		r.pure = r.pure && s.pure
+		cur, gone, ghost = s.path, s.gone, s.ghost
 		root = "/"
 		if beneath {
-			root = base
+			root = cur
 		}
 	}
 	var creds *creds // read from /proc/TID/status only when /proc/self is walked
@@ -104,6 +110,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		case ".":
 			continue
 		case "..":
+			gone = false
 			plain = false
 			if cur == root {
 				if o.resolve&unix.RESOLVE_BENEATH != 0 {
@@ -113,6 +120,9 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			}
 			cur = path.Dir(cur)
 			continue
+		}
+		if gone { // nothing is in a removed directory, nor can be made there
+			return r, unix.ENOENT
 		}
 		next := path.Join(cur, name)
 		if cur == "/proc" && (name == "self" || name == "thread-self") {
@@ -227,6 +237,14 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		r.exists, r.mode = true, st.Mode&unix.S_IFMT
 		r.host, r.ent = l.host, l.ent
 	}
+	if gone { // the path was "." in a removed directory: the supervisor acts on its ghost
+		if ghost == "" {
+			return r, unix.ENOENT
+		}
+		r.path, r.exists, r.mode, r.dot, r.gone = cur, true, unix.S_IFDIR, true, true
+		r.host, r.pure, r.inTree = ghost, false, false
+		return r, nil
+	}
 	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
 		r.exists, r.mode, r.dot = true, unix.S_IFDIR, true
 		l, _, err := v.locate(cur)
@@ -269,52 +287,76 @@ func (v *View) magicTarget(target string) (string, bool, error) {
 	return target, true, nil
 }
 
+// start is where a relative path starts: the caller's working directory or its dirfd.
+type start struct {
+	path string // view path
+	// pure: the kernel starts from the same object, the shared directory at path.
+	pure bool
+	// gone: the view removed the directory: "." and ".." can be walked from it and nothing else;
+	// ghost is then its host path for the supervisor's calls on it, "" when it has none.
+	gone  bool
+	ghost string
+}
+
 // startDir is the directory a relative path starts from: the caller's cwd or its dirfd.
-func (v *View) startDir(t tracee, dirfd int) (string, bool, error) {
+func (v *View) startDir(t tracee, dirfd int) (start, error) {
 	link := "cwd"
 	if dirfd == unix.AT_FDCWD {
-		if p, ok := v.virtualCwd(t); ok {
-			return p, false, nil
+		if p, g, ok := v.virtualCwdOf(t); ok {
+			if g == nil {
+				return start{path: p}, nil
+			}
+			if err := v.makeGhost(g); err != nil {
+				return start{path: p, gone: true}, nil
+			}
+			return start{path: p, gone: true, ghost: g.host()}, nil
 		}
 	} else {
 		if dirfd < 0 {
-			return "", false, unix.EBADF
+			return start{}, unix.EBADF
 		}
 		link = "fd/" + strconv.Itoa(dirfd)
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(t.procPath(link), &st); err != nil {
 		if dirfd == unix.AT_FDCWD {
-			return "", false, errTraceeGone
+			return start{}, errTraceeGone
 		}
-		return "", false, unix.EBADF
+		return start{}, unix.EBADF
 	}
 	target, err := readlink(t.procPath(link))
 	if err != nil {
-		return "", false, unix.EBADF
+		return start{}, unix.EBADF
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return "", false, unix.ENOTDIR
+		return start{}, unix.ENOTDIR
 	}
 	if !strings.HasPrefix(target, "/") {
-		return "", false, unix.ENOENT
+		return start{}, unix.ENOENT
 	}
-	if t, ok := strings.CutSuffix(target, " (deleted)"); ok {
-		// A removed directory: ".." still leads to where its parent was, and anything in it
-		// no longer resolves, which the view's own lookups of its old path give.
-		if p, ok := v.viewPathOf(t); ok {
-			return p, false, nil
+	if h, ok := strings.CutSuffix(target, " (deleted)"); ok {
+		// A removed private directory, which the kernel still holds: ".." leads to where its
+		// parent was.
+		if p, ok := v.viewPathOf(h); ok {
+			return start{path: p, gone: true, ghost: t.procPath(link) + "/."}, nil
 		}
-		return "", false, unix.ENOENT
+		return start{}, unix.ENOENT
 	}
 	if p, ok := v.viewPathOf(target); ok {
-		return p, false, nil
+		return start{path: p}, nil
 	}
 	if v.ns.hidden(target) {
-		return "", false, unix.ENOENT
+		return start{}, unix.ENOENT
 	}
 	p := v.viewOfLower(target)
-	return p, p == target, nil
+	if g := v.ghostOfLower(target, p); g != nil {
+		// A shared directory the view removed, which the task still holds.
+		if err := v.makeGhost(g); err != nil {
+			return start{path: p, gone: true}, nil
+		}
+		return start{path: p, gone: true, ghost: g.host()}, nil
+	}
+	return start{path: p, pure: p == target}, nil
 }
 
 func splitPath(p string) []string {

@@ -164,6 +164,11 @@ type View struct {
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
+	// ghosts are the shared directories the view removed, by host path; ghostFDs the descriptors
+	// of the ghosts made (see ghost).
+	ghosts   map[string]*ghost
+	ghostFDs []int
+	ghostSeq int
 
 	// dirs remembers shared directories that a walk from "/" reached through directories only:
 	// see knownDir.
@@ -224,6 +229,7 @@ func (v *View) Stats() Stats {
 
 // remove deletes the invocation's directory from the store.
 func (v *View) remove() error {
+	v.closeGhosts()
 	if !v.created.Load() {
 		return nil
 	}

@@ -1,0 +1,127 @@
+package impl
+
+import (
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// statDot logs what a stat of path relative to dirfd says: mode and links. An empty path stats
+// dirfd itself (AT_EMPTY_PATH).
+func (r *rec) statDot(what string, dirfd int, path string) {
+	var st unix.Stat_t
+	flags := 0
+	if path == "" {
+		flags = unix.AT_EMPTY_PATH
+	}
+	err := unix.Fstatat(dirfd, path, &st, flags)
+	r.logf("stat %s = %s mode=%#o nlink=%d", what, errStr(err), st.Mode, st.Nlink)
+}
+
+// removedDir runs what can still be done in a removed directory, reached through dirfd (AT_FDCWD:
+// the working directory), after recreate made a new directory at its old name: its own stat,
+// its listing, creating in it, leaving it by "..". selfStat: stat the descriptor itself too
+// (AT_EMPTY_PATH), which, like fstat, shows the shared directory for a descriptor of one (README).
+func (r *rec) removedDir(dirfd int, recreate string, selfStat bool) {
+	if selfStat {
+		r.statDot("\"\"", dirfd, "")
+	}
+	r.statDot(".", dirfd, ".")
+	r.statDot("./.", dirfd, "./.")
+	fd, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	r.logf("open . = %s", errStr(err))
+	if err == nil {
+		n, err := unix.Getdents(fd, make([]byte, 4096))
+		r.logf("getdents = %d %s", n, errStr(err))
+		unix.Close(fd)
+	}
+	r.call("mkdir .", unix.Mkdirat(dirfd, ".", 0o755))
+	r.call("rmdir .", unix.Unlinkat(dirfd, ".", unix.AT_REMOVEDIR))
+	r.call("mkdir x", unix.Mkdirat(dirfd, "x", 0o755))
+	r.close(r.openat(dirfd, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.call("mkdir (again) "+recreate, unix.Mkdir(r.p(recreate), 0o711))
+	r.close(r.openat(dirfd, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.close(r.openat(dirfd, "./y", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.call("symlink z", unix.Symlinkat("t", dirfd, "z"))
+	r.statDot("new "+recreate, unix.AT_FDCWD, r.p(recreate))
+	r.statDot(recreate+"/x", unix.AT_FDCWD, r.p(recreate+"/x"))
+	r.call("chmod .", unix.Fchmodat(dirfd, ".", 0o750, 0))
+	r.statDot(". after chmod", dirfd, ".")
+	r.statDot("../g", dirfd, "../g")
+	r.statDot("./../g", dirfd, "./../g")
+	r.close(r.openat(dirfd, "../made", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.statDot("made", unix.AT_FDCWD, r.p("made"))
+}
+
+// removedCases: a working directory or directory descriptor whose directory the invocation
+// removes. The kernel keeps the directory, with no links and nothing in it, and nothing can be
+// made in it, also once a new directory has its name.
+var removedCases = []openCase{
+	{"cwd-private", baseTree, func(r *rec) {
+		r.call("mkdir", unix.Mkdir(r.p("n"), 0o700))
+		r.call("chdir", unix.Chdir(r.p("n")))
+		r.call("rmdir", unix.Rmdir(r.p("n")))
+		r.removedDir(unix.AT_FDCWD, "n", true)
+		r.call("chdir .", unix.Chdir("."))
+		r.statDot(". after chdir .", unix.AT_FDCWD, ".")
+		r.call("chdir ..", unix.Chdir(".."))
+		r.statDot("g after chdir ..", unix.AT_FDCWD, "g")
+	}},
+	{"cwd-shared", baseTree, func(r *rec) {
+		r.call("chdir", unix.Chdir(r.p("d")))
+		r.call("rmdir", unix.Rmdir(r.p("d")))
+		r.removedDir(unix.AT_FDCWD, "d", true)
+		r.call("chdir ..", unix.Chdir(".."))
+		r.statDot("g after chdir ..", unix.AT_FDCWD, "g")
+	}},
+	{"cwd-renamed-shared", baseTree, func(r *rec) {
+		r.call("rename", unix.Rename(r.p("d"), r.p("e")))
+		r.call("chdir", unix.Chdir(r.p("e")))
+		r.call("rmdir", unix.Rmdir(r.p("e")))
+		r.removedDir(unix.AT_FDCWD, "e", true)
+	}},
+	{"cwd-fchdir-private", baseTree, func(r *rec) {
+		r.call("mkdir", unix.Mkdir(r.p("n"), 0o700))
+		fd := r.open("n", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.call("fchdir", unix.Fchdir(fd))
+		r.close(fd)
+		r.call("rmdir", unix.Rmdir(r.p("n")))
+		r.removedDir(unix.AT_FDCWD, "n", true)
+	}},
+	{"dirfd-private", baseTree, func(r *rec) {
+		r.call("mkdir", unix.Mkdir(r.p("n"), 0o700))
+		fd := r.open("n", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.call("rmdir", unix.Rmdir(r.p("n")))
+		r.removedDir(fd, "n", true)
+		r.close(fd)
+	}},
+	{"dirfd-shared", baseTree, func(r *rec) {
+		fd := r.open("d", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.call("rmdir", unix.Rmdir(r.p("d")))
+		r.removedDir(fd, "d", false)
+		r.close(fd)
+	}},
+}
+
+// TestRemovedDirectories compares, with a private copy, what a task can still do in a working
+// directory or through a directory descriptor whose directory the view removed.
+// The supervisor's descriptors of the removed directories are closed when the invocation ends.
+func TestRemovedDirectories(t *testing.T) {
+	before := fdCount(t)
+	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(pol.String(), func(t *testing.T) {
+			for _, c := range removedCases {
+				t.Run(c.name, func(t *testing.T) { runOpenCase(t, c, pol) })
+			}
+		})
+	}
+	if after := fdCount(t); after != before {
+		t.Errorf("fds: %d before, %d after", before, after)
+	}
+}
+
+func TestProcessRemovedDirectories(t *testing.T) {
+	for _, c := range removedCases {
+		t.Run(c.name, func(t *testing.T) { runProcessCase(t, c) })
+	}
+}
