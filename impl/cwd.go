@@ -281,6 +281,8 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 func (v *View) moveCwds(from, to string, exchange bool) {
 	for k, c := range v.cwds {
 		switch {
+		case c.removed != nil && (c.path == from || c.path == to):
+			continue // what now has the removed directory's name is another directory
 		case within(c.path, from):
 			c.path = to + strings.TrimPrefix(c.path, from)
 		case exchange && within(c.path, to):

@@ -67,6 +67,20 @@ var removedCases = []openCase{
 		r.call("chdir ..", unix.Chdir(".."))
 		r.statDot("g after chdir ..", unix.AT_FDCWD, "g")
 	}},
+	{"cwd-private-then-renames", baseTree, func(r *rec) {
+		r.call("mkdir", unix.Mkdir(r.p("a/n"), 0o700))
+		r.call("chdir", unix.Chdir(r.p("a/n")))
+		r.call("rmdir", unix.Rmdir(r.p("a/n")))
+		r.call("mkdir (again)", unix.Mkdir(r.p("a/n"), 0o755))
+		r.call("rename the new one", unix.Rename(r.p("a/n"), r.p("d/m")))
+		r.statDot(".", unix.AT_FDCWD, ".")
+		r.statDot("../f", unix.AT_FDCWD, "../f")
+		r.call("rename its parent", unix.Rename(r.p("a"), r.p("z")))
+		r.statDot("../f after", unix.AT_FDCWD, "../f")
+		r.close(r.openat(unix.AT_FDCWD, "../made", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+		r.statDot("z/made", unix.AT_FDCWD, r.p("z/made"))
+		r.statDot("d/m", unix.AT_FDCWD, r.p("d/m"))
+	}},
 	{"cwd-shared", baseTree, func(r *rec) {
 		r.call("chdir", unix.Chdir(r.p("d")))
 		r.call("rmdir", unix.Rmdir(r.p("d")))
