@@ -49,8 +49,9 @@ Flags:
   --workloads LIST    workloads to run (default all)
   --executions LIST   invocations per measurement (default 100,1000,10000)
   --threads LIST      concurrent invocations (default 1,8,50)
-  --supervisors LIST  fsvirt supervisor threads to sweep, running readonly in thread-fast with
-                      the largest thread count (default 1,2,4; "0" skips the sweep)
+  --supervisors LIST  fsvirt supervisor threads to sweep, running one workload in thread-fast
+                      with the largest thread count (default 1,2,4; "0" skips the sweep)
+  --scale-workload NAME  the workload of that sweep (default readonly)
   --scale-executions N  invocations per point of that sweep (default 2000)
   --work DIR          scratch directory for the shared tree, private layers and new roots
                       (default $TMPDIR or /var/tmp)
@@ -86,6 +87,7 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 		threads     = fs.String("threads", "1,8,50", "")
 		supervisors = fs.String("supervisors", "1,2,4", "")
 		scaleExecs  = fs.Int("scale-executions", 2000, "")
+		scaleWl     = fs.String("scale-workload", bench.ReadOnly, "")
 		work        = fs.String("work", "", "")
 		store       = fs.String("store", "", "")
 		budget      = fs.Duration("budget", 0, "")
@@ -136,7 +138,9 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 	if *budget < 0 {
 		return nil, fmt.Errorf("--budget: %v is negative", *budget)
 	}
-	c.ScaleWorkload = bench.WorkloadByName(bench.ReadOnly)
+	if c.ScaleWorkload = bench.WorkloadByName(*scaleWl); c.ScaleWorkload == nil {
+		return nil, fmt.Errorf("--scale-workload: unknown workload %q (one of hello, readonly, readwrite, fibonacci, hashing, misc)", *scaleWl)
+	}
 	c.ScaleExecutions = *scaleExecs
 	for _, t := range c.Threads {
 		c.ScaleThreads = max(c.ScaleThreads, t)

@@ -35,6 +35,7 @@ func TestBenchBadArguments(t *testing.T) {
 		{"unknown-workload", []string{"--workloads", "sleep"}, `fsvirt: bench: --workloads: unknown workload "sleep"`},
 		{"unknown-flag", []string{"--fast"}, "fsvirt: bench: flag provided but not defined: -fast (see fsvirt bench --help)"},
 		{"stray-argument", []string{"now"}, `fsvirt: bench: unexpected argument "now"`},
+		{"unknown-scale-workload", []string{"--scale-workload", "sleep"}, `fsvirt: bench: --scale-workload: unknown workload "sleep"`},
 		{"negative-budget", []string{"--budget", "-1s"}, "fsvirt: bench: --budget: -1s is negative"},
 		{"missing-work-dir", []string{"--modes", "none", "--work", "/nonexistent/dir", "--out", "OUT"}, "fsvirt: bench: --work /nonexistent/dir is not a directory"},
 		{"missing-store-dir", []string{"--modes", "none", "--store", "/nonexistent/s", "--out", "OUT"}, "fsvirt: bench: --store /nonexistent/s is not a directory"},
@@ -72,9 +73,16 @@ func TestParseBenchArgsQuick(t *testing.T) {
 	if c.Budget != 90*time.Second || c.ScaleExecutions != 300 || c.ScaleThreads != 2 || len(c.Supervisors) != 2 {
 		t.Errorf("--quick: budget %v, scale executions %d, scale threads %d, supervisors %v", c.Budget, c.ScaleExecutions, c.ScaleThreads, c.Supervisors)
 	}
+	if c.ScaleWorkload == nil || c.ScaleWorkload.Name != "readonly" {
+		t.Errorf("--quick: scale workload %v, want readonly", c.ScaleWorkload)
+	}
 	o, err = parseBenchArgs([]string{"--supervisors", "0"})
 	if err != nil || o.cfg.Supervisors != nil || o.out != "fsvirt-bench" || len(o.cfg.Threads) != 3 {
 		t.Errorf("defaults with --supervisors 0: %+v, %v", o, err)
+	}
+	o, err = parseBenchArgs([]string{"--scale-workload", "misc"})
+	if err != nil || o.cfg.ScaleWorkload == nil || o.cfg.ScaleWorkload.Name != "misc" {
+		t.Errorf("--scale-workload misc: %+v, %v", o, err)
 	}
 }
 
