@@ -170,7 +170,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		return reply{}, unix.EISDIR
 	case r.longName != nil:
 		return reply{}, r.longName
-	case !r.exists && !creat:
+	case !r.exists && (!creat || r.deadDir):
 		return reply{}, unix.ENOENT
 	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
 		return v.create(t, r, r.path, flags, o.mode, cloexec, false)

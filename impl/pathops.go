@@ -304,7 +304,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	switch {
 	case r.dot || r.exists:
 		return reply{}, unix.EEXIST
-	case r.trailingSlash && o.kind != opMkdir:
+	case r.deadDir, r.trailingSlash && o.kind != opMkdir:
 		return reply{}, unix.ENOENT
 	case typ == unix.S_IFCHR || typ == unix.S_IFBLK:
 		return reply{}, unix.EPERM // device nodes would open the host's devices
@@ -502,7 +502,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOENT
 	case to.longName != nil:
 		return reply{}, to.longName
-	case exchange && !to.exists:
+	case to.deadDir, exchange && !to.exists:
 		return reply{}, unix.ENOENT
 	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists:
 		return reply{}, unix.EEXIST
@@ -603,7 +603,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, err
 	case to.exists || to.dot:
 		return reply{}, unix.EEXIST
-	case to.trailingSlash:
+	case to.deadDir, to.trailingSlash:
 		return reply{}, unix.ENOENT
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
@@ -889,6 +889,9 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	if !connect {
 		if r.exists || r.dot {
 			return reply{}, unix.EADDRINUSE
+		}
+		if r.deadDir {
+			return reply{}, unix.ENOENT
 		}
 		if err := v.materialize(path.Dir(r.path)); err != nil {
 			return reply{}, err

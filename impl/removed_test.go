@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -39,6 +40,11 @@ func (r *rec) removedDir(dirfd int, recreate string, selfStat bool) {
 	r.call("rmdir .", unix.Unlinkat(dirfd, ".", unix.AT_REMOVEDIR))
 	r.call("mkdir x", unix.Mkdirat(dirfd, "x", 0o755))
 	r.close(r.openat(dirfd, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.close(r.openat(dirfd, "w/", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+	r.call("mkdir w/", unix.Mkdirat(dirfd, "w/", 0o755))
+	r.call("rename g into it", unix.Renameat(unix.AT_FDCWD, r.p("g"), dirfd, "v"))
+	r.call("link g into it", unix.Linkat(unix.AT_FDCWD, r.p("g"), dirfd, "v", 0))
+	r.close(r.openat(dirfd, strings.Repeat("z", 300), unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
 	r.call("mkdir (again) "+recreate, unix.Mkdir(r.p(recreate), 0o711))
 	r.close(r.openat(dirfd, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
 	r.close(r.openat(dirfd, "./y", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))

@@ -43,6 +43,9 @@ type resolved struct {
 	// gone: the path named a directory the view removed that the caller still holds (see ghost):
 	// host is the ghost, and inTree is false, so that calls act on it directly.
 	gone bool
+	// deadDir: the final name is in such a removed directory: it does not exist, and cannot be
+	// made (ENOENT).
+	deadDir bool
 }
 
 // resolveOpts carries the lookup rules of one call.
@@ -122,7 +125,16 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			continue
 		}
 		if gone { // nothing is in a removed directory, nor can be made there
-			return r, unix.ENOENT
+			// Not even a name longer than NAME_MAX: the file system's lookup, which refuses
+			// it, is not asked.
+			if !last {
+				return r, unix.ENOENT
+			}
+			// The final name is not there; a call that would make it fails with ENOENT, after
+			// the checks the kernel makes before it looks the name up (open's EISDIR for a
+			// trailing slash with O_CREAT).
+			r.path, r.inTree, r.pure, r.deadDir = path.Join(cur, name), v.ns.inTree(cur), false, true
+			return r, nil
 		}
 		next := path.Join(cur, name)
 		if cur == "/proc" && (name == "self" || name == "thread-self") {
