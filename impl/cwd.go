@@ -26,16 +26,10 @@ func (v *View) cwdKey(t tracee) (int, error) {
 	return c.tgid, err
 }
 
-// virtualCwd returns t's virtual working directory, if it has one. A process started by one that
-// has a virtual working directory inherits it, as long as its kernel working directory is still
-// the one it inherited.
-func (v *View) virtualCwd(t tracee) (string, bool) {
-	p, _, ok := v.virtualCwdOf(t)
-	return p, ok
-}
-
-// virtualCwdOf is virtualCwd, with the ghost of the directory if the view removed it.
-func (v *View) virtualCwdOf(t tracee) (string, *ghost, bool) {
+// virtualCwd returns t's virtual working directory, if it has one, and its ghost if the view
+// removed it. A process started by one that has a virtual working directory inherits it, as long
+// as its kernel working directory is still the one it inherited.
+func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	v.mu.Lock()
 	n := len(v.cwds)
 	v.mu.Unlock()
@@ -127,19 +121,21 @@ func (v *View) makeGhost(g *ghost) error {
 	if err := unix.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	defer unix.Rmdir(dir)
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	opened := err == nil
+	if opened {
+		if err = unix.Fchown(fd, int(g.st.Uid), int(g.st.Gid)); err == nil {
+			err = unix.Fchmod(fd, g.st.Mode&0o7777)
+		}
+	}
+	// Removed in any case: the ghost is a removed directory, and a failed one leaves nothing.
+	if rerr := unix.Rmdir(dir); err == nil {
+		err = rerr
+	}
 	if err != nil {
-		return err
-	}
-	if err := unix.Fchown(fd, int(g.st.Uid), int(g.st.Gid)); err == nil {
-		err = unix.Fchmod(fd, g.st.Mode&0o7777)
-	}
-	if err == nil {
-		err = unix.Rmdir(dir)
-	}
-	if err != nil {
-		unix.Close(fd)
+		if opened {
+			unix.Close(fd)
+		}
 		return err
 	}
 	g.fd = fd

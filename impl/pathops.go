@@ -215,7 +215,7 @@ func (v *View) getcwd(t tracee, o op) (reply, error) {
 
 // cwdOf is the caller's working directory in the view: ENOENT once the view removed it.
 func (v *View) cwdOf(t tracee) (string, error) {
-	p, g, ok := v.virtualCwdOf(t)
+	p, g, ok := v.virtualCwd(t)
 	if g != nil {
 		return "", unix.ENOENT
 	}

@@ -314,7 +314,7 @@ type start struct {
 func (v *View) startDir(t tracee, dirfd int) (start, error) {
 	link := "cwd"
 	if dirfd == unix.AT_FDCWD {
-		if p, g, ok := v.virtualCwdOf(t); ok {
+		if p, g, ok := v.virtualCwd(t); ok {
 			if g == nil {
 				return start{path: p}, nil
 			}
