@@ -320,14 +320,20 @@ func TestOpenDifferential(t *testing.T) {
 	}
 }
 
-func runOpenCase(t *testing.T, c openCase, pol Policy) {
-	shared := t.TempDir()
+// referenceRun makes c's tree in a fresh shared directory and runs c's operations on a private
+// full copy of it: the shared directory, what the view must record, and the tree's hash.
+func referenceRun(t *testing.T, c openCase) (shared string, want *rec, before string) {
+	shared = t.TempDir()
 	mkTree(t, shared, c.tree...)
 	copyDir := copyTree(t, shared)
-	before := hashTree(t, shared)
-
-	want := &rec{root: copyDir}
+	before = hashTree(t, shared)
+	want = &rec{root: copyDir}
 	onOwnThread(t, func() { c.ops(want) })
+	return shared, want, before
+}
+
+func runOpenCase(t *testing.T, c openCase, pol Policy) {
+	shared, want, before := referenceRun(t, c)
 
 	storeRoot := t.TempDir()
 	p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: storeRoot, Policy: pol})

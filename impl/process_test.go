@@ -61,12 +61,7 @@ func runProcessCase(t *testing.T, c openCase) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shared := t.TempDir()
-	mkTree(t, shared, c.tree...)
-	copyDir := copyTree(t, shared)
-	before := hashTree(t, shared)
-	want := &rec{root: copyDir}
-	onOwnThread(t, func() { c.ops(want) })
+	shared, want, before := referenceRun(t, c)
 	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
 	if res.ExitStatus != 0 {
 		t.Fatalf("helper exited %d", res.ExitStatus)
