@@ -231,24 +231,8 @@ func (v *View) materialize(p string) error {
 		return err
 	}
 	if e.lower != "" {
-		names, err := readDirNames(e.lower)
-		if err != nil {
+		if err := v.placeholders(p, e.lower, up); err != nil {
 			return err
-		}
-		for _, name := range names {
-			child := path.Join(p, name)
-			v.mu.Lock()
-			has := v.entries[child] != nil
-			v.mu.Unlock()
-			if has || v.ns.hidden(child) {
-				continue
-			}
-			lower := path.Join(e.lower, name)
-			kind, err := placeholder(lower, path.Join(up, name))
-			if err != nil {
-				return err
-			}
-			v.setEntry(child, &entry{kind: kind, lower: lower})
 		}
 	}
 	// The upper directory was a placeholder or a mirror, and creating placeholders changed its
@@ -269,30 +253,63 @@ func (v *View) materialize(p string) error {
 	return nil
 }
 
-// placeholder creates at up an object of lower's type that stands for it in a listing: an empty
-// directory or file, the same symlink, a FIFO or socket node. Devices become empty files.
-func placeholder(lower, up string) (entryKind, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(lower, &st); err != nil {
-		return 0, err
+// placeholders puts in upper directory up a placeholder for each child of shared directory lower
+// that view directory p holds no entry for. Both directories are walked to once: the placeholders
+// are made relative to a descriptor of up, their types taken from the listing (d_type), so that a
+// directory of n files costs about n syscalls, not 3n path walks.
+func (v *View) placeholders(p, lower, up string) error {
+	lfd, err := unix.Open(lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
 	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
-		return entryDir, unix.Mkdir(up, 0o700)
-	case unix.S_IFLNK:
-		target, err := readlink(lower)
+	ld := os.NewFile(uintptr(lfd), lower)
+	defer ld.Close()
+	ents, err := ld.ReadDir(-1) // lstat's an entry whose d_type is DT_UNKNOWN
+	if err != nil {
+		return err
+	}
+	ufd, err := unix.Open(up, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(ufd)
+	for _, de := range ents {
+		name := de.Name()
+		child := path.Join(p, name)
+		v.mu.Lock()
+		has := v.entries[child] != nil
+		v.mu.Unlock()
+		if has || v.ns.hidden(child) {
+			continue
+		}
+		kind, err := placeholder(lfd, ufd, name, de.Type())
+		if err != nil {
+			return err
+		}
+		v.setEntry(child, &entry{kind: kind, lower: path.Join(lower, name)})
+	}
+	return nil
+}
+
+// placeholder creates name in directory ufd, an object of the type t of name in directory lfd
+// that stands for it in a listing: an empty directory or file, the same symlink, a FIFO or socket
+// node. Devices become empty files.
+func placeholder(lfd, ufd int, name string, t os.FileMode) (entryKind, error) {
+	switch {
+	case t&os.ModeDir != 0:
+		return entryDir, unix.Mkdirat(ufd, name, 0o700)
+	case t&os.ModeSymlink != 0:
+		target, err := readlinkat(lfd, name)
 		if err != nil {
 			return 0, err
 		}
-		return entryObj, unix.Symlink(target, up)
-	case unix.S_IFIFO, unix.S_IFSOCK:
-		return entryObj, unix.Mknod(up, st.Mode&unix.S_IFMT|0o600, 0)
+		return entryObj, unix.Symlinkat(target, ufd, name)
+	case t&os.ModeNamedPipe != 0:
+		return entryObj, unix.Mknodat(ufd, name, unix.S_IFIFO|0o600, 0)
+	case t&os.ModeSocket != 0:
+		return entryObj, unix.Mknodat(ufd, name, unix.S_IFSOCK|0o600, 0)
 	}
-	fd, err := unix.Open(up, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return 0, err
-	}
-	return entryObj, unix.Close(fd)
+	return entryObj, unix.Mknodat(ufd, name, unix.S_IFREG|0o600, 0)
 }
 
 func readDirNames(dir string) ([]string, error) {

@@ -382,10 +382,13 @@ func splitPath(p string) []string {
 	return out
 }
 
-func readlink(p string) (string, error) {
+func readlink(p string) (string, error) { return readlinkat(unix.AT_FDCWD, p) }
+
+// readlinkat is readlinkat(2) with a buffer that grows to fit the target.
+func readlinkat(dirfd int, p string) (string, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Readlink(p, buf)
+		n, err := unix.Readlinkat(dirfd, p, buf)
 		if err != nil {
 			return "", err
 		}
