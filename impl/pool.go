@@ -89,8 +89,15 @@ func (inv *Invocation) Stats() Stats { return inv.view.Stats() }
 // when Invoke returns; the function itself cannot see it.
 func (inv *Invocation) LayerDir() string { return inv.view.dir }
 
-// Changes lists the paths the invocation changed so far.
-func (inv *Invocation) Changes() []Change { return inv.view.Changes() }
+// Changes lists the paths the invocation changed so far. It may be called from the function
+// itself: the comparison with the shared tree runs on another thread, which the filter does not
+// trap (on the function's own thread each lstat would be answered in the view, by a supervisor
+// waiting for the lock Changes holds).
+func (inv *Invocation) Changes() []Change {
+	out := make(chan []Change, 1)
+	go func() { out <- inv.view.Changes() }()
+	return <-out
+}
 
 // NewPool starts cfg.Workers worker threads, each loading the filter once.
 func NewPool(cfg Config) (*Pool, error) {
