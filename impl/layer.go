@@ -19,15 +19,22 @@ import (
 //   - mirrored: an entry with an upper directory that holds only its changed children (copied-up
 //     files, mirrored subdirectories); its listing and metadata are still the lower directory's,
 //     which may live at another path (a renamed directory keeps its lower path).
+//   - partial: the view added children to it and removed none of the shared ones. Its upper
+//     directory holds the view's metadata, a mirror of every shared subdirectory (so that its link
+//     count is right), and the children the view made or changed; its listing is that of the upper
+//     directory and of the lower one together. Shared files have no placeholders yet.
 //   - materialized: its upper directory holds the complete listing. Children the invocation did not
 //     change are placeholders of the right file type that stand for a lower object (their entry has
 //     own == false), so the kernel lists the directory, and renames and unlinks in it, natively.
 //     Deleting a child is removing it from the upper directory: there are no whiteouts. The upper
 //     directory's metadata is the view's.
 //
-// Every change to a directory's entries (create, unlink, rename, link, symlink, mkdir, rmdir,
-// mknod) materializes it first; a change to a child's data or metadata copies the child up, which
-// mirrors its ancestors.
+// A new name in a directory (create, link, symlink, mkdir, mknod, the target of a rename) makes it
+// partial at least (addable). Removing a name that the shared directory also holds (unlink, rmdir,
+// the source of a rename), replacing one, and opening the directory, which lets a task list it,
+// materialize it first (prepareRemove, materialize): a directory of many shared files that a
+// function only adds to, and removes its own files from, never costs a placeholder per file. A
+// change to a child's data or metadata copies the child up, which mirrors its ancestors.
 
 // entryKind is what the private layer holds at a view path.
 type entryKind uint8
@@ -46,6 +53,9 @@ type entry struct {
 	lower string
 	// materialized: a directory whose upper directory lists all of its children.
 	materialized bool
+	// partial: a directory whose listing is its upper directory's and its lower one's together
+	// (see above); never also materialized.
+	partial bool
 }
 
 // loc is where a view path's object is.
@@ -92,7 +102,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 	if e != nil {
 		l := loc{upper: true, ent: e}
 		switch {
-		case e.own || e.materialized:
+		case e.own || e.materialized || e.partial:
 			l.host = v.upperPath(p)
 		default: // a placeholder or a mirrored directory: the shared object speaks for it
 			l.host = e.lower
@@ -237,7 +247,7 @@ func (v *View) materialize(p string) error {
 	}
 	// The upper directory was a placeholder or a mirror, and creating placeholders changed its
 	// times: from now on its metadata is the view's, which is the shared directory's.
-	if e.lower != "" && !e.own {
+	if e.lower != "" && !e.own && !e.partial {
 		if err := unix.Lstat(e.lower, &st); err != nil {
 			return err
 		}
@@ -248,9 +258,106 @@ func (v *View) materialize(p string) error {
 		return err
 	}
 	v.mu.Lock()
-	e.materialized = true
+	e.materialized, e.partial = true, false
 	v.mu.Unlock()
 	return nil
+}
+
+// addable makes view directory p ready to take a new child: partial (see above), unless it is
+// materialized already. Its shared subdirectories are mirrored, its other shared children are not.
+func (v *View) addable(p string) error {
+	if err := v.ensureDir(p); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	e := v.entries[p]
+	done := e.materialized || e.partial
+	v.mu.Unlock()
+	switch {
+	case done:
+		return nil
+	case e.lower == "" || e.own:
+		return v.materialize(p)
+	}
+	up := v.upperPath(p)
+	lfd, err := unix.Open(e.lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	ld := os.NewFile(uintptr(lfd), e.lower)
+	defer ld.Close()
+	ents, err := ld.ReadDir(-1)
+	if err != nil {
+		return err
+	}
+	var ufd = -1
+	defer func() {
+		if ufd >= 0 {
+			unix.Close(ufd)
+		}
+	}()
+	for _, de := range ents {
+		if !de.IsDir() {
+			continue
+		}
+		child := path.Join(p, de.Name())
+		v.mu.Lock()
+		has := v.entries[child] != nil
+		v.mu.Unlock()
+		if has || v.ns.hidden(child) {
+			continue
+		}
+		if ufd < 0 {
+			if ufd, err = unix.Open(up, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				return err
+			}
+		}
+		if err := unix.Mkdirat(ufd, de.Name(), 0o700); err != nil {
+			return err
+		}
+		v.setEntry(child, &entry{kind: entryDir, lower: path.Join(e.lower, de.Name())})
+	}
+	// From now on the directory's metadata is the view's: the shared directory's, as ensureDir
+	// copied it, with the times the mirrors just changed put back.
+	var st unix.Stat_t
+	if err := unix.Lstat(e.lower, &st); err != nil {
+		return err
+	}
+	if err := copyMeta(up, &st); err != nil {
+		return err
+	}
+	v.mu.Lock()
+	e.partial = true
+	v.mu.Unlock()
+	return nil
+}
+
+// prepareRemove makes the directory of view path p ready for p's removal (or its move away). A
+// name the shared directory also holds must leave the listing, which needs the complete one
+// (materialize); a name only the view made, in a partial directory, can simply go.
+func (v *View) prepareRemove(p string) error {
+	dir := pathDir(p)
+	v.mu.Lock()
+	e := v.entries[dir]
+	partial := e != nil && e.partial
+	v.mu.Unlock()
+	if partial {
+		var st unix.Stat_t
+		if err := unix.Lstat(path.Join(e.lower, path.Base(p)), &st); err == unix.ENOENT {
+			return nil
+		}
+	}
+	return v.materialize(dir)
+}
+
+// isPartial reports whether e is a partial directory's entry.
+func (v *View) isPartial(e *entry) bool {
+	if e == nil {
+		return false
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return e.partial
 }
 
 // placeholders puts in upper directory up a placeholder for each child of shared directory lower
@@ -458,6 +565,11 @@ func (v *View) copyView(p, out string, recursive bool) error {
 	case unix.S_IFDIR:
 		if err := os.Mkdir(out, 0o700); err != nil && !os.IsExist(err) {
 			return err
+		}
+		if recursive && v.isPartial(l.ent) {
+			if err := v.materialize(p); err != nil {
+				return err
+			}
 		}
 		if recursive {
 			names, err := readDirNames(l.host) // the upper directory when materialized, else the shared one

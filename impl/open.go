@@ -124,6 +124,14 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	// A descriptor of a partial directory would list only what its upper directory holds: the
+	// listing is completed before any open of it, O_PATH included (what stands in for one is
+	// readable).
+	if r.exists && r.mode == unix.S_IFDIR && v.isPartial(r.ent) {
+		if err := v.materialize(r.path); err != nil {
+			return reply{}, err
+		}
+	}
 	fast := v.ns.policy == PolicyFast
 	switch {
 	case pathOnly:
@@ -175,7 +183,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
 		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
 	case !r.exists:
-		if err := v.materialize(path.Dir(r.path)); err != nil {
+		if err := v.addable(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, false)

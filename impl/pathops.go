@@ -315,7 +315,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	}
 	host := r.path
 	if r.inTree {
-		if err := v.materialize(pathDir(r.path)); err != nil {
+		if err := v.addable(pathDir(r.path)); err != nil {
 			return reply{}, err
 		}
 		host = v.upperPath(r.path)
@@ -402,6 +402,11 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	if v.isTreeRoot(r.path) {
 		return reply{}, unix.EBUSY
 	}
+	if rmdir && v.isPartial(r.ent) { // its listing is not all in its upper directory
+		if err := v.materialize(r.path); err != nil {
+			return reply{}, err
+		}
+	}
 	if rmdir && (r.ent == nil || !r.ent.materialized) {
 		// Its listing is the shared directory's.
 		names, err := readDirNames(r.host)
@@ -414,7 +419,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 			}
 		}
 	}
-	if err := v.materialize(pathDir(r.path)); err != nil {
+	if err := v.prepareRemove(r.path); err != nil {
 		return reply{}, err
 	}
 	up := v.upperPath(r.path)
@@ -535,11 +540,20 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, unix.EISDIR
 		}
 	}
-	if err := v.materialize(pathDir(from.path)); err != nil {
-		return reply{}, err
-	}
-	if err := v.materialize(pathDir(to.path)); err != nil {
-		return reply{}, err
+	if exchange || from.path == to.path || to.exists { // a shared name may be replaced: complete listings
+		if err := v.materialize(pathDir(from.path)); err != nil {
+			return reply{}, err
+		}
+		if err := v.materialize(pathDir(to.path)); err != nil {
+			return reply{}, err
+		}
+	} else {
+		if err := v.prepareRemove(from.path); err != nil {
+			return reply{}, err
+		}
+		if err := v.addable(pathDir(to.path)); err != nil {
+			return reply{}, err
+		}
 	}
 	if to.exists && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
 		// The kernel checks that a replaced directory is empty: its upper directory must list it.
@@ -618,7 +632,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	}
 	host := to.path
 	if to.inTree {
-		if err := v.materialize(pathDir(to.path)); err != nil {
+		if err := v.addable(pathDir(to.path)); err != nil {
 			return reply{}, err
 		}
 		host = v.upperPath(to.path)
@@ -893,7 +907,7 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 		if r.deadDir {
 			return reply{}, unix.ENOENT
 		}
-		if err := v.materialize(path.Dir(r.path)); err != nil {
+		if err := v.addable(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
 		host = v.upperPath(r.path)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,7 +15,7 @@ import (
 // set it runs that open case's operations on FSVIRT_TEST_ROOT and prints its record.
 func TestMain(m *testing.M) {
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
-		for _, c := range append(openCases, removedCases...) {
+		for _, c := range slices.Concat(openCases, removedCases, partialCases) {
 			if c.name == name {
 				r := &rec{root: os.Getenv("FSVIRT_TEST_ROOT")}
 				c.ops(r)
