@@ -13,9 +13,11 @@
 //   - an open that can write an existing shared file (write access or O_TRUNC), or a change to its
 //     metadata: the file is copied into the private layer once (FICLONE, else copy_file_range),
 //     and the call is made there; opened files are injected (SECCOMP_IOCTL_NOTIF_ADDFD);
-//   - a change to a directory's entries (create, unlink, rename, link, mkdir, ...): the directory
-//     is materialized in the private layer (placeholders for its shared children) and the call is
-//     made there; a shared file or directory is renamed without copying its data;
+//   - a change to a directory's entries (create, unlink, rename, link, mkdir, ...): the call is
+//     made in the directory's copy in the private layer. A directory that only gains names holds
+//     just those there (and mirrors of its shared subdirectories); one that loses a shared name,
+//     or that a task opens (and so may list), is materialized: placeholders for all its shared
+//     children. A shared file or directory is renamed without copying its data;
 //   - any call on a path the view has changed or created: the private copy;
 //   - the store that holds private layers does not exist in any view (ENOENT).
 //
