@@ -241,7 +241,7 @@ func (v *View) materialize(p string) error {
 		return err
 	}
 	if e.lower != "" {
-		if err := v.placeholders(p, e.lower, up); err != nil {
+		if err := v.placeholders(p, e.lower, up, false); err != nil {
 			return err
 		}
 	}
@@ -280,42 +280,8 @@ func (v *View) addable(p string) error {
 		return v.materialize(p)
 	}
 	up := v.upperPath(p)
-	lfd, err := unix.Open(e.lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
+	if err := v.placeholders(p, e.lower, up, true); err != nil {
 		return err
-	}
-	ld := os.NewFile(uintptr(lfd), e.lower)
-	defer ld.Close()
-	ents, err := ld.ReadDir(-1)
-	if err != nil {
-		return err
-	}
-	var ufd = -1
-	defer func() {
-		if ufd >= 0 {
-			unix.Close(ufd)
-		}
-	}()
-	for _, de := range ents {
-		if !de.IsDir() {
-			continue
-		}
-		child := path.Join(p, de.Name())
-		v.mu.Lock()
-		has := v.entries[child] != nil
-		v.mu.Unlock()
-		if has || v.ns.hidden(child) {
-			continue
-		}
-		if ufd < 0 {
-			if ufd, err = unix.Open(up, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-				return err
-			}
-		}
-		if err := unix.Mkdirat(ufd, de.Name(), 0o700); err != nil {
-			return err
-		}
-		v.setEntry(child, &entry{kind: entryDir, lower: path.Join(e.lower, de.Name())})
 	}
 	// From now on the directory's metadata is the view's: the shared directory's, as ensureDir
 	// copied it, with the times the mirrors just changed put back.
@@ -361,10 +327,11 @@ func (v *View) isPartial(e *entry) bool {
 }
 
 // placeholders puts in upper directory up a placeholder for each child of shared directory lower
-// that view directory p holds no entry for. Both directories are walked to once: the placeholders
-// are made relative to a descriptor of up, their types taken from the listing (d_type), so that a
-// directory of n files costs about n syscalls, not 3n path walks.
-func (v *View) placeholders(p, lower, up string) error {
+// (each subdirectory only, if dirsOnly) that view directory p holds no entry for. Both directories
+// are walked to once: the placeholders are made relative to a descriptor of up, their types taken
+// from the listing (d_type), so that a directory of n files costs about n syscalls, not 3n path
+// walks.
+func (v *View) placeholders(p, lower, up string, dirsOnly bool) error {
 	lfd, err := unix.Open(lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
@@ -381,6 +348,9 @@ func (v *View) placeholders(p, lower, up string) error {
 	}
 	defer unix.Close(ufd)
 	for _, de := range ents {
+		if dirsOnly && !de.IsDir() {
+			continue
+		}
 		name := de.Name()
 		child := path.Join(p, name)
 		v.mu.Lock()
