@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -55,6 +56,39 @@ var ErrBootFailed = errors.New("vm run failed")
 // before the job finished, and the console (see Machine.Console) says why. Cancelling ctx
 // kills QEMU. FSVIRT_VM_RELEASE is set in the job's environment to Kernel.Release.
 func (m *Machine) Run(ctx context.Context, job Job, stdout, stderr io.Writer) (int, error) {
+	kvm := kvmUsable()
+	status, err := m.run(ctx, job, stdout, stderr, kvm)
+	if kvm && errors.Is(err, errKVM) {
+		// /dev/kvm is there but QEMU cannot run a vCPU with it (seen on a nested host: "failed
+		// to set MSR 0x10a"): every later run here uses TCG.
+		if kvmBroken.CompareAndSwap(false, true) {
+			fmt.Fprintf(os.Stderr, "vmtest: KVM is not usable here, running under TCG (%v)\n", err)
+		}
+		return m.run(ctx, job, stdout, stderr, false)
+	}
+	return status, err
+}
+
+// errKVM marks a QEMU that failed under KVM before the guest wrote anything.
+var errKVM = errors.New("qemu failed under KVM")
+
+// kvmBroken is set once a run under KVM has failed that way.
+var kvmBroken atomic.Bool
+
+// kvmUsable reports whether runs use KVM: /dev/kvm can be opened, and it has not failed before.
+func kvmUsable() bool {
+	if kvmBroken.Load() {
+		return false
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+func (m *Machine) run(ctx context.Context, job Job, stdout, stderr io.Writer, kvm bool) (int, error) {
 	if m.Kernel == nil {
 		return -1, errors.New("vmtest: Machine.Kernel is nil")
 	}
@@ -89,7 +123,7 @@ func (m *Machine) Run(ctx context.Context, job Job, stdout, stderr io.Writer) (i
 		defer readers[i].Close()
 	}
 	var qemuErr bytes.Buffer
-	cmd := exec.CommandContext(ctx, cmp.Or(m.QEMU, "qemu-system-x86_64"), m.args(initrd)...)
+	cmd := exec.CommandContext(ctx, cmp.Or(m.QEMU, "qemu-system-x86_64"), m.args(initrd, kvm)...)
 	cmd.ExtraFiles = writers[:]
 	cmd.Stderr = &qemuErr
 	cmd.WaitDelay = 5 * time.Second
@@ -101,10 +135,7 @@ func (m *Machine) Run(ctx context.Context, job Job, stdout, stderr io.Writer) (i
 		return -1, fmt.Errorf("vmtest: start qemu: %w", err)
 	}
 
-	console := m.Console
-	if console == nil {
-		console = io.Discard
-	}
+	console := &countingWriter{w: cmp.Or[io.Writer](m.Console, io.Discard)}
 	type portResult struct {
 		tail string
 		err  error
@@ -126,6 +157,9 @@ func (m *Machine) Run(ctx context.Context, job Job, stdout, stderr io.Writer) (i
 	switch {
 	case ctx.Err() != nil:
 		return -1, fmt.Errorf("vmtest: %s: %w: %w", m.Kernel.Release, ErrBootFailed, context.Cause(ctx))
+	case waitErr != nil && kvm && console.n == 0 && out.tail == "" && errp.tail == "" &&
+		strings.Contains(strings.ToLower(qemuErr.String()), "kvm"):
+		return -1, fmt.Errorf("vmtest: qemu: %w: %w: %w: %s", errKVM, ErrBootFailed, waitErr, strings.TrimSpace(qemuErr.String()))
 	case waitErr != nil:
 		return -1, fmt.Errorf("vmtest: qemu: %w: %w: %s", ErrBootFailed, waitErr, strings.TrimSpace(qemuErr.String()))
 	case errors.Is(out.err, errNoMarker) || errors.Is(errp.err, errNoMarker):
@@ -147,13 +181,24 @@ func (m *Machine) Run(ctx context.Context, job Job, stdout, stderr io.Writer) (i
 	return status, nil
 }
 
-// args returns QEMU's command line.
-func (m *Machine) args(initrd string) []string {
+// countingWriter counts what passes through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// args returns QEMU's command line, with KVM or TCG.
+func (m *Machine) args(initrd string, kvm bool) []string {
 	// QEMU 7.2's TCG corrupts EFLAGS around CMPXCHG16B now and then, which crashes 6.12's SLUB
 	// (this_cpu_cmpxchg128) early in about one boot in five; without CX16 the kernel avoids it.
 	accel := []string{"-accel", "tcg,thread=multi", "-cpu", cmp.Or(m.CPU, "max,-cx16")}
-	if kvm, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
-		kvm.Close()
+	if kvm {
 		accel = []string{"-accel", "kvm", "-cpu", "host"}
 	}
 	// One vCPU by default: under TCG every seccomp notification wakes a task on another vCPU
