@@ -188,7 +188,10 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	o.cfg.Progress = bench.NewBar(stderr, isTerminal(stderr))
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, unix.SIGTERM)
+	// A closed stderr or stdout (bench ... | head) stops the run as Ctrl-C does: without this, the
+	// progress bar's next write would kill the process with SIGPIPE, leaving --work's scratch tree
+	// behind. A caught signal is reset on exec: children are not affected.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, unix.SIGTERM, unix.SIGPIPE)
 	defer stop()
 	rep, runErr := bench.Run(ctx, o.cfg)
 	if rep == nil {

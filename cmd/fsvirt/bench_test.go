@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,5 +148,42 @@ func TestBenchChildRefusesBadArguments(t *testing.T) {
 	r := fsvirt(t, "bench", "__child", "--workload", "nope")
 	if r.code != 125 || !strings.Contains(r.stderr, "need --workload") {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestBenchClosedStderr: a bench whose stderr is a pipe nobody reads any more stops, writes what
+// it measured, and leaves nothing in --work (it used to die of SIGPIPE at the progress bar's first
+// write, with its scratch tree there).
+func TestBenchClosedStderr(t *testing.T) {
+	requireEngine(t)
+	work, out := t.TempDir(), t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, fsvirtBin, "bench", "--modes", "none,thread-fast",
+		"--workloads", "hello,readwrite", "--executions", "200", "--threads", "2",
+		"--supervisors", "0", "--work", work, "--out", out)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close() // every write to the pipe fails with EPIPE, and raises SIGPIPE
+	cmd.Stdout, cmd.Stderr = w, w
+	// It may still die of SIGPIPE at the very end, writing its last error to the closed stderr,
+	// as `cmd | head` programs do; by then it has cleaned up.
+	err = cmd.Run()
+	w.Close()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		t.Fatalf("fsvirt bench: %v", err)
+	}
+	left, err := os.ReadDir(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 0 {
+		t.Errorf("--work not empty: %v", left)
+	}
+	if _, err := os.Stat(filepath.Join(out, "summary.md")); err != nil {
+		t.Errorf("no summary: %v", err)
 	}
 }
