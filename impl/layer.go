@@ -58,6 +58,11 @@ type entry struct {
 	partial bool
 }
 
+// viewsOwn reports whether the upper object is what the view shows at the entry's path, its
+// metadata included: an object the view made or copied up, or a directory it materialized or added
+// to. Otherwise the upper object is a placeholder or a mirror, and the lower one speaks for it.
+func (e *entry) viewsOwn() bool { return e.own || e.materialized || e.partial }
+
 // loc is where a view path's object is.
 type loc struct {
 	host  string // host path to stat, read, or open
@@ -102,7 +107,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 	if e != nil {
 		l := loc{upper: true, ent: e}
 		switch {
-		case e.own || e.materialized || e.partial:
+		case e.viewsOwn():
 			l.host = v.upperPath(p)
 		default: // a placeholder or a mirrored directory: the shared object speaks for it
 			l.host = e.lower

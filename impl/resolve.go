@@ -267,7 +267,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 	}
 	r.reachesLower = r.pure && (r.ent == nil || r.ent.lower == cur)
 	if r.ent != nil {
-		r.own = r.ent.own || r.ent.materialized || r.ent.partial
+		r.own = r.ent.viewsOwn()
 		if r.own || r.ent.lower != cur {
 			r.pure = false
 		}
@@ -491,5 +491,5 @@ func (v *View) unchangedAbove(p string) bool {
 // finds what it would find without the view: no entry, or a mirror of the shared directory at p
 // itself.
 func (e *entry) transparent(p string) bool {
-	return e == nil || e.kind == entryDir && !e.own && !e.materialized && !e.partial && e.lower == p
+	return e == nil || e.kind == entryDir && !e.viewsOwn() && e.lower == p
 }
