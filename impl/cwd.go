@@ -60,9 +60,17 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 		return "", nil, false
 	}
 	v.mu.Lock()
-	v.cwds[key] = pc
+	v.setCwdLocked(key, pc)
 	v.mu.Unlock()
 	return pc.path, pc.removed, true
+}
+
+// setCwdLocked records task key's working directory. Preconditions: v.mu is held.
+func (v *View) setCwdLocked(key int, c virtualCwd) {
+	if v.cwds == nil {
+		v.cwds = map[int]virtualCwd{}
+	}
+	v.cwds[key] = c
 }
 
 func (v *View) setCwd(t tracee, p string) error {
@@ -75,7 +83,7 @@ func (v *View) setCwd(t tracee, p string) error {
 		return errTraceeGone
 	}
 	v.mu.Lock()
-	v.cwds[key] = virtualCwd{path: p, kernel: kernel}
+	v.setCwdLocked(key, virtualCwd{path: p, kernel: kernel})
 	v.mu.Unlock()
 	return nil
 }

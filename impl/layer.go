@@ -129,6 +129,9 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 // setEntry records e at p. The caller holds no lock.
 func (v *View) setEntry(p string, e *entry) {
 	v.mu.Lock()
+	if v.entries == nil {
+		v.entries = map[string]*entry{}
+	}
 	v.entries[p] = e
 	v.mu.Unlock()
 }

@@ -57,6 +57,7 @@ type Pool struct {
 
 type worker struct {
 	jobs     chan *job
+	job      job // the one job a worker has at a time, reused: Invoke allocates little
 	listener int
 	cwd      int // O_PATH fd of the pool's starting directory
 	umask    int
@@ -183,6 +184,7 @@ func (p *Pool) startWorker() (*worker, error) {
 	p.started++
 	p.mu.Unlock()
 	w := &worker{jobs: make(chan *job), cwd: dup, umask: p.umask, sup: sup}
+	w.job.done = make(chan error, 1)
 	ready := make(chan error, 1)
 	p.wg.Add(1)
 	go func() {
@@ -239,8 +241,9 @@ func (w *worker) run() {
 			j.inv.view.chdired.Store(false) // that was the reset, not the function
 		}
 		unix.Umask(w.umask)
-		j.done <- w.call(j)
+		err := w.call(j)
 		moved = j.inv.view.chdired.Load()
+		j.done <- err // j is Invoke's again
 	}
 }
 
@@ -292,7 +295,8 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	}
 	inv := &Invocation{ctx: ctx, view: v}
 	w.view.Store(v)
-	j := &job{ctx: ctx, inv: inv, fn: fn, done: make(chan error, 1)}
+	j := &w.job
+	j.ctx, j.inv, j.fn = ctx, inv, fn
 	w.jobs <- j
 	var fnErr, ctxErr error
 	select {
@@ -302,6 +306,7 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 		ctxErr = ctx.Err()
 		fnErr = <-j.done
 	}
+	*j = job{done: j.done} // keep nothing of fn's alive
 	w.view.Store(nil)
 	v.busy.Wait()
 	var result *multierror.Error

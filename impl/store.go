@@ -94,8 +94,7 @@ func sweep(root string) {
 
 // newView names a fresh, empty private layer for one invocation; the view creates it on first use.
 func (s *store) newView(ns *namespace) (*View, error) {
-	dir := filepath.Join(s.dir, "inv-"+strconv.FormatUint(s.next.Add(1), 10))
-	return newView(ns, dir)
+	return newView(ns, s.dir+"/inv-"+strconv.FormatUint(s.next.Add(1), 10))
 }
 
 // close removes the store; every failure is reported.

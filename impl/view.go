@@ -177,10 +177,13 @@ type View struct {
 
 // newView returns a view whose private layer will live in dir. Nothing is created until the
 // invocation first changes something (ensureDir of "/"): most invocations of a read-only function
-// never touch the disk.
+// never touch the disk. dir is absolute and clean.
 func newView(ns *namespace, dir string) (*View, error) {
-	upper := filepath.Join(dir, "upper")
-	return &View{ns: ns, dir: dir, upper: upper, entries: map[string]*entry{}, cwds: map[int]virtualCwd{}, stats: Stats{Calls: map[string]int{}}}, nil
+	upper := dir + "/upper"
+	dir = upper[:len(dir)] // one string for both
+	// The maps are made on first use: most invocations of a function that touches no file
+	// would allocate them for nothing.
+	return &View{ns: ns, dir: dir, upper: upper}, nil
 }
 
 // upperPath is where view path p lives in the private layer.
@@ -204,6 +207,9 @@ func (v *View) viewPathOf(host string) (string, bool) {
 
 func (v *View) count(sys string) {
 	v.mu.Lock()
+	if v.stats.Calls == nil {
+		v.stats.Calls = map[string]int{}
+	}
 	v.stats.Calls[sys]++
 	v.mu.Unlock()
 }
