@@ -61,6 +61,10 @@ Flags:
   --budget DURATION   start no measurement after this much time (e.g. 10m; default none);
                       the ones left out are listed as skipped
 
+Each mode, at each thread count and number of executions, is measured by a process of its
+own (this program, re-executed), so that no mode's memory or garbage collector state is
+left to the next: the peak RSS reported is that process's.
+
 A progress bar is drawn on stderr. Ctrl-C stops the run and writes what was measured.
 
 Example:
@@ -157,6 +161,13 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == bench.ChildCommand {
 		return bench.ChildMain(args[1:], stdout)
+	}
+	if len(args) > 0 && args[0] == bench.CellCommand {
+		// Run's measurement processes: Ctrl-C reaches them too, and Run sends SIGTERM when its own
+		// run stops; either way they report what they measured.
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, unix.SIGTERM)
+		defer stop()
+		return bench.CellMain(ctx, args[1:], stdout)
 	}
 	o, err := parseBenchArgs(args)
 	if err != nil {

@@ -261,7 +261,7 @@ func WriteMarkdown(w io.Writer, rep *Report, command string, figures []string) e
 	}
 
 	fmt.Fprintf(&b, "\n## All measurements\n\n")
-	fmt.Fprintf(&b, "Overhead per call is (mean − none's mean) / intercepted syscalls per invocation. Peak RSS is\nthe bench process's (MiB); child RSS the largest of the per-invocation processes.\n\n")
+	fmt.Fprintf(&b, "Overhead per call is (mean − none's mean) / intercepted syscalls per invocation. Peak RSS is\nthat of the process that measured the mode (one per mode and thread count; MiB); child RSS the\nlargest of the per-invocation processes.\n\n")
 	fmt.Fprintf(&b, "| mode | workload | threads | executions | mean | p50 | p99 | throughput (/s) | calls/inv | overhead/call (µs) | copied/inv | peak RSS | child RSS | errors |\n")
 	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rep.Rows {

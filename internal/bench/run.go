@@ -34,7 +34,7 @@ type Config struct {
 	Work string // scratch directory; Run creates and removes its own below it
 	// Store is where fsvirt's private layers go; "" means under Work.
 	Store string
-	Exe   string // this program (see ChildMain)
+	Exe   string // this program, re-executed to measure each mode (CellMain) and as a workload's child (ChildMain)
 	Host  Host
 
 	// Budget, when positive, is the wall time after which no further measurement starts; the
@@ -68,7 +68,7 @@ type Row struct {
 	OverheadPerCall time.Duration
 	HasOverhead     bool
 	BytesPerInv     float64 // mean bytes copied per invocation
-	PeakRSSKiB      int64   // the bench process's peak RSS during the measurement
+	PeakRSSKiB      int64   // the measuring process's peak RSS during the measurement
 	ChildRSSKiB     int64   // the largest peak RSS of an invocation's own process
 	Errors          int
 	FirstError      string
@@ -205,15 +205,38 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Progress.Add(n, "skipping "+label)
 		}
 	}
+	var deadline time.Time
+	if cfg.Budget > 0 {
+		deadline = rep.Start.Add(cfg.Budget)
+	}
+	names := make([]string, len(cfg.Workloads))
+	for i, w := range cfg.Workloads {
+		names[i] = w.Name
+	}
+	// cell measures one mode started once, in a process of its own (see CellCommand).
+	cell := func(m *Mode, workloads []string, threads, supervisors, n int) (*cellResult, error) {
+		res, err := runCell(ctx, cfg.Exe, cellSpec{Mode: m.Name, Workloads: workloads, Threads: threads,
+			Supervisors: supervisors, Executions: n, Env: env, Deadline: deadline}, cfg.Progress)
+		if err != nil {
+			return nil, err
+		}
+		for _, label := range res.Skipped {
+			skip(label, n)
+		}
+		if res.CloseErr != "" {
+			return res, fmt.Errorf("%s: close: %s", m.Name, res.CloseErr)
+		}
+		return res, nil
+	}
 	// Smaller measurements first, each with a fresh instance of its mode, so that a budget cuts the
 	// largest ones and every mode gets measured.
 	for _, n := range cfg.Executions {
 		for _, threads := range cfg.Threads {
 			for _, m := range cfg.Modes {
-				cell := len(cfg.Workloads) * n
+				size := len(cfg.Workloads) * n
 				if !contains(runnable, m) {
 					if cfg.Progress != nil {
-						cfg.Progress.Add(cell, m.Name+" unavailable")
+						cfg.Progress.Add(size, m.Name+" unavailable")
 					}
 					continue
 				}
@@ -221,31 +244,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 					return rep, err
 				}
 				if overBudget() {
-					skip(fmt.Sprintf("%s at %d threads, %d executions", m.Name, threads, n), cell)
+					skip(fmt.Sprintf("%s at %d threads, %d executions", m.Name, threads, n), size)
 					continue
 				}
-				t0 := time.Now()
-				inst, err := m.start(env, threads, 1)
-				if err != nil {
-					setReason(rep, m, fmt.Sprintf("could not start at %d threads: %v", threads, err))
+				res, err := cell(m, names, threads, 1, n)
+				if res == nil {
+					return rep, err
+				}
+				if res.StartErr != "" {
+					setReason(rep, m, fmt.Sprintf("could not start at %d threads: %s", threads, res.StartErr))
 					if cfg.Progress != nil {
-						cfg.Progress.Add(cell, m.Name+" failed")
+						cfg.Progress.Add(size, m.Name+" failed")
 					}
 					continue
 				}
-				startDur := time.Since(t0)
-				rep.Starts = append(rep.Starts, StartCost{Mode: m.Name, Threads: threads, Total: startDur,
-					PerThread: startDur / time.Duration(threads)})
-				for _, w := range cfg.Workloads {
-					label := fmt.Sprintf("%s %s t=%d n=%d", m.Name, w.Name, threads, n)
-					if overBudget() {
-						skip(label, n)
-						continue
-					}
-					rep.Rows = append(rep.Rows, measure(ctx, inst, m, w, threads, n, cfg.Progress, label))
-				}
-				if err := inst.close(); err != nil {
-					return rep, fmt.Errorf("%s: close: %w", m.Name, err)
+				rep.Starts = append(rep.Starts, StartCost{Mode: m.Name, Threads: threads, Total: res.Start,
+					PerThread: res.Start / time.Duration(threads)})
+				rep.Rows = append(rep.Rows, res.Rows...)
+				if err != nil {
+					return rep, err
 				}
 			}
 		}
@@ -253,19 +270,25 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Supervisors) > 0 && cfg.ScaleWorkload != nil {
 		m := ModeByName(ModeThreadFast)
 		for _, s := range cfg.Supervisors {
-			label := fmt.Sprintf("%s %s t=%d supervisors=%d", m.Name, cfg.ScaleWorkload.Name, cfg.ScaleThreads, s)
+			if err := ctx.Err(); err != nil {
+				return rep, err
+			}
 			if m.Check(cfg.Host) != nil || overBudget() {
-				skip(label, cfg.ScaleExecutions)
+				skip(fmt.Sprintf("%s %s t=%d supervisors=%d", m.Name, cfg.ScaleWorkload.Name, cfg.ScaleThreads, s), cfg.ScaleExecutions)
 				continue
 			}
-			inst, err := m.start(env, cfg.ScaleThreads, s)
-			if err != nil {
-				return rep, fmt.Errorf("%s with %d supervisors: %w", m.Name, s, err)
+			res, err := cell(m, []string{cfg.ScaleWorkload.Name}, cfg.ScaleThreads, s, cfg.ScaleExecutions)
+			if res == nil {
+				return rep, err
 			}
-			row := measure(ctx, inst, m, cfg.ScaleWorkload, cfg.ScaleThreads, cfg.ScaleExecutions, cfg.Progress, label)
-			row.Supervisors = s
-			rep.Scaling = append(rep.Scaling, row)
-			if err := inst.close(); err != nil {
+			if res.StartErr != "" {
+				return rep, fmt.Errorf("%s with %d supervisors: %s", m.Name, s, res.StartErr)
+			}
+			for _, r := range res.Rows {
+				r.Supervisors = s
+				rep.Scaling = append(rep.Scaling, r)
+			}
+			if err != nil {
 				return rep, err
 			}
 		}
