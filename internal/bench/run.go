@@ -316,14 +316,6 @@ func contains(ms []*Mode, m *Mode) bool {
 	return false
 }
 
-func sum(xs []int) int {
-	n := 0
-	for _, x := range xs {
-		n += x
-	}
-	return n
-}
-
 // measure runs n invocations of w on threads goroutines, slot i on goroutine i.
 func measure(ctx context.Context, inst instance, m *Mode, w *Workload, threads, n int, prog Progress, label string) Row {
 	durs := make([]time.Duration, n)
