@@ -308,7 +308,7 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	}
 	*j = job{done: j.done} // keep nothing of fn's alive
 	w.view.Store(nil)
-	v.busy.Wait()
+	v.busy.end()
 	var result *multierror.Error
 	if ctxErr != nil {
 		result = multierror.Append(result, ctxErr)

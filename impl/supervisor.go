@@ -183,11 +183,13 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	if l.view != nil {
 		v = l.view()
 	}
+	// Until respond has closed the supervisor's own descriptors: the task can run on, and its
+	// invocation end, before that (see View.busy).
+	if v != nil && !v.busy.enter() {
+		v = nil // the invocation ended while this call was on its way: the task outlived it
+	}
 	if v != nil {
-		// Until respond has closed the supervisor's own descriptors: the task can run on, and its
-		// invocation end, before that (see View.busy).
-		v.busy.Add(1)
-		defer v.busy.Done()
+		defer v.busy.leave()
 	}
 	r := s.answer(l.fd, v, n)
 	s.respond(l.fd, n, r)

@@ -153,7 +153,7 @@ type View struct {
 	// invocation end, as soon as the answer reaches it, before the supervisor has closed its own
 	// descriptor of an injected file: the end of an invocation waits for busy, so that nothing
 	// of the view stays open once it has ended.
-	busy    sync.WaitGroup
+	busy    busy
 	created atomic.Bool // dir exists: the invocation changed something
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
@@ -240,4 +240,61 @@ func (v *View) remove() error {
 		return nil
 	}
 	return os.RemoveAll(v.dir)
+}
+
+// busy counts the notifications of a view being answered, and ends the view once none is.
+//
+// Not a sync.WaitGroup: a notification is taken up (enter) before the answer that lets the task,
+// and so its invocation, go on, but that order is the kernel's, which a WaitGroup cannot know: the
+// race detector reports every enter and end as concurrent, and a notification of a task that
+// outlives its invocation (a child the function left running) would enter an ended view. Here it
+// is refused instead, and answered as outside any invocation.
+type busy struct {
+	mu    sync.Mutex
+	n     int
+	ended bool
+	idle  chan struct{} // made by end when it has to wait; closed by the last leave
+}
+
+// enter takes up one notification, and reports false if the view has ended.
+func (b *busy) enter() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ended {
+		return false
+	}
+	b.n++
+	return true
+}
+
+// leave ends what enter began.
+func (b *busy) leave() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.n--
+	if b.n == 0 && b.idle != nil {
+		close(b.idle)
+		b.idle = nil
+	}
+}
+
+// isEnded reports whether end was called.
+func (b *busy) isEnded() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ended
+}
+
+// end refuses further notifications and waits for those taken up to be answered.
+func (b *busy) end() {
+	b.mu.Lock()
+	b.ended = true
+	if b.n == 0 {
+		b.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	b.idle = idle
+	b.mu.Unlock()
+	<-idle
 }

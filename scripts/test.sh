@@ -10,7 +10,8 @@
 #   1. gofmt and go vet (also with -tags fsvirt_libseccomp);
 #   2. go test ./... on this machine's kernel: unit, differential, property (rapid's default budget)
 #      and CLI tests; impl's TestOpenDifferential forces each fallback in turn (notify.SetForTest);
-#   3. TestFilterUpToDate with libseccomp;
+#   3. thread mode's pool and supervisor tests under the race detector; TestFilterUpToDate with
+#      libseccomp;
 #   4. the kernel matrix (scripts/vmtest.sh 5.10 6.1 6.12 host-fallbacks, docs/vmtest.md): the
 #      -short suite of the kernel-dependent packages inside QEMU on Debian's 5.10, 6.1 and 6.12
 #      kernels, and on this machine with every optional seccomp feature turned off
@@ -80,6 +81,9 @@ go vet -tags fsvirt_libseccomp ./impl/...
 
 step "go test ${short[*]} ./... (kernel $(uname -r))"
 go test "${short[@]}" -timeout 20m ./...
+
+step "race detector: thread mode's pool and supervisors"
+go test -race -count=1 -run 'TestConcurrentInvocationsIsolated|TestConsecutiveInvocationsLeakNothing|TestPanicRecovered|TestGoexit|TestContextCancellation|TestWorkingDirectoryReset|TestReplacedWorker|TestSeveralSupervisors|TestPartialDirectories|TestPartialChanges|TestChildrenShareTheView|TestLeftoverProcessFenced' ./impl
 
 step "filter up to date (libseccomp)"
 go test -count=1 -tags fsvirt_libseccomp -run 'TestFilterUpToDate|TestFilterDecisions' ./impl
