@@ -204,6 +204,9 @@ func (v *View) ensureDir(p string) error {
 	}
 	up := v.upperPath(p)
 	if p == "/" { // the invocation's first change: its directory in the store comes to be
+		if v.readOnly {
+			return unix.EROFS
+		}
 		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}

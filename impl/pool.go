@@ -44,6 +44,7 @@ type Pool struct {
 	store *store
 	sups  []*supervisor
 	idle  chan *worker
+	fence *View // the read-only view of processes invocations left running (see lineage)
 
 	mu      sync.Mutex // guards all and started
 	all     []*worker
@@ -58,6 +59,8 @@ type Pool struct {
 type worker struct {
 	jobs     chan *job
 	job      job // the one job a worker has at a time, reused: Invoke allocates little
+	tid      int // the worker's thread
+	lineage  *lineage
 	listener int
 	cwd      int // O_PATH fd of the pool's starting directory
 	umask    int
@@ -159,6 +162,8 @@ func NewPool(cfg Config) (*Pool, error) {
 	unix.Umask(umask)
 	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups,
 		idle: make(chan *worker, cfg.Workers), closed: make(chan struct{})}
+	p.fence, _ = newView(ns, st.dir+"/fence") // never made: nothing in it can change
+	p.fence.readOnly = true
 	for i := 0; i < cfg.Workers; i++ {
 		w, err := p.startWorker()
 		if err != nil {
@@ -211,6 +216,7 @@ func (p *Pool) startWorker() (*worker, error) {
 			return
 		}
 		w.listener = fd
+		w.tid = unix.Gettid()
 		ready <- nil
 		w.run()
 	}()
@@ -218,7 +224,8 @@ func (p *Pool) startWorker() (*worker, error) {
 		unix.Close(dup)
 		return nil, err
 	}
-	w.lis = &listener{fd: w.listener, view: w.view.Load}
+	w.lineage = newLineage(w.tid, p.fence)
+	w.lis = &listener{fd: w.listener, view: w.view.Load, lineage: w.lineage}
 	if err := w.sup.add(w.lis); err != nil {
 		close(w.jobs)
 		unix.Close(w.listener)
@@ -309,6 +316,7 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	*j = job{done: j.done} // keep nothing of fn's alive
 	w.view.Store(nil)
 	v.busy.end()
+	w.lineage.end(v)
 	var result *multierror.Error
 	if ctxErr != nil {
 		result = multierror.Append(result, ctxErr)

@@ -19,6 +19,9 @@ type listener struct {
 	view func() *View // nil: no invocation is running on the listener's thread
 	// hup is called once, from the supervisor, when no task uses the filter any more.
 	hup func()
+	// lineage, in thread mode, tells which tasks belong to the invocation running on the
+	// listener's thread; nil: all of them do (process mode).
+	lineage *lineage
 }
 
 // supervisor answers the notifications of all its listeners from one OS thread that carries no
@@ -183,10 +186,19 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	if l.view != nil {
 		v = l.view()
 	}
+	if l.lineage != nil && int(n.Pid) != l.lineage.worker && (v == nil || !l.lineage.admit(v, int(n.Pid))) {
+		v = l.lineage.fence // a process an earlier invocation left running (see lineage)
+	}
 	// Until respond has closed the supervisor's own descriptors: the task can run on, and its
 	// invocation end, before that (see View.busy).
 	if v != nil && !v.busy.enter() {
-		v = nil // the invocation ended while this call was on its way: the task outlived it
+		// The invocation ended while this call was on its way: the task outlived it (the
+		// worker thread cannot: it is in this call).
+		v = nil
+		if l.lineage != nil {
+			v = l.lineage.fence
+			v.busy.enter()
+		}
 	}
 	if v != nil {
 		defer v.busy.leave()

@@ -149,6 +149,10 @@ type View struct {
 	dir      string // the invocation's directory in the store
 	upper    string // dir/upper: the private layer, mirroring view paths
 	canceled atomic.Bool
+	// readOnly: the view cannot change the trees: its private layer is never made, and what would
+	// make it fails with EROFS (the view of processes earlier invocations left running, see
+	// lineage). Outside the trees, calls are what they are in any view.
+	readOnly bool
 	// busy counts the notifications of the view's tasks being answered. A task can go on, and its
 	// invocation end, as soon as the answer reaches it, before the supervisor has closed its own
 	// descriptor of an injected file: the end of an invocation waits for busy, so that nothing

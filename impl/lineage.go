@@ -1,0 +1,164 @@
+package impl
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// In thread mode a worker thread's filter, and with it its listener, is inherited by every process
+// the function starts (and by threads it starts outside the Go runtime), and outlives the
+// invocation: a process left running after its function returned would otherwise be answered in
+// whatever view the worker runs next, another invocation's. A lineage tells, for the tasks of a
+// worker's listener other than the worker thread itself, which of them belong to the running
+// invocation.
+//
+// A task belongs to the running invocation when its process descends from this one (the chain of
+// parents reaches it) and neither it nor a process on the way was left running by an earlier
+// invocation. At the end of an invocation the processes that notified during it and are still alive
+// are fenced: they, and anything they start, get the pool's fence view from then on, an empty view
+// in which every change to the trees fails with EROFS: they read the shared tree, can change
+// nothing in it, and see nothing of any invocation's. So does a process that was orphaned, whose chain of parents no longer reaches this
+// one, and a task other than the worker thread that notifies between invocations. Processes are
+// told apart by their start time, so a reused pid is a new process.
+//
+// What this cannot see: a process that made no file-system call during its invocation (a fork
+// without exec, from C) and outlives it is taken for the next invocation's. Processes started from
+// Go have exec'd, and so notified, by the time exec.Cmd.Start returns.
+type lineage struct {
+	self   int // this process
+	worker int // the worker thread's tid: its own calls are always the invocation's
+	// fence is the view fenced processes get: read-only, empty, the pool's (so the store stays
+	// out of their reach as it does for any view).
+	fence *View
+
+	mu     sync.Mutex
+	view   *View           // the view seen holds the tasks of
+	seen   map[int]procID  // tasks admitted into view, by tid, with their process
+	fenced map[procID]bool // left running by earlier invocations
+}
+
+// procID identifies a process (or a thread of this one) across pid reuse.
+type procID struct {
+	pid   int
+	start uint64 // starttime in /proc/PID/stat, clock ticks after boot
+}
+
+func newLineage(worker int, fence *View) *lineage {
+	return &lineage{self: os.Getpid(), worker: worker, fence: fence}
+}
+
+// admit reports whether task tid, not the worker thread, which notified while v runs on the
+// worker, belongs to v's invocation.
+func (l *lineage) admit(v *View, tid int) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A view that has ended takes no more tasks: end, which follows, might not see this one.
+	if v.busy.isEnded() {
+		return false
+	}
+	if l.view != v {
+		l.view, l.seen = v, nil
+	}
+	if _, ok := l.seen[tid]; ok {
+		return true
+	}
+	c, err := tracee{tid: tid}.status()
+	if err != nil {
+		return false
+	}
+	id, ok := l.trace(c.tgid, tid)
+	if !ok {
+		return false
+	}
+	if l.seen == nil {
+		l.seen = map[int]procID{}
+	}
+	l.seen[tid] = id
+	return true
+}
+
+// trace returns the identity of task tid of process tgid, and whether it descends from this process
+// without passing a fenced one. Preconditions: l.mu is held.
+func (l *lineage) trace(tgid, tid int) (procID, bool) {
+	if tgid == l.self { // a thread started on the worker thread outside the Go runtime
+		_, start, err := procStat(tid)
+		id := procID{tid, start}
+		return id, err == nil && !l.fenced[id]
+	}
+	var first procID
+	for p, depth := tgid, 0; depth < 64; depth++ {
+		ppid, start, err := procStat(p)
+		if err != nil {
+			return first, false
+		}
+		id := procID{p, start}
+		if depth == 0 {
+			first = id
+		}
+		if l.fenced[id] {
+			return first, false
+		}
+		switch ppid {
+		case l.self:
+			return first, true
+		case 0, 1:
+			return first, false // orphaned: where it came from is lost
+		}
+		p = ppid
+	}
+	return first, false
+}
+
+// end fences the processes of v that are still running, once v's invocation has ended, and forgets
+// fenced ones that have exited.
+func (l *lineage) end(v *View) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.fenced {
+		if !alive(id) {
+			delete(l.fenced, id)
+		}
+	}
+	if l.view == v {
+		for _, id := range l.seen {
+			if alive(id) {
+				if l.fenced == nil {
+					l.fenced = map[procID]bool{}
+				}
+				l.fenced[id] = true
+			}
+		}
+	}
+	l.view, l.seen = nil, nil
+}
+
+func alive(id procID) bool {
+	_, start, err := procStat(id.pid)
+	return err == nil && start == id.start
+}
+
+// procStat reads the parent and start time of task pid from /proc/PID/stat.
+func procStat(pid int) (ppid int, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses; it ends at the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, errTraceeGone
+	}
+	f := bytes.Fields(b[i+1:])
+	// After comm: state is field 3 of stat(5), ppid 4, starttime 22.
+	if len(f) < 20 {
+		return 0, 0, errTraceeGone
+	}
+	ppid, err1 := strconv.Atoi(string(f[1]))
+	start, err2 := strconv.ParseUint(string(f[19]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, 0, errTraceeGone
+	}
+	return ppid, start, nil
+}
