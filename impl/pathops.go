@@ -407,8 +407,10 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if rmdir && (r.ent == nil || !r.ent.materialized) {
-		// Its listing is the shared directory's.
+	if rmdir {
+		// The kernel's check, before prepareRemove materializes the parent: a failed rmdir
+		// changes nothing. The listing is the upper directory's when the view owns it, else the
+		// shared directory's.
 		names, err := readDirNames(r.host)
 		if err != nil {
 			return reply{}, err
@@ -563,6 +565,10 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	}
 	if err := unix.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
+	}
+	var st unix.Stat_t
+	if !exchange && from.path != to.path && unix.Lstat(v.upperPath(from.path), &st) == nil {
+		return okReply, nil // two links of one file: rename(2) did nothing
 	}
 	if from.path != to.path {
 		v.moveTree(from.path, to.path, exchange)
