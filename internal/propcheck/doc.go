@@ -4,6 +4,12 @@
 // and rmdir, rename with its flags, hard and symbolic links, chmod, chown,
 // truncate, utimensat, mknod, xattrs) by several interleaved invocations,
 // over a small alphabet of names, from the working directory or a handle.
+// Now and then one invocation takes a burst of steps with no check in
+// between: it adds a name to a directory of the shared tree, then removes or
+// moves names there, then lists it. The check lists every directory, so a
+// view that completes a directory's listing only when something needs it
+// (the engine's partial directories) would otherwise never meet a step with
+// one it has not completed.
 //
 // [Run] drives a system under test (sut) and a reference (ref) in lockstep,
 // together with a shadow [model.Model] that says which ops have a defined
@@ -19,11 +25,12 @@
 //  3. engine vs model: outcomes, and copy-up counts against the model's
 //     decisions (when the sut implements [fsvirt.CopyUpCounter]).
 //
-// Invariants after every step: both shared trees equal the initial tree;
-// every live invocation's view, probed by walking it from the root (lstat,
-// listing, content, symlink target and xattrs of every entry) and by getcwd,
-// is the same in sut and ref; copy-up counts agree. After the run, every invocation has ended without leaving
-// anything, and the process has no more fds than before.
+// Invariants after every step (after a burst as a whole): both shared trees
+// equal the initial tree; every live invocation's view, probed by walking it
+// from the root (lstat, listing, content, symlink target and xattrs of every
+// entry) and by getcwd, is the same in sut and ref; copy-up counts agree.
+// After the run, every invocation has ended without leaving anything, and the
+// process has no more fds than before.
 //
 // # Budget
 //

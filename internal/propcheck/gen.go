@@ -245,7 +245,140 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			}
 		}
 	}
+	var others []string // what addThenRemove may do in between: an action of one invocation
+	for _, name := range slices.Sorted(maps.Keys(actions)) {
+		if name != "" && name != "begin" && name != "end" {
+			others = append(others, name)
+		}
+	}
+	// The name sorts after every other: rapid draws an action by its index among the sorted names,
+	// and a name sorted among them would make the recorded fail files decode to other steps.
+	actions["z-add-then-remove"] = func(t *rapid.T) { m.addThenRemove(t, others, actions) }
 	return actions
+}
+
+// addThenRemove is a burst of steps by one invocation with no check in between: it adds a name to a
+// directory of the shared tree that the view has not changed, then removes or moves names there (a
+// shared one, the new one and the directory, the directory itself) or takes random steps, one to
+// three times, then lists the directory. A step that skips (an undefined op, a random step that
+// needs a handle the invocation lacks) ends the burst.
+//
+// A view may complete a directory's listing only when something needs all of it (the engine's
+// partial directories, impl/layer.go). The check lists every directory of every view, so without
+// such bursts no step would ever meet a directory that the view added to and has not completed.
+func (m *machine) addThenRemove(t *rapid.T, others []string, actions map[string]func(*rapid.T)) {
+	inv := m.pickLive(t, false)
+	tree, view := m.tree.Paths(), m.shadow.Paths(inv)
+	var dirs []string
+	for _, d := range m.dirs {
+		shared := children(tree, d)
+		if (d == "." || slices.Contains(view, d+"/")) && len(shared) > 0 && slices.Equal(children(view, d), shared) {
+			dirs = append(dirs, d)
+		}
+	}
+	if len(dirs) == 0 {
+		t.SkipNow()
+	}
+	dir := rapid.SampledFrom(dirs).Draw(t, "dir")
+	shared := children(tree, dir)
+	sharedIn := dir // where the shared names are now
+	name := rapid.SampledFrom(freshNames).Draw(t, "name")
+	other := freshNames[1-slices.Index(freshNames, name)]
+	in := func(name string) string { return path.Join("/", sharedIn, name) }
+	newIsDir := m.add(t, inv, in(name))
+
+	pick := func() string { return rapid.SampledFrom(shared).Draw(t, "shared") }
+	rename := func(from, to string, flags int) {
+		m.step(t, inv, fsvirt.Op{Kind: fsvirt.OpRename, Dirfd: fsvirt.AtCWD, Path: from, NewDirfd: fsvirt.AtCWD, NewPath: to, Flags: flags})
+	}
+	remove := func(p string, dir bool) {
+		op := fsvirt.Op{Kind: fsvirt.OpUnlink, Dirfd: fsvirt.AtCWD, Path: p}
+		if dir {
+			op.Flags = unix.AT_REMOVEDIR
+		}
+		m.step(t, inv, op)
+	}
+
+	m.focus, m.focused = inv, true
+	defer func() { m.focused = false }()
+	for range rapid.IntRange(1, 3).Draw(t, "changes") {
+		switch rapid.IntRange(0, 6).Draw(t, "change") {
+		case 0: // remove a shared name
+			s := pick()
+			remove(in(s), m.tree[path.Join(dir, s)].Type == fsvirt.Dir)
+		case 1: // move a shared name away, or to another name in the directory
+			s := pick()
+			to := path.Join("/", rapid.SampledFrom(m.dirs).Draw(t, "to"), other)
+			rename(in(s), to, rapid.SampledFrom([]int{0, unix.RENAME_NOREPLACE}).Draw(t, "flags"))
+		case 2: // replace a shared name with the new one
+			rename(in(name), in(pick()), 0)
+		case 3: // exchange them
+			rename(in(name), in(pick()), unix.RENAME_EXCHANGE)
+		case 4: // remove the new name, then the directory
+			remove(in(name), newIsDir)
+			// rmdir of the root fails with EBUSY, but with ENOTEMPTY in the copy oracle, whose
+			// root is an ordinary directory.
+			if sharedIn != "." {
+				remove(in(""), true)
+			}
+		case 5: // rename the directory
+			if sharedIn != "." {
+				to := path.Join(path.Dir(sharedIn), other)
+				rename(in(""), "/"+to, 0)
+				sharedIn = to
+			}
+		default: // a random step of the invocation's
+			actions[rapid.SampledFrom(others).Draw(t, "step")](t)
+		}
+	}
+
+	open := m.step(t, inv, fsvirt.Op{Kind: fsvirt.OpOpen, Dirfd: fsvirt.AtCWD, Path: in(""), Flags: unix.O_RDONLY | unix.O_DIRECTORY})
+	if open.Errno == 0 {
+		m.step(t, inv, fsvirt.Op{Kind: fsvirt.OpGetdents, Fd: fsvirt.Handle(open.Ret)})
+		m.step(t, inv, fsvirt.Op{Kind: fsvirt.OpClose, Fd: fsvirt.Handle(open.Ret)})
+	}
+}
+
+// add makes a new name at p in inv's view, of a drawn kind, and reports whether it is a directory.
+func (m *machine) add(t *rapid.T, inv fsvirt.Inv, p string) (isDir bool) {
+	op := fsvirt.Op{Dirfd: fsvirt.AtCWD, Path: p}
+	switch rapid.IntRange(0, 5).Draw(t, "add") {
+	case 0:
+		op.Kind, op.Flags, op.Mode = fsvirt.OpOpen, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644
+		if open := m.step(t, inv, op); open.Errno == 0 {
+			m.step(t, inv, fsvirt.Op{Kind: fsvirt.OpClose, Fd: fsvirt.Handle(open.Ret)})
+		}
+		return false
+	case 1:
+		op.Kind, op.Mode = fsvirt.OpMkdir, 0o755
+		isDir = true
+	case 2:
+		op.Kind, op.Data = fsvirt.OpSymlink, []byte(rapid.SampledFrom(symlinkTargets).Draw(t, "target"))
+	case 3:
+		op.Kind, op.Mode = fsvirt.OpMknod, unix.S_IFIFO|0o644
+	case 4: // a new name for a shared file
+		op.Kind, op.Path, op.NewDirfd, op.NewPath = fsvirt.OpLink, "/"+rapid.SampledFrom(m.files).Draw(t, "from"), fsvirt.AtCWD, p
+	default: // a shared file or directory moved in
+		from := rapid.SampledFrom(append(slices.Clone(m.files), m.dirs[1:]...)).Draw(t, "from")
+		op.Kind, op.Path, op.NewDirfd, op.NewPath = fsvirt.OpRename, "/"+from, fsvirt.AtCWD, p
+		isDir = m.tree[from].Type == fsvirt.Dir
+	}
+	m.step(t, inv, op)
+	return isDir
+}
+
+// children lists the names in directory dir ("." for the root) among paths, relative and sorted as
+// [fsvirt.Tree.Paths] or [model.Model.Paths] give them.
+func children(paths []string, dir string) []string {
+	var names []string
+	for _, p := range paths {
+		p = strings.TrimSuffix(p, "/")
+		if path.Dir(p) == dir {
+			names = append(names, path.Base(p))
+		}
+	}
+	slices.Sort(names)
+	return names
 }
 
 // symlinkTargets are what new symlinks point to: names, paths up and down,
@@ -261,10 +394,17 @@ func (m *machine) at(t *rapid.T, inv fsvirt.Inv) (fsvirt.Handle, string) {
 	return fsvirt.AtCWD, m.drawPath(t, inv)
 }
 
-// pickLive draws a live invocation, one with open handles if withHandles.
-// It skips before drawing anything when there is none, so that rapid tries
-// another action instead of rejecting the step.
+// pickLive draws a live invocation, one with open handles if withHandles, or
+// takes the one that addThenRemove focuses on. It skips before drawing
+// anything when there is none, so that rapid tries another action instead of
+// rejecting the step.
 func (m *machine) pickLive(t *rapid.T, withHandles bool) fsvirt.Inv {
+	if m.focused { // within addThenRemove
+		if withHandles && len(m.live[m.focus]) == 0 {
+			t.SkipNow()
+		}
+		return m.focus
+	}
 	var invs []fsvirt.Inv
 	for _, inv := range slices.Sorted(maps.Keys(m.live)) {
 		if !withHandles || len(m.live[inv]) > 0 {

@@ -62,6 +62,9 @@ type machine struct {
 	// standIn are the handles of O_PATH opens that the sut answered with an ordinary descriptor
 	// (see FDs).
 	standIn map[fsvirt.Inv]map[fsvirt.Handle]bool
+	// focus is the invocation that takes every step while focused (see addThenRemove).
+	focus   fsvirt.Inv
+	focused bool
 }
 
 // FDs is implemented by a sut whose handles are descriptors of this process (fsvirt's engine in
@@ -161,8 +164,9 @@ func (m *machine) checkFDs(t *rapid.T, before map[int]string) {
 	}
 }
 
-// step runs op in inv on sut, ref and the shadow model and compares.
-func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
+// step runs op in inv on sut, ref and the shadow model, compares, and returns
+// the outcome.
+func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
 	if m.standIn[inv][op.Fd] {
 		switch op.Kind {
 		case fsvirt.OpRead, fsvirt.OpWrite, fsvirt.OpPwrite, fsvirt.OpSeek, fsvirt.OpTruncate, fsvirt.OpGetdents, fsvirt.OpStat:
@@ -178,7 +182,7 @@ func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
 		t.Fatalf("inv %d: %v\n  sut: %v\n  ref: %v", inv, op, got, want)
 	}
 	if got.Errno != 0 {
-		return
+		return got
 	}
 	switch op.Kind {
 	case fsvirt.OpOpen:
@@ -196,6 +200,7 @@ func (m *machine) step(t *rapid.T, inv fsvirt.Inv, op fsvirt.Op) {
 		delete(m.live[inv], op.Fd)
 		delete(m.standIn[inv], op.Fd)
 	}
+	return got
 }
 
 func (m *machine) begin(t *rapid.T, inv fsvirt.Inv) {
