@@ -16,15 +16,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// noGC turns the garbage collector off for the test: a function that starts a process can deadlock
-// the whole program when a collection stops the world while the child waits in its execve
-// notification (Go's vfork keeps the forking thread's P until the child has exec'd, the stop waits
-// for that P, and the supervisor, stopped too, never answers). Measured: 6 of 10 runs of 200
-// exec.Command("/bin/true").Run() in Invoke hung; none with GOGC=off. These tests check which view
-// the children get, not that; the hang is in README's limits.
+// noGC turns the garbage collector off for the test, and gives the supervisor a P of its own: a
+// function that starts a process can deadlock the whole program, because Go's vfork keeps the
+// forking thread's P until the child has exec'd, and the child's execve waits for the supervisor.
+// When no other P is free (GOMAXPROCS 1, as in the kernel matrix's VMs), or a collection stops the
+// world in that window, the supervisor never runs. Measured: 6 of 10 runs of 200
+// exec.Command("/bin/true").Run() in Invoke hung; none with GOGC=off; every run with GOMAXPROCS=1.
+// These tests check which view the children get, not that; the hang is in README's limits.
 func noGC(t *testing.T) {
 	old := debug.SetGCPercent(-1)
-	t.Cleanup(func() { debug.SetGCPercent(old) })
+	procs := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(max(procs, 2))
+	t.Cleanup(func() {
+		debug.SetGCPercent(old)
+		runtime.GOMAXPROCS(procs)
+	})
 }
 
 // TestChildrenShareTheView: processes a function starts, and theirs, work in its view.
