@@ -19,9 +19,10 @@ import (
 // invocation. At the end of an invocation the processes that notified during it and are still alive
 // are fenced: they, and anything they start, get the pool's fence view from then on, an empty view
 // in which every change to the trees fails with EROFS: they read the shared tree, can change
-// nothing in it, and see nothing of any invocation's. So does a process that was orphaned, whose chain of parents no longer reaches this
-// one, and a task other than the worker thread that notifies between invocations. Processes are
-// told apart by their start time, so a reused pid is a new process.
+// nothing in it, and see nothing of any invocation's. So does a process that was orphaned, whose
+// chain of parents no longer reaches this one, and a task other than the worker thread that
+// notifies between invocations. Processes are told apart by their start time, so a reused pid is a
+// new process.
 //
 // What this cannot see: a process that made no file-system call during its invocation (a fork
 // without exec, from C) and outlives it is taken for the next invocation's. Processes started from

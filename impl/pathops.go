@@ -566,17 +566,16 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if err := unix.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
+	// A name renamed onto another link of its file stays where it was, as rename(2) leaves both.
 	var st unix.Stat_t
-	if !exchange && from.path != to.path && unix.Lstat(v.upperPath(from.path), &st) == nil {
-		return okReply, nil // two links of one file: rename(2) did nothing
+	if from.path == to.path || !exchange && unix.Lstat(v.upperPath(from.path), &st) == nil {
+		return okReply, nil
 	}
-	if from.path != to.path {
-		v.moveTree(from.path, to.path, exchange)
-		v.mu.Lock()
-		v.renamed = true
-		v.moveCwds(from.path, to.path, exchange)
-		v.mu.Unlock()
-	}
+	v.moveTree(from.path, to.path, exchange)
+	v.mu.Lock()
+	v.renamed = true
+	v.moveCwds(from.path, to.path, exchange)
+	v.mu.Unlock()
 	return okReply, nil
 }
 

@@ -58,9 +58,8 @@ type Pool struct {
 
 type worker struct {
 	jobs     chan *job
-	job      job // the one job a worker has at a time, reused: Invoke allocates little
-	tid      int // the worker's thread
-	lineage  *lineage
+	job      job      // the one job a worker has at a time, reused: Invoke allocates little
+	lineage  *lineage // which tasks of the listener belong to the running invocation
 	listener int
 	cwd      int // O_PATH fd of the pool's starting directory
 	umask    int
@@ -216,7 +215,7 @@ func (p *Pool) startWorker() (*worker, error) {
 			return
 		}
 		w.listener = fd
-		w.tid = unix.Gettid()
+		w.lineage = newLineage(unix.Gettid(), p.fence)
 		ready <- nil
 		w.run()
 	}()
@@ -224,7 +223,6 @@ func (p *Pool) startWorker() (*worker, error) {
 		unix.Close(dup)
 		return nil, err
 	}
-	w.lineage = newLineage(w.tid, p.fence)
 	w.lis = &listener{fd: w.listener, view: w.view.Load, lineage: w.lineage}
 	if err := w.sup.add(w.lis); err != nil {
 		close(w.jobs)

@@ -252,7 +252,7 @@ func (v *View) remove() error {
 // and so its invocation, go on, but that order is the kernel's, which a WaitGroup cannot know: the
 // race detector reports every enter and end as concurrent, and a notification of a task that
 // outlives its invocation (a child the function left running) would enter an ended view. Here it
-// is refused instead, and answered as outside any invocation.
+// is refused instead (and answered in the pool's fence view, see lineage).
 type busy struct {
 	mu    sync.Mutex
 	n     int
