@@ -15,20 +15,28 @@ type virtualCwd struct {
 	kernel string // the task's kernel working directory when it was set
 	// removed is set once the view removed the directory.
 	removed *ghost
+	// thread: the working directory is a thread's of this program (a worker's, in thread mode)
+	thread bool
 }
 
-// cwdKey says whose working directory t's is: its own in thread mode, its process's otherwise.
-func (v *View) cwdKey(t tracee) (int, error) {
-	if v.ns.threadMode {
-		return t.tid, nil
+// selfPid is this program's process id.
+var selfPid = os.Getpid()
+
+// cwdKey says whose working directory t's is, and whether that is a thread's own: in thread mode
+// a thread of this program (a worker, which unshared its working directory) has its own; every
+// other task shares its process's, in thread mode too (processes a function started).
+func (v *View) cwdKey(t tracee) (key int, thread bool, err error) {
+	if v.ns.threadMode && unix.Tgkill(selfPid, t.tid, 0) == nil {
+		return t.tid, true, nil
 	}
 	c, err := t.status()
-	return c.tgid, err
+	return c.tgid, false, err
 }
 
 // virtualCwd returns t's virtual working directory, if it has one, and its ghost if the view
 // removed it. A process started by one that has a virtual working directory inherits it, as long
-// as its kernel working directory is still the one it inherited.
+// as its kernel working directory is still the one it inherited; a process a worker thread
+// started inherits the worker's.
 func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	v.mu.Lock()
 	n := len(v.cwds)
@@ -36,14 +44,14 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	if n == 0 {
 		return "", nil, false
 	}
-	key, err := v.cwdKey(t)
+	key, thread, err := v.cwdKey(t)
 	if err != nil {
 		return "", nil, false
 	}
 	v.mu.Lock()
 	c, ok := v.cwds[key]
 	v.mu.Unlock()
-	if ok || v.ns.threadMode {
+	if ok || thread {
 		return c.path, c.removed, ok
 	}
 	st, err := tracee{tid: key}.status()
@@ -52,6 +60,15 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	}
 	v.mu.Lock()
 	pc, ok := v.cwds[st.ppid]
+	if !ok && st.ppid == selfPid {
+		// Forked by a thread of this program: the view's worker thread, whose key is its tid.
+		for _, wc := range v.cwds {
+			if wc.thread {
+				pc, ok = wc, true
+				break
+			}
+		}
+	}
 	v.mu.Unlock()
 	if !ok {
 		return "", nil, false
@@ -59,6 +76,7 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	if kernel, err := readlink(t.procPath("cwd")); err != nil || kernel != pc.kernel {
 		return "", nil, false
 	}
+	pc.thread = false
 	v.mu.Lock()
 	v.setCwdLocked(key, pc)
 	v.mu.Unlock()
@@ -74,7 +92,7 @@ func (v *View) setCwdLocked(key int, c virtualCwd) {
 }
 
 func (v *View) setCwd(t tracee, p string) error {
-	key, err := v.cwdKey(t)
+	key, thread, err := v.cwdKey(t)
 	if err != nil {
 		return err
 	}
@@ -83,7 +101,7 @@ func (v *View) setCwd(t tracee, p string) error {
 		return errTraceeGone
 	}
 	v.mu.Lock()
-	v.setCwdLocked(key, virtualCwd{path: p, kernel: kernel})
+	v.setCwdLocked(key, virtualCwd{path: p, kernel: kernel, thread: thread})
 	v.mu.Unlock()
 	return nil
 }
@@ -95,7 +113,7 @@ func (v *View) clearCwd(t tracee) {
 	if n == 0 {
 		return
 	}
-	if key, err := v.cwdKey(t); err == nil {
+	if key, _, err := v.cwdKey(t); err == nil {
 		v.mu.Lock()
 		delete(v.cwds, key)
 		v.mu.Unlock()

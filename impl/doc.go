@@ -34,8 +34,10 @@
 // Only the function's own goroutine is virtualized. Goroutines it starts run on other threads,
 // which carry no filter: they see, and can change, the shared tree. So do calls the Go runtime
 // makes on other threads. A function that must stay in its view does its file-system work on its
-// own goroutine. Processes it starts inherit the filter and work in its view; one that outlives
-// the invocation is fenced into a read-only view of the shared tree (see lineage.go).
+// own goroutine. It starts processes with [Invocation.Start], which runs them, and theirs, in its
+// view; os/exec on its goroutine fails with ENOTSUP, because a vfork there could deadlock the
+// program (see vfork.go). A process that outlives the invocation is fenced into a read-only view
+// of the shared tree (see lineage.go).
 //
 // Process mode ([Run]): the command and every process it starts share one view; the filter is
 // loaded in the child between fork and exec and is inherited by everything it starts.

@@ -22,6 +22,12 @@ func filterVM(t *testing.T) *bpf.VM {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bpfVM(t, prog)
+}
+
+// bpfVM loads a seccomp program into x/net/bpf's interpreter.
+func bpfVM(t *testing.T, prog []unix.SockFilter) *bpf.VM {
+	t.Helper()
 	raw := make([]bpf.RawInstruction, len(prog))
 	for i, ins := range prog {
 		raw[i] = bpf.RawInstruction{Op: ins.Code, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}

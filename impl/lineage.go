@@ -5,10 +5,14 @@ import (
 	"os"
 	"strconv"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // In thread mode a worker thread's filter, and with it its listener, is inherited by every process
-// the function starts (and by threads it starts outside the Go runtime), and outlives the
+// the function forks on its thread (C code's fork or posix_spawn; Go's own vfork is refused there,
+// see vfork.go, and Invocation.Start gives its processes a listener of their own), and by threads
+// it starts outside the Go runtime, and outlives the
 // invocation: a process left running after its function returned would otherwise be answered in
 // whatever view the worker runs next, another invocation's. A lineage tells, for the tasks of a
 // worker's listener other than the worker thread itself, which of them belong to the running
@@ -24,9 +28,13 @@ import (
 // notifies between invocations. Processes are told apart by their start time, so a reused pid is a
 // new process.
 //
-// What this cannot see: a process that made no file-system call during its invocation (a fork
-// without exec, from C) and outlives it is taken for the next invocation's. Processes started from
-// Go have exec'd, and so notified, by the time exec.Cmd.Start returns.
+// A process the worker thread forked, and that is still alive when the invocation ends, is fenced
+// too, whether it made a call during the invocation or not (a fork from C, whose child execs only
+// after the function returned): the worker tells whether it has children (hasChildren), and end
+// reads which from /proc.
+//
+// What this cannot see: a thread started on the worker thread outside the Go runtime that outlives
+// the invocation is taken for the next invocation's.
 type lineage struct {
 	self   int // this process
 	worker int // the worker thread's tid: its own calls are always the invocation's
@@ -113,8 +121,8 @@ func (l *lineage) trace(tgid, tid int) (procID, bool) {
 }
 
 // end fences the processes of v that are still running, once v's invocation has ended, and forgets
-// fenced ones that have exited.
-func (l *lineage) end(v *View) {
+// fenced ones that have exited. forked says whether the worker thread had child processes then.
+func (l *lineage) end(v *View, forked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for id := range l.fenced {
@@ -122,17 +130,41 @@ func (l *lineage) end(v *View) {
 			delete(l.fenced, id)
 		}
 	}
+	fence := func(id procID) {
+		if l.fenced == nil {
+			l.fenced = map[procID]bool{}
+		}
+		l.fenced[id] = true
+	}
 	if l.view == v {
 		for _, id := range l.seen {
 			if alive(id) {
-				if l.fenced == nil {
-					l.fenced = map[procID]bool{}
-				}
-				l.fenced[id] = true
+				fence(id)
+			}
+		}
+	}
+	if forked {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(l.self) + "/task/" + strconv.Itoa(l.worker) + "/children")
+		for _, f := range bytes.Fields(b) {
+			pid, err := strconv.Atoi(string(f))
+			if err != nil {
+				continue
+			}
+			if _, start, err := procStat(pid); err == nil {
+				fence(procID{pid, start})
 			}
 		}
 	}
 	l.view, l.seen = nil, nil
+}
+
+// hasChildren reports whether the calling thread has child processes, running or exited and not
+// waited for, without waiting for any: one system call, which the filter lets through.
+func hasChildren() bool {
+	var info unix.Siginfo
+	err := unix.Waitid(unix.P_ALL, 0, &info,
+		unix.WEXITED|unix.WSTOPPED|unix.WCONTINUED|unix.WNOHANG|unix.WNOWAIT|unix.WNOTHREAD|unix.WALL, nil)
+	return err != unix.ECHILD
 }
 
 func alive(id procID) bool {

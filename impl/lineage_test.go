@@ -5,10 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
-	"runtime/debug"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -16,26 +15,60 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// noGC turns the garbage collector off for the test, and gives the supervisor a P of its own: a
-// function that starts a process can deadlock the whole program, because Go's vfork keeps the
-// forking thread's P until the child has exec'd, and the child's execve waits for the supervisor.
-// When no other P is free (GOMAXPROCS 1, as in the kernel matrix's VMs), or a collection stops the
-// world in that window, the supervisor never runs. Measured: 6 of 10 runs of 200
-// exec.Command("/bin/true").Run() in Invoke hung; none with GOGC=off; every run with GOMAXPROCS=1.
-// These tests check which view the children get, not that; the hang is in README's limits.
-func noGC(t *testing.T) {
-	old := debug.SetGCPercent(-1)
-	procs := runtime.GOMAXPROCS(0)
-	runtime.GOMAXPROCS(max(procs, 2))
-	t.Cleanup(func() {
-		debug.SetGCPercent(old)
-		runtime.GOMAXPROCS(procs)
-	})
+// forkExec starts argv from the calling thread with fork, not vfork (a function's own vfork is
+// refused: see vfork.go), with its stdin, stdout and stderr dup'ed from the files given. It makes
+// a child of a worker thread as C code in a function would, without Invocation.Start.
+func forkExec(t *testing.T, argv []string, stdin, stdout, stderr *os.File) *os.Process {
+	t.Helper()
+	argv0, err := syscall.BytePtrFromString(argv[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	argvp, err := syscall.SlicePtrFromStrings(argv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envp, err := syscall.SlicePtrFromStrings(os.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds := [3]int{int(stdin.Fd()), int(stdout.Fd()), int(stderr.Fd())}
+	syscall.ForkLock.Lock()
+	pid, errno := rawForkExec(argv0, &argvp[0], &envp[0], &fds)
+	syscall.ForkLock.Unlock()
+	runtime.KeepAlive(argvp)
+	runtime.KeepAlive(envp)
+	if errno != 0 {
+		t.Fatalf("fork: %v", errno)
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proc
 }
 
-// TestChildrenShareTheView: processes a function starts, and theirs, work in its view.
+// rawForkExec is the part of forkExec that the child runs too: system calls only, no Go code
+// that could grow the stack or take a lock.
+//
+//go:nosplit
+//go:norace
+func rawForkExec(argv0 *byte, argv, envv **byte, fds *[3]int) (int, syscall.Errno) {
+	pid, _, errno := syscall.RawSyscall(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0)
+	if errno != 0 || pid != 0 {
+		return int(pid), errno
+	}
+	syscall.RawSyscall(syscall.SYS_DUP2, uintptr(fds[0]), 0, 0)
+	syscall.RawSyscall(syscall.SYS_DUP2, uintptr(fds[1]), 1, 0)
+	syscall.RawSyscall(syscall.SYS_DUP2, uintptr(fds[2]), 2, 0)
+	syscall.RawSyscall(syscall.SYS_EXECVE, uintptr(unsafe.Pointer(argv0)), uintptr(unsafe.Pointer(argv)),
+		uintptr(unsafe.Pointer(envv)))
+	syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 127, 0, 0)
+	return 0, 0
+}
+
+// TestChildrenShareTheView: processes a function forks, and theirs, work in its view.
 func TestChildrenShareTheView(t *testing.T) {
-	noGC(t)
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
@@ -43,9 +76,24 @@ func TestChildrenShareTheView(t *testing.T) {
 		if err := os.WriteFile(shared+"/f", []byte("mine"), 0o644); err != nil {
 			return err
 		}
-		out, err := exec.Command("/bin/sh", "-c", "cat "+shared+"/f; /bin/sh -c 'echo child > "+shared+"/g'").CombinedOutput()
+		// From a directory that exists only in the view: the child inherits it as its working
+		// directory, and its child from it.
+		if err := os.Mkdir(shared+"/new", 0o755); err != nil {
+			return err
+		}
+		if err := os.Chdir(shared + "/new"); err != nil {
+			return err
+		}
+		r, w, err := os.Pipe()
 		if err != nil {
-			t.Errorf("child: %v: %s", err, out)
+			return err
+		}
+		defer r.Close()
+		proc := forkExec(t, []string{"/bin/sh", "-c", "cat ../f; /bin/sh -c 'echo child > ../g'"}, os.Stdin, w, w)
+		w.Close()
+		out, _ := io.ReadAll(r)
+		if ps, err := proc.Wait(); err != nil || !ps.Success() {
+			t.Errorf("child: %v %v: %s", ps, err, out)
 		}
 		if string(out) != "mine" {
 			t.Errorf("the child read %q, want the view's %q", out, "mine")
@@ -70,7 +118,6 @@ func TestChildrenShareTheView(t *testing.T) {
 // nothing of the next invocation on the same worker, not even through the store, and change
 // nothing in the tree (EROFS); outside the trees they work as before.
 func TestLeftoverProcessFenced(t *testing.T) {
-	noGC(t)
 	shared, outside := t.TempDir(), t.TempDir()
 	mkTree(t, shared, "file f shared")
 	p, storeRoot := newTestPool(t, 1, shared)
@@ -92,18 +139,22 @@ func TestLeftoverProcessFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release.Close()
-	var cmd *exec.Cmd
+	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	var proc *os.Process
 	err = p.Invoke(context.Background(), func(*Invocation) error {
-		cmd = exec.Command("/bin/sh", "-c", script)
-		cmd.Stdin, cmd.Stdout = stdin, w
-		return cmd.Start()
+		proc = forkExec(t, []string{"/bin/sh", "-c", script}, stdin, w, devNull)
+		return nil
 	})
 	w.Close()
 	stdin.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	defer proc.Wait()
 	out := make(chan string, 1)
 	go func() {
 		b, _ := io.ReadAll(r)

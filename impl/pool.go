@@ -70,16 +70,18 @@ type worker struct {
 }
 
 type job struct {
-	ctx  context.Context
-	inv  *Invocation
-	fn   func(*Invocation) error
-	done chan error
+	ctx    context.Context
+	inv    *Invocation
+	fn     func(*Invocation) error
+	done   chan error
+	forked bool // the worker thread had child processes when fn returned (see lineage.end)
 }
 
 // Invocation is the handle a function receives: its view's context and counters.
 type Invocation struct {
 	ctx  context.Context
 	view *View
+	w    *worker // the one it runs on: Start serves its processes with the worker's supervisor
 }
 
 // Context is the context Invoke was called with.
@@ -121,6 +123,14 @@ func NewPool(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
+	lo, hi, err := textRange()
+	if err != nil {
+		return nil, fmt.Errorf("find this program's code: %w", err)
+	}
+	if prog, err = refuseOwnVfork(prog, lo, hi); err != nil {
+		return nil, err
+	}
+	warmPidfd()
 	st, err := openStore(cfg.Store)
 	if err != nil {
 		return nil, err
@@ -223,7 +233,7 @@ func (p *Pool) startWorker() (*worker, error) {
 		unix.Close(dup)
 		return nil, err
 	}
-	w.lis = &listener{fd: w.listener, view: w.view.Load, lineage: w.lineage}
+	w.lis = &listener{fd: w.listener, view: w.view.Load, lineage: w.lineage, fence: p.fence}
 	if err := w.sup.add(w.lis); err != nil {
 		close(w.jobs)
 		unix.Close(w.listener)
@@ -247,6 +257,7 @@ func (w *worker) run() {
 		}
 		unix.Umask(w.umask)
 		err := w.call(j)
+		j.forked = hasChildren()
 		moved = j.inv.view.chdired.Load()
 		j.done <- err // j is Invoke's again
 	}
@@ -298,7 +309,7 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	if err != nil {
 		return err
 	}
-	inv := &Invocation{ctx: ctx, view: v}
+	inv := &Invocation{ctx: ctx, view: v, w: w}
 	w.view.Store(v)
 	j := &w.job
 	j.ctx, j.inv, j.fn = ctx, inv, fn
@@ -311,10 +322,11 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 		ctxErr = ctx.Err()
 		fnErr = <-j.done
 	}
+	forked := j.forked
 	*j = job{done: j.done} // keep nothing of fn's alive
 	w.view.Store(nil)
 	v.busy.end()
-	w.lineage.end(v)
+	w.lineage.end(v, forked)
 	var result *multierror.Error
 	if ctxErr != nil {
 		result = multierror.Append(result, ctxErr)

@@ -2,6 +2,7 @@ package impl
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
@@ -53,47 +56,83 @@ const initArg0 = "fsvirt-init"
 
 // Exit codes of the fsvirt-init stage, as env(1) uses them.
 const (
-	ExitFailure     = 125 // fsvirt itself failed
-	ExitCannotRun   = 126 // the command was found but could not be executed
-	ExitNotFound    = 127 // the command was not found
-	initFlagWaitKil = "wait-killable"
+	ExitFailure   = 125 // fsvirt itself failed
+	ExitCannotRun = 126 // the command was found but could not be executed
+	ExitNotFound  = 127 // the command was not found
+)
+
+// fsvirt-init's argv: initArg0, options (comma-separated flags below), the number of its socket
+// to the parent, the directory to change to in the view ("" for none), the program, its argv.
+const (
+	initFlagWaitKil = "wait-killable" // load the filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	initFlagQuiet   = "quiet"         // say why a step failed on the socket only, not on stderr
+	initArgs        = 5
+)
+
+// What fsvirt-init sends when a step after the listener fails: the step, then the errno (4 bytes,
+// native endian).
+const (
+	initFailChdir = 'c'
+	initFailExec  = 'e'
 )
 
 // init turns a process started as "fsvirt-init" into the invocation's first task: it loads the
-// filter on its own thread, hands the listener to the parent over fd 3, and executes the command.
-// Every binary that links this package (the CLI, each test binary) can therefore run process mode
-// by re-executing itself.
+// filter on its own thread, hands the listener to the parent over its socket, and executes the
+// command. Every binary that links this package (the CLI, each test binary, a program using
+// thread mode's Invocation.Start) can therefore start processes in a view by re-executing itself.
 func init() {
-	if len(os.Args) < 4 || os.Args[0] != initArg0 {
+	if len(os.Args) < initArgs+1 || os.Args[0] != initArg0 {
 		return
 	}
 	runtime.LockOSThread()
-	os.Exit(childInit(os.Args[1] == initFlagWaitKil, os.Args[2], os.Args[3:]))
+	sock, err := strconv.Atoi(os.Args[2])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "fsvirt: fsvirt-init: bad socket %q\n", os.Args[2])
+		os.Exit(ExitFailure)
+	}
+	var waitKillable, quiet bool
+	for _, f := range strings.Split(os.Args[1], ",") {
+		waitKillable = waitKillable || f == initFlagWaitKil
+		quiet = quiet || f == initFlagQuiet
+	}
+	os.Exit(childInit(waitKillable, quiet, sock, os.Args[3], os.Args[4], os.Args[5:]))
 }
 
-const initSock = 3
-
-func childInit(waitKillable bool, path string, argv []string) int {
+func childInit(waitKillable, quiet bool, sock int, dir, path string, argv []string) int {
 	prog, err := compiledFilter()
 	if err == nil {
 		var lfd int
 		lfd, err = notify.LoadFilter(prog, waitKillable)
 		if err == nil {
-			err = unix.Sendmsg(initSock, []byte{0}, unix.UnixRights(lfd), nil, 0)
+			err = unix.Sendmsg(sock, []byte{0}, unix.UnixRights(lfd), nil, 0)
 			unix.Close(lfd)
 		}
 	}
-	unix.Close(initSock)
 	if err != nil {
+		unix.Close(sock)
 		fmt.Fprintf(os.Stderr, "fsvirt: %v\n", err)
 		return ExitFailure
 	}
-	err = unix.Exec(path, argv, os.Environ())
-	fmt.Fprintf(os.Stderr, "fsvirt: %s: %v\n", path, err)
-	if errors.Is(err, unix.ENOENT) {
-		return ExitNotFound
+	unix.CloseOnExec(sock) // the parent reads end of file when the exec has succeeded
+	report := func(step byte, what string, err error) int {
+		errno, _ := err.(unix.Errno)
+		msg := []byte{step, 0, 0, 0, 0}
+		binary.NativeEndian.PutUint32(msg[1:], uint32(errno))
+		unix.Sendmsg(sock, msg, nil, nil, unix.MSG_NOSIGNAL)
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "fsvirt: %s: %v\n", what, err)
+		}
+		if step == initFailExec && errno == unix.ENOENT {
+			return ExitNotFound
+		}
+		return ExitCannotRun
 	}
-	return ExitCannotRun
+	if dir != "" {
+		if err := unix.Chdir(dir); err != nil {
+			return report(initFailChdir, "chdir "+dir, err)
+		}
+	}
+	return report(initFailExec, path, unix.Exec(path, argv, os.Environ()))
 }
 
 // Run executes a command and all its descendants in one fresh private view, and removes the view
@@ -171,6 +210,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	if notify.Features().WaitKillableRecv {
 		mode = initFlagWaitKil
 	}
+	const childFD = 3 // files[3]
 	env := cfg.Env
 	if env == nil {
 		env = os.Environ()
@@ -181,7 +221,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 			return 0, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 		}
 	}
-	proc, err := os.StartProcess("/proc/self/exe", append([]string{initArg0, mode, cfg.Path}, cfg.Args...),
+	proc, err := os.StartProcess("/proc/self/exe", append([]string{initArg0, mode, strconv.Itoa(childFD), "", cfg.Path}, cfg.Args...),
 		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
 	files[3].Close()
 	if err != nil {

@@ -22,6 +22,10 @@ type listener struct {
 	// lineage, in thread mode, tells which tasks belong to the invocation running on the
 	// listener's thread; nil: all of them do (process mode).
 	lineage *lineage
+	// fence, in thread mode, answers a call that arrives after its view ended (see View.busy).
+	fence *View
+	// owned: the supervisor closes fd, at hup or when it stops (Invocation.Start's listeners).
+	owned bool
 }
 
 // supervisor answers the notifications of all its listeners from one OS thread that carries no
@@ -107,6 +111,13 @@ func (s *supervisor) stop() {
 	var one = [8]byte{1}
 	unix.Write(s.wake, one[:])
 	<-s.done
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		if l.owned { // its tasks' intercepted calls fail with ENOSYS from now on
+			unix.Close(l.fd)
+		}
+	}
+	s.mu.Unlock()
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
 }
@@ -169,6 +180,9 @@ func (s *supervisor) loop() {
 				if l.hup != nil {
 					l.hup()
 				}
+				if l.owned {
+					unix.Close(l.fd)
+				}
 			}
 		}
 	}
@@ -194,9 +208,8 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	if v != nil && !v.busy.enter() {
 		// The invocation ended while this call was on its way: the task outlived it (the
 		// worker thread cannot: it is in this call).
-		v = nil
-		if l.lineage != nil {
-			v = l.lineage.fence
+		v = l.fence
+		if v != nil {
 			v.busy.enter()
 		}
 	}

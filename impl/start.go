@@ -1,0 +1,121 @@
+package impl
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"golang.org/x/sys/unix"
+)
+
+// Start starts cmd in the invocation's view, where cmd.Start would fail: a function in thread mode
+// cannot start processes itself (see vfork.go; os/exec reports "operation not supported"). The
+// process, and every process it starts, reads and changes the invocation's view; whatever of them
+// still runs once the invocation has ended is answered in the pool's fence view, as processes
+// left running are (read-only, none of any invocation's changes: see lineage.go). Use cmd as
+// after cmd.Start: Wait, Process, its pipes.
+//
+// Start re-executes this program (/proc/self/exe) from a thread without the filter, as process
+// mode does: the new process loads a filter of its own, hands its listener to the invocation's
+// supervisor, changes to cmd.Dir in the view (default: the caller's working directory there), and
+// executes cmd.Path there. Errors of those two steps come back from Start, as from cmd.Start.
+// cmd.Path, Args and ExtraFiles are what the caller set again when Start returns; SysProcAttr
+// applies to the re-executed program, which then keeps it across the exec, except Chroot, which
+// would move the view out of reach. A process still running when the pool closes gets ENOSYS from
+// every call the filter intercepts.
+//
+// Start may be called from the function or from goroutines it starts, until the invocation ends.
+func (inv *Invocation) Start(cmd *exec.Cmd) error {
+	if cmd.Err != nil {
+		return cmd.Err
+	}
+	if cmd.Process != nil {
+		return errors.New("exec: already started")
+	}
+	if cmd.Path == "" {
+		return errors.New("exec: no command")
+	}
+	if cmd.SysProcAttr != nil && cmd.SysProcAttr.Chroot != "" {
+		return errors.New("fsvirt: Start: SysProcAttr.Chroot would take the process out of the view")
+	}
+	v := inv.view
+	if v.busy.isEnded() {
+		return errors.New("fsvirt: Start called after the invocation ended")
+	}
+	dir := cmd.Dir
+	if !filepath.IsAbs(dir) {
+		wd, err := os.Getwd() // in the view, on the function's own thread
+		if err != nil {
+			return fmt.Errorf("fsvirt: Start: working directory: %w", err)
+		}
+		dir = filepath.Join(wd, dir)
+	}
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("fsvirt: Start: socketpair: %w", err)
+	}
+	sock := fds[0]
+	defer unix.Close(sock)
+	child := os.NewFile(uintptr(fds[1]), "fsvirt-init-sock")
+	mode := initFlagQuiet
+	if notify.Features().WaitKillableRecv {
+		mode += "," + initFlagWaitKil
+	}
+	path, args, extra := cmd.Path, cmd.Args, cmd.ExtraFiles
+	prog := path
+	if !filepath.IsAbs(prog) { // relative to Dir, as for cmd.Start; long enough for /dev/fd/N (see exec)
+		prog = filepath.Join(dir, prog)
+	}
+	childFD := 3 + len(extra)
+	cmd.Path = "/proc/self/exe"
+	cmd.Args = append([]string{initArg0, mode, strconv.Itoa(childFD), dir, prog}, args...)
+	cmd.ExtraFiles = append(extra[:len(extra):len(extra)], child)
+	started := make(chan error, 1)
+	// Not on this thread: a goroutine that is not locked to a worker never runs on one.
+	go func() { started <- cmd.Start() }()
+	err = <-started
+	cmd.Path, cmd.Args, cmd.ExtraFiles = path, args, extra
+	child.Close()
+	if err != nil {
+		return fmt.Errorf("fsvirt: start %s: %w", path, err)
+	}
+	fail := func(err error) error {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return err
+	}
+
+	lfd, err := recvListener(sock)
+	if err != nil {
+		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
+	}
+	// Once the invocation has ended, v refuses calls, and the supervisor answers them in the fence.
+	l := &listener{fd: lfd, view: func() *View { return v }, fence: inv.w.lineage.fence, owned: true}
+	if err := inv.w.sup.add(l); err != nil {
+		unix.Close(lfd)
+		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
+	}
+	// The child changes directory and executes: its socket closes on exec, or says what failed.
+	var msg [5]byte
+	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, 0)
+	switch {
+	case err != nil:
+		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
+	case n == 0:
+		return nil
+	case n != len(msg):
+		return fail(fmt.Errorf("fsvirt: start %s: fsvirt-init sent %d bytes", path, n))
+	}
+	errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
+	if msg[0] == initFailChdir {
+		return fail(&fs.PathError{Op: "chdir", Path: dir, Err: errno})
+	}
+	return fail(&fs.PathError{Op: "fork/exec", Path: path, Err: errno})
+}
