@@ -119,15 +119,8 @@ func NewPool(cfg Config) (*Pool, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	prog, err := compiledFilter()
+	prog, err := workerFilter()
 	if err != nil {
-		return nil, err
-	}
-	lo, hi, err := textRange()
-	if err != nil {
-		return nil, fmt.Errorf("find this program's code: %w", err)
-	}
-	if prog, err = refuseOwnVfork(prog, lo, hi); err != nil {
 		return nil, err
 	}
 	warmPidfd()

@@ -75,6 +75,19 @@ func textRange() (lo, hi uint64, err error) {
 	return 0, 0, fmt.Errorf("no executable mapping in /proc/self/maps holds %#x", pc)
 }
 
+// workerFilter is the program a worker thread loads: the table's, behind refuseOwnVfork.
+func workerFilter() ([]unix.SockFilter, error) {
+	prog, err := compiledFilter()
+	if err != nil {
+		return nil, err
+	}
+	lo, hi, err := textRange()
+	if err != nil {
+		return nil, fmt.Errorf("find this program's code: %w", err)
+	}
+	return refuseOwnVfork(prog, lo, hi)
+}
+
 // refuseOwnVfork returns prog with a prefix that answers ENOTSUP to clone with CLONE_VFORK, and
 // to clone3, when the syscall instruction lies in [lo, hi), and runs prog for everything else.
 func refuseOwnVfork(prog []unix.SockFilter, lo, hi uint64) ([]unix.SockFilter, error) {
