@@ -44,7 +44,8 @@ Flags:
   --out DIR           where to write results.csv, summary.md and the PNG figures
                       (default "fsvirt-bench"; created if missing)
   --quick             a smaller run that finishes in under two minutes: executions 10,40,
-                      threads 4, supervisors 1,2 (300 executions), and a 90 s budget
+                      threads 4, supervisors 1,2 (300 executions), a 90 s budget, and
+                      --settle 2s
   --modes LIST        modes to run (default all)
   --workloads LIST    workloads to run (default all)
   --executions LIST   invocations per measurement (default 100,1000,10000)
@@ -60,6 +61,9 @@ Flags:
                       which costs far more on a journaling disk file system than on tmpfs
   --budget DURATION   start no measurement after this much time (e.g. 10m; default none);
                       the ones left out are listed as skipped
+  --settle DURATION   before each measurement, wait up to this long for the CPUs to be 90%
+                      idle (default 10s; 0: start at once). What a mode that starts processes
+                      leaves to the kernel otherwise slows the mode measured after it
 
 Each mode, at each thread count and number of executions, is measured by a process of its
 own (this program, re-executed), so that no mode's memory or garbage collector state is
@@ -95,6 +99,7 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 		work        = fs.String("work", "", "")
 		store       = fs.String("store", "", "")
 		budget      = fs.Duration("budget", 0, "")
+		settle      = fs.Duration("settle", 10*time.Second, "")
 	)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -106,7 +111,7 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
 		quickDefaults := map[string]string{"executions": "10,40", "threads": "4", "supervisors": "1,2",
-			"scale-executions": "300", "budget": "90s"}
+			"scale-executions": "300", "budget": "90s", "settle": "2s"}
 		for name, v := range quickDefaults {
 			if !set[name] {
 				fs.Set(name, v)
@@ -142,6 +147,9 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 	if *budget < 0 {
 		return nil, fmt.Errorf("--budget: %v is negative", *budget)
 	}
+	if *settle < 0 {
+		return nil, fmt.Errorf("--settle: %v is negative", *settle)
+	}
 	if c.ScaleWorkload = bench.WorkloadByName(*scaleWl); c.ScaleWorkload == nil {
 		return nil, fmt.Errorf("--scale-workload: unknown workload %q (one of hello, readonly, readwrite, fibonacci, hashing, misc)", *scaleWl)
 	}
@@ -155,6 +163,7 @@ func parseBenchArgs(args []string) (*benchOptions, error) {
 	}
 	c.Store = *store
 	c.Budget = *budget
+	c.Settle = *settle
 	return o, nil
 }
 

@@ -38,6 +38,7 @@ func TestBenchBadArguments(t *testing.T) {
 		{"stray-argument", []string{"now"}, `fsvirt: bench: unexpected argument "now"`},
 		{"unknown-scale-workload", []string{"--scale-workload", "sleep"}, `fsvirt: bench: --scale-workload: unknown workload "sleep"`},
 		{"negative-budget", []string{"--budget", "-1s"}, "fsvirt: bench: --budget: -1s is negative"},
+		{"negative-settle", []string{"--settle", "-1s"}, "fsvirt: bench: --settle: -1s is negative"},
 		{"missing-work-dir", []string{"--modes", "none", "--work", "/nonexistent/dir", "--out", "OUT"}, "fsvirt: bench: --work /nonexistent/dir is not a directory"},
 		{"missing-store-dir", []string{"--modes", "none", "--store", "/nonexistent/s", "--out", "OUT"}, "fsvirt: bench: --store /nonexistent/s is not a directory"},
 	}
@@ -71,8 +72,9 @@ func TestParseBenchArgsQuick(t *testing.T) {
 	if got := c.Executions; len(got) != 2 || got[0] != 10 || got[1] != 40 {
 		t.Errorf("--quick executions %v, want [10 40]", got)
 	}
-	if c.Budget != 90*time.Second || c.ScaleExecutions != 300 || c.ScaleThreads != 2 || len(c.Supervisors) != 2 {
-		t.Errorf("--quick: budget %v, scale executions %d, scale threads %d, supervisors %v", c.Budget, c.ScaleExecutions, c.ScaleThreads, c.Supervisors)
+	if c.Budget != 90*time.Second || c.ScaleExecutions != 300 || c.ScaleThreads != 2 || len(c.Supervisors) != 2 || c.Settle != 2*time.Second {
+		t.Errorf("--quick: budget %v, scale executions %d, scale threads %d, supervisors %v, settle %v",
+			c.Budget, c.ScaleExecutions, c.ScaleThreads, c.Supervisors, c.Settle)
 	}
 	if c.ScaleWorkload == nil || c.ScaleWorkload.Name != "readonly" {
 		t.Errorf("--quick: scale workload %v, want readonly", c.ScaleWorkload)
@@ -96,7 +98,7 @@ func TestBenchSmallRun(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fsvirtBin, "bench", "--modes", "none,thread-fast,fuse-overlayfs",
 		"--workloads", "hello,readwrite", "--executions", "3,6", "--threads", "2",
-		"--supervisors", "1,2", "--scale-executions", "4", "--work", t.TempDir(), "--out", out)
+		"--supervisors", "1,2", "--scale-executions", "4", "--settle", "200ms", "--work", t.TempDir(), "--out", out)
 	cmd.Env = append(os.Environ(), "PATH="+t.TempDir())
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -131,7 +133,8 @@ func TestBenchSmallRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| fuse-overlayfs | **not run**: fuse-overlayfs is not installed", "## Supervisor threads", "thread-mode Hello World within 5% of none"} {
+	for _, want := range []string{"| fuse-overlayfs | **not run**: fuse-overlayfs is not installed", "## Supervisor threads",
+		"thread-mode Hello World within 5% of none", "waited up to 200ms for the CPUs to be 90% idle"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary.md lacks %q", want)
 		}
@@ -161,7 +164,7 @@ func TestBenchClosedStderr(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, fsvirtBin, "bench", "--modes", "none,thread-fast",
 		"--workloads", "hello,readwrite", "--executions", "200", "--threads", "2",
-		"--supervisors", "0", "--work", work, "--out", out)
+		"--supervisors", "0", "--settle", "0", "--work", work, "--out", out)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)

@@ -191,6 +191,14 @@ func WriteMarkdown(w io.Writer, rep *Report, command string, figures []string) e
 	fmt.Fprintf(&b, "- Run: %s, from %s to %s; load average %s at the start, %s at the end\n",
 		rep.End.Sub(rep.Start).Round(time.Second), rep.Start.Format(time.DateTime), rep.End.Format(time.TimeOnly),
 		rep.LoadAtStart, rep.LoadAtEnd)
+	if rep.Config.Settle > 0 {
+		fmt.Fprintf(&b, "- Before each measurement, waited up to %s for the CPUs to be %.0f%% idle: %s in all",
+			rep.Config.Settle, settleIdle*100, rep.Settled.Round(100*time.Millisecond))
+		if rep.Unsettled > 0 {
+			fmt.Fprintf(&b, "; %d measurements started on a busy machine", rep.Unsettled)
+		}
+		fmt.Fprintf(&b, "\n")
+	}
 	fmt.Fprintf(&b, "- Times are per invocation, in µs; compare modes within this run only, as ratios.\n\n")
 
 	fmt.Fprintf(&b, "## Modes\n\n| mode | status | one invocation |\n|---|---|---|\n")

@@ -40,6 +40,9 @@ type Config struct {
 	// Budget, when positive, is the wall time after which no further measurement starts; the
 	// ones left are reported as skipped.
 	Budget time.Duration
+	// Settle is the longest a measurement waits, before it starts, for the machine to be idle
+	// (see settle); 0 starts at once.
+	Settle time.Duration
 	// Progress, when set, is told how far the run is.
 	Progress Progress
 }
@@ -91,14 +94,18 @@ type StartCost struct {
 
 // Report is everything Run measured.
 type Report struct {
-	Start, End  time.Time
-	Machine     Machine
-	Config      Config
-	Modes       []ModeStatus
-	Rows        []Row
-	Scaling     []Row
-	Starts      []StartCost
-	Skipped     []string // measurements left out by the budget
+	Start, End time.Time
+	Machine    Machine
+	Config     Config
+	Modes      []ModeStatus
+	Rows       []Row
+	Scaling    []Row
+	Starts     []StartCost
+	Skipped    []string // measurements left out by the budget
+	// Settled is the time spent waiting for an idle machine before measurements; Unsettled counts
+	// those that started after waiting Config.Settle in vain.
+	Settled     time.Duration
+	Unsettled   int
 	LoadAtStart string
 	LoadAtEnd   string
 }
@@ -215,6 +222,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// cell measures one mode started once, in a process of its own (see CellCommand).
 	cell := func(m *Mode, workloads []string, threads, supervisors, n int) (*cellResult, error) {
+		if cfg.Settle > 0 {
+			waited := settle(ctx, cfg.Settle, procStatCPU, settleWindow)
+			rep.Settled += waited
+			if waited >= cfg.Settle {
+				rep.Unsettled++
+			}
+		}
 		res, err := runCell(ctx, cfg.Exe, cellSpec{Mode: m.Name, Workloads: workloads, Threads: threads,
 			Supervisors: supervisors, Executions: n, Env: env, Deadline: deadline}, cfg.Progress)
 		if err != nil {
