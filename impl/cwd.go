@@ -15,6 +15,7 @@ type virtualCwd struct {
 	kernel string // the task's kernel working directory when it was set
 	// removed is set once the view removed the directory.
 	removed *ghost
+	// path "" marks a task whose working directory is the kernel's again (see clearCwd).
 	// thread: the working directory is a thread's of this program (a worker's, in thread mode)
 	thread bool
 }
@@ -52,7 +53,7 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	c, ok := v.cwds[key]
 	v.mu.Unlock()
 	if ok || thread {
-		return c.path, c.removed, ok
+		return c.path, c.removed, ok && c.path != ""
 	}
 	st, err := tracee{tid: key}.status()
 	if err != nil {
@@ -70,7 +71,7 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 		}
 	}
 	v.mu.Unlock()
-	if !ok {
+	if !ok || pc.path == "" {
 		return "", nil, false
 	}
 	if kernel, err := readlink(t.procPath("cwd")); err != nil || kernel != pc.kernel {
@@ -113,9 +114,11 @@ func (v *View) clearCwd(t tracee) {
 	if n == 0 {
 		return
 	}
-	if key, _, err := v.cwdKey(t); err == nil {
+	// Not forgotten but marked real (no path): a process would otherwise inherit its parent's
+	// virtual directory again when its kernel one is where the parent's was.
+	if key, thread, err := v.cwdKey(t); err == nil {
 		v.mu.Lock()
-		delete(v.cwds, key)
+		v.setCwdLocked(key, virtualCwd{thread: thread})
 		v.mu.Unlock()
 	}
 }

@@ -149,3 +149,16 @@ func TestProcessKeep(t *testing.T) {
 		t.Errorf("kept layer has %q, %v", b, err)
 	}
 }
+
+// TestProcessChildLeavesVirtualCwd: a process whose parent works in a directory that exists only in
+// the view, and that changes to the directory the kernel still holds for the parent, is there, not
+// in the parent's virtual one.
+func TestProcessChildLeavesVirtualCwd(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f shared\n")
+	out, res := runCmd(t, shared, nil, "/bin/sh", "-c",
+		`cd `+shared+` && mkdir new && cd new && /bin/pwd && sh -c "cd $OLDPWD && pwd -P && /bin/pwd"`)
+	if want := shared + "/new\n" + shared + "\n" + shared + "\n"; out != want || res.ExitStatus != 0 {
+		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
+	}
+}

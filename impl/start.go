@@ -23,8 +23,9 @@ import (
 //
 // Start re-executes this program (/proc/self/exe) from a thread without the filter, as process
 // mode does: the new process loads a filter of its own, hands its listener to the invocation's
-// supervisor, changes to cmd.Dir in the view (default: the caller's working directory there), and
-// executes cmd.Path there. Errors of those two steps come back from Start, as from cmd.Start.
+// supervisor, changes to cmd.Dir in the view (default: the function's working directory there,
+// also when Start is called from another goroutine), and executes cmd.Path there. Errors of
+// those two steps come back from Start, as from cmd.Start.
 // That costs a start of this program (its runtime and package initialisation) on top of the
 // command's: BenchmarkStartVsExec. cmd.Path, Args and ExtraFiles are what the caller set again
 // when Start returns. SysProcAttr applies to the re-executed program, which keeps it across the
@@ -51,7 +52,7 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 	}
 	dir := cmd.Dir
 	if !filepath.IsAbs(dir) {
-		wd, err := os.Getwd() // in the view, on the function's own thread
+		wd, err := inv.workingDir()
 		if err != nil {
 			return fmt.Errorf("fsvirt: Start: working directory: %w", err)
 		}
@@ -119,4 +120,23 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 		return fail(&fs.PathError{Op: "chdir", Path: dir, Err: errno})
 	}
 	return fail(&fs.PathError{Op: "fork/exec", Path: path, Err: errno})
+}
+
+// workingDir returns the view path of the function's working directory, whichever goroutine asks.
+// It reads the worker thread's from a thread the filter does not trap (see Changes).
+func (inv *Invocation) workingDir() (string, error) {
+	type result struct {
+		dir string
+		err error
+	}
+	out := make(chan result, 1)
+	go func() {
+		s, err := inv.view.startDir(tracee{tid: inv.w.lineage.worker}, unix.AT_FDCWD)
+		if err == nil && s.gone {
+			err = unix.ENOENT // the view removed it
+		}
+		out <- result{s.path, err}
+	}()
+	r := <-out
+	return r.dir, r.err
 }

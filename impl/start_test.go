@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -197,6 +198,27 @@ func TestStartInTheView(t *testing.T) {
 			}
 			if b, err := os.ReadFile("g"); string(b) != "child\ngrandchild\n" {
 				t.Errorf("the children's file reads %q (%v) in the view", b, err)
+			}
+			// From a goroutine of the function, on another thread: still the function's directory,
+			// the view's own or a shared one.
+			pwdFromGoroutine := func(want string) {
+				t.Helper()
+				pwd := make(chan string, 1)
+				go func() {
+					b, err := startOutput(inv, exec.Command("/bin/pwd"))
+					pwd <- fmt.Sprint(string(b), err)
+				}()
+				if got := <-pwd; got != want+"\n<nil>" {
+					t.Errorf("/bin/pwd started from a goroutine printed %q, want %q", got, want)
+				}
+			}
+			pwdFromGoroutine(shared + "/new")
+			if err := os.Chdir(shared); err != nil {
+				return err
+			}
+			pwdFromGoroutine(shared)
+			if err := os.Chdir("new"); err != nil {
+				return err
 			}
 			direct := exec.Command("./prog", "direct")
 			if b, err := startOutput(inv, direct); string(b) != "prog direct\n" {
