@@ -148,9 +148,10 @@ func TestInjectionUnderSignals(t *testing.T) {
 // one here. What remains is the kernel's own race before 5.19: a signal that ends the task's wait
 // just before the SEND lands makes the task restart the syscall although the SEND succeeded, and
 // nothing tells the supervisor (1 to 5 leaks in 6000 opens, measured on one machine; 0 to 6 in
-// 1200, 2.5 on average, in 10 runs on another, and 8 in 1200 there while two VMs ran beside it).
-// The bound, 1 in 50, allows for that and stays far below the one leak per open of a supervisor
-// that does not close orphans.
+// 1200, 2.5 on average, in 10 runs on another, and 8 in 1200 there while two VMs ran beside it;
+// 8 to 28 in 4000 in 16 runs on a third, where one run of the kernel matrix, beside two VMs, saw
+// 31 in 1200 and the next 1). The bound, 1 in 20, allows for that and stays far below the one
+// leak per open of a supervisor that does not close orphans.
 func TestNoLeakWithoutAddfdSend(t *testing.T) {
 	for _, c := range []struct {
 		name         string
@@ -158,7 +159,7 @@ func TestNoLeakWithoutAddfdSend(t *testing.T) {
 		bound        func(opens int) int
 	}{
 		{"wait-killable", true, func(int) int { return 0 }},
-		{"no-wait-killable", false, func(opens int) int { return opens / 50 }},
+		{"no-wait-killable", false, func(opens int) int { return opens / 20 }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := notify.Features()
