@@ -11,11 +11,10 @@ import (
 // virtualCwd is a working directory the kernel cannot hold: a directory that exists only in the
 // private layer, or moved there. The kernel's working directory stays where it was (kernel).
 type virtualCwd struct {
-	path   string // view path
+	path   string // view path; "" once the task's working directory is the kernel's again (clearCwd)
 	kernel string // the task's kernel working directory when it was set
 	// removed is set once the view removed the directory.
 	removed *ghost
-	// path "" marks a task whose working directory is the kernel's again (see clearCwd).
 	// thread: the working directory is a thread's of this program (a worker's, in thread mode)
 	thread bool
 }

@@ -35,12 +35,11 @@ import (
 //
 // What this cannot see: a thread started on the worker thread outside the Go runtime that outlives
 // the invocation is taken for the next invocation's.
+//
+// Fenced tasks are answered in the listener's fence view (listener.fence): read-only, empty, the
+// pool's, so the store stays out of their reach as it does for any view.
 type lineage struct {
-	self   int // this process
 	worker int // the worker thread's tid: its own calls are always the invocation's
-	// fence is the view fenced processes get: read-only, empty, the pool's (so the store stays
-	// out of their reach as it does for any view).
-	fence *View
 
 	mu     sync.Mutex
 	view   *View           // the view seen holds the tasks of
@@ -54,9 +53,7 @@ type procID struct {
 	start uint64 // starttime in /proc/PID/stat, clock ticks after boot
 }
 
-func newLineage(worker int, fence *View) *lineage {
-	return &lineage{self: os.Getpid(), worker: worker, fence: fence}
-}
+func newLineage(worker int) *lineage { return &lineage{worker: worker} }
 
 // admit reports whether task tid, not the worker thread, which notified while v runs on the
 // worker, belongs to v's invocation.
@@ -91,7 +88,7 @@ func (l *lineage) admit(v *View, tid int) bool {
 // trace returns the identity of task tid of process tgid, and whether it descends from this process
 // without passing a fenced one. Preconditions: l.mu is held.
 func (l *lineage) trace(tgid, tid int) (procID, bool) {
-	if tgid == l.self { // a thread started on the worker thread outside the Go runtime
+	if tgid == selfPid { // a thread started on the worker thread outside the Go runtime
 		_, start, err := procStat(tid)
 		id := procID{tid, start}
 		return id, err == nil && !l.fenced[id]
@@ -110,7 +107,7 @@ func (l *lineage) trace(tgid, tid int) (procID, bool) {
 			return first, false
 		}
 		switch ppid {
-		case l.self:
+		case selfPid:
 			return first, true
 		case 0, 1:
 			return first, false // orphaned: where it came from is lost
@@ -144,7 +141,7 @@ func (l *lineage) end(v *View, forked bool) {
 		}
 	}
 	if forked {
-		b, _ := os.ReadFile("/proc/" + strconv.Itoa(l.self) + "/task/" + strconv.Itoa(l.worker) + "/children")
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(selfPid) + "/task/" + strconv.Itoa(l.worker) + "/children")
 		for _, f := range bytes.Fields(b) {
 			pid, err := strconv.Atoi(string(f))
 			if err != nil {

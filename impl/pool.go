@@ -218,7 +218,7 @@ func (p *Pool) startWorker() (*worker, error) {
 			return
 		}
 		w.listener = fd
-		w.lineage = newLineage(unix.Gettid(), p.fence)
+		w.lineage = newLineage(unix.Gettid())
 		ready <- nil
 		w.run()
 	}()

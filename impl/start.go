@@ -99,7 +99,7 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
 	}
 	// Once the invocation has ended, v refuses calls, and the supervisor answers them in the fence.
-	l := &listener{fd: lfd, view: func() *View { return v }, fence: inv.w.lineage.fence, owned: true}
+	l := &listener{fd: lfd, view: func() *View { return v }, fence: inv.w.lis.fence, owned: true}
 	if err := inv.w.sup.add(l); err != nil {
 		unix.Close(lfd)
 		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))

@@ -22,7 +22,8 @@ type listener struct {
 	// lineage, in thread mode, tells which tasks belong to the invocation running on the
 	// listener's thread; nil: all of them do (process mode).
 	lineage *lineage
-	// fence, in thread mode, answers a call that arrives after its view ended (see View.busy).
+	// fence, in thread mode, answers the tasks lineage does not admit, and a call that arrives
+	// after its view ended (see View.busy): the pool's read-only, empty view.
 	fence *View
 	// owned: the supervisor closes fd, at hup or when it stops (Invocation.Start's listeners).
 	owned bool
@@ -201,7 +202,7 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 		v = l.view()
 	}
 	if l.lineage != nil && int(n.Pid) != l.lineage.worker && (v == nil || !l.lineage.admit(v, int(n.Pid))) {
-		v = l.lineage.fence // a process an earlier invocation left running (see lineage)
+		v = l.fence // a process an earlier invocation left running (see lineage)
 	}
 	// Until respond has closed the supervisor's own descriptors: the task can run on, and its
 	// invocation end, before that (see View.busy).
