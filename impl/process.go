@@ -69,6 +69,24 @@ const (
 	initArgs        = 5
 )
 
+// initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
+// fd sock, it changes to dir ("" for none) in the view and executes path with args. quiet keeps
+// its errors off stderr (they come over the socket only).
+func initArgv(quiet bool, sock int, dir, path string, args []string) []string {
+	var flags []string
+	if quiet {
+		flags = append(flags, initFlagQuiet)
+	}
+	if notify.Features().WaitKillableRecv {
+		flags = append(flags, initFlagWaitKil)
+	}
+	opts := strings.Join(flags, ",")
+	if opts == "" {
+		opts = "plain"
+	}
+	return append([]string{initArg0, opts, strconv.Itoa(sock), dir, path}, args...)
+}
+
 // What fsvirt-init sends when a step after the listener fails: the step, then the errno (4 bytes,
 // native endian).
 const (
@@ -206,11 +224,6 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	defer unix.Close(parentSock)
 	files := []*os.File{orStd(cfg.Stdin, os.Stdin), orStd(cfg.Stdout, os.Stdout), orStd(cfg.Stderr, os.Stderr),
 		os.NewFile(uintptr(childSock), "fsvirt-init-sock")}
-	mode := "plain"
-	if notify.Features().WaitKillableRecv {
-		mode = initFlagWaitKil
-	}
-	const childFD = 3 // files[3]
 	env := cfg.Env
 	if env == nil {
 		env = os.Environ()
@@ -221,7 +234,8 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 			return 0, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 		}
 	}
-	proc, err := os.StartProcess("/proc/self/exe", append([]string{initArg0, mode, strconv.Itoa(childFD), "", cfg.Path}, cfg.Args...),
+	// The socket is the last of files; cfg.Dir is the kernel's to change to, before the filter.
+	proc, err := os.StartProcess("/proc/self/exe", initArgv(false, len(files)-1, "", cfg.Path, cfg.Args),
 		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
 	files[3].Close()
 	if err != nil {

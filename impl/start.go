@@ -8,9 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 
-	"github.com/fsvirt/fsvirt/internal/notify"
 	"golang.org/x/sys/unix"
 )
 
@@ -66,18 +64,13 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 	sock := fds[0]
 	defer unix.Close(sock)
 	child := os.NewFile(uintptr(fds[1]), "fsvirt-init-sock")
-	mode := initFlagQuiet
-	if notify.Features().WaitKillableRecv {
-		mode += "," + initFlagWaitKil
-	}
 	path, args, extra := cmd.Path, cmd.Args, cmd.ExtraFiles
 	prog := path
 	if !filepath.IsAbs(prog) { // relative to Dir, as for cmd.Start; long enough for /dev/fd/N (see exec)
 		prog = filepath.Join(dir, prog)
 	}
-	childFD := 3 + len(extra)
 	cmd.Path = "/proc/self/exe"
-	cmd.Args = append([]string{initArg0, mode, strconv.Itoa(childFD), dir, prog}, args...)
+	cmd.Args = initArgv(true, 3+len(extra), dir, prog, args)
 	cmd.ExtraFiles = append(extra[:len(extra):len(extra)], child)
 	started := make(chan error, 1)
 	// Not on this thread: a goroutine that is not locked to a worker never runs on one.
