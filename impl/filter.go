@@ -16,7 +16,8 @@ var (
 	filterErr  error
 )
 
-// compiledFilter returns the BPF program libseccomp compiled from the syscall table.
+// compiledFilter returns the BPF program libseccomp compiled from the syscall table, behind the
+// prefix that decides ioctl by command (ioctlPrefix).
 //
 // The program is compiled ahead of time, by `go generate ./impl` (genfilter, with libseccomp), into
 // zfilter.go, so that fsvirt builds without cgo or libseccomp and links statically. TestFilterDecisions
@@ -27,7 +28,13 @@ var (
 // libseccomp keeps a single listener per process (KERNEL.md, trap 1), so fsvirt loads the program
 // itself, once per worker thread or invocation process.
 func compiledFilter() ([]unix.SockFilter, error) {
-	filterOnce.Do(func() { filterProg, filterErr = decodeBPF(filterBPF) })
+	filterOnce.Do(func() {
+		prog, err := decodeBPF(filterBPF)
+		if err == nil {
+			prog = append(ioctlPrefix(), prog...)
+		}
+		filterProg, filterErr = prog, err
+	})
 	return filterProg, filterErr
 }
 

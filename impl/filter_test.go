@@ -61,6 +61,18 @@ func runFilter(t *testing.T, vm *bpf.VM, nr int, arch uint32) uint32 {
 	return uint32(ret)
 }
 
+// runFilterArg runs the filter on syscall nr with the low word of args[1] set to arg1.
+func runFilterArg(t *testing.T, vm *bpf.VM, nr int, arch, arg1 uint32) uint32 {
+	t.Helper()
+	b := seccompData(nr, arch)
+	binary.BigEndian.PutUint32(b[dataArg1Low:], arg1)
+	ret, err := vm.Run(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint32(ret)
+}
+
 func retErrno(e unix.Errno) uint32 { return unix.SECCOMP_RET_ERRNO | uint32(e) }
 
 func TestFilterDecisions(t *testing.T) {
@@ -75,7 +87,11 @@ func TestFilterDecisions(t *testing.T) {
 		case Passed:
 			want = unix.SECCOMP_RET_ALLOW
 		}
-		if got := runFilter(t, vm, e.nr, auditArchX8664); got != want {
+		var arg1 uint32
+		if e.nr == unix.SYS_IOCTL { // notified by command only (TestIoctlFilter)
+			arg1 = fsIocSetflags
+		}
+		if got := runFilterArg(t, vm, e.nr, auditArchX8664, arg1); got != want {
 			t.Errorf("%s (%d): filter returns %#x, want %#x (%s); if the table changed, run go generate ./impl",
 				e.name, e.nr, got, want, e.handling)
 		}
@@ -123,5 +139,46 @@ func TestSyscallTableRequired(t *testing.T) {
 	}
 	for name := range want {
 		t.Errorf("%s missing from the syscall table", name)
+	}
+}
+
+// TestIoctlFilter checks the filter's decisions on ioctl commands: file-system commands that can
+// change a file notify, their read-only siblings pass, and every other command passes untouched.
+func TestIoctlFilter(t *testing.T) {
+	vm := filterVM(t)
+	for _, c := range []struct {
+		name string
+		cmd  uint32
+		want uint32
+	}{
+		{"FS_IOC_SETFLAGS-notifies", fsIocSetflags, unix.SECCOMP_RET_USER_NOTIF},
+		{"FS_IOC32_SETFLAGS-notifies", fsIoc32Setflags, unix.SECCOMP_RET_USER_NOTIF},
+		{"FS_IOC_FSSETXATTR-notifies", fsIocFssetxattr, unix.SECCOMP_RET_USER_NOTIF},
+		{"FS_IOC_SETVERSION-notifies", 0x40087602, unix.SECCOMP_RET_USER_NOTIF},
+		{"FS_IOC_ENABLE_VERITY-notifies", 0x40806685, unix.SECCOMP_RET_USER_NOTIF},
+		{"FIFREEZE-notifies", 0xc0045877, unix.SECCOMP_RET_USER_NOTIF},
+		{"FITRIM-notifies", 0xc0185879, unix.SECCOMP_RET_USER_NOTIF},
+		{"FIDEDUPERANGE-notifies", 0xc0189436, unix.SECCOMP_RET_USER_NOTIF},
+		{"FAT_IOCTL_SET_ATTRIBUTES-notifies", 0x40047211, unix.SECCOMP_RET_USER_NOTIF},
+		{"FS_IOC_GETFLAGS-passes", 0x80086601, unix.SECCOMP_RET_ALLOW},
+		{"FS_IOC_FSGETXATTR-passes", 0x801c581f, unix.SECCOMP_RET_ALLOW},
+		{"FICLONE-passes", 0x40049409, unix.SECCOMP_RET_ALLOW},
+		{"TCGETS-passes", unix.TCGETS, unix.SECCOMP_RET_ALLOW},
+		{"TIOCGWINSZ-passes", unix.TIOCGWINSZ, unix.SECCOMP_RET_ALLOW},
+		{"FIONREAD-passes", 0x541b, unix.SECCOMP_RET_ALLOW},
+		{"FIOCLEX-passes", 0x5451, unix.SECCOMP_RET_ALLOW},
+		{"SIOCGIFFLAGS-passes", unix.SIOCGIFFLAGS, unix.SECCOMP_RET_ALLOW},
+		{"BLKGETSIZE64-passes", unix.BLKGETSIZE64, unix.SECCOMP_RET_ALLOW},
+	} {
+		if got := runFilterArg(t, vm, unix.SYS_IOCTL, auditArchX8664, c.cmd); got != c.want {
+			t.Errorf("%s (%#x): filter returns %#x, want %#x", c.name, c.cmd, got, c.want)
+		}
+	}
+	// The prefix decides ioctl alone: other syscalls with the same argument go on to the table.
+	if got := runFilterArg(t, vm, unix.SYS_READ, auditArchX8664, fsIocSetflags); got != unix.SECCOMP_RET_ALLOW {
+		t.Errorf("read with an ioctl-like argument: filter returns %#x, want ALLOW", got)
+	}
+	if got := runFilterArg(t, vm, unix.SYS_IOCTL, auditArchI386, fsIocSetflags); got != retErrno(errnoBadArch) {
+		t.Errorf("i386 ioctl: filter returns %#x, want ENOSYS", got)
 	}
 }

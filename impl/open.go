@@ -153,12 +153,16 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
 			return opathProxy(r.path, cloexec)
 		}
-		return openFD(r.host, flags&^(unix.O_PATH|unix.O_NOFOLLOW)|unix.O_RDONLY|unix.O_NONBLOCK, cloexec)
+		ro := flags&^(unix.O_PATH|unix.O_NOFOLLOW) | unix.O_RDONLY | unix.O_NONBLOCK
+		if r.own || r.gone {
+			return openFD(r.host, ro, cloexec)
+		}
+		return openHostFD(t, r.host, ro, cloexec)
 	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
 		if !mayWrite(o.flags) && fast {
 			return reply{kind: replyContinue}, nil
 		}
-		return openFD(r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
+		return v.openFDObject(t, r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
 	case tmpfile:
 		switch {
 		case !r.exists:
@@ -213,7 +217,10 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
 	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
 	// nothing to the view's tree.
-	return openFD(r.host, flags, cloexec)
+	if r.gone {
+		return openFD(r.host, flags, cloexec) // the supervisor's own ghost
+	}
+	return openHostFD(t, r.host, flags, cloexec)
 }
 
 // openFD opens host path p with the caller's flags for injection, without ever waiting.
@@ -239,6 +246,54 @@ func (v *View) open(t tracee, o op) (reply, error) {
 // give; a writer's open cannot be continued (KERNEL.md, trap 4).
 func openFD(p string, flags int, cloexec bool) (reply, error) {
 	fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	return fdReply(fd, err, flags, cloexec)
+}
+
+// openHostFD is openFD for an object that is not the view's own: a shared one, or one outside the
+// trees. It opens p as the caller (the kernel checks the caller's right to it), following nothing
+// the view did not follow (openHost).
+func openHostFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	var fd int
+	err = asCaller(c, func() (err error) {
+		fd, err = openHost(p, flags|unix.O_NONBLOCK, 0)
+		return err
+	})
+	return fdReply(fd, err, flags, cloexec)
+}
+
+// openFDObject reopens, as the caller, an object that has no path in the view (a pipe, a socket, a
+// deleted file) through the task's /proc/TID/fd/N, for an open of that magic link. A second thread
+// may have dup2()ed a shared file onto N since the view looked: an object that turns out to have a
+// name in a tree fails the call with EAGAIN.
+func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply, error) {
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	var fd int
+	err = asCaller(c, func() (err error) {
+		fd, err = unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if err != nil {
+		return reply{}, err
+	}
+	if _, pl, err := v.placeOf(fd); err != nil || pl == placeTree {
+		unix.Close(fd)
+		if err == nil {
+			err = unix.EAGAIN
+		}
+		return reply{}, err
+	}
+	return fdReply(fd, nil, flags, cloexec)
+}
+
+// fdReply answers with descriptor fd, opened with O_NONBLOCK added to flags, or with err.
+func fdReply(fd int, err error, flags int, cloexec bool) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
@@ -271,13 +326,28 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	if !tmpfile {
 		flags |= unix.O_EXCL
 	}
-	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, 0o600)
+	var fd int
+	if r.inTree {
+		fd, err = unix.Open(p, flags|unix.O_CLOEXEC, 0o600)
+	} else {
+		// On the host, as the caller: the kernel checks its right to the directory and makes it
+		// the owner; nothing the view did not follow is followed on the way.
+		err = asCaller(c, func() (err error) {
+			fd, err = openHost(p, flags, 0o600)
+			return err
+		})
+	}
 	if err != nil {
 		return reply{}, err
 	}
 	undo := func() {}
 	if !tmpfile {
-		undo = func() { unix.Unlink(p) }
+		undo = func() {
+			if dirfd, name, err := hostParent(p); err == nil {
+				unix.Unlinkat(dirfd, name, 0)
+				unix.Close(dirfd)
+			}
+		}
 	}
 	fail := func(err error) (reply, error) {
 		unix.Close(fd)
@@ -287,7 +357,7 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	if err := unix.Fchmod(fd, mode&^c.umask&07777); err != nil {
 		return fail(err)
 	}
-	if c.fsuid != os.Geteuid() || c.fsgid != os.Getegid() {
+	if r.inTree && (c.fsuid != os.Geteuid() || c.fsgid != os.Getegid()) {
 		if err := unix.Fchown(fd, c.fsuid, c.fsgid); err != nil && err != unix.EPERM {
 			return fail(err)
 		}

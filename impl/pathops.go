@@ -2,6 +2,7 @@ package impl
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path"
 	"strconv"
@@ -56,6 +57,8 @@ func (v *View) do(t tracee, o op) (reply, error) {
 		return v.inotify(t, o)
 	case opSockaddr:
 		return v.sockaddr(t, o)
+	case opIoctl:
+		return v.ioctl(t, o)
 	}
 	return reply{}, unix.ENOSYS
 }
@@ -313,18 +316,22 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	host := r.path
-	if r.inTree {
-		if err := v.addable(pathDir(r.path)); err != nil {
-			return reply{}, err
-		}
-		host = v.upperPath(r.path)
-	}
 	perm := o.mode & 07777 &^ c.umask
+	if o.kind == opMkdir {
+		perm = o.mode & 01777 &^ c.umask
+	}
+	if !r.inTree {
+		return okReply, atHost(t, r.path, func(dirfd int, name string) error {
+			return mknodeAt(dirfd, name, o, typ, perm)
+		})
+	}
+	if err := v.addable(pathDir(r.path)); err != nil {
+		return reply{}, err
+	}
+	host := v.upperPath(r.path)
 	switch o.kind {
 	case opMkdir:
 		err = unix.Mkdir(host, 0o700)
-		perm = o.mode & 01777 &^ c.umask
 	case opMknod:
 		err = unix.Mknod(host, typ|0o600, 0)
 	case opSymlink:
@@ -361,6 +368,38 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	return okReply, nil
 }
 
+// mknodeAt makes o's new name in directory dirfd on the host, with the credentials of the thread
+// (the caller's: the kernel gives the owner, and a set-group-ID directory's group) and exactly the
+// permissions perm, which the supervisor's own umask would otherwise reduce. The new object is
+// changed through a descriptor of its own, never by a name that a racing task could replace.
+func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
+	var err error
+	switch o.kind {
+	case opMkdir:
+		err = unix.Mkdirat(dirfd, name, 0o700)
+	case opMknod:
+		err = unix.Mknodat(dirfd, name, typ|0o600, 0)
+	case opSymlink:
+		return unix.Symlinkat(o.target, dirfd, name)
+	}
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return unix.EEXIST // replaced by a symlink since: changed nothing through it
+	}
+	return unix.Fchmodat(unix.AT_FDCWD, fdPath(fd), perm|st.Mode&unix.S_ISGID, 0)
+}
+
 func pathDir(p string) string { return path.Dir(p) }
 
 // unlink is unlink, unlinkat and rmdir.
@@ -394,10 +433,9 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOTDIR
 	}
 	if !r.inTree {
-		if r.pure {
-			return reply{kind: replyContinue}, nil
-		}
-		return okReply, unix.Unlinkat(unix.AT_FDCWD, r.host, int(o.flags))
+		return okReply, atHost(t, r.host, func(dirfd int, name string) error {
+			return unix.Unlinkat(dirfd, name, int(o.flags))
+		})
 	}
 	if v.isTreeRoot(r.path) {
 		return reply{}, unix.EBUSY
@@ -519,10 +557,14 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOTDIR
 	}
 	if !from.inTree {
-		if from.pure && to.pure {
-			return reply{kind: replyContinue}, nil
-		}
-		return okReply, unix.Renameat2(unix.AT_FDCWD, from.path, unix.AT_FDCWD, to.path, uint(o.flags))
+		return okReply, atHost(t, from.host, func(fromDir int, fromName string) error {
+			toDir, toName, err := hostParent(to.path)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(toDir)
+			return unix.Renameat2(fromDir, fromName, toDir, toName, uint(o.flags))
+		})
 	}
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
 		return reply{}, unix.EBUSY
@@ -588,20 +630,35 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if o.pathErr != nil {
 		return reply{}, o.pathErr
 	}
-	var oldHost, fromPath string
+	// The old name is either the view path of an object in the tree (fromPath) or the supervisor's
+	// own descriptor of the object (obj): the view's own, or one outside the trees.
+	var fromPath string
 	var oldInTree, oldDir bool
+	obj := -1
+	defer func() {
+		if obj >= 0 {
+			unix.Close(obj)
+		}
+	}()
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		// linkat(fd, "", ..., AT_EMPTY_PATH): typically an O_TMPFILE file given a name.
-		target, err := readlink(t.procPath("fd/" + strconv.Itoa(o.dirfd)))
+		var err error
+		if obj, _, err = t.taskObject(o.dirfd); err != nil {
+			return reply{}, err
+		}
+		p, pl, err := v.placeOf(obj)
 		if err != nil {
-			return reply{}, unix.EBADF
+			return reply{}, err
 		}
-		p, ok := v.viewPathOf(strings.TrimSuffix(target, " (deleted)"))
-		if !ok {
-			return reply{}, unix.EXDEV
+		oldInTree = pl != placeOutside
+		var st unix.Stat_t
+		if err := unix.Fstat(obj, &st); err != nil {
+			return reply{}, err
 		}
-		_ = p
-		oldHost, oldInTree = t.procPath("fd/"+strconv.Itoa(o.dirfd)), true
+		oldDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+		if pl == placeTree {
+			fromPath = p
+		}
 	} else {
 		from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_FOLLOW != 0})
 		switch {
@@ -610,8 +667,21 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		case !from.exists:
 			return reply{}, unix.ENOENT
 		}
-		oldHost, oldInTree, oldDir = from.host, from.inTree, from.mode == unix.S_IFDIR
-		fromPath = from.path
+		oldInTree, oldDir = from.inTree, from.mode == unix.S_IFDIR
+		if from.inTree {
+			fromPath = from.path
+		} else if !oldDir {
+			c, err := t.status()
+			if err != nil {
+				return reply{}, err
+			}
+			if err := asCaller(c, func() (err error) {
+				obj, err = openHost(from.host, unix.O_PATH, 0)
+				return err
+			}); err != nil {
+				return reply{}, err
+			}
+		}
 	}
 	if o.pathErr2 != nil {
 		return reply{}, o.pathErr2
@@ -629,29 +699,28 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	case oldDir:
 		return reply{}, unix.EPERM
 	}
-	if fromPath != "" && oldInTree {
+	if fromPath != "" {
 		if err := v.copyUpObj(fromPath, false); err != nil {
 			return reply{}, err
 		}
-		oldHost = v.upperPath(fromPath)
-	}
-	host := to.path
-	if to.inTree {
-		if err := v.addable(pathDir(to.path)); err != nil {
+		var err error
+		if obj, err = unix.Open(v.upperPath(fromPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}
-		host = v.upperPath(to.path)
 	}
-	linkFlags := 0
-	if strings.HasPrefix(oldHost, "/proc/") { // through the magic link, to the file itself
-		linkFlags = unix.AT_SYMLINK_FOLLOW
+	// Through the magic link of the supervisor's descriptor, to the object itself.
+	if !to.inTree {
+		return okReply, atHost(t, to.path, func(dirfd int, name string) error {
+			return unix.Linkat(unix.AT_FDCWD, fdPath(obj), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+		})
 	}
-	if err := unix.Linkat(unix.AT_FDCWD, oldHost, unix.AT_FDCWD, host, linkFlags); err != nil {
+	if err := v.addable(pathDir(to.path)); err != nil {
 		return reply{}, err
 	}
-	if to.inTree {
-		v.setEntry(to.path, &entry{kind: entryObj, own: true})
+	if err := unix.Linkat(unix.AT_FDCWD, fdPath(obj), unix.AT_FDCWD, v.upperPath(to.path), unix.AT_SYMLINK_FOLLOW); err != nil {
+		return reply{}, err
 	}
+	v.setEntry(to.path, &entry{kind: entryObj, own: true})
 	return okReply, nil
 }
 
@@ -659,100 +728,189 @@ func (v *View) link(t tracee, o op) (reply, error) {
 // chmod, chown, truncate, utimensat and the others, setxattr, removexattr. In the tree the object
 // is copied up (a directory materialized) and the change made to the copy.
 func (v *View) setattr(t tracee, o op) (reply, error) {
-	var viewPath, host string
-	inTree := false
-	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
+	if o.kind == opTruncate && o.fd < 0 && o.length < 0 {
+		return reply{}, unix.EINVAL
+	}
+	// Either the view path of an object in the tree, which is copied up and changed there, or the
+	// supervisor's own descriptor of an object outside the trees (or the view's own), changed
+	// where it is.
+	var viewPath string
+	obj := -1
+	defer func() {
+		if obj >= 0 {
+			unix.Close(obj)
+		}
+	}()
+	outside := false // obj is outside the trees: act with the caller's credentials
+	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd != unix.AT_FDCWD {
 		fd := o.fd
 		if fd < 0 {
 			fd = o.dirfd
 		}
-		target, err := readlink(t.procPath("fd/" + strconv.Itoa(fd)))
+		obj0, shared, err := t.taskObject(fd)
 		if err != nil {
-			return reply{}, unix.EBADF
+			return reply{}, err
 		}
-		p, proxy := proxyPath(target) // an O_PATH proxy stands for a view object
-		if !proxy {
-			if _, ok := v.viewPathOf(target); ok || !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
-				return reply{kind: replyContinue}, nil // the view's own object, a pipe, a socket...
+		obj = obj0
+		if o.fd >= 0 && shared {
+			// fchmod, fchown, fsetxattr... refuse an O_PATH descriptor, which pidfd_getfd shares.
+			if fl, err := unix.FcntlInt(uintptr(obj), unix.F_GETFL, 0); err == nil && fl&unix.O_PATH != 0 {
+				return reply{}, unix.EBADF
 			}
-			p = v.viewOfLower(target)
 		}
-		if !v.ns.inTree(p) {
-			return reply{kind: replyContinue}, nil
+		var pl place
+		viewPath, pl, err = v.placeOf(obj)
+		if err != nil {
+			return reply{}, err
 		}
-		viewPath, inTree = p, true
+		outside = pl == placeOutside
+		if pl == placeTree {
+			unix.Close(obj)
+			obj = -1
+		}
 	} else {
-		if o.kind == opTruncate && o.length < 0 {
-			return reply{}, unix.EINVAL
-		}
 		r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 		if err != nil {
 			return reply{}, err
 		}
-		if !r.inTree {
-			if r.pure {
-				return reply{kind: replyContinue}, nil
-			}
-			host = r.host
-		}
-		viewPath, inTree = r.path, r.inTree
 		if o.kind == opTruncate {
 			switch {
-			case o.length < 0:
-				return reply{}, unix.EINVAL
 			case r.mode == unix.S_IFDIR:
 				return reply{}, unix.EISDIR
 			case r.mode != unix.S_IFREG:
 				return reply{}, unix.EINVAL
 			}
 		}
+		viewPath = r.path
+		if !r.inTree {
+			// The host's object, opened without following anything the view did not follow. A
+			// removed directory the caller still holds (gone) is the supervisor's own ghost.
+			if r.gone {
+				obj, err = unix.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
+			} else {
+				outside = true
+				c, cerr := t.status()
+				if cerr != nil {
+					return reply{}, cerr
+				}
+				err = asCaller(c, func() (err error) {
+					obj, err = openHost(r.host, unix.O_PATH, 0)
+					return err
+				})
+			}
+			if err != nil {
+				return reply{}, err
+			}
+		}
 	}
 	if err := timesErr(o); err != nil {
 		return reply{}, err
 	}
-	if inTree && host == "" {
+	if obj < 0 {
 		// Fail before copying up: a failed call changes nothing, not even where the file is.
 		if err := v.precheck(viewPath, o); err != nil {
 			return reply{}, err
 		}
-	}
-	if inTree {
 		if err := v.copyUpObj(viewPath, o.kind == opTruncate && o.length == 0); err != nil {
 			return reply{}, err
 		}
-		host = v.upperPath(viewPath)
+		var err error
+		if obj, err = unix.Open(v.upperPath(viewPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+			return reply{}, err
+		}
 	}
-	var err error
+	if !outside {
+		return okReply, setattrObj(obj, o)
+	}
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	return okReply, asCaller(c, func() error { return setattrObj(obj, o) })
+}
+
+// setattrObj makes o's change to the object behind the supervisor's descriptor obj.
+func setattrObj(obj int, o op) error {
+	p := fdPath(obj)
 	switch o.kind {
 	case opChmod:
 		if o.flags&unix.AT_SYMLINK_NOFOLLOW != 0 {
 			var st unix.Stat_t
-			if err = unix.Lstat(host, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-				return reply{}, unix.EOPNOTSUPP
+			if err := unix.Fstat(obj, &st); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				return unix.EOPNOTSUPP
 			}
 		}
-		err = unix.Fchmodat(unix.AT_FDCWD, host, o.mode&07777, 0)
+		return unix.Fchmodat(unix.AT_FDCWD, p, o.mode&07777, 0)
 	case opChown:
-		err = unix.Lchown(host, o.uid, o.gid)
+		return unix.Fchownat(obj, "", o.uid, o.gid, unix.AT_EMPTY_PATH)
 	case opTruncate:
-		err = unix.Truncate(host, o.length)
+		if o.length < 0 {
+			return unix.EINVAL
+		}
+		return unix.Truncate(p, o.length)
 	case opUtimens:
-		var ts []unix.Timespec
+		ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
 		if o.times != nil {
 			ts = o.times[:]
-		} else {
-			ts = []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
 		}
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW)
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0)
 	case opSetxattr:
-		err = unix.Lsetxattr(host, o.name, o.value, int(o.flags>>32))
+		return unix.Setxattr(p, o.name, o.value, int(o.flags>>32))
 	case opRemovexattr:
-		err = unix.Lremovexattr(host, o.name)
+		return unix.Removexattr(p, o.name)
 	}
+	return fmt.Errorf("[bug] setattr of op kind %d", o.kind)
+}
+
+// place is where an object the task holds a descriptor of lies for a view.
+type place uint8
+
+const (
+	placeOutside place = iota // outside the trees, or no file-system object (pipe, socket...)
+	placeOwn                  // the view's own: in its private layer
+	placeTree                 // a shared object in a tree, at the view path placeOf returns
+)
+
+// placeOf says where the object behind the supervisor's own descriptor obj lies, and its view path
+// when it has one. The name comes from the supervisor's descriptor, which no task can change; a
+// name that no longer leads to the object (the host moved it) fails with EAGAIN rather than be
+// trusted, and so does a shared object whose name the host removed while another remains.
+func (v *View) placeOf(obj int) (string, place, error) {
+	target, err := readlink(fdPath(obj))
 	if err != nil {
-		return reply{}, err
+		return "", 0, err
 	}
-	return okReply, nil
+	if p, ok := proxyPath(target); ok { // an O_PATH proxy stands for a symlink of the view
+		return p, placeTree, nil
+	}
+	if !strings.HasPrefix(target, "/") {
+		return "", placeOutside, nil
+	}
+	h, deleted := strings.CutSuffix(target, " (deleted)")
+	if p, ok := v.viewPathOf(h); ok {
+		return p, placeOwn, nil
+	}
+	if v.ns.hidden(h) {
+		return "", 0, unix.EPERM
+	}
+	var st, at unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return "", 0, err
+	}
+	if deleted {
+		if st.Nlink == 0 {
+			return "", placeOutside, nil // no name anywhere: nothing shared can change
+		}
+		return "", 0, unix.EAGAIN
+	}
+	if err := unix.Lstat(h, &at); err != nil || at.Dev != st.Dev || at.Ino != st.Ino {
+		return "", 0, unix.EAGAIN
+	}
+	p := v.viewOfLower(h)
+	if v.ns.inTree(p) {
+		return p, placeTree, nil
+	}
+	return p, placeOutside, nil
 }
 
 // getxattr is getxattr, lgetxattr, listxattr and llistxattr.
@@ -881,8 +1039,12 @@ func (v *View) precheck(p string, o op) error {
 // on its own duplicate of the caller's socket (pidfd_getfd), which is the same socket.
 func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	const sunPath = 2 // offsetof(struct sockaddr_un, sun_path)
+	connect := o.flags == 1
 	if o.size <= sunPath || o.size > uint64(unsafe.Sizeof(unix.RawSockaddrUnix{})) {
-		return reply{kind: replyContinue}, nil
+		if connect {
+			return reply{kind: replyContinue}, nil
+		}
+		return v.bindRaw(t, o, nil)
 	}
 	raw := make([]byte, o.size)
 	if _, err := t.read(o.buf, raw); err != nil {
@@ -891,18 +1053,40 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	family := *(*uint16)(unsafe.Pointer(&raw[0]))
 	name := raw[sunPath:]
 	if family != unix.AF_UNIX || name[0] == 0 { // not UNIX, or an abstract address
-		return reply{kind: replyContinue}, nil
+		// A bind is never continued: the kernel would read the address again, and a second
+		// thread may have made it a path by then (docs/kernel.md, "CONTINUE re-reads memory").
+		// A connect makes no file; the threat model says where a raced one can lead.
+		if connect {
+			return reply{kind: replyContinue}, nil
+		}
+		return v.bindRaw(t, o, raw)
 	}
 	if i := bytes.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	connect := o.flags == 1
 	r, err := v.resolve(t, unix.AT_FDCWD, string(name), resolveOpts{followFinal: connect, creat: !connect})
 	if err != nil {
 		return reply{}, err
 	}
-	if !r.inTree || connect && r.pure {
+	if connect && (!r.inTree || r.pure) {
 		return reply{kind: replyContinue}, nil
+	}
+	if !r.inTree { // bind outside the trees: made on the host, as the caller
+		if r.exists || r.dot {
+			return reply{}, unix.EADDRINUSE
+		}
+		fd, err := t.getfd(o.fd)
+		if err != nil {
+			return reply{}, err
+		}
+		defer unix.Close(fd)
+		return okReply, atHost(t, r.path, func(dirfd int, name string) error {
+			short := fdPath(dirfd) + "/" + name
+			if len(short) >= len(unix.RawSockaddrUnix{}.Path) {
+				return unix.ENAMETOOLONG
+			}
+			return unix.Bind(fd, &unix.SockaddrUnix{Name: short})
+		})
 	}
 	host := r.host
 	if !connect {

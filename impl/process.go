@@ -158,6 +158,9 @@ func childInit(waitKillable, quiet bool, sock int, dir, path string, argv []stri
 //
 // Cancelling ctx kills the command with SIGKILL; descendants it left behind keep the view alive
 // until they exit.
+//
+// Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
+// which the command must not be able to ptrace or read through /proc.
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err := notify.Require(); err != nil {
 		return nil, err
@@ -167,6 +170,13 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	}
 	if _, err := compiledFilter(); err != nil {
 		return nil, err
+	}
+	// The command must not reach the supervisor through ptrace, process_vm_*, pidfd_getfd or
+	// /proc/PID/{mem,fd,...}: the filter denies the calls, the view the entries (supervisorOnly),
+	// and the kernel refuses all of them to a task without CAP_SYS_PTRACE once this process is
+	// not dumpable. The command's own processes become dumpable again at their execve.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}
 	log := cfg.Logger
 	if log == nil {

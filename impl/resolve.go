@@ -158,6 +158,9 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		if v.ns.hidden(next) {
 			return r, unix.ENOENT
 		}
+		if supervisorOnly(t, next) {
+			return r, unix.EACCES
+		}
 		l, st, err := v.locate(next)
 		if err == unix.ENAMETOOLONG && last && o.deferLong {
 			r.path, r.inTree, r.longName = next, v.ns.inTree(next), err

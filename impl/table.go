@@ -149,6 +149,13 @@ var table = []sysEntry{
 	{nr: unix.SYS_LISTXATTR, name: "listxattr", handling: Virtualized, decode: listxattrDecoder(false)},
 	{nr: unix.SYS_LLISTXATTR, name: "llistxattr", handling: Virtualized, decode: listxattrDecoder(true)},
 	{nr: unix.SYS_STATFS, name: "statfs", handling: Virtualized, decode: decodeStatfs},
+	{nr: unix.SYS_IOCTL, name: "ioctl", handling: Virtualized, decode: decodeIoctl, note: "only file-system commands that can change a file notify (impl/ioctl.go); the rest pass"},
+
+	// Ways to reach the supervisor itself: its memory, its descriptors (the listener among them).
+	{nr: unix.SYS_PTRACE, name: "ptrace", handling: Denied, errno: errnoPolicy, note: "could take over the supervisor or another task of the view"},
+	{nr: unix.SYS_PROCESS_VM_READV, name: "process_vm_readv", handling: Denied, errno: errnoPolicy, note: "reads another process's memory, the supervisor's included"},
+	{nr: unix.SYS_PROCESS_VM_WRITEV, name: "process_vm_writev", handling: Denied, errno: errnoPolicy, note: "writes another process's memory, the supervisor's included"},
+	{nr: unix.SYS_PIDFD_GETFD, name: "pidfd_getfd", handling: Denied, errno: errnoPolicy, note: "takes another process's descriptors, the supervisor's listener included"},
 	{nr: unix.SYS_INOTIFY_ADD_WATCH, name: "inotify_add_watch", handling: Virtualized, decode: decodeInotifyAddWatch},
 }
 

@@ -79,6 +79,7 @@ type creds struct {
 	umask  uint32
 	fsuid  int
 	fsgid  int
+	groups []int // supplementary groups
 	hasUmk bool
 }
 
@@ -114,6 +115,12 @@ func (t tracee) status() (creds, error) {
 		case "Gid":
 			if len(fields) >= 4 {
 				c.fsgid, _ = strconv.Atoi(fields[3])
+			}
+		case "Groups":
+			for _, f := range fields {
+				if g, err := strconv.Atoi(f); err == nil {
+					c.groups = append(c.groups, g)
+				}
 			}
 		}
 	}
