@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/fsvirt/fsvirt/internal/notify"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,9 +112,6 @@ func hostParent(p string) (dirfd int, name string, err error) {
 // follows to the object itself, not to a path, and that no task can change.
 func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
-// taskObjectFallback forces taskObject's fallback, for tests.
-var taskObjectFallback = false
-
 // taskObject returns the supervisor's own descriptor of the object behind the task's descriptor
 // fd, to decide on and act on: whatever the task does to fd afterwards, this stays the object the
 // call named when the supervisor looked. pidfd_getfd (5.6) gives the task's own open file; where it
@@ -125,7 +123,7 @@ func (t tracee) taskObject(fd int) (obj int, shared bool, err error) {
 	if fd < 0 {
 		return -1, false, unix.EBADF
 	}
-	if !taskObjectFallback {
+	if notify.Features().PidfdGetfd {
 		obj, err := t.getfd(fd)
 		if err == nil || err == unix.EBADF || err == errTraceeGone {
 			return obj, err == nil, err

@@ -172,6 +172,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case !r.inTree:
 			return v.create(t, r, r.path, flags, o.mode, cloexec, true)
 		}
+		if err := v.mayCreate(t, r.path); err != nil {
+			return reply{}, err
+		}
 		if err := v.ensureDir(r.path); err != nil {
 			return reply{}, err
 		}
@@ -187,6 +190,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
 		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
 	case !r.exists:
+		if err := v.mayCreate(t, path.Dir(r.path)); err != nil {
+			return reply{}, err
+		}
 		if err := v.addable(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
@@ -203,6 +209,16 @@ func (v *View) open(t tracee, o op) (reply, error) {
 
 	// The final object exists. O_CREAT has done its part; what remains is the kernel's open of it.
 	flags &^= unix.O_CREAT | unix.O_EXCL
+	if r.inTree && (r.own || writesData(flags)) {
+		// The supervisor opens these itself: the kernel checks its rights, not the caller's.
+		c, err := t.status()
+		if err != nil {
+			return reply{}, err
+		}
+		if err := hostMay(c, r.host, openMask(flags)); err != nil {
+			return reply{}, err
+		}
+	}
 	switch {
 	case r.own:
 		return openFD(r.host, flags, cloexec)

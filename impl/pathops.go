@@ -325,6 +325,9 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 			return mknodeAt(dirfd, name, o, typ, perm)
 		})
 	}
+	if err := v.mayMakeIn(c, pathDir(r.path)); err != nil {
+		return reply{}, err
+	}
 	if err := v.addable(pathDir(r.path)); err != nil {
 		return reply{}, err
 	}
@@ -439,6 +442,13 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	if v.isTreeRoot(r.path) {
 		return reply{}, unix.EBUSY
+	}
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := v.mayRemove(c, r.path); err != nil {
+		return reply{}, err
 	}
 	if rmdir && v.isPartial(r.ent) { // its listing is not all in its upper directory
 		if err := v.materialize(r.path); err != nil {
@@ -568,6 +578,9 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	}
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
 		return reply{}, unix.EBUSY
+	}
+	if err := v.mayRename(t, from, to, exchange); err != nil {
+		return reply{}, err
 	}
 	// The checks that need no listing, before anything is materialized: a failed rename changes
 	// nothing in the private layer.
@@ -714,6 +727,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			return unix.Linkat(unix.AT_FDCWD, fdPath(obj), dirfd, name, unix.AT_SYMLINK_FOLLOW)
 		})
 	}
+	if err := v.mayCreate(t, pathDir(to.path)); err != nil {
+		return reply{}, err
+	}
 	if err := v.addable(pathDir(to.path)); err != nil {
 		return reply{}, err
 	}
@@ -742,6 +758,7 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		}
 	}()
 	outside := false // obj is outside the trees: act with the caller's credentials
+	var pl place
 	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd != unix.AT_FDCWD {
 		fd := o.fd
 		if fd < 0 {
@@ -758,7 +775,6 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 				return reply{}, unix.EBADF
 			}
 		}
-		var pl place
 		viewPath, pl, err = v.placeOf(obj)
 		if err != nil {
 			return reply{}, err
@@ -808,6 +824,9 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	}
 	if obj < 0 {
 		// Fail before copying up: a failed call changes nothing, not even where the file is.
+		if err := v.mayChangeAttr(t, viewPath, o); err != nil {
+			return reply{}, err
+		}
 		if err := v.precheck(viewPath, o); err != nil {
 			return reply{}, err
 		}
@@ -820,6 +839,15 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		}
 	}
 	if !outside {
+		if pl == placeOwn { // the view's own object: the kernel checks the supervisor's rights
+			c, err := t.status()
+			if err != nil {
+				return reply{}, err
+			}
+			if err := maySetattr(c, obj, o); err != nil {
+				return reply{}, err
+			}
+		}
 		return okReply, setattrObj(obj, o)
 	}
 	c, err := t.status()

@@ -71,7 +71,7 @@ start=$SECONDS
 max_run=1200
 static=(-tags "osusergo,netgo" -ldflags '-linkmode external -extldflags "-static"')
 # What host-fallbacks turns off: every optional feature (internal/notify's names).
-fallbacks=addfd-send,id-valid-w,wait-killable,sync-wakeup
+fallbacks=addfd-send,id-valid-w,wait-killable,sync-wakeup,pidfd-getfd
 
 die() {
 	echo "vmtest: $*" >&2

@@ -27,13 +27,17 @@ type FeatureSet struct {
 	WaitKillableRecv bool
 	// SyncWakeUp: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6 (48a1084a8b74): faster wake-ups.
 	SyncWakeUp bool
+	// PidfdGetfd: pidfd_getfd(2), 5.6 (8649c322f75c): the supervisor takes a task's open file
+	// itself. Without it (or where the kernel refuses it), the object is opened through
+	// /proc/TID/fd/N with O_PATH: the same object, a new open file.
+	PidfdGetfd bool
 }
 
 // Names of the features as FSVIRT_DISABLE and the probe report spell them.
-var featureNames = []string{"user-notif", "addfd", "addfd-send", "id-valid-w", "wait-killable", "sync-wakeup"}
+var featureNames = []string{"user-notif", "addfd", "addfd-send", "id-valid-w", "wait-killable", "sync-wakeup", "pidfd-getfd"}
 
 func (f *FeatureSet) fields() []*bool {
-	return []*bool{&f.UserNotif, &f.Addfd, &f.AddfdSend, &f.IDValidW, &f.WaitKillableRecv, &f.SyncWakeUp}
+	return []*bool{&f.UserNotif, &f.Addfd, &f.AddfdSend, &f.IDValidW, &f.WaitKillableRecv, &f.SyncWakeUp, &f.PidfdGetfd}
 }
 
 // String lists the features as "name=on|off", in a fixed order.
@@ -144,6 +148,8 @@ func KernelRelease() string {
 
 func probe() (FeatureSet, error) {
 	var f FeatureSet
+	_, err := unix.PidfdGetfd(-1, 0, 0)
+	f.PidfdGetfd = err == unix.EBADF // present: the pidfd is checked first
 	// Flag probes: the kernel validates flags before it reads the filter, so a NULL filter yields
 	// EFAULT for known flags and EINVAL for unknown ones, with no side effect.
 	f.UserNotif = probeFlags(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)

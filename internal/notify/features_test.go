@@ -16,6 +16,7 @@ var minKernel = map[string][2]int{
 	"id-valid-w":    {5, 9}, // see backported
 	"wait-killable": {5, 19},
 	"sync-wakeup":   {6, 6},
+	"pidfd-getfd":   {5, 6},
 }
 
 // backported features reached older stable kernels too, so a kernel below minKernel may have

@@ -1,0 +1,227 @@
+package impl
+
+import (
+	"path"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Permissions in the trees. The supervisor makes the view's changes in the private layer with its
+// own credentials, so the kernel checks nothing there on the caller's behalf: these functions
+// make the checks it would make on the view's objects (the shared object, or the view's copy,
+// whose mode and owner are the shared one's), before anything is copied up, so that a refused call
+// changes nothing. Access bits are checked by the kernel itself, with faccessat2(AT_EACCESS) on
+// the object run as the caller (asCaller); ownership rules are written out here.
+//
+// A caller with fsuid 0 is taken to hold root's capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER,
+// CAP_CHOWN): the checks pass. A root caller that dropped them is not refused what the kernel
+// would refuse it.
+
+// privileged reports whether the kernel would let caller c past every check made here.
+func (c creds) privileged() bool { return c.fsuid == 0 }
+
+// inGroup reports whether c has group gid: its fsgid or a supplementary group.
+func (c creds) inGroup(gid uint32) bool {
+	return c.fsgid == int(gid) || slices.Contains(c.groups, int(gid))
+}
+
+// callerMay checks that caller c may access the view's object at view path p with mask (R_OK,
+// W_OK, X_OK), as the kernel would. A tree on a read-only mount is writable in the view.
+func (v *View) callerMay(c creds, p string, mask uint32) error {
+	if c.privileged() || mask == 0 {
+		return nil
+	}
+	l, _, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	return hostMay(c, l.host, mask)
+}
+
+// hostMay is callerMay for the object at host path h, which the supervisor opens itself (the
+// store is not the caller's to walk).
+func hostMay(c creds, h string, mask uint32) error {
+	if c.privileged() || mask == 0 {
+		return nil
+	}
+	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return fdMay(c, fd, mask)
+}
+
+// fdMay is callerMay for the object behind the supervisor's descriptor fd.
+func fdMay(c creds, fd int, mask uint32) error {
+	if c.privileged() || mask == 0 {
+		return nil
+	}
+	err := asCaller(c, func() error {
+		return unix.Faccessat2(fd, "", mask, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
+	})
+	if err == unix.EROFS {
+		return nil
+	}
+	return err
+}
+
+// mayMakeIn checks that caller c may add a name to view directory dir: write and search
+// permission on it.
+func (v *View) mayMakeIn(c creds, dir string) error {
+	return v.callerMay(c, dir, unix.W_OK|unix.X_OK)
+}
+
+// mayRemove checks that caller c may remove (or rename away, or replace) the name of view path p:
+// write and search permission on its directory and, where that directory is sticky, ownership of
+// the directory or of the object (may_delete's check_sticky).
+func (v *View) mayRemove(c creds, p string) error {
+	if c.privileged() {
+		return nil
+	}
+	dir := path.Dir(p)
+	if err := v.mayMakeIn(c, dir); err != nil {
+		return err
+	}
+	_, dst, err := v.locate(dir)
+	if err != nil {
+		return err
+	}
+	if dst.Mode&unix.S_ISVTX == 0 || dst.Uid == uint32(c.fsuid) {
+		return nil
+	}
+	_, st, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	if st.Uid != uint32(c.fsuid) {
+		return unix.EPERM
+	}
+	return nil
+}
+
+// openMask is the access an open with flags asks for (may_open): read and write by access
+// mode, write for O_TRUNC.
+func openMask(flags int) uint32 {
+	var m uint32
+	switch flags & unix.O_ACCMODE {
+	case unix.O_RDONLY:
+		m = unix.R_OK
+	case unix.O_WRONLY:
+		m = unix.W_OK
+	case unix.O_RDWR:
+		m = unix.R_OK | unix.W_OK
+	}
+	if flags&unix.O_TRUNC != 0 {
+		m |= unix.W_OK
+	}
+	return m
+}
+
+// maySetattr checks that caller c may make o's change to the view's object behind the
+// supervisor's descriptor obj: chmod and explicit times need ownership, chown needs privilege
+// (or the owner giving its file to one of its own groups), truncate needs write permission, times
+// set to now ownership or write permission, and extended attributes of the user namespace write
+// permission (trusted and security ones privilege).
+func maySetattr(c creds, obj int, o op) error {
+	if c.privileged() {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return err
+	}
+	owner := st.Uid == uint32(c.fsuid)
+	switch o.kind {
+	case opChmod:
+		if !owner {
+			return unix.EPERM
+		}
+	case opChown:
+		switch {
+		case o.uid != -1 && uint32(o.uid) != st.Uid, !owner && (o.uid != -1 || o.gid != -1):
+			return unix.EPERM
+		case o.gid != -1 && uint32(o.gid) != st.Gid && !c.inGroup(uint32(o.gid)):
+			return unix.EPERM
+		}
+	case opTruncate:
+		return fdMay(c, obj, unix.W_OK)
+	case opUtimens:
+		now := o.times == nil || o.times[0].Nsec == unix.UTIME_NOW && o.times[1].Nsec == unix.UTIME_NOW
+		switch {
+		case owner:
+		case !now:
+			return unix.EPERM
+		default:
+			if err := fdMay(c, obj, unix.W_OK); err != nil {
+				return unix.EACCES
+			}
+		}
+	case opSetxattr, opRemovexattr:
+		if !strings.HasPrefix(o.name, "user.") {
+			return unix.EPERM
+		}
+		return fdMay(c, obj, unix.W_OK)
+	}
+	return nil
+}
+
+// mayRename checks that the caller of t may rename from to to (or exchange them): remove from's
+// name, and to's when it exists, and add to's; a directory that changes parent needs write
+// permission of its own, for its "..".
+func (v *View) mayRename(t tracee, from, to resolved, exchange bool) error {
+	c, err := t.status()
+	if err != nil || c.privileged() {
+		return err
+	}
+	if err := v.mayRemove(c, from.path); err != nil {
+		return err
+	}
+	if to.exists {
+		if err := v.mayRemove(c, to.path); err != nil {
+			return err
+		}
+	} else if err := v.mayMakeIn(c, path.Dir(to.path)); err != nil {
+		return err
+	}
+	if path.Dir(from.path) != path.Dir(to.path) {
+		if from.mode == unix.S_IFDIR {
+			if err := v.callerMay(c, from.path, unix.W_OK); err != nil {
+				return err
+			}
+		}
+		if exchange && to.mode == unix.S_IFDIR {
+			return v.callerMay(c, to.path, unix.W_OK)
+		}
+	}
+	return nil
+}
+
+// mayCreate is mayMakeIn for the caller of t.
+func (v *View) mayCreate(t tracee, dir string) error {
+	c, err := t.status()
+	if err != nil {
+		return err
+	}
+	return v.mayMakeIn(c, dir)
+}
+
+// mayChangeAttr is maySetattr for the view's object at view path p, before it is copied up.
+func (v *View) mayChangeAttr(t tracee, p string, o op) error {
+	c, err := t.status()
+	if err != nil || c.privileged() {
+		return err
+	}
+	l, _, err := v.locate(p)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Open(l.host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return maySetattr(c, fd, o)
+}
