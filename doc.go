@@ -27,8 +27,8 @@
 //     chmod, chown, utimensat, setxattr, removexattr) or links it, at most
 //     once per file; rename and unlink copy nothing;
 //   - an fd keeps the file it was opened on: an fd opened read-only before the
-//     invocation copied the file up still reads the shared file (KERNEL.md,
-//     trap 10); a directory fd opened before the invocation changed the
+//     invocation copied the file up still reads the shared file (docs/kernel.md,
+//     "Descriptors opened before a copy-up"); a directory fd opened before the invocation changed the
 //     directory lists the shared directory's entries;
 //   - when the invocation ends, nothing of it is left.
 package fsvirt

@@ -25,7 +25,7 @@ var (
 // without a regenerated program fails the tests; with -tags fsvirt_libseccomp, TestFilterUpToDate also
 // compares it byte for byte with what the installed libseccomp compiles now.
 //
-// libseccomp keeps a single listener per process (KERNEL.md, trap 1), so fsvirt loads the program
+// libseccomp keeps a single listener per process (docs/kernel.md, "One listener per filter"), so fsvirt loads the program
 // itself, once per worker thread or invocation process.
 func compiledFilter() ([]unix.SockFilter, error) {
 	filterOnce.Do(func() {

@@ -242,7 +242,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 // openFD opens host path p with the caller's flags for injection, without ever waiting.
 //
 // The supervisor answers the notifications of every task it serves one at a time: an open that
-// waited for a FIFO's other end would stall all of them (KERNEL.md, trap 8), for good when that
+// waited for a FIFO's other end would stall all of them (docs/kernel.md, "The supervisor must not wait"), for good when that
 // end is to be opened by one of them. So openFD opens with O_NONBLOCK, and clears it again when
 // the caller did not ask for it. For anything but a FIFO this changes nothing the caller sees,
 // except that a device that would wait in open (a terminal waiting for carrier) does not, and an
@@ -259,7 +259,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 // the fast policy continues read-only opens of shared FIFOs it reaches plainly. Only an open that
 // may write, or that the kernel would resolve elsewhere, or any open in the strict policy, comes
 // here. Waiting on another thread would need a deferred answer, which the supervisor does not
-// give; a writer's open cannot be continued (KERNEL.md, trap 4).
+// give; a writer's open cannot be continued (docs/kernel.md, "CONTINUE re-reads memory").
 func openFD(p string, flags int, cloexec bool) (reply, error) {
 	fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	return fdReply(fd, err, flags, cloexec)

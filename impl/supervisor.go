@@ -30,7 +30,7 @@ type listener struct {
 }
 
 // supervisor answers the notifications of all its listeners from one OS thread that carries no
-// filter, so that nothing it does is trapped (KERNEL.md, trap 3).
+// filter, so that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
 //
 // Lock order: supervisor.mu, then View.mu.
 type supervisor struct {
@@ -130,7 +130,7 @@ func (s *supervisor) loop() {
 	// marks the notification answered, then waits, interruptibly, for the task to install the fd. A
 	// signal in that window (Go's SIGURG preemption, most often) makes the kernel withdraw the fd but
 	// not the answer: the task's syscall returns 0, the ioctl restarts and fails with EINPROGRESS, or
-	// ENOENT once the task has gone on with fd 0 as "its" file (KERNEL.md, trap 2; measured by
+	// ENOENT once the task has gone on with fd 0 as "its" file (docs/kernel.md, "Signals withdraw notifications"; measured by
 	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending
 	// for other threads of the process; SIGKILL and SIGSTOP cannot be blocked. Restored before the
 	// thread goes back to the runtime.

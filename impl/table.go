@@ -53,7 +53,7 @@ var table = []sysEntry{
 	{nr: unix.SYS_OPENAT2, name: "openat2", handling: Virtualized, decode: decodeOpenat2},
 	{nr: unix.SYS_CREAT, name: "creat", handling: Virtualized, decode: decodeCreat},
 
-	// Ways to reach files without a path the supervisor sees (KERNEL.md, trap 6).
+	// Ways to reach files without a path the supervisor sees (docs/kernel.md, "Paths the filter never sees").
 	{nr: unix.SYS_IO_URING_SETUP, name: "io_uring_setup", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},
 	{nr: unix.SYS_IO_URING_ENTER, name: "io_uring_enter", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},
 	{nr: unix.SYS_IO_URING_REGISTER, name: "io_uring_register", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},

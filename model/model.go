@@ -43,7 +43,7 @@ type Decision struct {
 	// chroot copy or overlayfs would show the view:
 	//   - a file fd opened on the shared file before the invocation copied
 	//     that file up or unlinked it keeps reading the shared file
-	//     (KERNEL.md, trap 10);
+	//     (docs/kernel.md, "Descriptors opened before a copy-up");
 	//   - a directory fd opened before the invocation changed that
 	//     directory's entries or metadata lists the shared directory's
 	//     entries, and fstat shows the shared directory, for the rest of its

@@ -55,7 +55,7 @@
 //     it up or unlinks it: in a copy it is the same file, and overlayfs
 //     (Linux 4.19 and later) reopens the upper file under it, so both show
 //     later writes (and a copy st_nlink 0 after an unlink); the view's fd
-//     keeps the shared file (KERNEL.md, trap 10);
+//     keeps the shared file (docs/kernel.md, "Descriptors opened before a copy-up");
 //   - a directory fd opened before the invocation changed that directory's
 //     entries or metadata: a copy lists the live directory; overlayfs
 //     caches a merged directory's listing at the first getdents but

@@ -117,7 +117,7 @@ func Send(fd int, id uint64, val int64, errno unix.Errno) error {
 }
 
 // Continue lets the kernel execute the notified syscall itself. The kernel re-reads the syscall's
-// arguments from the task's memory: never use it for a call that could write (KERNEL.md, trap 4).
+// arguments from the task's memory: never use it for a call that could write (docs/kernel.md, "CONTINUE re-reads memory").
 func Continue(fd int, id uint64) error {
 	r := Resp{ID: id, Flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
 	_, err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&r))
