@@ -2,6 +2,9 @@ package impl
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"unsafe"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
@@ -52,6 +55,13 @@ const (
 	fsIocSetflags   = 0x40086602 // FS_IOC_SETFLAGS (long in the name, int in every file system)
 	fsIoc32Setflags = 0x40046602 // FS_IOC32_SETFLAGS
 	fsIocFssetxattr = 0x401c5820 // FS_IOC_FSSETXATTR, struct fsxattr
+)
+
+// FS_IOC_GETFLAGS, and the flags that keep a file from being removed.
+const (
+	fsIocGetflags = 0x80086601
+	fsImmutableFl = 0x10
+	fsAppendFl    = 0x20
 )
 
 // fsxattrSize is sizeof(struct fsxattr).
@@ -202,11 +212,11 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	c := creds{fsuid: selfIDs().uid, fsgid: selfIDs().gid, groups: selfIDs().groups}
-	if pl == placeOutside {
-		if c, err = t.status(); err != nil {
-			return reply{}, err
-		}
+	// As the caller, also on the view's copy, which has the shared file's owner: the kernel checks
+	// ownership, and CAP_LINUX_IMMUTABLE for the immutable and append-only flags.
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
 	}
 	return okReply, asCaller(c, func() error {
 		fd := obj
@@ -220,6 +230,37 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 		_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(o.mask), uintptr(unsafe.Pointer(&arg[0])))
 		if e != 0 {
 			return e
+		}
+		return nil
+	})
+}
+
+// removeLayer removes dir and everything in it. An invocation may have made its own files
+// immutable or append-only (FS_IOC_SETFLAGS on the view's copy): where removal fails, those
+// flags are cleared and removal tried again.
+func removeLayer(dir string) error {
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	clearFlags(dir)
+	return os.RemoveAll(dir)
+}
+
+// clearFlags clears the inode flags of everything under dir that keep it from being removed.
+func clearFlags(dir string) {
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil
+		}
+		defer unix.Close(fd)
+		var flags uint32
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e == 0 && flags&(fsImmutableFl|fsAppendFl) != 0 {
+			flags &^= fsImmutableFl | fsAppendFl
+			unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&flags)))
 		}
 		return nil
 	})

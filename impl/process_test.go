@@ -14,6 +14,9 @@ import (
 // TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
 // set it runs that open case's operations on FSVIRT_TEST_ROOT and prints its record.
 func TestMain(m *testing.M) {
+	if name := os.Getenv("FSVIRT_TEST_ATTACK"); name != "" {
+		os.Exit(runAttack(name))
+	}
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
 		for _, c := range slices.Concat(openCases, removedCases, partialCases) {
 			if c.name == name {
@@ -32,13 +35,19 @@ func TestMain(m *testing.M) {
 // runCmd runs argv in process mode with the tree virtualized and returns its stdout and result.
 func runCmd(t *testing.T, tree string, env []string, argv ...string) (string, *Result) {
 	t.Helper()
+	return runPolicyCmd(t, tree, PolicyFast, env, argv...)
+}
+
+// runPolicyCmd is runCmd with the given policy.
+func runPolicyCmd(t *testing.T, tree string, policy Policy, env []string, argv ...string) (string, *Result) {
+	t.Helper()
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer out.Close()
 	storeRoot := t.TempDir()
-	res, err := Run(context.Background(), RunConfig{Trees: []string{tree}, Store: storeRoot,
+	res, err := Run(context.Background(), RunConfig{Trees: []string{tree}, Store: storeRoot, Policy: policy,
 		Path: argv[0], Args: argv, Env: append(os.Environ(), env...), Stdout: out})
 	if err != nil {
 		t.Fatal(err)

@@ -100,7 +100,7 @@ func (s *store) newView(ns *namespace) (*View, error) {
 // close removes the store; every failure is reported.
 func (s *store) close() error {
 	var result *multierror.Error
-	if err := os.RemoveAll(s.dir); err != nil {
+	if err := removeLayer(s.dir); err != nil {
 		result = multierror.Append(result, fmt.Errorf("remove store %s: %w", s.dir, err))
 	}
 	if err := unix.Close(s.lock); err != nil && !errors.Is(err, unix.EBADF) {

@@ -243,7 +243,7 @@ func (v *View) remove() error {
 	if !v.created.Load() {
 		return nil
 	}
-	return os.RemoveAll(v.dir)
+	return removeLayer(v.dir)
 }
 
 // busy counts the notifications of a view being answered, and ends the view once none is.

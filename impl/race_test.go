@@ -1,0 +1,510 @@
+package impl
+
+// Races against the supervisor (issue 16): the command of a process-mode run is this test binary
+// (TestMain runs runAttack when FSVIRT_TEST_ATTACK is set), which attacks from two threads at once:
+// one makes a call, the other rewrites the call's path buffer or dup2()s another file onto its
+// descriptor while the supervisor decides. Whatever the calls return, the shared tree must come
+// out exactly as it went in: names, types, modes, owners, sizes, contents, times, xattrs and inode
+// flags. The attacks are Go, not C, so that they run inside the kernel matrix's VMs too.
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// An attack runs in the view with: FSVIRT_TEST_TARGET, a shared file; FSVIRT_TEST_DECOY, a file
+// outside the trees that the attacker may change; FSVIRT_TEST_DIR, a shared directory; and
+// FSVIRT_TEST_UID, when set, the uid (and gid) to drop to first.
+type attack struct {
+	name string
+	run  func(a *attacker)
+}
+
+var attacks = []attack{
+	{"path-flip", attackPathFlip},
+	{"fd-swap", attackFdSwap},
+	{"ioctl-flags", attackIoctl},
+	{"reach-supervisor", attackSupervisor},
+}
+
+// attacker is the state of one attack in the command.
+type attacker struct {
+	target, decoy, dir string
+	deadline           time.Time
+	stop               atomic.Bool
+	failures           []string // what the attacker could do that it must not
+}
+
+func (a *attacker) failf(format string, args ...any) {
+	a.failures = append(a.failures, fmt.Sprintf(format, args...))
+}
+
+// runAttack runs the named attack in this process and returns its exit status: 0 when nothing it
+// must not do succeeded (the shared tree is checked by the test itself), 1 otherwise.
+func runAttack(name string) int {
+	if uid := os.Getenv("FSVIRT_TEST_UID"); uid != "" {
+		id, _ := strconv.Atoi(uid)
+		if err := dropTo(id); err != nil {
+			fmt.Fprintln(os.Stderr, "drop privileges:", err)
+			return 2
+		}
+	}
+	a := &attacker{
+		target:   os.Getenv("FSVIRT_TEST_TARGET"),
+		decoy:    os.Getenv("FSVIRT_TEST_DECOY"),
+		dir:      os.Getenv("FSVIRT_TEST_DIR"),
+		deadline: time.Now().Add(attackTime),
+	}
+	for _, at := range attacks {
+		if at.name == name {
+			at.run(a)
+			for _, f := range a.failures {
+				fmt.Println(f)
+			}
+			if len(a.failures) > 0 {
+				return 1
+			}
+			return 0
+		}
+	}
+	fmt.Fprintf(os.Stderr, "no attack %q\n", name)
+	return 2
+}
+
+// attackTime bounds each attack's race loop.
+const attackTime = 700 * time.Millisecond
+
+func dropTo(id int) error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setresgid(id, id, id); err != nil {
+		return err
+	}
+	return syscall.Setresuid(id, id, id)
+}
+
+// racing runs flip on a thread of its own until the attack ends.
+func (a *attacker) racing(flip func()) (done func()) {
+	finished := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		defer close(finished)
+		for !a.stop.Load() {
+			flip()
+		}
+	}()
+	return func() {
+		a.stop.Store(true)
+		<-finished
+		a.stop.Store(false)
+	}
+}
+
+func (a *attacker) running() bool { return time.Now().Before(a.deadline) }
+
+// pathBuf is a C string that another thread rewrites between two paths.
+type pathBuf struct {
+	buf       [512]byte
+	one, two  []byte
+	flipCount int
+}
+
+func newPathBuf(one, two string) *pathBuf {
+	b := &pathBuf{one: append([]byte(one), 0), two: append([]byte(two), 0)}
+	copy(b.buf[:], b.one)
+	return b
+}
+
+func (b *pathBuf) flip() {
+	copy(b.buf[:], b.two)
+	copy(b.buf[:], b.one)
+}
+
+func (b *pathBuf) ptr() uintptr { return uintptr(unsafe.Pointer(&b.buf[0])) }
+
+// attackPathFlip makes every path call that can change something on a buffer that another thread
+// flips between the decoy, outside the trees, and the shared target.
+func attackPathFlip(a *attacker) {
+	runtime.LockOSThread()
+	b := newPathBuf(a.decoy, a.target)
+	other := newPathBuf(a.decoy+".moved", filepath.Join(a.dir, "moved"))
+	link := newPathBuf(a.decoy+".link", filepath.Join(a.dir, "link"))
+	name := []byte("user.fsvirt\x00")
+	val := []byte("evil")
+	done := a.racing(func() { b.flip(); other.flip(); link.flip() })
+	defer done()
+	sys := func(nr uintptr, args ...uintptr) {
+		var x [6]uintptr
+		copy(x[:], args)
+		unix.Syscall6(nr, x[0], x[1], x[2], x[3], x[4], x[5])
+	}
+	for a.running() {
+		sys(unix.SYS_TRUNCATE, b.ptr(), 0)
+		sys(unix.SYS_CHMOD, b.ptr(), 0o777)
+		sys(unix.SYS_CHOWN, b.ptr(), 65533, 65533)
+		sys(unix.SYS_UTIMENSAT, atFDCWD, b.ptr(), 0, 0)
+		sys(unix.SYS_SETXATTR, b.ptr(), uintptr(unsafe.Pointer(&name[0])), uintptr(unsafe.Pointer(&val[0])), uintptr(len(val)), 0)
+		sys(unix.SYS_REMOVEXATTR, b.ptr(), uintptr(unsafe.Pointer(&name[0])))
+		sys(unix.SYS_LINK, b.ptr(), link.ptr())
+		sys(unix.SYS_RENAME, b.ptr(), other.ptr())
+		sys(unix.SYS_RENAME, other.ptr(), b.ptr())
+		sys(unix.SYS_UNLINK, link.ptr())
+		sys(unix.SYS_MKDIR, link.ptr(), 0o755)
+		sys(unix.SYS_RMDIR, link.ptr())
+		sys(unix.SYS_MKNOD, link.ptr(), unix.S_IFIFO|0o644, 0)
+		sys(unix.SYS_UNLINK, link.ptr())
+		sys(unix.SYS_SYMLINKAT, b.ptr(), atFDCWD, link.ptr())
+		sys(unix.SYS_UNLINK, link.ptr())
+		// O_WRONLY opens are never continued, but their path is raced all the same.
+		if fd, _, e := unix.Syscall6(unix.SYS_OPENAT, atFDCWD, b.ptr(), unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0, 0, 0); e == 0 {
+			unix.Write(int(fd), []byte("evil"))
+			unix.Close(int(fd))
+		}
+		// bind creates a socket file: its address is flipped between the decoy and the tree.
+		a.bindFlip()
+		if !restoreDecoy(a.decoy) {
+			return
+		}
+	}
+}
+
+// bindFlip binds a UNIX socket to an address that another thread flips into the tree.
+func (a *attacker) bindFlip() {
+	s, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(s)
+	var sa unix.RawSockaddrUnix
+	sa.Family = unix.AF_UNIX
+	one, two := a.decoy+".sock", filepath.Join(a.dir, "sock")
+	if len(one) >= len(sa.Path) || len(two) >= len(sa.Path) {
+		return
+	}
+	set := func(p string) {
+		for i := range sa.Path {
+			sa.Path[i] = 0
+		}
+		for i := range p {
+			sa.Path[i] = int8(p[i])
+		}
+	}
+	set(one)
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				set(two)
+				set(one)
+			}
+		}
+	}()
+	unix.Syscall(unix.SYS_BIND, uintptr(s), uintptr(unsafe.Pointer(&sa)), unsafe.Sizeof(sa))
+	close(stop)
+	unix.Unlink(one)
+}
+
+// restoreDecoy puts the decoy back as a plain file after the attack's calls moved or removed it.
+func restoreDecoy(decoy string) bool {
+	if _, err := os.Lstat(decoy); err == nil {
+		return true
+	}
+	if err := os.Rename(decoy+".moved", decoy); err == nil {
+		return true
+	}
+	return os.WriteFile(decoy, []byte("decoy\n"), 0o644) == nil
+}
+
+// attackFdSwap makes the fd-based calls on a descriptor number that another thread dup2()s back
+// and forth between the decoy, opened for writing, and the shared target, opened for reading.
+func attackFdSwap(a *attacker) {
+	runtime.LockOSThread()
+	decoy, err := unix.Open(a.decoy, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open decoy: %v", err)
+		return
+	}
+	shared, err := unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open target: %v", err)
+		return
+	}
+	const n = 100
+	unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	done := a.racing(func() {
+		unix.Dup3(shared, n, unix.O_CLOEXEC)
+		unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	})
+	defer done()
+	stolen := filepath.Join(a.dir, "stolen")
+	ts := []unix.Timespec{{Sec: 1}, {Sec: 1}}
+	for a.running() {
+		unix.Fchmod(n, 0o777)
+		unix.Fchown(n, 65533, 65533)
+		unix.Fsetxattr(n, "user.fsvirt", []byte("evil"), 0)
+		unix.Fremovexattr(n, "user.x")
+		unix.UtimesNanoAt(n, "", ts, unix.AT_EMPTY_PATH)
+		unix.Syscall6(unix.SYS_UTIMENSAT, n, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		unix.Ftruncate(n, 0) // write access on the descriptor decides: the target's is read-only
+		if unix.Linkat(n, "", unix.AT_FDCWD, stolen, unix.AT_EMPTY_PATH) == nil {
+			// The new name must be the view's own file: writing it must not reach the target.
+			if fd, err := unix.Open(stolen, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0); err == nil {
+				unix.Write(fd, []byte("evil"))
+				unix.Close(fd)
+			}
+			unix.Unlink(stolen)
+		}
+		// A magic link to the descriptor, opened for writing, reaches whatever n is then.
+		if fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(n), unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0); err == nil {
+			unix.Write(fd, []byte("evil"))
+			unix.Close(fd)
+		}
+	}
+}
+
+// FS_NODUMP_FL.
+const fsNodumpFl = 0x40
+
+// attackIoctl sets inode flags through a read-only descriptor of the shared target, also with
+// the descriptor raced as above.
+func attackIoctl(a *attacker) {
+	runtime.LockOSThread()
+	shared, err := unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open target: %v", err)
+		return
+	}
+	decoy, err := unix.Open(a.decoy, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open decoy: %v", err)
+		return
+	}
+	// Immutable needs CAP_LINUX_IMMUTABLE, which an unprivileged attacker lacks: nodump alone is
+	// what it can set on a file it owns.
+	all, nodump := uint32(fsNodumpFl|fsImmutableFl), uint32(fsNodumpFl)
+	setflags := func(fd int) {
+		unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&all)))
+		unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&nodump)))
+	}
+	setflags(shared)
+	var fsx [fsxattrSize]byte
+	unix.Syscall(unix.SYS_IOCTL, uintptr(shared), fsIocFssetxattr, uintptr(unsafe.Pointer(&fsx[0])))
+	const n = 100
+	unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	done := a.racing(func() {
+		unix.Dup3(shared, n, unix.O_CLOEXEC)
+		unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	})
+	defer done()
+	for a.running() {
+		setflags(n)
+	}
+}
+
+// attackSupervisor tries every way to the supervisor (its process is the command's parent) that
+// would let the command answer its own notifications.
+func attackSupervisor(a *attacker) {
+	sup := os.Getppid()
+	if pidfd, err := unix.PidfdOpen(sup, 0); err == nil {
+		for fd := range 256 {
+			if got, err := unix.PidfdGetfd(pidfd, fd, 0); err == nil {
+				a.failf("pidfd_getfd(supervisor, %d) gave descriptor %d", fd, got)
+				unix.Close(got)
+			}
+		}
+		unix.Close(pidfd)
+	}
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, unix.PTRACE_SEIZE, uintptr(sup), 0, 0, 0, 0); e == 0 {
+		a.failf("ptrace(PTRACE_SEIZE, supervisor) succeeded")
+	}
+	var b [8]byte
+	local := []unix.Iovec{{Base: &b[0], Len: 8}}
+	remote := []unix.RemoteIovec{{Base: uintptr(0x400000), Len: 8}}
+	if _, err := unix.ProcessVMReadv(sup, local, remote, 0); err == nil || err == unix.EFAULT {
+		a.failf("process_vm_readv(supervisor) was allowed (%v)", err)
+	}
+	for _, p := range []string{"mem", "fd", "fdinfo", "environ", "root/", "cwd/", "map_files"} {
+		name := "/proc/" + strconv.Itoa(sup) + "/" + p
+		if fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+			a.failf("open %s succeeded", name)
+			unix.Close(fd)
+		}
+	}
+}
+
+// treeState describes every entry of root: type, mode, owner, size, content, modification time,
+// xattrs and inode flags, keyed by relative path.
+func treeState(t *testing.T, root string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		s := fmt.Sprintf("mode %o owner %d:%d size %d mtime %d.%09d", st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFLNK:
+			target, _ := os.Readlink(p)
+			s += " -> " + target
+		case unix.S_IFREG:
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			s += fmt.Sprintf(" content %q", b)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFREG || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				if f, err := unix.IoctlGetUint32(fd, fsIocGetflags); err == nil {
+					s += fmt.Sprintf(" flags %#x", f)
+				}
+				unix.Close(fd)
+			}
+		}
+		buf := make([]byte, 4096)
+		if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
+			names := bytes.Split(bytes.TrimRight(buf[:n], "\x00"), []byte{0})
+			sort.Slice(names, func(i, j int) bool { return bytes.Compare(names[i], names[j]) < 0 })
+			for _, name := range names {
+				v := make([]byte, 4096)
+				k, _ := unix.Lgetxattr(p, string(name), v)
+				s += fmt.Sprintf(" xattr %s=%q", name, v[:max(k, 0)])
+			}
+		}
+		m[rel] = s
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// diffStates reports every entry whose state differs.
+func diffStates(t *testing.T, before, after map[string]string) {
+	t.Helper()
+	for p, s := range before {
+		if a, ok := after[p]; !ok {
+			t.Errorf("shared %s is gone (was %s)", p, s)
+		} else if a != s {
+			t.Errorf("shared %s changed:\n  before %s\n  after  %s", p, s, a)
+		}
+	}
+	for p, s := range after {
+		if _, ok := before[p]; !ok {
+			t.Errorf("shared %s appeared: %s", p, s)
+		}
+	}
+}
+
+// raceTree makes the shared tree the attacks aim at, readable by everyone, on a file system with
+// inode flags and user xattrs where there is one (the store root's), and a decoy directory outside
+// it that uid may write.
+func raceTree(t *testing.T, uid int) (tree, target, decoyDir string) {
+	t.Helper()
+	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-race-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// An attack that set the immutable flag would make the tree undeletable: clear it first.
+		filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+			if fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				zero := uint32(0)
+				unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&zero)))
+				unix.Close(fd)
+			}
+			return nil
+		})
+		os.RemoveAll(base)
+	})
+	os.Chmod(base, 0o755)
+	tree = filepath.Join(base, "tree")
+	decoyDir = filepath.Join(base, "decoy")
+	for _, d := range []string{tree, filepath.Join(tree, "dir"), decoyDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target = filepath.Join(tree, "dir", "target")
+	if err := os.WriteFile(target, []byte("shared\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unix.Setxattr(target, "user.x", []byte("shared"), 0) // where the file system has them
+	if uid != 0 {
+		// The unprivileged attacker owns a shared file too: changing its own file in the view
+		// must not reach the shared tree either.
+		own := filepath.Join(tree, "dir", "own")
+		if err := os.WriteFile(own, []byte("its own\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(own, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(decoyDir, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+		target = own
+	}
+	return tree, target, decoyDir
+}
+
+// TestRaceAttacks runs every attack in process mode, both policies, as root and as nobody, and
+// checks the shared tree afterwards.
+func TestRaceAttacks(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range attacks {
+		for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+			for _, uid := range []int{0, 65534} {
+				who := map[bool]string{true: "root", false: "nobody"}[uid == 0]
+				t.Run(at.name+"/"+policy.String()+"/"+who, func(t *testing.T) {
+					if os.Geteuid() != 0 {
+						t.Skip("needs root to build trees for both users")
+					}
+					tree, target, decoyDir := raceTree(t, uid)
+					decoy := filepath.Join(decoyDir, "decoy")
+					if err := os.WriteFile(decoy, []byte("decoy\n"), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					os.Chown(decoy, uid, uid)
+					before := treeState(t, tree)
+					env := []string{"FSVIRT_TEST_ATTACK=" + at.name, "FSVIRT_TEST_TARGET=" + target,
+						"FSVIRT_TEST_DECOY=" + decoy, "FSVIRT_TEST_DIR=" + filepath.Dir(target)}
+					if uid != 0 {
+						env = append(env, "FSVIRT_TEST_UID="+strconv.Itoa(uid))
+					}
+					out, res := runPolicyCmd(t, tree, policy, env, self)
+					if res.ExitStatus != 0 {
+						t.Errorf("the attack did what it must not (exit %d):\n%s", res.ExitStatus, out)
+					}
+					diffStates(t, before, treeState(t, tree))
+				})
+			}
+		}
+	}
+}
