@@ -67,7 +67,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: src})
 	v.countCopyUp(n)
-	return nil
+	return v.relink(p, src)
 }
 
 // openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE, a named one

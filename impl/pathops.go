@@ -120,6 +120,9 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		if removedCwd {
 			stx.Nlink = 0
 		}
+		if !r.own {
+			stx.Nlink = uint32(v.nlink(host, uint64(stx.Nlink)))
+		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
@@ -128,6 +131,9 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	}
 	if removedCwd {
 		st.Nlink = 0
+	}
+	if !r.own {
+		st.Nlink = v.nlink(host, st.Nlink)
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
@@ -582,6 +588,9 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if err := v.mayRename(t, from, to, exchange); err != nil {
 		return reply{}, err
 	}
+	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
+		return okReply, nil // two names of one shared file (see linkShared): rename(2) leaves both
+	}
 	// The checks that need no listing, before anything is materialized: a failed rename changes
 	// nothing in the private layer.
 	if from.path != to.path {
@@ -713,10 +722,17 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, unix.EPERM
 	}
 	if fromPath != "" {
-		if err := v.copyUpObj(fromPath, false); err != nil {
+		l, st, err := v.locate(fromPath)
+		if err != nil {
 			return reply{}, err
 		}
-		var err error
+		if l.ent == nil || !l.ent.own {
+			// A shared object: the new name stands for it too, nothing is copied (see linkShared).
+			if err := v.mayCreate(t, pathDir(to.path)); err != nil {
+				return reply{}, err
+			}
+			return okReply, v.linkShared(l.host, &st, to.path)
+		}
 		if obj, err = unix.Open(v.upperPath(fromPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}

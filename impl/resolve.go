@@ -275,6 +275,9 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			r.pure = false
 		}
 	}
+	if r.pure && r.mode != unix.S_IFDIR && v.isLinked(r.host) {
+		r.pure = false // the kernel would not count the view's names of it (see linkShared)
+	}
 	r.path = cur
 	r.inTree = v.ns.inTree(cur)
 	if r.trailingSlash && r.mode != unix.S_IFDIR && !o.creat {

@@ -159,6 +159,8 @@ type View struct {
 	// of the view stays open once it has ended.
 	busy    busy
 	created atomic.Bool // dir exists: the invocation changed something
+	// hasLinks: linked has an entry; read without the lock on every resolution.
+	hasLinks atomic.Bool
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool
@@ -168,6 +170,8 @@ type View struct {
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
+	// linked: shared files (by host path) that the view gave another name (see linkShared).
+	linked map[string]bool
 	// ghosts are the shared directories the view removed, by host path; ghostFDs the descriptors
 	// of the ghosts made (see ghost).
 	ghosts   map[string]*ghost

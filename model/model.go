@@ -87,7 +87,11 @@ type invocation struct {
 	fds       []*file // by handle; nil when free
 	copyUps   int
 	gone      map[*node]bool // shared non-directories the view no longer shows
-	undefined string         // why the current op is not part of the contract
+	// names counts the names a shared non-directory has in the view once the view linked it:
+	// the file stays shared (nothing is copied) until it is written, and then every name gets
+	// the copy.
+	names     map[*node]uint64
+	undefined string // why the current op is not part of the contract
 }
 
 // Model is the view over one shared tree.
@@ -239,7 +243,7 @@ func (m *Model) clone() *Model {
 		return &d
 	}
 	for inv, iv := range m.invs {
-		civ := &invocation{root: cp(iv.root), cwd: cp(iv.cwd), copyUps: iv.copyUps, gone: cloneMap(iv.gone)}
+		civ := &invocation{root: cp(iv.root), cwd: cp(iv.cwd), copyUps: iv.copyUps, gone: cloneMap(iv.gone), names: cloneMap(iv.names)}
 		for _, f := range iv.fds {
 			var cf *file
 			if f != nil {
@@ -307,9 +311,26 @@ func (iv *invocation) private(dir *node, name string, n *node) (*node, Mapping) 
 		panic(fmt.Sprintf("[bug] model: copy-up of %q, not in its directory", name))
 	}
 	dir.entries[name] = c
+	if k := iv.names[n]; k > 0 { // every other name of the shared file gets the copy too
+		c.nlink = k
+		iv.replace(iv.root, n, c)
+		delete(iv.names, n)
+	}
 	iv.gone[n] = true
 	iv.copyUps++
 	return c, CopyUp
+}
+
+// replace makes every entry under dir that is n be c.
+func (iv *invocation) replace(dir, n, c *node) {
+	for name, e := range dir.entries {
+		switch {
+		case e == n:
+			dir.entries[name] = c
+		case e.typ == fsvirt.Dir:
+			iv.replace(e, n, c)
+		}
+	}
 }
 
 // mapping is how an op that only reads n is served.

@@ -312,12 +312,13 @@ var cases = []struct {
 		{inv: 1, op: lstat("z"), want: fail(unix.ENOENT)},
 	},
 }, {
-	name: "hard-link-of-a-shared-file-is-private",
+	name: "hard-link-of-a-shared-file-copies-on-write",
 	tree: []string{"file f hello"},
 	steps: []step{
 		{op: open("f", unix.O_RDONLY), want: ret(0)},
-		{op: link("f", "g"), want: ret(0), mapping: copyUp},
-		{op: open("g", unix.O_WRONLY), want: ret(1), mapping: redirect},
+		{op: link("f", "g"), want: ret(0), mapping: redirect},
+		{op: lstat("g"), want: stat(unix.S_IFREG|0o644, 5, 2), mapping: redirect},
+		{op: open("g", unix.O_WRONLY), want: ret(1), mapping: copyUp},
 		{op: write(1, "J"), want: ret(1), mapping: redirect},
 		{op: lstat("f"), want: stat(unix.S_IFREG|0o644, 5, 2), mapping: redirect},
 		{op: read(0, 9), want: data("hello"), stale: true},

@@ -71,7 +71,17 @@ func (m *Model) create(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 	case fsvirt.OpSymlink:
 		n = &node{typ: fsvirt.Symlink, mode: 0o777, target: string(op.Data), nlink: 1}
 	case fsvirt.OpLink:
-		n, dec.Mapping = iv.private(old.dir, old.name, old.node)
+		n = old.node
+		if n.shared { // a new name for the shared file: nothing is copied
+			if iv.names == nil {
+				iv.names = map[*node]uint64{}
+			}
+			if iv.names[n] == 0 {
+				iv.names[n] = n.nlink
+			}
+			iv.names[n]++
+			break
+		}
 		n.nlink++
 	}
 	w.dir.entries[w.name] = n
@@ -131,6 +141,8 @@ func (iv *invocation) remove(dir *node, name string) {
 	switch {
 	case n.typ == fsvirt.Dir:
 		n.dead = true
+	case n.shared && iv.names[n] > 1: // another name still shows it
+		iv.names[n]--
 	case n.shared:
 		iv.gone[n] = true
 	default:

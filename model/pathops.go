@@ -38,6 +38,14 @@ func (m *Model) pathOp(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 	}
 	n := w.node
 	dec := Decision{Mapping: mapping(n)}
+	if k := iv.names[n]; k > 0 { // a shared file the view linked: its names are the view's
+		dec.Mapping = Redirect
+		if op.Kind == fsvirt.OpFstatat {
+			st := m.stat(n)
+			st.Nlink = k
+			return fsvirt.Outcome{Stat: st}, dec
+		}
+	}
 	switch op.Kind {
 	case fsvirt.OpFstatat:
 		return fsvirt.Outcome{Stat: m.stat(n)}, dec
