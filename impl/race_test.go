@@ -27,7 +27,9 @@ import (
 
 // An attack runs in the view with: FSVIRT_TEST_TARGET, a shared file; FSVIRT_TEST_DECOY, a file
 // outside the trees that the attacker may change; FSVIRT_TEST_DIR, a shared directory; and
-// FSVIRT_TEST_UID, when set, the uid (and gid) to drop to first.
+// FSVIRT_TEST_UID, when set, the uid (and gid) to drop to first. Each decoy path mirrors its
+// shared twin with the same length, and differs from it only in the tree's name (raceTree), so
+// that a torn read of a buffer being rewritten names, at worst, a path in the test's directory.
 type attack struct {
 	name string
 	run  func(a *attacker)
@@ -141,8 +143,8 @@ func (b *pathBuf) ptr() uintptr { return uintptr(unsafe.Pointer(&b.buf[0])) }
 func attackPathFlip(a *attacker) {
 	runtime.LockOSThread()
 	b := newPathBuf(a.decoy, a.target)
-	other := newPathBuf(a.decoy+".moved", filepath.Join(a.dir, "moved"))
-	link := newPathBuf(a.decoy+".link", filepath.Join(a.dir, "link"))
+	other := newPathBuf(mirror(a.decoy, "moved"), mirror(a.target, "moved"))
+	link := newPathBuf(mirror(a.decoy, "linkd"), mirror(a.target, "linkd"))
 	name := []byte("user.fsvirt\x00")
 	val := []byte("evil")
 	done := a.racing(func() { b.flip(); other.flip(); link.flip() })
@@ -191,14 +193,11 @@ func (a *attacker) bindFlip() {
 	defer unix.Close(s)
 	var sa unix.RawSockaddrUnix
 	sa.Family = unix.AF_UNIX
-	one, two := a.decoy+".sock", filepath.Join(a.dir, "sock")
+	one, two := mirror(a.decoy, "sockt"), mirror(a.target, "sockt")
 	if len(one) >= len(sa.Path) || len(two) >= len(sa.Path) {
 		return
 	}
-	set := func(p string) {
-		for i := range sa.Path {
-			sa.Path[i] = 0
-		}
+	set := func(p string) { // one and two have one length: only their differing bytes change
 		for i := range p {
 			sa.Path[i] = int8(p[i])
 		}
@@ -221,12 +220,15 @@ func (a *attacker) bindFlip() {
 	unix.Unlink(one)
 }
 
+// mirror is the path of name beside p, of the same length when name is as long as p's base.
+func mirror(p, name string) string { return filepath.Join(filepath.Dir(p), name) }
+
 // restoreDecoy puts the decoy back as a plain file after the attack's calls moved or removed it.
 func restoreDecoy(decoy string) bool {
 	if _, err := os.Lstat(decoy); err == nil {
 		return true
 	}
-	if err := os.Rename(decoy+".moved", decoy); err == nil {
+	if err := os.Rename(mirror(decoy, "moved"), decoy); err == nil {
 		return true
 	}
 	return os.WriteFile(decoy, []byte("decoy\n"), 0o644) == nil
@@ -420,9 +422,9 @@ func diffStates(t *testing.T, before, after map[string]string) {
 }
 
 // raceTree makes the shared tree the attacks aim at, readable by everyone, on a file system with
-// inode flags and user xattrs where there is one (the store root's), and a decoy directory outside
-// it that uid may write.
-func raceTree(t *testing.T, uid int) (tree, target, decoyDir string) {
+// inode flags and user xattrs where there is one (the store root's), and the decoy: a mirror of
+// the target outside it (base/deco/dir/NAME for base/tree/dir/NAME) that uid may change.
+func raceTree(t *testing.T, uid int) (tree, target, decoy string) {
 	t.Helper()
 	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-race-test-")
 	if err != nil {
@@ -430,45 +432,41 @@ func raceTree(t *testing.T, uid int) (tree, target, decoyDir string) {
 	}
 	t.Cleanup(func() {
 		// An attack that set the immutable flag would make the tree undeletable: clear it first.
-		filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
-			if fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
-				zero := uint32(0)
-				unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&zero)))
-				unix.Close(fd)
-			}
-			return nil
-		})
+		clearFlags(base)
 		os.RemoveAll(base)
 	})
 	os.Chmod(base, 0o755)
 	tree = filepath.Join(base, "tree")
-	decoyDir = filepath.Join(base, "decoy")
-	for _, d := range []string{tree, filepath.Join(tree, "dir"), decoyDir} {
+	decoyDir := filepath.Join(base, "deco", "dir")
+	for _, d := range []string{tree, filepath.Join(tree, "dir"), filepath.Dir(decoyDir), decoyDir} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	target = filepath.Join(tree, "dir", "target")
+	name := "target"
+	if uid != 0 {
+		// The unprivileged attacker owns a shared file: changing its own file in the view must
+		// not reach the shared tree either.
+		name = "ownfil"
+	}
+	target = filepath.Join(tree, "dir", name)
 	if err := os.WriteFile(target, []byte("shared\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	unix.Setxattr(target, "user.x", []byte("shared"), 0) // where the file system has them
-	if uid != 0 {
-		// The unprivileged attacker owns a shared file too: changing its own file in the view
-		// must not reach the shared tree either.
-		own := filepath.Join(tree, "dir", "own")
-		if err := os.WriteFile(own, []byte("its own\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(own, uid, uid); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(decoyDir, uid, uid); err != nil {
-			t.Fatal(err)
-		}
-		target = own
+	decoy = filepath.Join(decoyDir, name)
+	if err := os.WriteFile(decoy, []byte("decoy\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return tree, target, decoyDir
+	for _, p := range []string{target, decoyDir, decoy} {
+		if err := os.Chown(p, uid, uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if uid == 0 {
+		os.Chown(target, 0, 0)
+	}
+	return tree, target, decoy
 }
 
 // TestRaceAttacks runs every attack in process mode, both policies, as root and as nobody, and
@@ -486,12 +484,7 @@ func TestRaceAttacks(t *testing.T) {
 					if os.Geteuid() != 0 {
 						t.Skip("needs root to build trees for both users")
 					}
-					tree, target, decoyDir := raceTree(t, uid)
-					decoy := filepath.Join(decoyDir, "decoy")
-					if err := os.WriteFile(decoy, []byte("decoy\n"), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					os.Chown(decoy, uid, uid)
+					tree, target, decoy := raceTree(t, uid)
 					before := treeState(t, tree)
 					env := []string{"FSVIRT_TEST_ATTACK=" + at.name, "FSVIRT_TEST_TARGET=" + target,
 						"FSVIRT_TEST_DECOY=" + decoy, "FSVIRT_TEST_DIR=" + filepath.Dir(target)}
