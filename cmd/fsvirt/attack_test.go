@@ -358,3 +358,54 @@ func TestAttackDirSwap(t *testing.T) {
 		})
 	}
 }
+
+// A swapAttack races one call on a descriptor number that another thread points, by dup2, at a
+// decoy and at a shared file (testdata/attack/fdswap.c).
+type swapAttack struct {
+	name, op string
+	args     func(a *arena) []string // TARGET [OWN STOLEN]
+}
+
+var swapAttacks = []swapAttack{
+	{"fchmod-fd-swap", "fchmod", func(a *arena) []string { return []string{a.own()} }},
+	{"fchown-fd-swap", "fchown", func(a *arena) []string { return []string{a.chownTarget()} }},
+	{"fsetxattr-fd-swap", "fsetxattr", func(a *arena) []string { return []string{a.own()} }},
+	{"fremovexattr-fd-swap", "fremovexattr", func(a *arena) []string { return []string{a.own()} }},
+	{"futimens-fd-swap", "futimens", func(a *arena) []string { return []string{a.own()} }},
+	{"linkat-fd-swap", "linkat", func(a *arena) []string {
+		return []string{a.own(), filepath.Join(a.dir(), "mine"), filepath.Join(a.dir(), "stolen")}
+	}},
+}
+
+// TestAttackDescriptorSwap: what the supervisor learns of a descriptor (readlink of
+// /proc/TID/fd/N) must still hold when the kernel uses it.
+func TestAttackDescriptorSwap(t *testing.T) {
+	bin := attackBin(t, "fdswap")
+	for _, at := range swapAttacks {
+		t.Run(at.name, func(t *testing.T) {
+			forEachCell(t, func(t *testing.T, c cell) {
+				a := newArena(t, c, bin)
+				argv := append([]string{a.prog("fdswap"), at.op, strconv.Itoa(raceBudget)}, at.args(a)...)
+				a.attack(t, argv...)
+			})
+		})
+	}
+}
+
+// TestAttackIoctl: inode flags set through an O_RDONLY descriptor of a shared file
+// (FS_IOC_SETFLAGS: no-dump, and immutable as root; FS_IOC_FSSETXATTR: no-atime) must not reach
+// the shared file.
+func TestAttackIoctl(t *testing.T) {
+	bin := attackBin(t, "ioctl")
+	if base := attacktest.FlagsBase(); !attacktest.HaveInodeFlags(base) {
+		t.Skipf("no file system here supports inode flags (FS_IOC_GETFLAGS fails on /var/tmp and %s)", base)
+	}
+	for _, op := range []string{"setflags", "fssetxattr"} {
+		t.Run(op+"-ioctl", func(t *testing.T) {
+			forEachCell(t, func(t *testing.T, c cell) {
+				a := newArena(t, c, bin)
+				a.attack(t, a.prog("ioctl"), op, a.own())
+			})
+		})
+	}
+}
