@@ -13,8 +13,11 @@ package main
 // two that names nothing, so no attack can make a name anywhere else on the host.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -408,4 +411,138 @@ func TestAttackIoctl(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestAttackListenerTheft: the command must not reach into its supervisor (its parent): not take
+// its descriptors with pidfd_getfd, nor ptrace it, read its memory, or list its descriptors. The
+// end-to-end check: with a stolen listener, the command answers its own O_WRONLY open of a shared
+// file with CONTINUE, and writes.
+func TestAttackListenerTheft(t *testing.T) {
+	bin := attackBin(t, "listener")
+	t.Run("listener-theft", func(t *testing.T) {
+		forEachCell(t, func(t *testing.T, c cell) {
+			a := newArena(t, c, bin)
+			r := a.attack(t, a.prog("listener"), a.own(), strconv.Itoa(raceBudget))
+			for _, line := range strings.Split(r.stdout, "\n") {
+				if strings.HasPrefix(line, "LEAK ") {
+					t.Errorf("reached into the supervisor: %s", strings.TrimPrefix(line, "LEAK "))
+				}
+			}
+		})
+	})
+}
+
+// storeRoots are where fsvirt puts stores by default: /var/tmp, and $TMPDIR when set.
+func storeRoots() []string {
+	roots := []string{"/var/tmp"}
+	if d := os.Getenv("TMPDIR"); d != "" && d != "/var/tmp" {
+		roots = append(roots, d)
+	}
+	return roots
+}
+
+// storeEnv is the environment of runs that use the default store: without TMPDIR, so /var/tmp.
+func storeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func newSecret(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return "attack-secret-" + hex.EncodeToString(b)
+}
+
+// TestAttackStoreReads: private layers are private to their view. A run must not read another
+// run's private copy in its store (store-sibling-read), nor see any store in a listing of the
+// directory that holds them (store-listed), its own included. Both use the default store.
+func TestAttackStoreReads(t *testing.T) {
+	bin := attackBin(t, "storepeek")
+	t.Run("store-sibling-read", func(t *testing.T) {
+		forEachCell(t, func(t *testing.T, c cell) {
+			a := newArena(t, c, bin)
+			a.store = ""
+			before := a.fx.Take(t)
+			secret := newSecret(t)
+			stop := a.startWriter(t, secret)
+			r := a.run(t, storeEnv(), append([]string{a.prog("storepeek"), secret}, storeRoots()...)...)
+			stop()
+			t.Logf("storepeek: exit status %d\n%s%s", r.code, r.stdout, r.stderr)
+			for _, line := range strings.Split(r.stdout, "\n") {
+				if path, ok := strings.CutPrefix(line, "FOUND "); ok {
+					t.Errorf("read another run's private copy: %s", path)
+				}
+			}
+			if r.code != 0 && !strings.Contains(r.stdout, "FOUND ") {
+				t.Errorf("storepeek: exit status %d, want 0 (stderr %q)", r.code, r.stderr)
+			}
+			a.fx.Check(t, before)
+		})
+	})
+	t.Run("store-listed", func(t *testing.T) {
+		forEachCell(t, func(t *testing.T, c cell) {
+			a := newArena(t, c, bin)
+			a.store = ""
+			r := a.run(t, storeEnv(), a.prog("storepeek"), newSecret(t), "/var/tmp")
+			t.Logf("storepeek: exit status %d\n%s%s", r.code, r.stdout, r.stderr)
+			if r.code != 0 || strings.Contains(r.stdout, "cannot list") {
+				t.Fatalf("exit status %d, stdout %q: the listing failed, so the test proves nothing", r.code, r.stdout)
+			}
+			for _, line := range strings.Split(r.stdout, "\n") {
+				if path, ok := strings.CutPrefix(line, "listed "); ok {
+					t.Errorf("a listing of /var/tmp in the view shows a store: %s", path)
+				}
+			}
+		})
+	})
+}
+
+// startWriter starts a run that writes secret into its view of a shared file and waits; the
+// returned function ends it and checks that it ran as planned.
+func (a *arena) startWriter(t *testing.T, secret string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	script := `printf %s "$1" > "$2" && echo ready && read -r line`
+	cmd := a.command(ctx, storeEnv(), "/bin/sh", "-c", script, "sh", secret, a.own())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close()
+		err := cmd.Wait()
+		cancel()
+		if err != nil {
+			t.Errorf("the writing run: %v (stderr %q)", err, stderr.String())
+		}
+	}
+	t.Cleanup(stop)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "ready\n" {
+		stop()
+		t.Fatalf("the writing run said %q (%v), want %q; stderr %q", line, err, "ready\n", stderr.String())
+	}
+	return stop
 }
