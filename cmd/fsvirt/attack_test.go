@@ -337,19 +337,27 @@ type dirSwapAttack struct {
 }
 
 var dirSwapAttacks = []dirSwapAttack{
-	{"chmod-dir-swap", "chmod", func(a *arena) []string { return []string{a.fx.Dir, maze(64, filepath.Base(a.own()))} }},
-	{"unlink-dir-swap", "unlink", func(a *arena) []string { return []string{a.dir(), maze(64, filepath.Base(a.victim()))} }},
+	{"chmod-dir-swap", "chmod", func(a *arena) []string { return []string{a.fx.Dir, maze(mazeSteps, filepath.Base(a.own()))} }},
+	{"unlink-dir-swap", "unlink", func(a *arena) []string { return []string{a.dir(), maze(mazeSteps, filepath.Base(a.victim()))} }},
 	{"rename-dir-swap", "rename", func(a *arena) []string {
-		return []string{a.dir(), maze(64, filepath.Base(a.victim())), "renamed"}
+		return []string{a.dir(), maze(mazeSteps, filepath.Base(a.victim())), "renamed"}
 	}},
 	// The supervisor resolves the new name last: the maze goes there.
-	{"link-dir-swap", "link", func(a *arena) []string { return []string{a.dir(), filepath.Base(a.victim()), maze(64, "linked")} }},
-	{"mknod-dir-swap", "mknod", func(a *arena) []string { return []string{a.dir(), maze(64, "made-node")} }},
-	{"mkdir-dir-swap", "mkdir", func(a *arena) []string { return []string{a.dir(), maze(64, "made-dir")} }},
-	{"symlink-dir-swap", "symlink", func(a *arena) []string { return []string{a.dir(), maze(64, "made-symlink")} }},
-	// A socket's path has 107 bytes at most.
-	{"bind-dir-swap", "bind", func(a *arena) []string { return []string{a.dir(), maze(4, "made-socket")} }},
+	{"link-dir-swap", "link", func(a *arena) []string {
+		return []string{a.dir(), filepath.Base(a.victim()), maze(mazeSteps, "linked")}
+	}},
+	{"mknod-dir-swap", "mknod", func(a *arena) []string { return []string{a.dir(), maze(mazeSteps, "made-node")} }},
+	{"mkdir-dir-swap", "mkdir", func(a *arena) []string { return []string{a.dir(), maze(mazeSteps, "made-dir")} }},
+	{"symlink-dir-swap", "symlink", func(a *arena) []string { return []string{a.dir(), maze(mazeSteps, "made-symlink")} }},
+	{"bind-dir-swap", "bind", func(a *arena) []string { return []string{a.dir(), maze(socketMazeSteps, "made-socket")} }},
 }
+
+// mazeSteps is how often a dir-swap path goes into sub and back; socketMazeSteps, for bind, keeps
+// the path within a socket's 107 bytes.
+const (
+	mazeSteps       = 64
+	socketMazeSteps = 4
+)
 
 // maze leads through the subdirectory sub and back n times before name: steps the supervisor
 // resolves after the exchanged directory, which widen the window the exchange must hit.

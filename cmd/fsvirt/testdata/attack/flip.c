@@ -30,7 +30,7 @@
 static const char *op;
 static int npaths;
 static char decoy[2][PATHLEN], target[2][PATHLEN];
-static struct sockaddr_un sun; /* buffer 1 for bind */
+static struct sockaddr_un sun; /* buf[0] is its sun_path, so that bind can race it too */
 static char buf2[PATHLEN];
 static char *buf[2] = {sun.sun_path, buf2};
 static atomic_int stop;
