@@ -54,33 +54,60 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	if ok || thread {
 		return c.path, c.removed, ok && c.path != ""
 	}
-	st, err := tracee{tid: key}.status()
+	kernel, err := readlink(t.procPath("cwd"))
 	if err != nil {
 		return "", nil, false
 	}
 	v.mu.Lock()
-	pc, ok := v.cwds[st.ppid]
-	if !ok && st.ppid == selfPid {
-		// Forked by a thread of this program: the view's worker thread, whose key is its tid.
-		for _, wc := range v.cwds {
-			if wc.thread {
-				pc, ok = wc, true
-				break
-			}
-		}
+	pc, ok := v.inheritedLocked(key, kernel)
+	if ok && pc.path != "" {
+		pc.thread = false
+		v.setCwdLocked(key, pc)
 	}
 	v.mu.Unlock()
 	if !ok || pc.path == "" {
 		return "", nil, false
 	}
-	if kernel, err := readlink(t.procPath("cwd")); err != nil || kernel != pc.kernel {
-		return "", nil, false
-	}
-	pc.thread = false
-	v.mu.Lock()
-	v.setCwdLocked(key, pc)
-	v.mu.Unlock()
 	return pc.path, pc.removed, true
+}
+
+// maxAncestors bounds the walk up a process's ancestors.
+const maxAncestors = 64
+
+// inheritedLocked returns the working directory process pid inherited, given that it has none of
+// its own in the view and that its kernel working directory is kernel. Its parent's record of the
+// fork that made it decides (see forkRecord); without one, an orphan's is found among the records
+// of parents that have exited; a process a worker thread started inherits the worker's; else the
+// nearest ancestor with a working directory in the view passes it down, if the kernel's is still
+// the one it passed. Preconditions: v.mu is held.
+func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
+	for range maxAncestors {
+		ppid, start, err := procStat(pid)
+		if err != nil {
+			return virtualCwd{}, false
+		}
+		if r, ok := v.forkOfLocked(ppid, start); ok {
+			return r.cwd, r.cwd.kernel == kernel
+		}
+		switch {
+		case ppid == selfPid && v.ns.threadMode:
+			// Forked by a thread of this program: the view's worker thread, whose key is its tid.
+			for _, wc := range v.cwds {
+				if wc.thread {
+					return wc, wc.kernel == kernel
+				}
+			}
+			return virtualCwd{}, false
+		case ppid == selfPid || ppid <= 1: // reparented: its parent has exited
+			c, ok := v.orphanCwdLocked(start, kernel)
+			return c, ok
+		}
+		if c, ok := v.cwds[ppid]; ok {
+			return c, c.kernel == kernel
+		}
+		pid = ppid
+	}
+	return virtualCwd{}, false
 }
 
 // setCwdLocked records task key's working directory. Preconditions: v.mu is held.

@@ -68,13 +68,20 @@ const (
 const fsxattrSize = 28
 
 // ioctlPrefix returns the filter's first instructions: for ioctl on the native architecture it
-// answers by command (see above); everything else goes on to the instruction after the prefix.
+// answers by command (see above), for clone by its flags (fork.go); everything else goes on to the
+// instruction after the prefix.
 func ioctlPrefix() []unix.SockFilter {
 	var b bpfBuilder
 	b.ld(dataArch)
 	b.jeq(auditArchNative, "", "out")
 	b.ld(dataNr)
-	b.jeq(unix.SYS_IOCTL, "", "out")
+	b.jeq(unix.SYS_IOCTL, "ioctl", "")
+	b.jeq(unix.SYS_CLONE, "", "out")
+	// clone notifies when it makes a process, for the working directory it passes (fork.go); a
+	// thread shares its process's.
+	b.ld(dataArg0Low)
+	b.jset(unix.CLONE_THREAD, "allow", "notify")
+	b.label("ioctl")
 	b.ld(dataArg1Low)
 	for _, c := range ioctlPassed {
 		b.jeq(c, "allow", "")
@@ -125,9 +132,13 @@ func (b *bpfBuilder) alu(op uint16, k uint32) {
 
 func (b *bpfBuilder) ret(k uint32) { b.emit(unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: k}) }
 
-func (b *bpfBuilder) jeq(k uint32, jt, jf string) {
+func (b *bpfBuilder) jeq(k uint32, jt, jf string) { b.jump(unix.BPF_JEQ, k, jt, jf) }
+
+func (b *bpfBuilder) jset(k uint32, jt, jf string) { b.jump(unix.BPF_JSET, k, jt, jf) }
+
+func (b *bpfBuilder) jump(op uint16, k uint32, jt, jf string) {
 	b.fixups = append(b.fixups, fixup{at: len(b.prog), jt: jt, jf: jf})
-	b.emit(unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: k})
+	b.emit(unix.SockFilter{Code: unix.BPF_JMP | op | unix.BPF_K, K: k})
 }
 
 func (b *bpfBuilder) label(name string) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -177,4 +178,49 @@ func TestProcessChildLeavesVirtualCwd(t *testing.T) {
 	if want := shared + "/new\n" + shared + "\n" + shared + "\n"; out != want || res.ExitStatus != 0 {
 		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
 	}
+}
+
+// TestProcessTreeWorkingDirectories starts processes, through intermediates that exit before
+// their children make a call or never make one, from a directory that exists only in the view:
+// every descendant works there (issue 18). Each script ends by listing d.
+func TestProcessTreeWorkingDirectories(t *testing.T) {
+	for _, c := range []struct {
+		name, script string
+	}{
+		{"timeout", `timeout 5 sh -c 'echo x > out'`},
+		{"xargs", `echo x | xargs sh -c 'echo x > out'`},
+		{"setsid", `setsid sh -c 'echo x > out'`},
+		{"nohup", `nohup sh -c 'echo x > out' 2>/dev/null`},
+		{"env-depth-3", `env env sh -c 'sh -c "echo x > out"'`},
+		{"orphan", `sh -c '(sleep 0.2; echo x > out) &'; sleep 0.5`},
+		{"orphan-depth-5", `sh -c 'sh -c "sh -c \"(sleep 0.2; sh -c \\\"echo x > out\\\") &\""'; sleep 0.6`},
+		{"exec-chain", `sh -c "exec timeout 5 sh -c 'exec sh -c \"echo x > out\"'"`},
+		{"make-recipe", `printf 'all:\n\techo x > out\n' > Makefile && make -s && rm Makefile`},
+		{"perl-system", `perl -e 'system("echo x > out")'`},
+		{"python-subprocess", `python3 -c 'import subprocess; subprocess.run("echo x > out", shell=True)'`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if prog := strings.Fields(c.name)[0]; prog == "make-recipe" && !hasProgram("make") ||
+				prog == "perl-system" && !hasProgram("perl") || prog == "python-subprocess" && !hasProgram("python3") {
+				t.Skip("program not installed")
+			}
+			shared := t.TempDir()
+			mkTree(t, shared, "file f shared\n")
+			before := hashTree(t, shared)
+			script := "cd " + shared + " && mkdir d && cd d && " + c.script + "; ls " + shared + "/d; cat " + shared + "/d/out"
+			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", script)
+			if out != "out\nx\n" || res.ExitStatus != 0 {
+				t.Errorf("stdout %q, status %d; want %q: out was not made in d", out, res.ExitStatus, "out\nx\n")
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+// hasProgram reports whether prog is on PATH.
+func hasProgram(prog string) bool {
+	_, err := exec.LookPath(prog)
+	return err == nil
 }
