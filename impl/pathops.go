@@ -317,12 +317,15 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		return reply{}, unix.EEXIST
 	case r.deadDir, r.trailingSlash && o.kind != opMkdir:
 		return reply{}, unix.ENOENT
-	case typ == unix.S_IFCHR || typ == unix.S_IFBLK:
-		return reply{}, unix.EPERM // device nodes would open the host's devices
 	}
 	c, err := t.status()
 	if err != nil {
 		return reply{}, err
+	}
+	if (typ == unix.S_IFCHR || typ == unix.S_IFBLK) && !c.privileged() {
+		// The kernel wants CAP_MKNOD. A privileged caller gets its device node in the private
+		// layer, as on overlayfs: opening it opens the host's device, as the node would natively.
+		return reply{}, unix.EPERM
 	}
 	perm := o.mode & 07777 &^ c.umask
 	if o.kind == opMkdir {
@@ -344,7 +347,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	case opMkdir:
 		err = unix.Mkdir(host, 0o700)
 	case opMknod:
-		err = unix.Mknod(host, typ|0o600, 0)
+		err = unix.Mknod(host, typ|0o600, int(o.dev))
 	case opSymlink:
 		err = unix.Symlink(o.target, host)
 	}
@@ -389,7 +392,7 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 	case opMkdir:
 		err = unix.Mkdirat(dirfd, name, 0o700)
 	case opMknod:
-		err = unix.Mknodat(dirfd, name, typ|0o600, 0)
+		err = unix.Mknodat(dirfd, name, typ|0o600, int(o.dev))
 	case opSymlink:
 		return unix.Symlinkat(o.target, dirfd, name)
 	}

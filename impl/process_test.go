@@ -224,3 +224,21 @@ func hasProgram(prog string) bool {
 	_, err := exec.LookPath(prog)
 	return err == nil
 }
+
+// TestProcessDeviceNode: root makes a device node in the view, as the kernel lets it, and it works
+// there; the shared tree gets nothing.
+func TestProcessDeviceNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod of a device needs CAP_MKNOD")
+	}
+	shared := t.TempDir()
+	mkTree(t, shared, "file f shared\n")
+	before := hashTree(t, shared)
+	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && mknod null c 1 3 && stat -c '%F %t:%T' null && echo x > null && wc -c < null")
+	if want := "character special file 1:3\n0\n"; out != want || res.ExitStatus != 0 {
+		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
+	}
+	if hashTree(t, shared) != before {
+		t.Error("the shared tree changed")
+	}
+}
