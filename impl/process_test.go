@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
@@ -240,5 +241,32 @@ func TestProcessDeviceNode(t *testing.T) {
 	}
 	if hashTree(t, shared) != before {
 		t.Error("the shared tree changed")
+	}
+}
+
+// TestProcessEveryCallAnswered: an exec of a program in the view, and an open, with a full
+// descriptor table cannot get their descriptor injected; they fail with EMFILE instead of waiting
+// for an answer for ever.
+func TestProcessEveryCallAnswered(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f shared\n")
+	out, err := os.CreateTemp(t.TempDir(), "stdout")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	script := "cd " + shared + " && cp /bin/true tru && (ulimit -n 3; exec ./tru) 2>/dev/null; echo exec=$?; (ulimit -n 3; echo x > g) 2>/dev/null; echo open=$?"
+	res, err := Run(ctx, RunConfig{Trees: []string{shared}, Store: t.TempDir(), Path: "/bin/sh", Args: []string{"/bin/sh", "-c", script}, Stdout: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("a call with a full descriptor table got no answer: the command was killed after 20 s")
+	}
+	b, _ := os.ReadFile(out.Name())
+	if got := string(b); got != "exec=126\nopen=2\n" || res.ExitStatus != 0 {
+		t.Errorf("stdout %q, status %d; want exec (126) and open (2) to fail at once", got, res.ExitStatus)
 	}
 }

@@ -291,7 +291,10 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 		var newfd int
 		newfd, err = notify.InstallFD(lfd, id, r.fd, false)
 		unix.Close(r.fd)
-		if err == nil {
+		if err != nil && err != unix.ENOENT {
+			// Every notification gets an answer: a full descriptor table (EMFILE) says so.
+			err = notify.Send(lfd, id, 0, injectErrno(err))
+		} else if err == nil {
 			if rerr := r.rewrite(newfd); rerr != nil {
 				var errno unix.Errno
 				if !errors.As(rerr, &errno) {
@@ -320,13 +323,26 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 		}
 		if err != nil && err != unix.ENOENT {
 			// The task is still waiting: fail closed rather than leave it blocked.
-			s.log.Error("fd injection failed; answering EIO", "err", err)
-			err = notify.Send(lfd, id, 0, unix.EIO)
+			errno := injectErrno(err)
+			if errno == unix.EIO {
+				s.log.Error("fd injection failed; answering EIO", "err", err)
+			}
+			err = notify.Send(lfd, id, 0, errno)
 		}
 	}
 	if err != nil && err != unix.ENOENT {
 		s.log.Warn("seccomp answer failed", "err", err)
 	}
+}
+
+// injectErrno is what a task whose descriptor could not be injected is told: EMFILE for a full
+// descriptor table (RLIMIT_NOFILE), as the kernel's own open would say; EIO for anything else,
+// which is the supervisor's fault.
+func injectErrno(err error) unix.Errno {
+	if err == unix.EMFILE {
+		return unix.EMFILE
+	}
+	return unix.EIO
 }
 
 // mayWrite reports whether open flags can change a file: a write access mode, O_CREAT, O_TRUNC or
