@@ -23,7 +23,10 @@ type Config struct {
 	// Trees are the directories to virtualize; default "/", with /proc, /sys and /dev passed
 	// through, except /dev/shm. A tree inside one of those (/dev/shm/t) is virtualized whole.
 	Trees []string
-	// Store is the directory under which private layers live; default $TMPDIR, else /var/tmp.
+	// Store is the directory that holds the user's store root, Store/fsvirt-UID, in which every
+	// run and pool of the user keeps its private layers; default $TMPDIR, else /var/tmp. The store
+	// root is made 0700 if missing, and refused if it is a symlink, not a directory, another
+	// user's or writable by others. No view can see it.
 	Store string
 	// Policy chooses how unchanged files are opened read-only; default PolicyFast.
 	Policy Policy
@@ -128,7 +131,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	ns, err := newNamespace(cfg.Trees, st.root, cfg.Policy)
 	if ns != nil {
 		ns.threadMode = true
 	}

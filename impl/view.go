@@ -43,11 +43,11 @@ func ParsePolicy(s string) (Policy, error) {
 }
 
 // namespace is what every view of one pool or run shares: which trees are virtualized, which
-// are passed through, and where the store is, which no view can see.
+// are passed through, and where the user's store root is, which no view can see.
 type namespace struct {
 	trees       []string // cleaned absolute paths
 	passthrough []string // inside a tree, but left to the host (/proc, /sys, /dev)
-	store       string   // hidden from every view
+	store       string   // the user's store root (see store): hidden from every view
 	policy      Policy
 	// threadMode: each task with a view has a working directory of its own (thread mode's workers
 	// unshare CLONE_FS); otherwise the threads of a process share one.
@@ -94,6 +94,7 @@ var defaultPassthrough = []string{"/proc", "/sys", "/dev"}
 // (shm_open, sem_open): left to the host, they would be one directory every invocation shares.
 var virtualizedInPassthrough = []string{"/dev/shm"}
 
+// newNamespace makes the namespace of trees, whose views hide store, the user's store root.
 func newNamespace(trees []string, store string, policy Policy) (*namespace, error) {
 	if len(trees) == 0 {
 		trees = []string{"/"}
@@ -118,8 +119,8 @@ func newNamespace(trees []string, store string, policy Policy) (*namespace, erro
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("tree %s: not a directory", t)
 		}
-		if within(store, real) && real == store {
-			return nil, fmt.Errorf("tree %s is the store", t)
+		if within(real, store) {
+			return nil, fmt.Errorf("tree %s is in the store %s, which no view can see", t, store)
 		}
 		ns.trees = append(ns.trees, real)
 	}
