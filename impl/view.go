@@ -48,6 +48,9 @@ type namespace struct {
 	trees       []string // cleaned absolute paths
 	passthrough []string // inside a tree, but left to the host (/proc, /sys, /dev)
 	store       string   // the user's store root (see store): hidden from every view
+	// storeParent is the directory that holds store, whose listing every view shows without it
+	// (see View.hideStore).
+	storeParent string
 	policy      Policy
 	// threadMode: each task with a view has a working directory of its own (thread mode's workers
 	// unshare CLONE_FS); otherwise the threads of a process share one.
@@ -85,6 +88,8 @@ func (ns *namespace) inTree(p string) bool {
 	return false
 }
 
+// hidden reports whether host path p is in the user's store root. No view reaches such a path,
+// but a view's own private layer, which lies there, is reached through the view's paths.
 func (ns *namespace) hidden(p string) bool { return within(p, ns.store) }
 
 // defaultPassthrough are the pseudo file systems left to the host when "/" is virtualized.
@@ -99,7 +104,7 @@ func newNamespace(trees []string, store string, policy Policy) (*namespace, erro
 	if len(trees) == 0 {
 		trees = []string{"/"}
 	}
-	ns := &namespace{store: store, policy: policy}
+	ns := &namespace{store: store, storeParent: filepath.Dir(store), policy: policy}
 	for _, t := range trees {
 		if !filepath.IsAbs(t) {
 			abs, err := filepath.Abs(t)
