@@ -29,7 +29,8 @@
 // Thread mode ([NewPool], [Pool.Invoke]): worker goroutines, each locked for life to an OS thread
 // that unshared its working directory and umask (CLONE_FS) and loaded the filter once with its own
 // listener. Invoke runs a function on a free worker in a fresh view; the thread is reused by later
-// invocations, which see nothing of earlier ones.
+// invocations, which see nothing of earlier ones: descriptors of private files that a function
+// left open are revoked when it returns (see revoke.go).
 //
 // Only the function's own goroutine is virtualized. Goroutines it starts run on other threads,
 // which carry no filter: they see, and can change, the shared tree. So do calls the Go runtime

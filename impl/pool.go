@@ -48,6 +48,8 @@ type Pool struct {
 	sups  []*supervisor
 	idle  chan *worker
 	fence *View // the read-only view of processes invocations left running (see lineage)
+	// revoked is what descriptors of an ended invocation's private layer become (see revokeFDs).
+	revoked int
 
 	mu      sync.Mutex // guards all and started
 	all     []*worker
@@ -163,9 +165,16 @@ func NewPool(cfg Config) (*Pool, error) {
 		st.close()
 		return nil, fmt.Errorf("open working directory: %w", err)
 	}
+	revoked, err := newRevoked()
+	if err != nil {
+		stopAll()
+		unix.Close(cwd)
+		st.close()
+		return nil, err
+	}
 	umask := unix.Umask(0)
 	unix.Umask(umask)
-	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups,
+	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups, revoked: revoked,
 		idle: make(chan *worker, cfg.Workers), closed: make(chan struct{})}
 	p.fence, _ = newView(ns, st.dir+"/fence") // never made: nothing in it can change
 	p.fence.readOnly = true
@@ -330,6 +339,14 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	if fnErr != nil {
 		result = multierror.Append(result, fnErr)
 	}
+	if v.created.Load() {
+		// Descriptors of files in the private layer that fn left open in this process, which
+		// shares them with later invocations. Without a private layer there are none.
+		v.closeGhosts() // the supervisor's own, in it
+		if _, err := revokeFDs(v.dir, p.revoked); err != nil {
+			result = multierror.Append(result, err)
+		}
+	}
 	if err := v.remove(); err != nil {
 		result = multierror.Append(result, fmt.Errorf("remove private layer: %w", err))
 	}
@@ -393,6 +410,7 @@ func (p *Pool) Close() error {
 			s.stop()
 		}
 		unix.Close(p.cwd)
+		unix.Close(p.revoked)
 		if err := p.store.close(); err != nil {
 			result = multierror.Append(result, err)
 		}
