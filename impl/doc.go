@@ -19,7 +19,8 @@
 //     or that a task opens (and so may list), is materialized: placeholders for all its shared
 //     children. A shared file or directory is renamed without copying its data;
 //   - any call on a path the view has changed or created: the private copy;
-//   - the store that holds private layers does not exist in any view (ENOENT).
+//   - the user's store root, which holds the private layers of all their runs and pools, does not
+//     exist in any view (ENOENT), nor in a listing of its directory (see store.go).
 //
 // When the invocation ends its private layer is removed, after [Invocation.Changes] (or
 // [Result.Changes]) reported it.
