@@ -32,8 +32,9 @@ const canaryData = "canary: nothing may write here\n"
 // env is one target's set-up, made once per process:
 //
 //	dir/shared   the tree the engine virtualizes, rebuilt for every input
-//	dir/store    the engine's store root; its fsvirt-* directory, the store
-//	             proper, holds the private layers and is invisible in the view
+//	dir/store    the engine's store directory; the user's store root in it,
+//	             fsvirt-UID, is invisible in the view, and holds the store
+//	             proper, fsvirt-UID/store-*, which holds the private layers
 //	dir/tmp      the oracle's private copies
 //	dir/canary   must never change
 //	dir/in       a symlink to dir/shared: a way into the tree from outside
@@ -81,7 +82,7 @@ func newEnv(f *testing.F) *env {
 			f.Error(err)
 		}
 	})
-	stores, err := filepath.Glob(filepath.Join(v.storeRoot, "fsvirt-*"))
+	stores, err := filepath.Glob(filepath.Join(v.storeRoot, "fsvirt-*", "store-*"))
 	if err != nil || len(stores) != 1 {
 		f.Fatalf("the store proper: %v %v", stores, err)
 	}

@@ -212,10 +212,12 @@ func actAlias(p *program) {
 // fail with ENOENT, and change nothing.
 func actStore(p *program) {
 	storeBase, ghost := filepath.Base(p.v.store), filepath.Join(p.v.dir, "ghost")
+	// The store proper relative to the store directory: fsvirt-UID/store-*.
+	storeRel, _ := filepath.Rel(p.v.storeRoot, p.v.store)
 	roots := [][2]string{ // into the store, and the same way to the ghost
 		{p.v.store, ghost},
 		{filepath.Join(p.v.dir, "st"), filepath.Join(p.v.dir, "gst")},
-		{p.v.shared + "/../store/" + storeBase, p.v.shared + "/../ghost"},
+		{p.v.shared + "/../store/" + storeRel, p.v.shared + "/../ghost"},
 		{p.v.shared + "/../st", p.v.shared + "/../gst"},
 	}
 	root := pick(p.src, roots)

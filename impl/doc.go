@@ -19,7 +19,8 @@
 //     or that a task opens (and so may list), is materialized: placeholders for all its shared
 //     children. A shared file or directory is renamed without copying its data;
 //   - any call on a path the view has changed or created: the private copy;
-//   - the store that holds private layers does not exist in any view (ENOENT).
+//   - the user's store root, which holds the private layers of all their runs and pools, does not
+//     exist in any view (ENOENT), nor in a listing of its directory (see store.go).
 //
 // When the invocation ends its private layer is removed, after [Invocation.Changes] (or
 // [Result.Changes]) reported it.
@@ -29,7 +30,8 @@
 // Thread mode ([NewPool], [Pool.Invoke]): worker goroutines, each locked for life to an OS thread
 // that unshared its working directory and umask (CLONE_FS) and loaded the filter once with its own
 // listener. Invoke runs a function on a free worker in a fresh view; the thread is reused by later
-// invocations, which see nothing of earlier ones.
+// invocations, which see nothing of earlier ones: descriptors of private files that a function
+// left open are revoked when it returns (see revoke.go).
 //
 // Only the function's own goroutine is virtualized. Goroutines it starts run on other threads,
 // which carry no filter: they see, and can change, the shared tree. So do calls the Go runtime

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -207,16 +208,33 @@ func threadCount(t *testing.T) int {
 	return len(ents)
 }
 
-// storeEntries lists what is left in a store root.
+// storeEntries lists what is left under a Config.Store directory: the stores in the user's store
+// root there, which stays, and anything else.
 func storeEntries(t *testing.T, root string) []string {
 	t.Helper()
 	ents, err := os.ReadDir(root)
 	if err != nil {
 		t.Fatal(err)
 	}
+	user := filepath.Base(userStoreRoot(root))
 	var names []string
 	for _, e := range ents {
-		names = append(names, e.Name())
+		if e.Name() != user || !e.IsDir() {
+			names = append(names, e.Name())
+			continue
+		}
+		in, err := os.ReadDir(filepath.Join(root, user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range in {
+			names = append(names, user+"/"+e.Name())
+		}
 	}
 	return names
+}
+
+// userStoreRoot is the user's store root under Config.Store directory root.
+func userStoreRoot(root string) string {
+	return filepath.Join(root, "fsvirt-"+strconv.Itoa(os.Geteuid()))
 }

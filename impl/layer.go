@@ -309,6 +309,20 @@ func (v *View) addable(p string) error {
 	return nil
 }
 
+// hideStore readies view directory p, whose listing would be the shared directory that holds the
+// user's store root, to be listed without it, and reports whether it did: p becomes partial (see
+// above), so that an open of it materializes it first, and materialize leaves the store root out,
+// as if the view had removed it (but Changes does not report it). The resolver calls it when a
+// resolution ends at p, not when a walk passes through p. Outside the trees, and in a view that
+// cannot change (the fence), the listing stays the kernel's, store root included: lookups in it
+// fail all the same.
+func (v *View) hideStore(p string) (bool, error) {
+	if v.readOnly || !v.ns.inTree(p) {
+		return false, nil
+	}
+	return true, v.addable(p)
+}
+
 // prepareRemove makes the directory of view path p ready for p's removal (or its move away). A
 // name the shared directory also holds must leave the listing, which needs the complete one
 // (materialize); a name only the view made, in a partial directory, can simply go.
@@ -367,7 +381,7 @@ func (v *View) placeholders(p, lower, up string, dirsOnly bool) error {
 		v.mu.Lock()
 		has := v.entries[child] != nil
 		v.mu.Unlock()
-		if has || v.ns.hidden(child) {
+		if has || v.ns.hidden(path.Join(lower, name)) { // the store root is in no listing
 			continue
 		}
 		kind, err := placeholder(lfd, ufd, name, de.Type())
@@ -481,7 +495,7 @@ func (v *View) Changes() []Change {
 	var out []Change
 	var st unix.Stat_t
 	for p, e := range v.entries {
-		shared := unix.Lstat(p, &st) == nil && v.ns.inTree(p)
+		shared := unix.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p)
 		changed := e.own || e.lower != p && !v.movedWithParent(p, e)
 		switch {
 		case changed && shared:
@@ -542,6 +556,9 @@ func (v *View) copyView(p, out string, recursive bool) error {
 	if err != nil {
 		return err
 	}
+	if v.hides(l.host) { // the store root, listed by a shared directory
+		return nil
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if err := os.Mkdir(out, 0o700); err != nil && !os.IsExist(err) {
@@ -559,9 +576,6 @@ func (v *View) copyView(p, out string, recursive bool) error {
 			}
 			for _, name := range names {
 				child := path.Join(p, name)
-				if v.ns.hidden(child) {
-					continue
-				}
 				if err := v.copyView(child, path.Join(out, name), true); err != nil {
 					return err
 				}

@@ -126,7 +126,7 @@ func TestLeftoverProcessFenced(t *testing.T) {
 	// and whether their writes succeed.
 	// It waits for its stdin to close, which the test does once the invocation has ended.
 	script := `read x; cat ` + f + `; echo; if echo leftover > ` + f + `; then echo wrote; fi
-		cat ` + storeRoot + `/*/inv-*/upper` + f + ` || echo hidden
+		cat ` + storeRoot + `/*/*/inv-*/upper` + f + ` || echo hidden
 		echo out > ` + outside + `/log
 		/bin/sh -c 'cat ` + f + `; echo; if echo grandchild > ` + f + `; then echo wrote; fi' 2>&1`
 	r, w, err := os.Pipe()

@@ -3,6 +3,7 @@ package impl
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"unsafe"
@@ -377,7 +378,7 @@ func TestOpenStoreInvisible(t *testing.T) {
 			return err
 		}
 		unix.Close(fd)
-		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + storeName(store) + "/lock"} {
+		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + filepath.Base(store) + "/lock"} {
 			for _, flags := range []int{unix.O_RDONLY, unix.O_WRONLY | unix.O_CREAT} {
 				fd, err := unix.Open(path, flags, 0o644)
 				if err != unix.ENOENT {
@@ -392,7 +393,5 @@ func TestOpenStoreInvisible(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-func storeName(dir string) string { return dir[len(dir)-len("fsvirt-")-9:] }
 
 var _ = unsafe.Sizeof(0)

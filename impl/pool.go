@@ -23,7 +23,10 @@ type Config struct {
 	// Trees are the directories to virtualize; default "/", with /proc, /sys and /dev passed
 	// through, except /dev/shm. A tree inside one of those (/dev/shm/t) is virtualized whole.
 	Trees []string
-	// Store is the directory under which private layers live; default $TMPDIR, else /var/tmp.
+	// Store is the directory that holds the user's store root, Store/fsvirt-UID, in which every
+	// run and pool of the user keeps its private layers; default $TMPDIR, else /var/tmp. The store
+	// root is made 0700 if missing, and refused if it is a symlink, not a directory, another
+	// user's or writable by others. No view can see it.
 	Store string
 	// Policy chooses how unchanged files are opened read-only; default PolicyFast.
 	Policy Policy
@@ -45,6 +48,8 @@ type Pool struct {
 	sups  []*supervisor
 	idle  chan *worker
 	fence *View // the read-only view of processes invocations left running (see lineage)
+	// revoked is what descriptors of an ended invocation's private layer become (see revokeFDs).
+	revoked int
 
 	mu      sync.Mutex // guards all and started
 	all     []*worker
@@ -128,7 +133,7 @@ func NewPool(cfg Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	ns, err := newNamespace(cfg.Trees, st.root, cfg.Policy)
 	if ns != nil {
 		ns.threadMode = true
 	}
@@ -160,9 +165,16 @@ func NewPool(cfg Config) (*Pool, error) {
 		st.close()
 		return nil, fmt.Errorf("open working directory: %w", err)
 	}
+	revoked, err := newRevoked()
+	if err != nil {
+		stopAll()
+		unix.Close(cwd)
+		st.close()
+		return nil, err
+	}
 	umask := unix.Umask(0)
 	unix.Umask(umask)
-	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups,
+	p := &Pool{prog: prog, cwd: cwd, umask: umask, ns: ns, store: st, sups: sups, revoked: revoked,
 		idle: make(chan *worker, cfg.Workers), closed: make(chan struct{})}
 	p.fence, _ = newView(ns, st.dir+"/fence") // never made: nothing in it can change
 	p.fence.readOnly = true
@@ -327,6 +339,14 @@ func (p *Pool) Invoke(ctx context.Context, fn func(inv *Invocation) error) error
 	if fnErr != nil {
 		result = multierror.Append(result, fnErr)
 	}
+	if v.created.Load() {
+		// Descriptors of files in the private layer that fn left open in this process, which
+		// shares them with later invocations. Without a private layer there are none.
+		v.closeGhosts() // the supervisor's own, in it
+		if _, err := revokeFDs(v.dir, p.revoked); err != nil {
+			result = multierror.Append(result, err)
+		}
+	}
 	if err := v.remove(); err != nil {
 		result = multierror.Append(result, fmt.Errorf("remove private layer: %w", err))
 	}
@@ -390,6 +410,7 @@ func (p *Pool) Close() error {
 			s.stop()
 		}
 		unix.Close(p.cwd)
+		unix.Close(p.revoked)
 		if err := p.store.close(); err != nil {
 			result = multierror.Append(result, err)
 		}

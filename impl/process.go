@@ -195,7 +195,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 			err = multierror.Append(cleanup, err).ErrorOrNil()
 		}
 	}()
-	ns, err := newNamespace(cfg.Trees, st.dir, cfg.Policy)
+	ns, err := newNamespace(cfg.Trees, st.root, cfg.Policy)
 	if err != nil {
 		return nil, err
 	}

@@ -66,7 +66,8 @@ var magicLink = regexp.MustCompile(`^/proc/[0-9]+(/task/[0-9]+)?/(cwd|root|exe|f
 
 // resolve walks unsafePath component by component in the view, starting at the caller's cwd or
 // dirfd, with the kernel's rules for "..", symlinks (ELOOP after maxSymlinks) and trailing slashes.
-// It never reads through the store: a step into it fails with ENOENT.
+// It never reads through the user's store root: a step into it fails with ENOENT, and a final name
+// that would find it finds nothing (see hides).
 func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
 	r := resolved{pure: true}
 	if unsafePath == "" {
@@ -155,13 +156,19 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			cur = next
 			continue
 		}
-		if v.ns.hidden(next) {
-			return r, unix.ENOENT
-		}
 		if supervisorOnly(t, next) {
 			return r, unix.EACCES
 		}
 		l, st, err := v.locate(next)
+		if err == nil && v.hides(l.host) {
+			// The store root is not in any view. In a tree its name is free, as in a
+			// directory the view removed it from; outside the trees, where a new name is
+			// made on the host, it is not.
+			if !last || !v.ns.inTree(next) {
+				return r, unix.ENOENT
+			}
+			err, r.pure = unix.ENOENT, false // the kernel would find the store root
+		}
 		if err == unix.ENAMETOOLONG && last && o.deferLong {
 			r.path, r.inTree, r.longName = next, v.ns.inTree(next), err
 			return r, nil
@@ -268,6 +275,19 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		}
 		r.host, r.ent = l.host, l.ent
 	}
+	if r.mode == unix.S_IFDIR && r.host == v.ns.storeParent {
+		// The view shows the shared listing of the directory that holds the store root, which
+		// lists the store root: a listing of the view's own copy will not.
+		if ok, err := v.hideStore(cur); err != nil {
+			return r, err
+		} else if ok {
+			l, _, err := v.locate(cur)
+			if err != nil {
+				return r, err
+			}
+			r.host, r.ent = l.host, l.ent
+		}
+	}
 	r.reachesLower = r.pure && (r.ent == nil || r.ent.lower == cur)
 	if r.ent != nil {
 		r.own = r.ent.viewsOwn()
@@ -287,22 +307,33 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
-// object has none (pipes, sockets, anonymous inodes, deleted files). A target in the store that
-// is not this view's own private layer is ENOENT.
+// object has none (pipes, sockets, anonymous inodes, deleted files). A target in the store root
+// that is not in this view's own private layer, deleted or not, is ENOENT: another view's file,
+// which a task of the same user can name by /proc/PID/fd/N, is not in this view.
 func (v *View) magicTarget(target string) (string, bool, error) {
 	if p, ok := proxyPath(target); ok {
 		return p, true, nil
 	}
-	if !strings.HasPrefix(target, "/") || strings.HasSuffix(target, " (deleted)") {
+	if !strings.HasPrefix(target, "/") {
+		return "", false, nil
+	}
+	h, deleted := strings.CutSuffix(target, " (deleted)")
+	if v.hides(h) {
+		return "", false, unix.ENOENT
+	}
+	if deleted {
 		return "", false, nil
 	}
 	if p, ok := v.viewPathOf(target); ok {
 		return p, true, nil
 	}
-	if v.ns.hidden(target) {
-		return "", false, unix.ENOENT
-	}
 	return target, true, nil
+}
+
+// hides reports whether host path h is in the user's store root and not in the view's own private
+// layer: what no lookup in the view may reach.
+func (v *View) hides(h string) bool {
+	return v.ns.hidden(h) && !within(h, v.upper)
 }
 
 // start is where a relative path starts: the caller's working directory or its dirfd.

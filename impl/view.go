@@ -43,11 +43,14 @@ func ParsePolicy(s string) (Policy, error) {
 }
 
 // namespace is what every view of one pool or run shares: which trees are virtualized, which
-// are passed through, and where the store is, which no view can see.
+// are passed through, and where the user's store root is, which no view can see.
 type namespace struct {
 	trees       []string // cleaned absolute paths
 	passthrough []string // inside a tree, but left to the host (/proc, /sys, /dev)
-	store       string   // hidden from every view
+	store       string   // the user's store root (see store): hidden from every view
+	// storeParent is the directory that holds store, whose listing every view shows without it
+	// (see View.hideStore).
+	storeParent string
 	policy      Policy
 	// threadMode: each task with a view has a working directory of its own (thread mode's workers
 	// unshare CLONE_FS); otherwise the threads of a process share one.
@@ -85,6 +88,8 @@ func (ns *namespace) inTree(p string) bool {
 	return false
 }
 
+// hidden reports whether host path p is in the user's store root. No view reaches such a path,
+// but a view's own private layer, which lies there, is reached through the view's paths.
 func (ns *namespace) hidden(p string) bool { return within(p, ns.store) }
 
 // defaultPassthrough are the pseudo file systems left to the host when "/" is virtualized.
@@ -94,11 +99,12 @@ var defaultPassthrough = []string{"/proc", "/sys", "/dev"}
 // (shm_open, sem_open): left to the host, they would be one directory every invocation shares.
 var virtualizedInPassthrough = []string{"/dev/shm"}
 
+// newNamespace makes the namespace of trees, whose views hide store, the user's store root.
 func newNamespace(trees []string, store string, policy Policy) (*namespace, error) {
 	if len(trees) == 0 {
 		trees = []string{"/"}
 	}
-	ns := &namespace{store: store, policy: policy}
+	ns := &namespace{store: store, storeParent: filepath.Dir(store), policy: policy}
 	for _, t := range trees {
 		if !filepath.IsAbs(t) {
 			abs, err := filepath.Abs(t)
@@ -118,8 +124,8 @@ func newNamespace(trees []string, store string, policy Policy) (*namespace, erro
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("tree %s: not a directory", t)
 		}
-		if within(store, real) && real == store {
-			return nil, fmt.Errorf("tree %s is the store", t)
+		if within(real, store) {
+			return nil, fmt.Errorf("tree %s is in the store %s, which no view can see", t, store)
 		}
 		ns.trees = append(ns.trees, real)
 	}

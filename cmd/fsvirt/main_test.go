@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,15 +154,29 @@ func (f fixture) run(t *testing.T, flags []string, cmd ...string) result {
 	return r
 }
 
+// assertStoreEmpty checks that --store directory store holds nothing but the user's store root,
+// which stays, and that this holds no store.
 func assertStoreEmpty(t *testing.T, store string) {
 	t.Helper()
 	ents, err := os.ReadDir(store)
 	if err != nil {
 		t.Fatal(err)
 	}
+	user := userRoot(store)
 	for _, e := range ents {
-		t.Errorf("store %s: %s left behind", store, e.Name())
+		if filepath.Join(store, e.Name()) != user || !e.IsDir() {
+			t.Errorf("store %s: %s left behind", store, e.Name())
+		}
 	}
+	ents, _ = os.ReadDir(user)
+	for _, e := range ents {
+		t.Errorf("store root %s: %s left behind", user, e.Name())
+	}
+}
+
+// userRoot is where fsvirt keeps this user's stores under --store directory store.
+func userRoot(store string) string {
+	return filepath.Join(store, "fsvirt-"+strconv.Itoa(os.Geteuid()))
 }
 
 // assertFile checks that path holds exactly want.

@@ -24,8 +24,11 @@ Flags:
   --tree PATH     virtualize only this tree (repeatable). Default "/", with /proc, /sys and /dev
                   passed through untouched, except /dev/shm, which is private like the rest.
                   Outside the trees, files are the host's own.
-  --store DIR     where private layers live. Default: a fresh 0700 directory under $TMPDIR or
-                  /var/tmp. The store is invisible from inside the view (ENOENT).
+  --store DIR     the directory that holds the user's store root, DIR/fsvirt-UID (made 0700 if
+                  missing), in which every run and pool of the user keeps its private layers.
+                  Default DIR: $TMPDIR, else /var/tmp. The store root must be a directory of
+                  this user's that nobody else can write. No view sees it: paths into it fail
+                  with ENOENT, and a view in whose tree DIR lies lists DIR without it.
   --policy P      "fast" (default): read-only opens of unchanged files go straight to the kernel.
                   "strict": fsvirt performs every open itself (see the README's threat model).
   --diff          on exit, print one line per changed path to stderr: "A PATH" added,
