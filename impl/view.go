@@ -88,9 +88,35 @@ func (ns *namespace) inTree(p string) bool {
 	return false
 }
 
-// hidden reports whether host path p is in the user's store root. No view reaches such a path,
-// but a view's own private layer, which lies there, is reached through the view's paths.
-func (ns *namespace) hidden(p string) bool { return within(p, ns.store) }
+// hidden reports whether host path p is in a store root: the user's, or another user's beside it
+// (fsvirt-UID in the same directory), which a caller with root's rights could otherwise read. No
+// view reaches such a path, but a view's own private layer, which lies there, is reached through
+// the view's paths.
+func (ns *namespace) hidden(p string) bool {
+	if within(p, ns.store) {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, ns.storeParent+"/")
+	if !ok {
+		return false
+	}
+	name, _, _ := strings.Cut(rest, "/")
+	return isUserRoot(name)
+}
+
+// isUserRoot reports whether name is that of a user's store root: fsvirt-UID.
+func isUserRoot(name string) bool {
+	uid, ok := strings.CutPrefix(name, userRootPrefix)
+	if !ok || uid == "" {
+		return false
+	}
+	for _, c := range uid {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // defaultPassthrough are the pseudo file systems left to the host when "/" is virtualized.
 var defaultPassthrough = []string{"/proc", "/sys", "/dev"}

@@ -33,7 +33,8 @@ func (m *Model) fdOp(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 		dec.Mapping = PassThrough
 		dec.Stale = (op.Kind == fsvirt.OpGetdents || op.Kind == fsvirt.OpStat) && (f.node.touched || f.node.dead)
 	case f.node.shared:
-		dec.Stale = iv.gone[f.node]
+		// fstat of a shared file the view gave other names counts the shared file's links only.
+		dec.Stale = iv.gone[f.node] || op.Kind == fsvirt.OpStat && iv.names[f.node] > 0
 	}
 	return m.fdOpOn(iv, f, op), dec
 }

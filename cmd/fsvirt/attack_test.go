@@ -518,9 +518,16 @@ func TestAttackStoreReads(t *testing.T) {
 			if r.code != 0 || strings.Contains(r.stdout, "cannot list") {
 				t.Fatalf("exit status %d, stdout %q: the listing failed, so the test proves nothing", r.code, r.stdout)
 			}
+			// With --tree the fixture's parent, /var/tmp is outside the trees: the view lists it as
+			// the host does, names of store roots included (README, "The store"), but no path
+			// into one may lead anywhere. In the default tree the view lists it without them.
+			verb, says := "listed ", "shows"
+			if c.tree {
+				verb, says = "reachable ", "reaches"
+			}
 			for _, line := range strings.Split(r.stdout, "\n") {
-				if path, ok := strings.CutPrefix(line, "listed "); ok && storeName.MatchString(filepath.Base(path)) {
-					t.Errorf("a listing of /var/tmp in the view shows a store: %s", path)
+				if path, ok := strings.CutPrefix(line, verb); ok && storeName.MatchString(filepath.Base(path)) {
+					t.Errorf("/var/tmp in the view %s a store: %s", says, path)
 				}
 			}
 		})

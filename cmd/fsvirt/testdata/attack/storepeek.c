@@ -10,6 +10,7 @@
  * usage error. */
 #include "attack.h"
 #include <dirent.h>
+#include <sys/stat.h>
 
 static const char *secret;
 static long entries, files_read, found;
@@ -70,6 +71,9 @@ int main(int argc, char **argv) {
 			char sub[4096];
 			snprintf(sub, sizeof sub, "%s/%s", argv[i], e->d_name);
 			printf("listed %s\n", sub);
+			struct stat st;
+			if (lstat(sub, &st) == 0)
+				printf("reachable %s\n", sub);
 			look(sub, 0);
 		}
 		closedir(d);
