@@ -8,7 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Hard links of shared files. A link made in the view to a shared object copies nothing: the new
+// Hard links of shared files. A link made in the view to a shared regular file copies nothing: the new
 // name gets a placeholder whose entry stands for the same shared object, as a renamed one does, so
 // that both names show one object, with one inode number, as after link(2) (git clone of a local
 // repository checks that). When either name is later copied up, copyUp gives every other name of
@@ -17,26 +17,13 @@ import (
 // pure (the kernel would count the links of the shared file alone), and stat adds the view's
 // names to the shared file's link count (nlink).
 
-// linkShared gives view path to (whose directory may receive it) the shared object at host path
-// lower, whose stat is st.
-func (v *View) linkShared(lower string, st *unix.Stat_t, to string) error {
+// linkShared gives view path to (whose directory may receive it) the shared regular file at host
+// path lower. Other shared objects are copied up first (their copy-up, copyUpObj, does not relink).
+func (v *View) linkShared(lower string, to string) error {
 	if err := v.addable(path.Dir(to)); err != nil {
 		return err
 	}
-	up := v.upperPath(to)
-	var err error
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFLNK:
-		var target string
-		if target, err = readlink(lower); err == nil {
-			err = unix.Symlink(target, up)
-		}
-	case unix.S_IFREG:
-		err = unix.Mknod(up, unix.S_IFREG|0o600, 0)
-	default:
-		err = unix.Mknod(up, st.Mode&unix.S_IFMT|0o600, 0)
-	}
-	if err != nil {
+	if err := unix.Mknod(v.upperPath(to), unix.S_IFREG|0o600, 0); err != nil {
 		return err
 	}
 	v.setEntry(to, &entry{kind: entryObj, lower: lower})

@@ -731,12 +731,16 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		if err != nil {
 			return reply{}, err
 		}
-		if l.ent == nil || !l.ent.own {
-			// A shared object: the new name stands for it too, nothing is copied (see linkShared).
+		if (l.ent == nil || !l.ent.own) && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			// A shared file: the new name stands for it too, nothing is copied (see linkShared).
 			if err := v.mayCreate(t, pathDir(to.path)); err != nil {
 				return reply{}, err
 			}
-			return okReply, v.linkShared(l.host, &st, to.path)
+			return okReply, v.linkShared(l.host, to.path)
+		}
+		// Anything else shared is copied up first, and both names share the copy.
+		if err := v.copyUpObj(fromPath, false); err != nil {
+			return reply{}, err
 		}
 		if obj, err = unix.Open(v.upperPath(fromPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err

@@ -72,6 +72,11 @@ func (m *Model) create(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 		n = &node{typ: fsvirt.Symlink, mode: 0o777, target: string(op.Data), nlink: 1}
 	case fsvirt.OpLink:
 		n = old.node
+		if n.shared && n.typ != fsvirt.File { // a shared symlink or FIFO is copied up first
+			n, dec.Mapping = iv.private(old.dir, old.name, old.node)
+			n.nlink++
+			break
+		}
 		if n.shared { // a new name for the shared file: nothing is copied
 			if iv.names == nil {
 				iv.names = map[*node]uint64{}
