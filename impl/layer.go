@@ -136,6 +136,19 @@ func (v *View) setEntry(p string, e *entry) {
 	v.mu.Unlock()
 }
 
+// noteRemoved records that the view removes the name p, before its entries go: a name that
+// stood for the shared object at the same path is a deletion Changes reports.
+func (v *View) noteRemoved(p string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if e := v.entries[p]; e != nil && e.lower == p || e == nil && v.ns.inTree(p) {
+		if v.removed == nil {
+			v.removed = map[string]bool{}
+		}
+		v.removed[p] = true
+	}
+}
+
 // dropTree forgets the entries at p and below.
 func (v *View) dropTree(p string) {
 	v.mu.Lock()
@@ -503,13 +516,12 @@ func (v *View) Changes() []Change {
 		case changed:
 			out = append(out, Change{Kind: 'A', Path: p})
 		}
-		if e.materialized && shared && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			names, _ := readDirNames(p)
-			for _, name := range names {
-				if c := path.Join(p, name); v.entries[c] == nil && !v.ns.hidden(c) {
-					out = append(out, Change{Kind: 'D', Path: c})
-				}
-			}
+	}
+	// What the view removed of the shared tree, and has not made again: not what the host has in
+	// a directory the view changed, which the host may have added to since.
+	for p := range v.removed {
+		if v.entries[p] == nil && unix.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p) {
+			out = append(out, Change{Kind: 'D', Path: p})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })

@@ -488,6 +488,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		if err := unix.Unlink(up); err != nil {
 			return reply{}, err
 		}
+		v.noteRemoved(r.path)
 		v.dropTree(r.path)
 		return okReply, nil
 	}
@@ -505,6 +506,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	} else if err := unix.Rmdir(up); err != nil {
 		return reply{}, err
 	}
+	v.noteRemoved(r.path)
 	v.dropTree(r.path)
 	lower := r.host
 	if r.ent != nil {
@@ -639,6 +641,9 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	var st unix.Stat_t
 	if from.path == to.path || !exchange && unix.Lstat(v.upperPath(from.path), &st) == nil {
 		return okReply, nil
+	}
+	if !exchange {
+		v.noteRemoved(from.path)
 	}
 	v.moveTree(from.path, to.path, exchange)
 	v.mu.Lock()

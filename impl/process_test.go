@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -268,5 +269,27 @@ func TestProcessEveryCallAnswered(t *testing.T) {
 	b, _ := os.ReadFile(out.Name())
 	if got := string(b); got != "exec=126\nopen=2\n" || res.ExitStatus != 0 {
 		t.Errorf("stdout %q, status %d; want exec (126) and open (2) to fail at once", got, res.ExitStatus)
+	}
+}
+
+// TestProcessChangesOnlyTheCommands: --diff, --json and Changes report what the command changed,
+// not what the host changed meanwhile in a directory the command changed too.
+func TestProcessChangesOnlyTheCommands(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "dir d", "file d/x x", "file d/y y")
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		os.WriteFile(filepath.Join(shared, "d", "host-made"), []byte("h"), 0o644)
+	}()
+	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && rm d/x && ls d && sleep 1")
+	if out != "y\n" || res.ExitStatus != 0 {
+		t.Fatalf("stdout %q, status %d", out, res.ExitStatus)
+	}
+	var got []string
+	for _, c := range res.Changes {
+		got = append(got, string(c.Kind)+" "+strings.TrimPrefix(c.Path, shared+"/"))
+	}
+	if strings.Join(got, ",") != "D d/x" {
+		t.Errorf("changes %q, want just the command's own: D d/x", got)
 	}
 }
