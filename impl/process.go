@@ -39,7 +39,9 @@ type RunConfig struct {
 	// which keep the view alive until they exit. Set it only in a process that starts no other
 	// children of its own (the CLI).
 	Reap bool
-	// ForwardSignals relays SIGINT, SIGTERM, SIGHUP and SIGQUIT to the command.
+	// ForwardSignals relays SIGINT, SIGTERM, SIGHUP and SIGQUIT to the command; SIGINT and
+	// SIGQUIT not while both are in the terminal's foreground process group, where the terminal
+	// sends them to the command itself.
 	ForwardSignals bool
 }
 
@@ -343,6 +345,9 @@ func forwardSignals(on bool, proc *os.Process) func() {
 		for {
 			select {
 			case s := <-ch:
+				if (s == syscall.SIGINT || s == syscall.SIGQUIT) && sameForegroundGroup(proc.Pid) {
+					continue // the terminal sent it to the command's process group too
+				}
 				proc.Signal(s)
 			case <-done:
 				return
@@ -350,6 +355,24 @@ func forwardSignals(on bool, proc *os.Process) func() {
 		}
 	}()
 	return func() { signal.Stop(ch); close(done) }
+}
+
+// sameForegroundGroup reports whether the command (process pid) is in this process's group and
+// that group is the foreground one of the controlling terminal: Ctrl-C and Ctrl-\ then reach the
+// command from the terminal itself, and forwarding them would deliver them twice. Signals sent to
+// fsvirt alone (kill -INT) are then not forwarded either; SIGTERM and SIGHUP always are.
+func sameForegroundGroup(pid int) bool {
+	pgid, err := unix.Getpgid(pid)
+	if err != nil || pgid != unix.Getpgrp() {
+		return false
+	}
+	tty, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false // no controlling terminal: nobody else sends it
+	}
+	defer unix.Close(tty)
+	fg, err := unix.IoctlGetInt(tty, unix.TIOCGPGRP)
+	return err == nil && fg == pgid
 }
 
 // exitStatus maps a wait status to a shell-style exit code.

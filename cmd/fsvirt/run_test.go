@@ -3,10 +3,15 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestQuickStart is the README's example scaled to a temporary tree: the command sees its own
@@ -312,4 +317,75 @@ func TestOutsideTree(t *testing.T) {
 		t.Errorf("exit status %d, stderr %q; want 0 and no diff lines", r.code, r.stderr)
 	}
 	assertFile(t, outside, "host\n")
+}
+
+// TestTerminalInterruptOnce: Ctrl-C on the terminal fsvirt runs in reaches the command once. The
+// terminal sends SIGINT to its foreground process group, the command's and fsvirt's; fsvirt does
+// not forward its copy.
+func TestTerminalInterruptOnce(t *testing.T) {
+	requireEngine(t)
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slave.Close()
+	const count = `import signal, sys, time
+n = 0
+def hit(*_):
+    global n
+    n += 1
+signal.signal(signal.SIGINT, hit)
+print("ready", flush=True)
+time.sleep(1.5)
+print("interrupts", n, flush=True)
+`
+	cmd := exec.Command(fsvirtBin, "run", "--", "python3", "-c", count)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		buf := make([]byte, 256)
+		for {
+			k, err := master.Read(buf)
+			b.Write(buf[:k])
+			if strings.Contains(b.String(), "ready") && !strings.Contains(b.String(), "sent") {
+				master.Write([]byte{3}) // ^C
+				b.WriteString("sent")
+			}
+			if err != nil || strings.Contains(b.String(), "interrupts") && strings.HasSuffix(b.String(), "\n") {
+				out <- b.String()
+				return
+			}
+		}
+	}()
+	var got string
+	select {
+	case got = <-out:
+	case <-time.After(runTimeout):
+		cmd.Process.Kill()
+		t.Fatal("no output from the command")
+	}
+	cmd.Wait()
+	if !strings.Contains(got, "interrupts 1") {
+		t.Errorf("the command saw %q, want one interrupt", got)
+	}
 }
