@@ -235,6 +235,20 @@ func (v *View) ensureDir(p string) error {
 	return nil
 }
 
+// keepMeta gives the kept copy p the view's owner (where the supervisor may), permission bits
+// and times; a symlink its owner and times.
+func keepMeta(p string, st *unix.Stat_t) error {
+	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
+		if err := unix.Chmod(p, st.Mode&07777); err != nil {
+			return err
+		}
+	}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
 // copyMeta gives host object p (not a symlink) st's permission bits, owner and times.
 func copyMeta(p string, st *unix.Stat_t) error {
 	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
@@ -535,32 +549,6 @@ func (v *View) movedWithParent(p string, e *entry) bool {
 	return parent != nil && parent.lower != "" && path.Join(parent.lower, path.Base(p)) == e.lower
 }
 
-// keep writes the view's changes to dst, as an OCI image layer does: every added or modified path
-// with the view's content (a directory that was added or moved there with everything in it), and
-// an empty file named .wh.NAME for every deleted NAME.
-func (v *View) keep(dst string) error {
-	if err := os.MkdirAll(dst, 0o755); err != nil {
-		return err
-	}
-	for _, c := range v.Changes() {
-		out := path.Join(dst, c.Path)
-		if err := os.MkdirAll(path.Dir(out), 0o755); err != nil {
-			return err
-		}
-		if c.Kind == 'D' {
-			wh := path.Join(path.Dir(out), ".wh."+path.Base(out))
-			if err := os.WriteFile(wh, nil, 0o644); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := v.copyView(c.Path, out, true); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // copyView copies the view's object at p to host path out; a directory with its listing when
 // recursive.
 func (v *View) copyView(p, out string, recursive bool) error {
@@ -593,7 +581,7 @@ func (v *View) copyView(p, out string, recursive bool) error {
 				}
 			}
 		}
-		return unix.Chmod(out, st.Mode&07777)
+		return keepMeta(out, &st)
 	case unix.S_IFREG:
 		src, err := unix.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err != nil {
@@ -608,17 +596,23 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if _, err := copyData(dst, src, st.Size); err != nil {
 			return err
 		}
-		return unix.Fchmod(dst, st.Mode&07777)
+		return keepMeta(out, &st)
 	case unix.S_IFLNK:
 		target, err := readlink(l.host)
 		if err != nil {
 			return err
 		}
 		os.Remove(out)
-		return unix.Symlink(target, out)
+		if err := unix.Symlink(target, out); err != nil {
+			return err
+		}
+		return keepMeta(out, &st)
 	case unix.S_IFIFO:
 		os.Remove(out)
-		return unix.Mkfifo(out, st.Mode&07777)
+		if err := unix.Mkfifo(out, 0o600); err != nil {
+			return err
+		}
+		return keepMeta(out, &st)
 	}
 	return nil // sockets and devices are not kept
 }

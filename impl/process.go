@@ -173,6 +173,11 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if _, err := compiledFilter(); err != nil {
 		return nil, err
 	}
+	if cfg.Keep != "" {
+		if err := checkKeepDir(cfg.Keep); err != nil {
+			return nil, err
+		}
+	}
 	// The command must not reach the supervisor through ptrace, process_vm_*, pidfd_getfd or
 	// /proc/PID/{mem,fd,...}: the filter denies the calls, the view the entries (supervisorOnly),
 	// and the kernel refuses all of them to a task without CAP_SYS_PTRACE once this process is

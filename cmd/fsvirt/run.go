@@ -33,7 +33,9 @@ Flags:
                   "strict": fsvirt performs every open itself (see the README's threat model).
   --diff          on exit, print one line per changed path to stderr: "A PATH" added,
                   "M PATH" modified, "D PATH" deleted.
-  --keep DIR      before cleanup, copy the private layer to DIR (created if missing).
+  --keep DIR      before cleanup, write the private layer to DIR as an OCI image layer changeset
+                  (.wh.NAME whiteouts, parents with their modes; impl/keep.go). DIR must be
+                  missing or empty: checked before CMD runs.
   --json          on exit, print a machine-readable summary to stderr: exit status, changes,
                   intercepted calls per syscall, copy-ups, bytes copied.
 

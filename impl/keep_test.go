@@ -1,0 +1,172 @@
+package impl
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// keepScript changes a tree in every way a layer records: files modified, added, deleted; a
+// directory deleted, one deleted and made again, one added with children; modes changed; a
+// symlink; a rename.
+const keepScript = `set -e
+echo more >> f
+echo new > docs/new
+rm docs/a
+rm -r gone
+rm -r again && mkdir again && echo fresh > again/only
+mkdir -p made/deep && echo deep > made/deep/x
+chmod 600 docs/b
+chmod 1777 open
+ln -s docs/b link
+mv docs/c docs/c2
+`
+
+var keepTree = []string{"file f shared", "dir docs", "file docs/a a", "file docs/b b", "file docs/c c",
+	"dir gone", "file gone/x x", "dir again", "file again/old old", "dir open"}
+
+// TestKeepAppliesToTheViewsState: the kept layer, applied over a copy of the shared tree as an OCI
+// layer is applied, gives what the same script gives run on a copy of its own.
+func TestKeepAppliesToTheViewsState(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "tree")
+	os.Mkdir(shared, 0o755)
+	mkTree(t, shared, keepTree...)
+	ref := copyTree(t, shared)
+	if out, err := exec.Command("/bin/sh", "-c", "cd "+ref+" && "+keepScript).CombinedOutput(); err != nil {
+		t.Fatalf("reference run: %v: %s", err, out)
+	}
+	keep := filepath.Join(t.TempDir(), "kept")
+	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(), Keep: keep,
+		Path: "/bin/sh", Args: []string{"sh", "-c", "cd " + shared + " && " + keepScript}})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	applied := copyTree(t, shared)
+	applyLayer(t, filepath.Join(keep, shared), applied)
+	want, got := layoutOf(t, ref), layoutOf(t, applied)
+	if want != got {
+		t.Errorf("the kept layer applied over the shared tree differs from the script's result:\nwant:\n%s\ngot:\n%s", want, got)
+	}
+	// The directories above the tree are in the layer with their own modes: applying it changes
+	// none of them.
+	for _, a := range ancestors(shared) {
+		var kst, st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(keep, a), &kst); err != nil {
+			t.Fatal(err)
+		}
+		unix.Lstat(a, &st)
+		if kst.Mode != st.Mode || kst.Uid != st.Uid {
+			t.Errorf("layer has %s as %o %d, the view %o %d", a, kst.Mode, kst.Uid, st.Mode, st.Uid)
+		}
+	}
+}
+
+// TestKeepRefusesNonEmptyDirectory: a layer is not merged into a directory that holds something;
+// the command does not run.
+func TestKeepRefusesNonEmptyDirectory(t *testing.T) {
+	shared := t.TempDir()
+	keep := t.TempDir()
+	os.WriteFile(filepath.Join(keep, "old"), nil, 0o644)
+	marker := filepath.Join(t.TempDir(), "ran")
+	_, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(), Keep: keep,
+		Path: "/bin/sh", Args: []string{"sh", "-c", "touch " + marker}})
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("Run with a non-empty keep directory: %v", err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command ran although the keep directory was refused")
+	}
+}
+
+// applyLayer applies an unpacked OCI layer changeset over root: opaque markers clear their
+// directory, whiteouts remove their name, everything else replaces what is there.
+func applyLayer(t *testing.T, layer, root string) {
+	t.Helper()
+	err := filepath.WalkDir(layer, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(layer, p)
+		dst := filepath.Join(root, rel)
+		name := d.Name()
+		switch {
+		case rel == ".":
+			return nil
+		case name == ".wh..wh..opq":
+			ents, _ := os.ReadDir(filepath.Dir(dst))
+			for _, e := range ents {
+				if _, err := os.Lstat(filepath.Join(filepath.Dir(p), e.Name())); os.IsNotExist(err) {
+					os.RemoveAll(filepath.Join(filepath.Dir(dst), e.Name()))
+				}
+			}
+			return nil
+		case strings.HasPrefix(name, ".wh."):
+			return os.RemoveAll(filepath.Join(filepath.Dir(dst), strings.TrimPrefix(name, ".wh.")))
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if fi, err := os.Lstat(dst); err != nil || !fi.IsDir() {
+				os.RemoveAll(dst)
+				if err := os.Mkdir(dst, 0o700); err != nil {
+					return err
+				}
+			}
+		} else {
+			os.RemoveAll(dst)
+			if out, err := exec.Command("cp", "-a", p, dst).CombinedOutput(); err != nil {
+				return fmt.Errorf("cp: %v: %s", err, out)
+			}
+		}
+		return keepMeta(dst, &st)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// layoutOf lists root: names, types, modes, owners, contents and symlink targets (no times: the
+// reference ran at another moment).
+func layoutOf(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		line := fmt.Sprintf("%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			b, _ := os.ReadFile(p)
+			line += fmt.Sprintf(" %q", b)
+		case unix.S_IFLNK:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		}
+		if rel == "." {
+			line = fmt.Sprintf(". %o", st.Mode) // the root's owner is the test's
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
