@@ -281,9 +281,11 @@ func TestProcessChangesOnlyTheCommands(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 		os.WriteFile(filepath.Join(shared, "d", "host-made"), []byte("h"), 0o644)
 	}()
-	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && rm d/x && ls d && sleep 1")
-	if out != "y\n" || res.ExitStatus != 0 {
-		t.Fatalf("stdout %q, status %d", out, res.ExitStatus)
+	// The host's file comes after the command's rm in most runs (when it comes before, the view
+	// shows it, and it is not a change either).
+	_, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && rm d/x && sleep 1")
+	if res.ExitStatus != 0 {
+		t.Fatalf("status %d", res.ExitStatus)
 	}
 	var got []string
 	for _, c := range res.Changes {
