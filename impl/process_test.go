@@ -194,8 +194,8 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 		{"setsid", `setsid sh -c 'echo x > out'`},
 		{"nohup", `nohup sh -c 'echo x > out' 2>/dev/null`},
 		{"env-depth-3", `env env sh -c 'sh -c "echo x > out"'`},
-		{"orphan", `sh -c '(sleep 0.2; echo x > out) &'; sleep 0.5`},
-		{"orphan-depth-5", `sh -c 'sh -c "sh -c \"(sleep 0.2; sh -c \\\"echo x > out\\\") &\""'; sleep 0.6`},
+		{"orphan", `sh -c '(sleep 0.2; echo x > out) &'`},
+		{"orphan-depth-5", `sh -c 'sh -c "sh -c \"(sleep 0.2; sh -c \\\"echo x > out\\\") &\""'`},
 		{"exec-chain", `sh -c "exec timeout 5 sh -c 'exec sh -c \"echo x > out\"'"`},
 		{"make-recipe", `printf 'all:\n\techo x > out\n' > Makefile && make -s && rm Makefile`},
 		{"perl-system", `perl -e 'system("echo x > out")'`},
@@ -209,7 +209,9 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 			shared := t.TempDir()
 			mkTree(t, shared, "file f shared\n")
 			before := hashTree(t, shared)
-			script := "cd " + shared + " && mkdir d && cd d && " + c.script + "; ls " + shared + "/d; cat " + shared + "/d/out"
+			// Orphans write after their parents exit: wait for out (30 s at most, for slow VMs).
+			wait := "; i=0; while [ ! -e " + shared + "/d/out ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done"
+			script := "cd " + shared + " && mkdir d && cd d && " + c.script + wait + "; ls " + shared + "/d; cat " + shared + "/d/out"
 			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", script)
 			if out != "out\nx\n" || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; want %q: out was not made in d", out, res.ExitStatus, "out\nx\n")
