@@ -97,29 +97,36 @@ func refuseOwnVfork(prog []unix.SockFilter, lo, hi uint64) ([]unix.SockFilter, e
 	if lo >= hi || lo>>32 != (hi-1)>>32 {
 		return nil, fmt.Errorf("program text %#x-%#x: empty or across a 4 GiB boundary", lo, hi)
 	}
-	const (
-		ld  = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
-		jeq = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
-		jge = unix.BPF_JMP | unix.BPF_JGE | unix.BPF_K
-		jgt = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
-		jst = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
-		ret = unix.BPF_RET | unix.BPF_K
-	)
-	// Jump offsets count from the next instruction; "out" is the first instruction of prog.
-	pre := []unix.SockFilter{
-		/* 0 */ {Code: ld, K: dataArch},
-		/* 1 */ {Code: jeq, K: auditArchNative, Jt: 0, Jf: 11}, // -> out
-		/* 2 */ {Code: ld, K: dataNr},
-		/* 3 */ {Code: jeq, K: unix.SYS_CLONE3, Jt: 3, Jf: 0}, // -> 7: its flags are in memory
-		/* 4 */ {Code: jeq, K: unix.SYS_CLONE, Jt: 0, Jf: 8}, // -> out
-		/* 5 */ {Code: ld, K: dataArg0Low},
-		/* 6 */ {Code: jst, K: unix.CLONE_VFORK, Jt: 0, Jf: 6}, // -> out
-		/* 7 */ {Code: ld, K: dataIPHigh},
-		/* 8 */ {Code: jeq, K: uint32(lo >> 32), Jt: 0, Jf: 4}, // -> out
-		/* 9 */ {Code: ld, K: dataIPLow},
-		/* 10 */ {Code: jge, K: uint32(lo), Jt: 0, Jf: 2}, // -> out
-		/* 11 */ {Code: jgt, K: uint32(hi - 1), Jt: 1, Jf: 0}, // -> out
-		/* 12 */ {Code: ret, K: unix.SECCOMP_RET_ERRNO | uint32(errVforkRefused)},
+	var b bpfBuilder
+	b.ld(dataArch)
+	b.jeq(auditArchNative, "", "out")
+	b.ld(dataNr)
+	b.jeq(unix.SYS_CLONE3, "clone3", "") // its flags are in memory: refused from this program
+	b.jeq(unix.SYS_CLONE, "", "out")
+	b.ld(dataIPHigh)
+	b.jeq(uint32(lo>>32), "", "out")
+	b.ld(dataIPLow)
+	b.jump(unix.BPF_JGE, uint32(lo), "", "out")
+	b.jump(unix.BPF_JGT, uint32(hi-1), "out", "")
+	// This program's own clone: a vfork is refused; a fork (a raw one a function makes, whose
+	// children inherit the worker's working directory) or a thread passes without a notification,
+	// which a worker's syscall.RawSyscall, keeping its P, could wait for for ever with GOMAXPROCS 1.
+	b.ld(dataArg0Low)
+	b.jset(unix.CLONE_VFORK, "refuse", "allow")
+	b.label("clone3")
+	b.ld(dataIPHigh)
+	b.jeq(uint32(lo>>32), "", "out")
+	b.ld(dataIPLow)
+	b.jump(unix.BPF_JGE, uint32(lo), "", "out")
+	b.jump(unix.BPF_JGT, uint32(hi-1), "out", "refuse")
+	b.label("refuse")
+	b.ret(unix.SECCOMP_RET_ERRNO | uint32(errVforkRefused))
+	b.label("allow")
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	b.label("out")
+	pre, err := b.program()
+	if err != nil {
+		return nil, err
 	}
 	return append(pre, prog...), nil
 }
