@@ -8,13 +8,10 @@ package impl
 // flags. The attacks are Go, not C, so that they run inside the kernel matrix's VMs too.
 
 import (
-	"bytes"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +19,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fsvirt/fsvirt/internal/attacktest"
 	"golang.org/x/sys/unix"
 )
 
@@ -351,76 +349,6 @@ func attackSupervisor(a *attacker) {
 	}
 }
 
-// treeState describes every entry of root: type, mode, owner, size, content, modification time,
-// xattrs and inode flags, keyed by relative path.
-func treeState(t *testing.T, root string) map[string]string {
-	t.Helper()
-	m := map[string]string{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		s := fmt.Sprintf("mode %o owner %d:%d size %d mtime %d.%09d", st.Mode, st.Uid, st.Gid, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFLNK:
-			target, _ := os.Readlink(p)
-			s += " -> " + target
-		case unix.S_IFREG:
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			s += fmt.Sprintf(" content %q", b)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFREG || st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
-				if f, err := unix.IoctlGetUint32(fd, fsIocGetflags); err == nil {
-					s += fmt.Sprintf(" flags %#x", f)
-				}
-				unix.Close(fd)
-			}
-		}
-		buf := make([]byte, 4096)
-		if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
-			names := bytes.Split(bytes.TrimRight(buf[:n], "\x00"), []byte{0})
-			sort.Slice(names, func(i, j int) bool { return bytes.Compare(names[i], names[j]) < 0 })
-			for _, name := range names {
-				v := make([]byte, 4096)
-				k, _ := unix.Lgetxattr(p, string(name), v)
-				s += fmt.Sprintf(" xattr %s=%q", name, v[:max(k, 0)])
-			}
-		}
-		m[rel] = s
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-// diffStates reports every entry whose state differs.
-func diffStates(t *testing.T, before, after map[string]string) {
-	t.Helper()
-	for p, s := range before {
-		if a, ok := after[p]; !ok {
-			t.Errorf("shared %s is gone (was %s)", p, s)
-		} else if a != s {
-			t.Errorf("shared %s changed:\n  before %s\n  after  %s", p, s, a)
-		}
-	}
-	for p, s := range after {
-		if _, ok := before[p]; !ok {
-			t.Errorf("shared %s appeared: %s", p, s)
-		}
-	}
-}
-
 // raceTree makes the shared tree the attacks aim at, readable by everyone, on a file system with
 // inode flags and user xattrs where there is one (the store root's), and the decoy: a mirror of
 // the target outside it (base/deco/dir/NAME for base/tree/dir/NAME) that uid may change.
@@ -485,7 +413,8 @@ func TestRaceAttacks(t *testing.T) {
 						t.Skip("needs root to build trees for both users")
 					}
 					tree, target, decoy := raceTree(t, uid)
-					before := treeState(t, tree)
+					fx := attacktest.Fixture{Parent: filepath.Dir(tree), Dir: tree}
+					before := fx.Take(t)
 					env := []string{"FSVIRT_TEST_ATTACK=" + at.name, "FSVIRT_TEST_TARGET=" + target,
 						"FSVIRT_TEST_DECOY=" + decoy, "FSVIRT_TEST_DIR=" + filepath.Dir(target)}
 					if uid != 0 {
@@ -495,7 +424,9 @@ func TestRaceAttacks(t *testing.T) {
 					if res.ExitStatus != 0 {
 						t.Errorf("the attack did what it must not (exit %d):\n%s", res.ExitStatus, out)
 					}
-					diffStates(t, before, treeState(t, tree))
+					for _, d := range before.Diff(fx.Take(t)) {
+						t.Errorf("the shared tree changed: %s", d)
+					}
 				})
 			}
 		}
