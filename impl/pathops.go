@@ -868,22 +868,18 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if !outside {
-		if pl == placeOwn { // the view's own object: the kernel checks the supervisor's rights
-			c, err := t.status()
-			if err != nil {
-				return reply{}, err
-			}
-			if err := maySetattr(c, obj, o); err != nil {
-				return reply{}, err
-			}
-		}
-		return okReply, setattrObj(obj, o)
-	}
 	c, err := t.status()
 	if err != nil {
 		return reply{}, err
 	}
+	if !outside && pl == placeOwn { // checked above for a copy-up
+		if err := maySetattr(c, obj, o); err != nil {
+			return reply{}, err
+		}
+	}
+	// As the caller, also on the view's copy, which has the shared object's owner and group: the
+	// kernel then applies what it applies to the caller, the set-group-ID bit dropped by a chmod
+	// from outside the file's group and set-user-ID bits dropped by a chown among them.
 	return okReply, asCaller(c, func() error { return setattrObj(obj, o) })
 }
 

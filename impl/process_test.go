@@ -10,8 +10,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
@@ -19,6 +22,17 @@ import (
 func TestMain(m *testing.M) {
 	if name := os.Getenv("FSVIRT_TEST_ATTACK"); name != "" {
 		os.Exit(runAttack(name))
+	}
+	if script := os.Getenv("FSVIRT_TEST_SH_AS_NOBODY"); script != "" {
+		// A shell as nobody, for tests that compare an unprivileged caller in the view with the
+		// kernel (setpriv is not everywhere: the kernel matrix's VMs have busybox).
+		if err := dropTo(65534); err != nil {
+			fmt.Fprintln(os.Stderr, "drop privileges:", err)
+			os.Exit(2)
+		}
+		argv := append([]string{"sh", "-c", script, "sh"}, os.Args[1:]...)
+		fmt.Fprintln(os.Stderr, syscall.Exec("/bin/sh", argv, os.Environ()))
+		os.Exit(2)
 	}
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
 		for _, c := range slices.Concat(openCases, removedCases, partialCases) {
@@ -295,5 +309,92 @@ func TestProcessChangesOnlyTheCommands(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "D d/x" {
 		t.Errorf("changes %q, want just the command's own: D d/x", got)
+	}
+}
+
+// unprivScript runs, as nobody, what the kernel refuses or changes for an unprivileged caller,
+// and prints each result: the view must answer as the kernel does on a copy.
+const unprivScript = `cd "$1"
+r() { "$@" 2>/dev/null; echo "$* -> $?"; }
+r sh -c 'echo x >> rootfile'
+r sh -c 'echo x >> nobodyfile'
+r sh -c 'echo x >> groupfile'
+r touch rootdir/new
+r touch nobodydir/new
+r rm rootdir/inner
+r rm sticky/rootowned
+r rm sticky/nobodyowned
+r mkdir rootdir/sub
+r chmod 777 rootfile
+r chmod 2755 nobodyfile-rootgroup
+r chmod 2755 nobodydir-rootgroup
+r chown 65534 rootfile
+r chown 0 nobodyfile
+r chgrp 0 nobodyfile
+r touch -d 2001-01-01 rootfile
+r touch rootfile
+r touch worldwritable
+r truncate -s 0 rootfile
+r truncate -s 1 worldwritable
+r mv rootdir/inner nobodydir/
+r mv nobodydir/x nobodydir/y
+r ln -s x rootdir/link
+r mkfifo rootdir/fifo
+stat -c '%n %a %u:%g %s' rootfile nobodyfile nobodyfile-rootgroup nobodydir-rootgroup worldwritable 2>&1
+ls rootdir nobodydir sticky | tr '\n' ' '
+`
+
+// TestProcessUnprivilegedMatchesKernel: a caller that is not root is refused, in the view, what
+// the kernel refuses it, and gets what the kernel gives it (the set-group-ID bit dropped by a
+// chmod from outside the file's group): the same script as nobody in the view and on a copy.
+func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to build a tree of two owners")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Under a directory nobody may search (t.TempDir's are not).
+	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-unpriv-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	shared := filepath.Join(base, "tree")
+	os.Mkdir(shared, 0o755)
+	mkTree(t, shared, "file rootfile r", "file nobodyfile n", "file groupfile g", "file nobodyfile-rootgroup n",
+		"file worldwritable w", "dir rootdir", "file rootdir/inner i", "dir nobodydir", "file nobodydir/x x",
+		"dir nobodydir-rootgroup", "dir sticky", "file sticky/rootowned r", "file sticky/nobodyowned n")
+	for name, own := range map[string][2]int{"nobodyfile": {65534, 65534}, "nobodyfile-rootgroup": {65534, 0},
+		"nobodydir": {65534, 65534}, "nobodydir-rootgroup": {65534, 0}, "sticky/nobodyowned": {65534, 65534}} {
+		if err := os.Chown(filepath.Join(shared, name), own[0], own[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(shared, "groupfile"), 0o664)
+	os.Chmod(filepath.Join(shared, "worldwritable"), 0o666)
+	unix.Chmod(filepath.Join(shared, "sticky"), 0o1777) // os.Chmod would drop the sticky bit
+	ref := filepath.Join(base, "copy")
+	if out, err := exec.Command("cp", "-a", shared, ref).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v: %s", err, out)
+	}
+	native := exec.Command(self, ref)
+	native.Env = append(os.Environ(), "FSVIRT_TEST_SH_AS_NOBODY="+unprivScript)
+	want, _ := native.Output()
+	before := hashTree(t, shared)
+	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + unprivScript}, self, shared)
+	if res.ExitStatus != 0 {
+		t.Fatalf("exit status %d", res.ExitStatus)
+	}
+	if !strings.Contains(string(want), "rootfile 644 0:0") {
+		t.Fatalf("the script did not run to its end on the copy:\n%s", want)
+	}
+	if got != string(want) {
+		t.Errorf("as nobody, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", got, want)
+	}
+	if hashTree(t, shared) != before {
+		t.Error("the shared tree changed")
 	}
 }
