@@ -17,6 +17,9 @@ type virtualCwd struct {
 	removed *ghost
 	// thread: the working directory is a thread's of this program (a worker's, in thread mode)
 	thread bool
+	// start is the process's start time (procID), to tell a process that exited from a later one
+	// with its pid; 0 for a thread's.
+	start uint64
 }
 
 // selfPid is this program's process id.
@@ -61,7 +64,7 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	v.mu.Lock()
 	pc, ok := v.inheritedLocked(key, kernel)
 	if ok && pc.path != "" {
-		pc.thread = false
+		pc.thread, pc.start = false, 0
 		v.setCwdLocked(key, pc)
 	}
 	v.mu.Unlock()
@@ -75,19 +78,17 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 const maxAncestors = 64
 
 // inheritedLocked returns the working directory process pid inherited, given that it has none of
-// its own in the view and that its kernel working directory is kernel. Its parent's record of the
-// fork that made it decides (see forkRecord); without one, an orphan's is found among the records
-// of parents that have exited; a process a worker thread started inherits the worker's; else the
-// nearest ancestor with a working directory in the view passes it down, if the kernel's is still
-// the one it passed. Preconditions: v.mu is held.
+// its own in the view and that its kernel working directory is kernel: a process a worker thread
+// started inherits the worker's; else the nearest ancestor the view knows passes its own down, if
+// the kernel's is still the one it passed. An ancestor that has exited breaks the chain: its
+// children were reparented (to the run's supervisor, a subreaper, or to init), and an orphan
+// inherits what the newest process the view knows that has exited since had, started before it,
+// in the same kernel working directory (see settleCwd). Preconditions: v.mu is held.
 func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 	for range maxAncestors {
 		ppid, start, err := procStat(pid)
 		if err != nil {
 			return virtualCwd{}, false
-		}
-		if r, ok := v.forkOfLocked(ppid, start); ok {
-			return r.cwd, r.cwd.kernel == kernel
 		}
 		switch {
 		case ppid == selfPid && v.ns.threadMode:
@@ -98,9 +99,8 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 				}
 			}
 			return virtualCwd{}, false
-		case ppid == selfPid || ppid <= 1: // reparented: its parent has exited
-			c, ok := v.orphanCwdLocked(start, kernel)
-			return c, ok
+		case ppid == selfPid || ppid <= 1: // reparented: pid's parent has exited
+			return v.orphanCwdLocked(start, kernel)
 		}
 		if c, ok := v.cwds[ppid]; ok {
 			return c, c.kernel == kernel
@@ -110,10 +110,70 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 	return virtualCwd{}, false
 }
 
-// setCwdLocked records task key's working directory. Preconditions: v.mu is held.
+// orphanCwdLocked finds what an orphan (started at start, in kernel working directory kernel)
+// inherited: the entry of the newest process that started before it in that kernel working
+// directory and has exited since. A process without a virtual working directory records one too
+// (real, path "") when it executes a program, so that its orphans inherit nothing from an older
+// one. What this cannot tell apart: a parent the view never saw (a fork that never executed a
+// program nor made a call) from the newest one it saw. Preconditions: v.mu is held.
+func (v *View) orphanCwdLocked(start uint64, kernel string) (virtualCwd, bool) {
+	var best virtualCwd
+	found := false
+	for pid, c := range v.cwds {
+		if c.thread || c.start == 0 || c.start > start || c.kernel != kernel || found && c.start <= best.start {
+			continue
+		}
+		if alive(procID{pid, c.start}) {
+			continue // a live process is still the parent of its children
+		}
+		best, found = c, true
+	}
+	return best, found && best.path != ""
+}
+
+// settleCwd records, when a process executes a program, the working directory it inherited (or
+// that it has none), while the process it inherits from is likely alive: its own children, and
+// their orphans, find it there (see orphanCwdLocked).
+func (v *View) settleCwd(t tracee) {
+	v.mu.Lock()
+	n := len(v.cwds)
+	v.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	key, thread, err := v.cwdKey(t)
+	if err != nil || thread {
+		return
+	}
+	v.mu.Lock()
+	_, known := v.cwds[key]
+	v.mu.Unlock()
+	if known {
+		return
+	}
+	kernel, err := readlink(t.procPath("cwd"))
+	if err != nil {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.inheritedLocked(key, kernel)
+	if !ok {
+		c = virtualCwd{kernel: kernel} // real
+	}
+	c.thread = false
+	c.start = 0
+	v.setCwdLocked(key, c)
+}
+
+// setCwdLocked records task key's working directory, with the process's start time.
+// Preconditions: v.mu is held.
 func (v *View) setCwdLocked(key int, c virtualCwd) {
 	if v.cwds == nil {
 		v.cwds = map[int]virtualCwd{}
+	}
+	if !c.thread && c.start == 0 {
+		_, c.start, _ = procStat(key)
 	}
 	v.cwds[key] = c
 }
@@ -143,8 +203,9 @@ func (v *View) clearCwd(t tracee) {
 	// Not forgotten but marked real (no path): a process would otherwise inherit its parent's
 	// virtual directory again when its kernel one is where the parent's was.
 	if key, thread, err := v.cwdKey(t); err == nil {
+		kernel, _ := readlink(t.procPath("cwd"))
 		v.mu.Lock()
-		v.setCwdLocked(key, virtualCwd{thread: thread})
+		v.setCwdLocked(key, virtualCwd{thread: thread, kernel: kernel})
 		v.mu.Unlock()
 	}
 }
@@ -275,6 +336,7 @@ func (v *View) viewOfLower(h string) string {
 // file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
 // short to hold /dev/fd/N fails with ENOEXEC.
 func (v *View) exec(t tracee, o op) (reply, error) {
+	v.settleCwd(t)
 	if o.pathErr != nil { // execveat copies the path in before it checks its flags
 		return reply{}, o.pathErr
 	}

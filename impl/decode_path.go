@@ -39,7 +39,7 @@ const (
 // readOnly says that an op of kind k changes nothing: outside any invocation the kernel may run it.
 func (k opKind) readOnly() bool {
 	switch k {
-	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs, opChdir, opFchdir, opFork:
+	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs, opChdir, opFchdir:
 		return true
 	}
 	return false

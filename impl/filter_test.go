@@ -91,7 +91,6 @@ func TestFilterDecisions(t *testing.T) {
 		if e.nr == unix.SYS_IOCTL { // notified by command only (TestIoctlFilter)
 			arg1 = fsIocSetflags
 		}
-		// clone with flags 0 makes a process: notified (TestIoctlFilter has threads).
 		if got := runFilterArg(t, vm, e.nr, auditArchX8664, arg1); got != want {
 			t.Errorf("%s (%d): filter returns %#x, want %#x (%s); if the table changed, run go generate ./impl",
 				e.name, e.nr, got, want, e.handling)
@@ -173,22 +172,6 @@ func TestIoctlFilter(t *testing.T) {
 	} {
 		if got := runFilterArg(t, vm, unix.SYS_IOCTL, auditArchX8664, c.cmd); got != c.want {
 			t.Errorf("%s (%#x): filter returns %#x, want %#x", c.name, c.cmd, got, c.want)
-		}
-	}
-	// clone notifies when it makes a process, not a thread.
-	for _, c := range []struct {
-		name  string
-		flags uint32
-		want  uint32
-	}{
-		{"clone-fork", uint32(unix.SIGCHLD), unix.SECCOMP_RET_USER_NOTIF},
-		{"clone-vfork", unix.CLONE_VM | unix.CLONE_VFORK | uint32(unix.SIGCHLD), unix.SECCOMP_RET_USER_NOTIF},
-		{"clone-thread", unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_THREAD | unix.CLONE_SYSVSEM, unix.SECCOMP_RET_ALLOW},
-	} {
-		b := seccompData(unix.SYS_CLONE, auditArchX8664)
-		binary.BigEndian.PutUint32(b[dataArg0Low:], c.flags)
-		if got, err := vm.Run(b); err != nil || uint32(got) != c.want {
-			t.Errorf("%s: filter returns %#x (%v), want %#x", c.name, got, err, c.want)
 		}
 	}
 	// The prefix decides ioctl alone: other syscalls with the same argument go on to the table.

@@ -68,20 +68,13 @@ const (
 const fsxattrSize = 28
 
 // ioctlPrefix returns the filter's first instructions: for ioctl on the native architecture it
-// answers by command (see above), for clone by its flags (fork.go); everything else goes on to the
-// instruction after the prefix.
+// answers by command (see above); everything else goes on to the instruction after the prefix.
 func ioctlPrefix() []unix.SockFilter {
 	var b bpfBuilder
 	b.ld(dataArch)
 	b.jeq(auditArchNative, "", "out")
 	b.ld(dataNr)
-	b.jeq(unix.SYS_IOCTL, "ioctl", "")
-	b.jeq(unix.SYS_CLONE, "", "out")
-	// clone notifies when it makes a process, for the working directory it passes (fork.go); a
-	// thread shares its process's.
-	b.ld(dataArg0Low)
-	b.jset(unix.CLONE_THREAD, "allow", "notify")
-	b.label("ioctl")
+	b.jeq(unix.SYS_IOCTL, "", "out")
 	b.ld(dataArg1Low)
 	for _, c := range ioctlPassed {
 		b.jeq(c, "allow", "")

@@ -59,8 +59,6 @@ func (v *View) do(t tracee, o op) (reply, error) {
 		return v.sockaddr(t, o)
 	case opIoctl:
 		return v.ioctl(t, o)
-	case opFork:
-		return v.fork(t)
 	}
 	return reply{}, unix.ENOSYS
 }

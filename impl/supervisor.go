@@ -382,7 +382,7 @@ const kcmpFiles = 2 // KCMP_FILES, <linux/kcmp.h>; not in x/sys/unix
 // chdir and fchdir are not lookups: they set the task's virtual working directory.
 func (o op) lookupOnly() bool {
 	switch o.kind {
-	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs, opFork:
+	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs:
 		return true
 	case opOpen:
 		return !mayWrite(o.flags)

@@ -149,10 +149,6 @@ var table = []sysEntry{
 	{nr: unix.SYS_LISTXATTR, name: "listxattr", handling: Virtualized, decode: listxattrDecoder(false)},
 	{nr: unix.SYS_LLISTXATTR, name: "llistxattr", handling: Virtualized, decode: listxattrDecoder(true)},
 	{nr: unix.SYS_STATFS, name: "statfs", handling: Virtualized, decode: decodeStatfs},
-	{nr: unix.SYS_FORK, name: "fork", handling: Virtualized, decode: decodeFork, note: forkNote},
-	{nr: unix.SYS_VFORK, name: "vfork", handling: Virtualized, decode: decodeFork, note: forkNote},
-	{nr: unix.SYS_CLONE, name: "clone", handling: Virtualized, decode: decodeFork, note: "without CLONE_THREAD only: " + forkNote},
-	{nr: unix.SYS_CLONE3, name: "clone3", handling: Virtualized, decode: decodeFork, note: forkNote},
 	{nr: unix.SYS_IOCTL, name: "ioctl", handling: Virtualized, decode: decodeIoctl, note: "only file-system commands that can change a file notify (impl/ioctl.go); the rest pass"},
 
 	// Ways to reach the supervisor itself: its memory, its descriptors (the listener among them).
@@ -164,8 +160,6 @@ var table = []sysEntry{
 }
 
 const noPath = "takes a path the view does not virtualize"
-
-const forkNote = "the working directory passed to the child is recorded (impl/fork.go), then the kernel makes it"
 
 // Non-native architectures (32-bit int 0x80, x32) get this errno from the filter.
 const errnoBadArch = unix.ENOSYS

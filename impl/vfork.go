@@ -108,9 +108,8 @@ func refuseOwnVfork(prog []unix.SockFilter, lo, hi uint64) ([]unix.SockFilter, e
 	b.ld(dataIPLow)
 	b.jump(unix.BPF_JGE, uint32(lo), "", "out")
 	b.jump(unix.BPF_JGT, uint32(hi-1), "out", "")
-	// This program's own clone: a vfork is refused; a fork (a raw one a function makes, whose
-	// children inherit the worker's working directory) or a thread passes without a notification,
-	// which a worker's syscall.RawSyscall, keeping its P, could wait for for ever with GOMAXPROCS 1.
+	// This program's own clone: a vfork is refused; a fork (a raw one a function makes) or a
+	// thread passes.
 	b.ld(dataArg0Low)
 	b.jset(unix.CLONE_VFORK, "refuse", "allow")
 	b.label("clone3")

@@ -201,7 +201,6 @@ type View struct {
 	entries map[string]*entry
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
-	forks   []forkRecord       // what forking processes passed on to their children
 	removed map[string]bool    // shared names the view removed (see noteRemoved)
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
 	// linked: shared files (by host path) that the view gave another name (see linkShared).
