@@ -236,22 +236,10 @@ func restoreDecoy(decoy string) bool {
 // and forth between the decoy, opened for writing, and the shared target, opened for reading.
 func attackFdSwap(a *attacker) {
 	runtime.LockOSThread()
-	decoy, err := unix.Open(a.decoy, unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		a.failf("open decoy: %v", err)
+	n, _, done := a.swapped(unix.O_RDWR)
+	if n < 0 {
 		return
 	}
-	shared, err := unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		a.failf("open target: %v", err)
-		return
-	}
-	const n = 100
-	unix.Dup3(decoy, n, unix.O_CLOEXEC)
-	done := a.racing(func() {
-		unix.Dup3(shared, n, unix.O_CLOEXEC)
-		unix.Dup3(decoy, n, unix.O_CLOEXEC)
-	})
 	defer done()
 	stolen := filepath.Join(a.dir, "stolen")
 	ts := []unix.Timespec{{Sec: 1}, {Sec: 1}}
@@ -261,7 +249,7 @@ func attackFdSwap(a *attacker) {
 		unix.Fsetxattr(n, "user.fsvirt", []byte("evil"), 0)
 		unix.Fremovexattr(n, "user.x")
 		unix.UtimesNanoAt(n, "", ts, unix.AT_EMPTY_PATH)
-		unix.Syscall6(unix.SYS_UTIMENSAT, n, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(n), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
 		unix.Ftruncate(n, 0) // write access on the descriptor decides: the target's is read-only
 		if unix.Linkat(n, "", unix.AT_FDCWD, stolen, unix.AT_EMPTY_PATH) == nil {
 			// The new name must be the view's own file: writing it must not reach the target.
@@ -279,6 +267,27 @@ func attackFdSwap(a *attacker) {
 	}
 }
 
+// swapped opens the decoy (with decoyFlags) and the shared target (read-only), and returns a
+// descriptor number that a thread of its own dup2()s back and forth between them until done, and
+// the target's own descriptor; -1 when either could not be opened.
+func (a *attacker) swapped(decoyFlags int) (n, shared int, done func()) {
+	decoy, err := unix.Open(a.decoy, decoyFlags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open decoy: %v", err)
+		return -1, -1, nil
+	}
+	if shared, err = unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
+		a.failf("open target: %v", err)
+		return -1, -1, nil
+	}
+	n = 100
+	unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	return n, shared, a.racing(func() {
+		unix.Dup3(shared, n, unix.O_CLOEXEC)
+		unix.Dup3(decoy, n, unix.O_CLOEXEC)
+	})
+}
+
 // FS_NODUMP_FL.
 const fsNodumpFl = 0x40
 
@@ -286,16 +295,11 @@ const fsNodumpFl = 0x40
 // the descriptor raced as above.
 func attackIoctl(a *attacker) {
 	runtime.LockOSThread()
-	shared, err := unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		a.failf("open target: %v", err)
+	n, shared, done := a.swapped(unix.O_RDONLY)
+	if n < 0 {
 		return
 	}
-	decoy, err := unix.Open(a.decoy, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		a.failf("open decoy: %v", err)
-		return
-	}
+	defer done()
 	// Immutable needs CAP_LINUX_IMMUTABLE, which an unprivileged attacker lacks: nodump alone is
 	// what it can set on a file it owns.
 	all, nodump := uint32(fsNodumpFl|fsImmutableFl), uint32(fsNodumpFl)
@@ -306,13 +310,6 @@ func attackIoctl(a *attacker) {
 	setflags(shared)
 	var fsx [fsxattrSize]byte
 	unix.Syscall(unix.SYS_IOCTL, uintptr(shared), fsIocFssetxattr, uintptr(unsafe.Pointer(&fsx[0])))
-	const n = 100
-	unix.Dup3(decoy, n, unix.O_CLOEXEC)
-	done := a.racing(func() {
-		unix.Dup3(shared, n, unix.O_CLOEXEC)
-		unix.Dup3(decoy, n, unix.O_CLOEXEC)
-	})
-	defer done()
 	for a.running() {
 		setflags(n)
 	}
