@@ -311,6 +311,11 @@ func (v *View) closeGhosts() {
 func (v *View) viewOfLower(h string) string {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	return v.viewOfLowerLocked(h)
+}
+
+// viewOfLowerLocked is viewOfLower. Preconditions: v.mu is held.
+func (v *View) viewOfLowerLocked(h string) string {
 	if !v.renamed {
 		return h
 	}

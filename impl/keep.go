@@ -71,6 +71,7 @@ func (v *View) keep(dst string) error {
 		}
 	}
 	v.mu.Unlock()
+	links := map[devIno]string{} // regular files with several names in the view, kept once
 	for _, c := range v.Changes() {
 		out := path.Join(dst, c.Path)
 		if c.Kind == 'D' {
@@ -83,6 +84,12 @@ func (v *View) keep(dst string) error {
 		}
 		if c.Kind == 'D' {
 			if err := os.WriteFile(path.Join(path.Dir(out), ".wh."+path.Base(out)), nil, 0o644); err != nil {
+				return err
+			}
+			continue
+		}
+		if linked, err := v.keepLink(c.Path, out, links); err != nil || linked {
+			if err != nil {
 				return err
 			}
 			continue
@@ -116,4 +123,27 @@ func ancestors(p string) []string {
 		out = append([]string{a}, out...)
 	}
 	return out
+}
+
+// keepLink keeps view path p, a regular file, as a hard link to the kept copy of another of its
+// names, where there is one (links, by the object's device and inode in the view); else it notes
+// out as that copy, for the names that come later.
+func (v *View) keepLink(p, out string, links map[devIno]string) (bool, error) {
+	l, st, err := v.locate(p)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false, nil
+	}
+	if l.ent == nil || !l.ent.own { // a shared file: several names only if the view linked it
+		if st.Nlink = v.nlink(l.host, st.Nlink); st.Nlink < 2 {
+			return false, nil
+		}
+	} else if st.Nlink < 2 {
+		return false, nil
+	}
+	key := devIno{st.Dev, st.Ino}
+	if first, ok := links[key]; ok {
+		return true, os.Link(first, out)
+	}
+	links[key] = out
+	return false, nil
 }

@@ -136,6 +136,28 @@ func (v *View) setEntry(p string, e *entry) {
 	v.mu.Unlock()
 }
 
+// goneFromRemadeLocked adds to out a deletion for every child of the shared directory p that the
+// directory the view made in its place does not have, and the same for the subdirectories it made
+// again. Preconditions: v.mu is held.
+func (v *View) goneFromRemadeLocked(p string, out []Change) []Change {
+	names, _ := readDirNames(p)
+	for _, name := range names {
+		c := path.Join(p, name)
+		if v.ns.hidden(c) {
+			continue
+		}
+		e := v.entries[c]
+		var st unix.Stat_t
+		switch {
+		case e == nil:
+			out = append(out, Change{Kind: 'D', Path: c})
+		case e.kind == entryDir && e.lower != c && unix.Lstat(c, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			out = v.goneFromRemadeLocked(c, out)
+		}
+	}
+	return out
+}
+
 // noteRemoved records that the view removes the name p, before its entries go: a name that
 // stood for the shared object at the same path is a deletion Changes reports.
 func (v *View) noteRemoved(p string) {
@@ -534,8 +556,20 @@ func (v *View) Changes() []Change {
 	// What the view removed of the shared tree, and has not made again: not what the host has in
 	// a directory the view changed, which the host may have added to since.
 	for p := range v.removed {
-		if v.entries[p] == nil && unix.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p) {
+		if unix.Lstat(p, &st) != nil || !v.ns.inTree(p) || v.ns.hidden(p) {
+			continue
+		}
+		switch {
+		case v.entries[p] == nil:
 			out = append(out, Change{Kind: 'D', Path: p})
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR && v.entries[p].kind == entryDir:
+			out = v.goneFromRemadeLocked(p, out) // removed, then made again
+		}
+	}
+	// A shared file the view gave another name (linkShared) has a link more: modified.
+	for lower := range v.linked {
+		if orig := v.viewOfLowerLocked(lower); orig == lower && v.entries[orig] == nil && !v.removed[orig] && v.ns.inTree(orig) && unix.Lstat(orig, &st) == nil {
+			out = append(out, Change{Kind: 'M', Path: orig})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })

@@ -111,10 +111,19 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
+	// A shared object is looked at as the caller, who needs search permission on the way to it.
+	as := func(fn func() error) error { return fn() }
+	if !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
+		c, err := t.status()
+		if err != nil {
+			return reply{}, err
+		}
+		as = func(fn func() error) error { return asCaller(c, fn) }
+	}
 	if o.kind == opStatx {
 		var stx unix.Statx_t
 		flags := int(o.flags)&(statxSyncType) | unix.AT_SYMLINK_NOFOLLOW
-		if err := unix.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx); err != nil {
+		if err := as(func() error { return unix.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx) }); err != nil {
 			return reply{}, err
 		}
 		if removedCwd {
@@ -126,7 +135,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(host, &st); err != nil {
+	if err := as(func() error { return unix.Lstat(host, &st) }); err != nil {
 		return reply{}, err
 	}
 	if removedCwd {
@@ -150,19 +159,23 @@ func (v *View) access(t tracee, o op) (reply, error) {
 	if emptyFD || v.fast(r) || !r.inTree && r.pure {
 		return reply{kind: replyContinue}, nil
 	}
-	if o.mask&unix.W_OK != 0 && r.inTree && r.mode != unix.S_IFDIR {
-		// The view can always write its files: a write copies them up. Check the permission
-		// bits the kernel would check on a private copy.
-		var st unix.Stat_t
-		if err := unix.Lstat(r.host, &st); err != nil {
-			return reply{}, err
-		}
-		if os.Geteuid() != 0 && st.Mode&0o222 == 0 {
-			return reply{}, unix.EACCES
-		}
-		o.mask &^= unix.W_OK
+	// As the caller: the kernel checks the caller's rights on the view's object (a private copy has
+	// the shared one's mode and owner), and, for a shared object, on the directories above it. A
+	// tree on a read-only mount is writable in the view: a write copies the file up.
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
 	}
-	return okReply, unix.Faccessat(unix.AT_FDCWD, r.host, o.mask, int(o.flags)&unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+	if r.own || r.gone || v.ns.hidden(r.host) {
+		return okReply, hostMay(c, r.host, o.mask) // the private layer is not the caller's to walk
+	}
+	err = asCaller(c, func() error {
+		return unix.Faccessat2(unix.AT_FDCWD, r.host, o.mask, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+	})
+	if err == unix.EROFS && r.inTree {
+		err = nil
+	}
+	return okReply, err
 }
 
 // readlink is readlink and readlinkat. A magic link of /proc reads as the view path of its
@@ -635,6 +648,9 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if err := unix.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
+	if to.exists && !exchange && from.path != to.path {
+		v.noteRemoved(to.path) // the name now shows another object: a shared one it replaced is deleted
+	}
 	// A name renamed onto another link of its file stays where it was, as rename(2) leaves both.
 	var st unix.Stat_t
 	if from.path == to.path || !exchange && unix.Lstat(v.upperPath(from.path), &st) == nil {
@@ -732,6 +748,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if fromPath != "" {
 		l, st, err := v.locate(fromPath)
 		if err != nil {
+			return reply{}, err
+		}
+		if err := v.mayLinkPath(t, l.host); err != nil {
 			return reply{}, err
 		}
 		if (l.ent == nil || !l.ent.own) && st.Mode&unix.S_IFMT == unix.S_IFREG {

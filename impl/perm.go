@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -160,12 +161,48 @@ func maySetattr(c creds, obj int, o op) error {
 			}
 		}
 	case opSetxattr, opRemovexattr:
-		if !strings.HasPrefix(o.name, "user.") {
+		switch {
+		case strings.HasPrefix(o.name, "user."):
+			return fdMay(c, obj, unix.W_OK)
+		case strings.HasPrefix(o.name, "system.posix_acl_"):
+			if !owner { // an ACL is the owner's to set, as a mode is
+				return unix.EPERM
+			}
+		case strings.HasPrefix(o.name, "trusted."):
 			return unix.EPERM
 		}
-		return fdMay(c, obj, unix.W_OK)
+		// Anything else (security.*) the kernel decides, as the caller, on the copy.
 	}
 	return nil
+}
+
+// mayLink checks fs.protected_hardlinks for caller c linking the object behind obj: unless it
+// owns it, the object must be a regular file it may read and write, and not set-user-ID, nor
+// set-group-ID and group-executable (may_linkat).
+func mayLink(c creds, obj int) error {
+	if c.privileged() || !protectedHardlinks() {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return err
+	}
+	if st.Uid == uint32(c.fsuid) {
+		return nil
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&unix.S_ISUID != 0 || st.Mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP {
+		return unix.EPERM
+	}
+	if fdMay(c, obj, unix.R_OK|unix.W_OK) != nil {
+		return unix.EPERM
+	}
+	return nil
+}
+
+// protectedHardlinks reports whether fs.protected_hardlinks is set (Debian's default).
+func protectedHardlinks() bool {
+	b, err := os.ReadFile("/proc/sys/fs/protected_hardlinks")
+	return err != nil || len(b) > 0 && b[0] != '0'
 }
 
 // mayRename checks that the caller of t may rename from to to (or exchange them): remove from's
@@ -224,4 +261,18 @@ func (v *View) mayChangeAttr(t tracee, p string, o op) error {
 	}
 	defer unix.Close(fd)
 	return maySetattr(c, fd, o)
+}
+
+// mayLinkPath is mayLink for the caller of t and the object at host path h.
+func (v *View) mayLinkPath(t tracee, h string) error {
+	c, err := t.status()
+	if err != nil || c.privileged() {
+		return err
+	}
+	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return mayLink(c, fd)
 }
