@@ -142,6 +142,7 @@ func (v *View) keepLink(p, out string, links map[devIno]string) (bool, error) {
 	}
 	key := devIno{st.Dev, st.Ino}
 	if first, ok := links[key]; ok {
+		os.Remove(out) // copied already with a directory the view added
 		return true, os.Link(first, out)
 	}
 	links[key] = out

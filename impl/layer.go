@@ -3,6 +3,7 @@ package impl
 import (
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -573,7 +574,8 @@ func (v *View) Changes() []Change {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
+	// A deletion can be found twice: the name removed, and missing from the directory made again.
+	return slices.CompactFunc(out, func(a, b Change) bool { return a == b })
 }
 
 // movedWithParent reports that placeholder e at p only moved because an ancestor directory did:
