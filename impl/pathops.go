@@ -794,6 +794,10 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	if o.kind == opTruncate && o.fd < 0 && o.length < 0 {
 		return reply{}, unix.EINVAL
 	}
+	c, err := t.status() // the caller's credentials, for every check and action below
+	if err != nil {
+		return reply{}, err
+	}
 	// Either the view path of an object in the tree, which is copied up and changed there, or the
 	// supervisor's own descriptor of an object outside the trees (or the view's own), changed
 	// where it is.
@@ -852,10 +856,6 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 				obj, err = unix.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
 			} else {
 				outside = true
-				c, cerr := t.status()
-				if cerr != nil {
-					return reply{}, cerr
-				}
 				err = asCaller(c, func() (err error) {
 					obj, err = openHost(r.host, unix.O_PATH, 0)
 					return err
@@ -871,7 +871,7 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	}
 	if obj < 0 {
 		// Fail before copying up: a failed call changes nothing, not even where the file is.
-		if err := v.mayChangeAttr(t, viewPath, o); err != nil {
+		if err := v.mayChangeAttr(c, viewPath, o); err != nil {
 			return reply{}, err
 		}
 		if err := v.precheck(viewPath, o); err != nil {
@@ -884,10 +884,6 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		if obj, err = unix.Open(v.upperPath(viewPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}
-	}
-	c, err := t.status()
-	if err != nil {
-		return reply{}, err
 	}
 	if !outside && pl == placeOwn { // checked above for a copy-up
 		if err := maySetattr(c, obj, o); err != nil {
