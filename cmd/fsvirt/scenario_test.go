@@ -41,13 +41,54 @@ type scenario struct {
 var scenarios = []scenario{
 	{name: "ops", needs: []string{"cmp"}, short: true},
 	{name: "coreutils", needs: []string{"diff", "sed"}, short: true},
+	{name: "perms", needs: []string{"mknod"}, short: true},
+	{name: "shell", short: true},
+	{name: "chains", needs: []string{"timeout", "xargs", "nohup", "setsid", "sleep"}, short: true},
 	{name: "python", needs: []string{"python3"}, short: true},
 	{name: "find"},
 	{name: "tar", needs: []string{"tar", "gzip", "diff"}},
+	{name: "tar-many", needs: []string{"tar", "gzip", "diff", "wc"}, setup: manyFiles},
+	{name: "sed", needs: []string{"sed"}},
 	{name: "git", needs: []string{"git", "sed"}},
+	{name: "git-clone", needs: []string{"git"}, setup: gitRepos},
 	{name: "make", needs: []string{"make"}},
+	{name: "make-view", needs: []string{"gcc", "make"}},
+	{name: "compile", needs: []string{"gcc", "ar", "cmp"}},
+	{name: "venv", needs: []string{"python3", "grep", "sed"}},
 	{name: "xattr", needs: []string{"getfattr", "setfattr", "sed"}, xattrs: true}, // Debian: attr
 }
+
+// manyFiles is tar-many's setup: many/d0 to many/d9, 30 files each; d9 is root's, the rest
+// nobody's.
+const manyFiles = `for d in 0 1 2 3 4 5 6 7 8 9; do
+	mkdir -p many/d$d
+	for f in $(seq 1 30); do echo "file $f of d$d" > many/d$d/f$f.txt; done
+done
+ln -s d0/f1.txt many/link
+chown -hR 65534:65534 many
+chown -R 0:0 many/d9
+`
+
+// gitRepos is git-clone's setup: repo.git, a bare repository of two commits that nobody owns,
+// and root.git, root's copy of it. Fixed identity and dates make the same objects at every build.
+const gitRepos = `export HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME='Scenario Test' GIT_AUTHOR_EMAIL='scenario@example.com'
+export GIT_COMMITTER_NAME='Scenario Test' GIT_COMMITTER_EMAIL='scenario@example.com'
+export GIT_AUTHOR_DATE='2020-01-02T03:04:05Z' GIT_COMMITTER_DATE='2020-01-02T03:04:05Z'
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git init -q --bare -b main repo.git
+export GIT_DIR="$PWD/repo.git" GIT_WORK_TREE="$work" GIT_INDEX_FILE="$work/.index"
+echo "the shared repository's readme" > "$work/README"
+git add README
+git commit -q -m 'first: README'
+mkdir "$work/src"
+printf '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n' > "$work/src/hello.c"
+git add src
+git commit -q -m 'second: hello.c'
+cp -a repo.git root.git
+chown -R 65534:65534 repo.git
+`
 
 // harnessNeeds are the programs the wrapper runs around every script. When getfattr is there too,
 // the listing shows xattrs.
@@ -262,6 +303,7 @@ func TestScenarioTable(t *testing.T) {
 	for _, sc := range scenarios {
 		inTable = append(inTable, sc.name)
 	}
+	slices.Sort(onDisk) // "git-clone.sh" sorts before "git.sh", "git-clone" after "git"
 	slices.Sort(inTable)
 	if !slices.Equal(onDisk, inTable) {
 		t.Errorf("scripts %q, table %q: they must name the same scenarios", onDisk, inTable)
@@ -414,7 +456,8 @@ func (plantedFileSystem) String() string { return "copy+file (planted fault: a s
 func (plantedFileSystem) run(t *testing.T, shared string, argv []string) outcome {
 	t.Helper()
 	dir := copyTree(t, shared)
-	if err := os.WriteFile(filepath.Join(dir, "docs", "stray"), []byte("planted\n"), 0o644); err != nil {
+	// In the root, which no script removes.
+	if err := os.WriteFile(filepath.Join(dir, "stray"), []byte("planted\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := runIn(t, dir, argv)
