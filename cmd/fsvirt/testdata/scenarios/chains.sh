@@ -10,7 +10,14 @@ chain() {
 	i=$2
 	while [ "$i" -gt 0 ]; do
 		t=$1
-		[ "$t" != mixed ] || t=$(echo timeout xargs nohup setsid | cut -d' ' -f$((i % 4 + 1)))
+		if [ "$t" = mixed ]; then
+			case $((i % 4)) in
+			0) t=timeout ;;
+			1) t=xargs ;;
+			2) t=nohup ;;
+			3) t=setsid ;;
+			esac
+		fi
 		case $t in
 		timeout) p="$p timeout 60" ;;
 		xargs) p="$p xargs" ;; # no input: runs its command once

@@ -164,7 +164,7 @@ printf '#!/bin/sh\necho "newscript: $1"\n' > newscript.sh
 chmod +x newscript.sh
 ./newscript.sh hello
 bin/run.sh before
-echo 'echo "run.sh: changed in the view"' | fails tee -a bin/run.sh
+fails sh -c "echo 'echo \"run.sh: changed in the view\"' >> bin/run.sh"
 bin/run.sh after
 sh bin/run.sh via-sh
 fails ./README
