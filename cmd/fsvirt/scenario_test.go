@@ -189,7 +189,8 @@ fi
 exit $status
 `
 
-// A user is who runs a scenario's script: the harness itself (root, in CI) or nobody.
+// A user is who runs a scenario's script: the harness itself (root: see skipUnlessRunnable) or
+// nobody.
 type user struct {
 	name string
 	// switchTo is the command prefix that drops to this user; nil for the harness's own.
@@ -212,14 +213,11 @@ func scenarioArgv(script string, u user) []string {
 }
 
 // skipUnlessAvailable skips when the harness cannot run a script as u: switching to nobody needs
-// root and setpriv from util-linux (busybox's has no --reuid).
+// setpriv from util-linux (busybox's has no --reuid).
 func (u user) skipUnlessAvailable(t *testing.T) {
 	t.Helper()
 	if u.switchTo == nil {
 		return
-	}
-	if os.Geteuid() != 0 {
-		t.Skipf("running as %s needs root", u.name)
 	}
 	if out, err := exec.Command(u.switchTo[0], append(u.switchTo[1:], "true")...).CombinedOutput(); err != nil {
 		t.Skipf("%q: %v %s (setpriv is util-linux's)", u.switchTo, err, out)
@@ -366,12 +364,15 @@ func TestScenarioDiffChecks(t *testing.T) {
 	}
 }
 
-// skipUnlessRunnable skips the scenario when this machine lacks a program it runs, or when -short
-// leaves it out.
+// skipUnlessRunnable skips the scenario when this machine lacks a program it runs, when -short
+// leaves it out, or when the harness does not run as root, which making scenarioTree needs.
 func (sc scenario) skipUnlessRunnable(t *testing.T) {
 	t.Helper()
 	if testing.Short() && !sc.short {
 		t.Skip("not in the -short subset")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the scenario tree holds root's and nobody's files: making it needs root")
 	}
 	for _, p := range append(slices.Clone(harnessNeeds), sc.needs...) {
 		prog, _, probe := strings.Cut(p, " ")
