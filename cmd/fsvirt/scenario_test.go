@@ -1,9 +1,11 @@
 package main
 
-// The scenario test (issue 4's acceptance): real programs run inside fsvirt run and, as the
-// reference, on a private full copy of the same tree. Their exit status, their output and the tree
-// they leave (listed from where they ran, so from inside the view under fsvirt) must agree, the
-// shared tree must not change, and --diff and --keep must describe the view's changes.
+// The scenario test (issues 4 and 18): real programs run inside fsvirt run and, as the reference,
+// on a private full copy of the same tree. Their exit status, their output and the tree they leave
+// (listed from where they ran, so from inside the view under fsvirt) must agree, the shared tree
+// must not change, and --diff and --keep must describe the view's changes. Every script runs as
+// root and as nobody (the supervisor stays root: setpriv drops the script's credentials inside the
+// view), and under both policies.
 
 import (
 	"context"
@@ -23,66 +25,128 @@ import (
 )
 
 // A scenario is one script, testdata/scenarios/NAME.sh, run as "sh -e SCRIPT" in the root of a
-// fresh copy of scenarioTree.
+// fresh copy of scenarioTree. A script runs to its end as either user: a command that may be
+// refused runs under its fails function, which prints the error and goes on.
 type scenario struct {
-	name   string
-	needs  []string // programs it runs beyond sh, coreutils and findutils
-	short  bool     // part of the -short subset
-	xattrs bool     // needs user xattrs in the file system under $TMPDIR
+	name string
+	// needs are the programs it runs beyond sh, coreutils and findutils; "PROG ARGS..." is also
+	// a command that must succeed, for an option that not every version of PROG has.
+	needs  []string
+	short  bool // part of the -short subset: see runs
+	xattrs bool // needs user xattrs in the file system under $TMPDIR
+	// setup, when set, is a shell script run as root with scenarioEnv in the shared tree's root
+	// after scenarioTree is made, before the times are set: what the scenario needs in the shared
+	// tree beyond scenarioTree. It must make the same tree at every run.
+	setup string
 }
 
 var scenarios = []scenario{
-	{"ops", []string{"cmp"}, true, false},
-	{"coreutils", []string{"diff", "sed"}, true, false},
-	{"python", []string{"python3"}, true, false},
-	{"find", nil, false, false},
-	{"tar", []string{"tar", "gzip", "diff"}, false, false},
-	{"git", []string{"git", "sed"}, false, false},
-	{"make", []string{"make"}, false, false},
-	{"xattr", []string{"getfattr", "setfattr", "sed"}, false, true}, // Debian: attr
+	{name: "ops", needs: []string{"cmp"}, short: true},
+	{name: "coreutils", needs: []string{"diff", "sed"}, short: true},
+	{name: "perms", needs: []string{"mknod"}, short: true},
+	{name: "shell", short: true},
+	{name: "chains", needs: []string{"timeout", "xargs", "nohup", "setsid -f -w true", "sleep"}, short: true},
+	{name: "python", needs: []string{"python3"}, short: true},
+	{name: "find"},
+	{name: "tar", needs: []string{"tar", "gzip", "diff"}},
+	{name: "tar-many", needs: []string{"tar", "gzip", "diff", "wc"}, setup: manyFiles},
+	{name: "sed", needs: []string{"sed"}},
+	{name: "git", needs: []string{"git", "sed"}},
+	{name: "git-clone", needs: []string{"git"}, setup: gitRepos},
+	{name: "make", needs: []string{"make"}},
+	{name: "make-view", needs: []string{"gcc", "make"}},
+	{name: "compile", needs: []string{"gcc", "ar", "cmp"}},
+	{name: "venv", needs: []string{"python3", "grep", "sed"}},
+	{name: "xattr", needs: []string{"getfattr", "setfattr", "sed"}, xattrs: true}, // Debian: attr
 }
+
+// manyFiles is tar-many's setup: many/d0 to many/d9, 30 files each; d9 is root's, the rest
+// nobody's.
+const manyFiles = `for d in 0 1 2 3 4 5 6 7 8 9; do
+	mkdir -p many/d$d
+	for f in $(seq 1 30); do echo "file $f of d$d" > many/d$d/f$f.txt; done
+done
+ln -s d0/f1.txt many/link
+chown -hR 65534:65534 many
+chown -R 0:0 many/d9
+`
+
+// gitRepos is git-clone's setup: repo.git, a bare repository of two commits that nobody owns,
+// and root.git, root's copy of it. Fixed identity and dates make the same objects at every build.
+const gitRepos = `export HOME=/nonexistent GIT_CONFIG_NOSYSTEM=1
+export GIT_AUTHOR_NAME='Scenario Test' GIT_AUTHOR_EMAIL='scenario@example.com'
+export GIT_COMMITTER_NAME='Scenario Test' GIT_COMMITTER_EMAIL='scenario@example.com'
+export GIT_AUTHOR_DATE='2020-01-02T03:04:05Z' GIT_COMMITTER_DATE='2020-01-02T03:04:05Z'
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git init -q --bare -b main repo.git
+export GIT_DIR="$PWD/repo.git" GIT_WORK_TREE="$work" GIT_INDEX_FILE="$work/.index"
+echo "the shared repository's readme" > "$work/README"
+git add README
+git commit -q -m 'first: README'
+mkdir "$work/src"
+printf '#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n' > "$work/src/hello.c"
+git add src
+git commit -q -m 'second: hello.c'
+cp -a repo.git root.git
+chown -R 65534:65534 repo.git
+`
 
 // harnessNeeds are the programs the wrapper runs around every script. When getfattr is there too,
 // the listing shows xattrs.
 var harnessNeeds = []string{"env", "sh", "find", "sort", "sha256sum", "xargs"}
 
-// scenarioTree is the shared tree, in the house notation: "dir PATH MODE", "file PATH MODE
-// CONTENT" (a newline is appended; \n and \t in CONTENT stand for newline and tab) and
-// "symlink PATH -> TARGET". Every entry's times are set to treeTime afterwards, and xattr.txt
-// gets the xattr user.fsvirt=shared where the file system allows.
+// scenarioTree is the shared tree, in the house notation: "dir PATH MODE OWNER", "file PATH MODE
+// OWNER CONTENT" (a newline is appended; \n and \t in CONTENT stand for newline and tab) and
+// "symlink PATH OWNER -> TARGET"; OWNER is root or nobody (65534:65534), and "dir ." is the tree's
+// root. Most of the tree is nobody's, so that a script run as nobody can do its work; what is
+// root's, nobody may read but not change (ro.txt, src/util.in, docs/sub, bin), or not even read
+// (private, docs/sub/deep/d.txt), and sticky holds a file of each. Every entry's times are set to
+// treeTime afterwards, and xattr.txt gets the xattr user.fsvirt=shared where the file system
+// allows.
 var scenarioTree = []string{
-	"file README 644 the shared tree's readme",
-	"file ro.txt 444 a read-only shared file",
-	"file xattr.txt 644 carries an xattr",
-	"dir docs 755",
-	"file docs/a.txt 644 alpha",
-	`file docs/b.txt 644 bravo\nsecond line of bravo`,
-	"dir docs/sub 755",
-	"file docs/sub/c.txt 644 charlie",
-	"dir docs/sub/deep 755",
-	"file docs/sub/deep/d.txt 600 delta",
-	"symlink docs/link-up -> ../src",
-	"dir src 755",
-	"file src/hello.in 644 hello world",
-	"file src/util.in 644 utility",
-	"dir bin 755",
-	`file bin/run.sh 755 #!/bin/sh\necho "run.sh: ${1:-no arguments}"`,
-	"dir gone 755",
-	"file gone/x 644 x",
-	"file gone/y 644 y",
-	"dir empty 755",
-	"dir private 700",
-	"file private/secret 600 secret",
-	"symlink link-to-readme -> README",
-	"symlink dangling -> no/such/file",
-	"symlink abs-link -> /nonexistent/fsvirt/target",
-	`file Makefile 644 all: out/all.txt\n` +
+	"dir . 755 nobody",
+	"file README 644 nobody the shared tree's readme",
+	"file ro.txt 444 root a read-only shared file",
+	"file xattr.txt 644 nobody carries an xattr",
+	"dir docs 755 nobody",
+	"file docs/a.txt 644 nobody alpha",
+	`file docs/b.txt 644 nobody bravo\nsecond line of bravo`,
+	"dir docs/sub 755 root",
+	"file docs/sub/c.txt 644 root charlie",
+	"dir docs/sub/deep 755 root",
+	"file docs/sub/deep/d.txt 600 root delta",
+	"symlink docs/link-up nobody -> ../src",
+	"dir src 755 nobody",
+	"file src/hello.in 644 nobody hello world",
+	"file src/util.in 644 root utility",
+	"dir bin 755 root",
+	`file bin/run.sh 755 root #!/bin/sh\necho "run.sh: ${1:-no arguments}"`,
+	"dir gone 755 nobody",
+	"file gone/x 644 nobody x",
+	"file gone/y 644 root y",
+	"dir empty 755 nobody",
+	"dir private 700 root",
+	"file private/secret 600 root secret",
+	"dir sticky 1777 root",
+	"file sticky/nobodys 644 nobody nobody's file in a sticky directory",
+	"file sticky/roots 666 root root's file in a sticky directory, writable by everyone",
+	"symlink link-to-readme nobody -> README",
+	"symlink dangling nobody -> no/such/file",
+	"symlink abs-link root -> /nonexistent/fsvirt/target",
+	`file Makefile 644 nobody all: out/all.txt\n` +
 		`\nout/all.txt: out/hello.txt out/util.txt\n\tcat out/hello.txt out/util.txt > $@\n` +
 		`\nout/%.txt: src/%.in | out\n\ttr a-z A-Z < $< > $@\n` +
 		`\nout:\n\tmkdir -p out\n` +
 		`\nclean:\n\trm -rf out\n` +
 		`\n.PHONY: all clean`,
 }
+
+// nobodyID is nobody's user and group ID (Debian's nobody and nogroup).
+const nobodyID = 65534
+
+// owners are the OWNERs of scenarioTree's notation.
+var owners = map[string]int{"root": 0, "nobody": nobodyID}
 
 var treeTime = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -103,12 +167,15 @@ const (
 	markXattrs  = "@@@ fsvirt-scenario xattrs"
 )
 
-// wrapper runs the script ($1) with its stderr on stdout, so error messages are compared too,
-// then lists the tree as the script left it, from where the script ran, and exits with the
-// script's status. Directories show no size or link count: those depend on the file system's
-// layout, not on what the script did.
-const wrapper = `umask 022
-sh -e "$1" 2>&1
+// wrapper runs the script ($1) with its stderr on stdout, so error messages are compared too, as
+// the user that the rest of its arguments switch to (none: as itself); then, as itself, lists
+// the tree as the script left it, from where the script ran, and exits with the script's status.
+// Directories show no size or link count: those depend on the file system's layout, not on what
+// the script did.
+const wrapper = `script=$1
+shift
+umask 022
+"$@" sh -e "$script" 2>&1
 status=$?
 echo '` + markListing + `'
 find . -printf '%p\t' \( -type d -printf 'd %m %U:%G\n' -o -type f -printf 'f %m %U:%G %n %s\n' \
@@ -122,28 +189,85 @@ fi
 exit $status
 `
 
-// scenarioArgv is the command both sides run, in the tree's root.
-func scenarioArgv(script string) []string {
-	argv := append([]string{"env", "-i"}, scenarioEnv...)
-	return append(argv, "sh", "-c", wrapper, "sh", script)
+// A user is who runs a scenario's script: the harness itself (root: see skipUnlessRunnable) or
+// nobody.
+type user struct {
+	name string
+	// switchTo is the command prefix that drops to this user; nil for the harness's own.
+	switchTo []string
 }
 
-// TestScenario runs every scenario inside fsvirt run and on a private full copy.
+var users = []user{
+	{"root", nil},
+	// The command drops its credentials itself, inside the view: fsvirt's supervisor stays root.
+	{"nobody", []string{"setpriv", "--reuid=" + strconv.Itoa(nobodyID), "--regid=" + strconv.Itoa(nobodyID), "--clear-groups"}},
+}
+
+// policies are fsvirt run's --policy values; every scenario runs under each.
+var policies = []string{"fast", "strict"}
+
+// scenarioArgv is the command both sides run, in the tree's root.
+func scenarioArgv(script string, u user) []string {
+	argv := append([]string{"env", "-i"}, scenarioEnv...)
+	return append(append(argv, "sh", "-c", wrapper, "sh", script), u.switchTo...)
+}
+
+// skipUnlessAvailable skips when the harness cannot run a script as u: switching to nobody needs
+// setpriv from util-linux (busybox's has no --reuid).
+func (u user) skipUnlessAvailable(t *testing.T) {
+	t.Helper()
+	if u.switchTo == nil {
+		return
+	}
+	if out, err := exec.Command(u.switchTo[0], append(u.switchTo[1:], "true")...).CombinedOutput(); err != nil {
+		t.Skipf("%q: %v %s (setpriv is util-linux's)", u.switchTo, err, out)
+	}
+}
+
+// runs reports whether sc runs as u under policy. Under -short, the scenarios marked short run as
+// root under the fast policy (also in the kernel matrix's VMs, where switching to nobody is not
+// possible), and as nobody under both policies.
+func (sc scenario) runs(u user, policy string) bool {
+	if !testing.Short() {
+		return true
+	}
+	return sc.short && (u.switchTo != nil || policy == "fast")
+}
+
+// TestScenario runs every scenario inside fsvirt run and on a private full copy, as each user and
+// under each policy: subtests NAME/USER/POLICY.
 func TestScenario(t *testing.T) {
 	requireEngine(t)
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			sc.skipUnlessRunnable(t)
-			for _, p := range runScenario(t, sc, runReference(t, sc), fsvirtSystem{}) {
-				t.Errorf("scenario %s: %s", sc.name, p)
+			for _, u := range users {
+				t.Run(u.name, func(t *testing.T) {
+					t.Parallel()
+					u.skipUnlessAvailable(t)
+					script := reachableScript(t, sc)
+					ref := runReference(t, sc, u, script)
+					for _, pol := range policies {
+						t.Run(pol, func(t *testing.T) {
+							t.Parallel()
+							if !sc.runs(u, pol) {
+								t.Skipf("-short runs %s as %s under the fast policy only", sc.name, u.name)
+							}
+							for _, p := range runScenario(t, sc, u, script, ref, fsvirtSystem{policy: pol}) {
+								t.Errorf("scenario %s as %s, --policy %s: %s", sc.name, u.name, pol, p)
+							}
+						})
+					}
+				})
 			}
 		})
 	}
 }
 
 // TestScenarioHarness checks the harness itself, without fsvirt: a copy of one build of the tree
-// agrees with a copy of another (so the scripts are deterministic), and planted faults are caught.
+// agrees with a copy of another (so the scripts are deterministic), as each user, and planted
+// faults are caught.
 func TestScenarioHarness(t *testing.T) {
 	systems := []struct {
 		sut  system
@@ -157,17 +281,23 @@ func TestScenarioHarness(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) {
 			t.Parallel()
 			sc.skipUnlessRunnable(t)
-			ref := runReference(t, sc)
-			for _, s := range systems {
-				problems := runScenario(t, sc, ref, s.sut)
-				switch {
-				case s.want == "" && len(problems) > 0:
-					t.Errorf("%s vs copy: %d problems, want none:\n%s", s.sut, len(problems), strings.Join(problems, "\n"))
-				case s.want != "" && !slices.ContainsFunc(problems, func(p string) bool { return strings.HasPrefix(p, s.want) }):
-					t.Errorf("%s vs copy: no problem starts with %q; got:\n%s", s.sut, s.want, strings.Join(problems, "\n"))
-				case s.want != "":
-					t.Logf("%s vs copy: caught, as it should be:\n%s", s.sut, strings.Join(problems, "\n"))
-				}
+			for _, u := range users {
+				t.Run(u.name, func(t *testing.T) {
+					u.skipUnlessAvailable(t)
+					script := reachableScript(t, sc)
+					ref := runReference(t, sc, u, script)
+					for _, s := range systems {
+						problems := runScenario(t, sc, u, script, ref, s.sut)
+						switch {
+						case s.want == "" && len(problems) > 0:
+							t.Errorf("%s vs copy: %d problems, want none:\n%s", s.sut, len(problems), strings.Join(problems, "\n"))
+						case s.want != "" && !slices.ContainsFunc(problems, func(p string) bool { return strings.HasPrefix(p, s.want) }):
+							t.Errorf("%s vs copy: no problem starts with %q; got:\n%s", s.sut, s.want, strings.Join(problems, "\n"))
+						case s.want != "":
+							t.Logf("%s vs copy: caught, as it should be:\n%s", s.sut, strings.Join(problems, "\n"))
+						}
+					}
+				})
 			}
 		})
 	}
@@ -186,6 +316,7 @@ func TestScenarioTable(t *testing.T) {
 	for _, sc := range scenarios {
 		inTable = append(inTable, sc.name)
 	}
+	slices.Sort(onDisk) // "git-clone.sh" sorts before "git.sh", "git-clone" after "git"
 	slices.Sort(inTable)
 	if !slices.Equal(onDisk, inTable) {
 		t.Errorf("scripts %q, table %q: they must name the same scenarios", onDisk, inTable)
@@ -233,16 +364,26 @@ func TestScenarioDiffChecks(t *testing.T) {
 	}
 }
 
-// skipUnlessRunnable skips the scenario when this machine lacks a program it runs, or when -short
-// leaves it out.
+// skipUnlessRunnable skips the scenario when this machine lacks a program it runs, when -short
+// leaves it out, or when the harness does not run as root, which making scenarioTree needs.
 func (sc scenario) skipUnlessRunnable(t *testing.T) {
 	t.Helper()
 	if testing.Short() && !sc.short {
 		t.Skip("not in the -short subset")
 	}
+	if os.Geteuid() != 0 {
+		t.Skip("the scenario tree holds root's and nobody's files: making it needs root")
+	}
 	for _, p := range append(slices.Clone(harnessNeeds), sc.needs...) {
-		if !inScenarioPath(p) {
-			t.Skipf("%s is not installed (scripts/test.sh installs it)", p)
+		prog, _, probe := strings.Cut(p, " ")
+		if !inScenarioPath(prog) {
+			t.Skipf("%s is not installed (scripts/test.sh installs it)", prog)
+		}
+		if probe {
+			argv := append(append([]string{"env", "-i"}, scenarioEnv...), "sh", "-c", p)
+			if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+				t.Skipf("%q: %v %s (this %s is not the one scripts/test.sh installs)", p, err, out, prog)
+			}
 		}
 	}
 	if sc.xattrs && !userXattrs(t) {
@@ -285,19 +426,22 @@ type outcome struct {
 	keep    string
 }
 
-// fsvirtSystem is the system under test: fsvirt run --diff --keep, cwd the shared tree.
-type fsvirtSystem struct{}
+// fsvirtSystem is the system under test: fsvirt run --policy P --diff --keep, cwd the shared
+// tree.
+type fsvirtSystem struct {
+	policy string
+}
 
-func (fsvirtSystem) String() string { return "fsvirt" }
+func (s fsvirtSystem) String() string { return "fsvirt --policy " + s.policy }
 
-func (fsvirtSystem) run(t *testing.T, shared string, argv []string) outcome {
+func (s fsvirtSystem) run(t *testing.T, shared string, argv []string) outcome {
 	t.Helper()
 	base := t.TempDir()
 	store, keep := filepath.Join(base, "store"), filepath.Join(base, "keep")
 	if err := os.Mkdir(store, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"run", "--tree", shared, "--store", store, "--keep", keep, "--diff", "--"}
+	args := []string{"run", "--tree", shared, "--store", store, "--policy", s.policy, "--keep", keep, "--diff", "--"}
 	r := fsvirtIn(t, shared, append(args, argv...)...)
 	assertStoreEmpty(t, store)
 	return outcome{code: r.code, stdout: strings.ReplaceAll(r.stdout, shared, treePlaceholder),
@@ -335,25 +479,27 @@ func (plantedFileSystem) String() string { return "copy+file (planted fault: a s
 func (plantedFileSystem) run(t *testing.T, shared string, argv []string) outcome {
 	t.Helper()
 	dir := copyTree(t, shared)
-	if err := os.WriteFile(filepath.Join(dir, "docs", "stray"), []byte("planted\n"), 0o644); err != nil {
+	// In the root, which no script removes.
+	if err := os.WriteFile(filepath.Join(dir, "stray"), []byte("planted\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := runIn(t, dir, argv)
 	return outcome{code: r.code, stdout: strings.ReplaceAll(r.stdout, dir, treePlaceholder), stderr: r.stderr}
 }
 
-// A reference is how sc ran on a private full copy of scenarioTree.
+// A reference is how sc ran on a private full copy of its tree.
 type reference struct {
 	code int
 	out  string // the script's output, the tree's path replaced by treePlaceholder
 	tree tree   // as the wrapper listed it
 }
 
-// runReference runs sc on a private full copy of a fresh scenarioTree. The tree is the same at
-// every build (content, modes, times), so one reference serves any number of systems.
-func runReference(t *testing.T, sc scenario) reference {
+// runReference runs sc's script (at path script) as u on a private full copy of a fresh build of
+// sc's tree. The tree is the same at every build (content, owners, modes, times), so one
+// reference serves any number of systems. A script runs to its end: exit status 0.
+func runReference(t *testing.T, sc scenario, u user, script string) reference {
 	t.Helper()
-	r := copySystem{}.run(t, buildTree(t), scenarioArgv(scriptPath(t, sc)))
+	r := copySystem{}.run(t, buildTree(t, sc), scenarioArgv(script, u))
 	if r.stderr != "" {
 		t.Fatalf("[harness] the reference run wrote to stderr, which the wrapper should have redirected:\n%s", r.stderr)
 	}
@@ -361,25 +507,60 @@ func runReference(t *testing.T, sc scenario) reference {
 	if err != nil {
 		t.Fatalf("[harness] reference run: %v", err)
 	}
+	if r.code != 0 {
+		t.Fatalf("[harness] the script stopped early as %s on the reference, exit status %d (run what may fail under fails); its output:\n%s",
+			u.name, r.code, out)
+	}
 	return reference{code: r.code, out: out, tree: tr}
 }
 
-func scriptPath(t *testing.T, sc scenario) string {
+// reachableScript copies sc's script to a directory that every user can read, so that nobody can
+// run it wherever the repository lies, and returns the copy's path. Error messages name the
+// script: the reference and every system must run the same copy.
+func reachableScript(t *testing.T, sc scenario) string {
 	t.Helper()
-	script, err := filepath.Abs(filepath.Join("testdata", "scenarios", sc.name+".sh"))
+	data, err := os.ReadFile(filepath.Join("testdata", "scenarios", sc.name+".sh"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(reachableTempDir(t), sc.name+".sh")
+	if err := os.WriteFile(script, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return script
 }
 
-// runScenario runs sc with sut on a fresh shared tree and returns every way in which the run
-// differs from ref or from what fsvirt promises.
-func runScenario(t *testing.T, sc scenario, ref reference, sut system) []string {
+// reachableTempDir is t.TempDir, made searchable by everyone (o+x) up to os.TempDir: the testing
+// package makes the directory above it 0700.
+func reachableTempDir(t *testing.T) string {
 	t.Helper()
-	shared := buildTree(t)
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != top && strings.HasPrefix(d, top+"/"); d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, fi.Mode().Perm()|0o111); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// runScenario runs sc's script (at path script) as u with sut on a fresh shared tree and returns
+// every way in which the run differs from ref or from what fsvirt promises.
+func runScenario(t *testing.T, sc scenario, u user, script string, ref reference, sut system) []string {
+	t.Helper()
+	shared := buildTree(t, sc)
 	before := walkTree(t, shared)
-	got := sut.run(t, shared, scenarioArgv(scriptPath(t, sc)))
+	got := sut.run(t, shared, scenarioArgv(script, u))
 
 	var problems []string
 	if after := walkTree(t, shared); !after.equal(before, allFields) {
@@ -416,25 +597,21 @@ func runScenario(t *testing.T, sc scenario, ref reference, sut system) []string 
 	return problems
 }
 
-// buildTree makes scenarioTree under a fresh temporary directory and returns its real path.
-func buildTree(t *testing.T) string {
+// buildTree makes scenarioTree, and what sc's setup adds, under a fresh temporary directory that
+// every user can reach, and returns its real path.
+func buildTree(t *testing.T, sc scenario) string {
 	t.Helper()
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Join(base, "tree")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	root := filepath.Join(reachableTempDir(t), "tree")
 	unescape := strings.NewReplacer(`\n`, "\n", `\t`, "\t")
 	for _, entry := range scenarioTree {
 		kind, rest, _ := strings.Cut(entry, " ")
 		name, rest, _ := strings.Cut(rest, " ")
 		p := filepath.Join(root, name)
+		var owner string
 		switch kind {
 		case "dir", "file":
-			modeStr, content, _ := strings.Cut(rest, " ")
+			modeStr, rest, _ := strings.Cut(rest, " ")
+			owner, rest, _ = strings.Cut(rest, " ")
 			mode, err := strconv.ParseUint(modeStr, 8, 32)
 			if err != nil {
 				t.Fatalf("[harness] %q: mode: %v", entry, err)
@@ -442,18 +619,21 @@ func buildTree(t *testing.T) string {
 			if kind == "dir" {
 				err = os.Mkdir(p, 0o700)
 			} else {
-				err = os.WriteFile(p, []byte(unescape.Replace(content)+"\n"), 0o600)
+				err = os.WriteFile(p, []byte(unescape.Replace(rest)+"\n"), 0o600)
 			}
 			if err == nil {
-				err = os.Chmod(p, fs.FileMode(mode))
+				// os.Chmod, unlike chmod(2), takes the sticky bit from fs.ModeSticky.
+				err = unix.Chmod(p, uint32(mode))
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 		case "symlink":
-			target, ok := strings.CutPrefix(rest, "-> ")
-			if !ok {
-				t.Fatalf("[harness] %q: want symlink PATH -> TARGET", entry)
+			var target string
+			var ok bool
+			owner, target, _ = strings.Cut(rest, " ")
+			if target, ok = strings.CutPrefix(target, "-> "); !ok {
+				t.Fatalf("[harness] %q: want symlink PATH OWNER -> TARGET", entry)
 			}
 			if err := os.Symlink(target, p); err != nil {
 				t.Fatal(err)
@@ -461,11 +641,25 @@ func buildTree(t *testing.T) string {
 		default:
 			t.Fatalf("[harness] %q: unknown kind %q", entry, kind)
 		}
+		id, ok := owners[owner]
+		if !ok {
+			t.Fatalf("[harness] %q: unknown owner %q", entry, owner)
+		}
+		if err := os.Lchown(p, id, id); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// ENOTSUP where the file system has no user xattrs: the xattr scenario skips then.
 	_ = unix.Setxattr(filepath.Join(root, "xattr.txt"), "user.fsvirt", []byte("shared"), 0)
+	if sc.setup != "" {
+		cmd := exec.Command("env", append(append([]string{"-i"}, scenarioEnv...), "sh", "-e", "-c", sc.setup)...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("[harness] %s's setup: %v\n%s", sc.name, err, out)
+		}
+	}
 	ts := []unix.Timespec{unix.NsecToTimespec(treeTime.UnixNano()), unix.NsecToTimespec(treeTime.UnixNano())}
-	err = filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -480,11 +674,7 @@ func buildTree(t *testing.T) string {
 // copyTree makes a private full copy of the tree at src with cp -a and returns its path.
 func copyTree(t *testing.T, src string) string {
 	t.Helper()
-	base, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(base, "tree")
+	dst := filepath.Join(reachableTempDir(t), "tree")
 	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
 		t.Fatalf("[harness] cp -a: %v\n%s", err, out)
 	}

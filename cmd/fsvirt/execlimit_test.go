@@ -1,0 +1,73 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// execProbeArgv runs execProbe with the scenarios' environment.
+func execProbeArgv() []string {
+	return append(append([]string{"env", "-i"}, scenarioEnv...), "python3", "-c", execProbe)
+}
+
+// execProbe copies /bin/true into the view under a short and a long name, executes each with a
+// bare execve (os.execv: no shell or execvp falling back to /bin/sh on ENOEXEC) and prints how
+// each went.
+const execProbe = `import os, shutil
+shutil.copy("/bin/true", "t")
+os.mkdir("progs")
+shutil.copy("/bin/true", "progs/true-copy")
+for path in ["./t", "./progs/true-copy"]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(path, [path])
+        except OSError as e:
+            os.write(1, ("%s: errno %d\n" % (path, e.errno)).encode())
+            os._exit(100)
+    _, status = os.waitpid(pid, 0)
+    print(path, "exit", os.waitstatus_to_exitcode(status))
+`
+
+// TestExecShortPathLimit documents a known limitation (README, "Limits of this version"): a
+// program that exists only in the private layer is executed through /dev/fd/N, written over the
+// caller's path string, so a path shorter than /dev/fd/N ("./t") fails with ENOEXEC (errno 8),
+// where the kernel on a copy runs it. The scenarios run programs made in the view by longer
+// paths. This test asserts today's behaviour: when the limit is lifted, it fails, and the want
+// below becomes "./t exit 0".
+func TestExecShortPathLimit(t *testing.T) {
+	requireEngine(t)
+	if !inScenarioPath("python3") {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	for _, policy := range policies {
+		t.Run(policy, func(t *testing.T) {
+			f := newFixture(t)
+			args := []string{"run", "--tree", f.tree, "--store", f.store, "--policy", policy, "--"}
+			r := fsvirtIn(t, f.tree, append(args, execProbeArgv()...)...)
+			assertStoreEmpty(t, f.store)
+			const want = "./t: errno 8\n./t exit 100\n./progs/true-copy exit 0\n"
+			if r.code != 0 || r.stdout != want {
+				t.Errorf("exit status %d, stdout:\n%s\nstderr:\n%s\nwant exit status 0, stdout:\n%s", r.code, r.stdout, r.stderr, want)
+			}
+			assertNotExist(t, filepath.Join(f.tree, "t"))
+		})
+	}
+}
+
+// TestExecShortPathOnCopy is TestExecShortPathLimit's reference: on a directory of its own the
+// kernel runs both programs.
+func TestExecShortPathOnCopy(t *testing.T) {
+	if !inScenarioPath("python3") {
+		t.Skip("python3 is not installed (scripts/test.sh installs it)")
+	}
+	dir := t.TempDir()
+	r := runIn(t, dir, execProbeArgv())
+	if want := "./t exit 0\n./progs/true-copy exit 0\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("exit status %d, stdout:\n%s\nstderr:\n%s\nwant exit status 0, stdout:\n%s", r.code, r.stdout, r.stderr, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "t")); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,43 @@
+# venv: python3 -m venv --without-pip makes a virtual environment in the view; its python runs by
+# its path, after activate, and as the interpreter of a script (#!) made in the view. venv writes
+# the tree's path into a few files: at the end they name /TREE instead, so that both sides list
+# the same tree.
+
+step() { echo "== $*"; }
+fails() { "$@" || echo "-> $1 failed with status $?"; }
+
+step create
+python3 -m venv --without-pip venv
+ls -1A venv venv/bin
+readlink venv/bin/python venv/bin/python3 venv/lib64
+grep -v '^command = ' venv/pyvenv.cfg
+
+step its python, by its path
+venv/bin/python -c 'import sys; print(sys.prefix != sys.base_prefix, sys.prefix)'
+"$PWD/venv/bin/python3" -c 'import sys; print(sys.prefix != sys.base_prefix, sys.prefix)'
+
+step a module in its site-packages
+venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))'
+# Found in the tree, not asked of python: whatever it answers, nothing is written outside the tree.
+site=$(echo venv/lib/python3.*/site-packages)
+mkdir "$site/greeting"
+printf 'def hello():\n    return "hello from the venv"\n' > "$site/greeting/__init__.py"
+fails venv/bin/python -c 'import greeting; print(greeting.hello())'
+fails python3 -c 'import greeting' 2>&1 | tail -n 1
+
+step activate
+. venv/bin/activate
+command -v python
+python -c 'import sys, greeting; print(sys.prefix, greeting.hello())'
+deactivate
+command -v python || echo "no python on PATH after deactivate"
+
+step "a script whose interpreter is the venv's python"
+printf '#!%s/venv/bin/python\nimport sys, greeting\nprint("tool:", sys.prefix, greeting.hello())\n' "$PWD" > venv/bin/greet-tool
+chmod +x venv/bin/greet-tool
+fails venv/bin/greet-tool
+rm venv/bin/greet-tool
+
+step "the tree's path in the venv"
+grep -rl "$PWD" venv | sort
+grep -rl "$PWD" venv | xargs sed -i "s|$PWD|/TREE|g"
