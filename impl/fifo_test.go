@@ -88,7 +88,14 @@ var fifoCases = []fifoCase{
 		if err != nil {
 			return fmt.Errorf("open p O_RDWR: %w", err)
 		}
-		defer unix.Close(fd)
+		// Closed once: in thread mode a second close would close whatever another invocation
+		// opened under the number meanwhile.
+		open := true
+		defer func() {
+			if open {
+				unix.Close(fd)
+			}
+		}()
 		if err := expectBlocking(fd); err != nil {
 			return err
 		}
@@ -108,6 +115,7 @@ var fifoCases = []fifoCase{
 		}
 		unix.Close(r)
 		unix.Close(fd)
+		open = false
 		// No reader is left: the kernel's answer to a writer that will not wait.
 		return expectErrno(unix.Open(root+"/p", unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0))(unix.ENXIO)
 	}},

@@ -27,13 +27,16 @@ import (
 //     The supervisor performs FS_IOC_SETFLAGS and FS_IOC_FSSETXATTR in the view (on the private
 //     copy of a shared file, which it copies up first) and refuses every other such command with
 //     EPERM.
+//   - Commands of userfaultfd's type (0xAA) are refused too, USERFAULTFD_IOC_NEW on /dev/userfaultfd
+//     with them: with the userfaultfd syscall denied (table), no task can make a page whose faults
+//     it handles, whose access would stall the supervisor's reads and writes of its memory.
 //   - Every other command passes untouched: terminals, sockets, block and character devices, and
 //     ioctls that no file system implements, which fail on a file with ENOTTY.
 //
 // What this does not cover: a FUSE file system receives whatever command a task sends to one of its
 // files, and may change the file for a command of another type; a tree on FUSE is not protected
 // from ioctl by this filter.
-var ioctlFSTypes = []uint32{'f', 'v', 'X', 'x', 0x94, 0xf5, 'r', 'o', 'n', 0x97, 0xcf, 0xbc}
+var ioctlFSTypes = []uint32{'f', 'v', 'X', 'x', 0x94, 0xf5, 'r', 'o', 'n', 0x97, 0xcf, 0xbc, 0xaa}
 
 // ioctlPassed are commands of those types that change no file through a read-only descriptor:
 // getters, and FICLONE/FICLONERANGE, whose destination must be open for writing (a view's writable

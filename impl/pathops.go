@@ -1188,7 +1188,7 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	defer unix.Close(fd)
 	sa := &unix.SockaddrUnix{Name: short}
 	if connect {
-		err = unix.Connect(fd, sa)
+		err = v.waitOutsideTurn(func() error { return unix.Connect(fd, sa) })
 	} else if err = unix.Bind(fd, sa); err == nil {
 		v.setEntry(r.path, &entry{kind: entryObj, own: true})
 	}

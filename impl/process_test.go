@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if name := os.Getenv("FSVIRT_TEST_ATTACK"); name != "" {
 		os.Exit(runAttack(name))
 	}
+	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
+		os.Exit(runLiveness(root))
+	}
 	if script := os.Getenv("FSVIRT_TEST_SH_AS_NOBODY"); script != "" {
 		// A shell as nobody, for tests that compare an unprivileged caller in the view with the
 		// kernel (setpriv is not everywhere: the kernel matrix's VMs have busybox).

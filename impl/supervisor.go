@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
 	"golang.org/x/sys/unix"
@@ -29,22 +30,50 @@ type listener struct {
 	owned bool
 }
 
-// supervisor answers the notifications of all its listeners from one OS thread that carries no
-// filter, so that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
+// supervisor answers the notifications of all its listeners. No thread of it carries a filter, so
+// that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
 //
-// Lock order: supervisor.mu, then View.mu.
+// One thread, the loop, only receives: it waits on every listener at once and hands each
+// notification to a worker thread, so a notification is taken in as soon as it is sent, whatever
+// the others are waiting for (a task's call sleeps interruptibly until it is received: see
+// docs/kernel.md, "EINTR before the receive"). Workers answer. Each holds its view's turn
+// (View.turn) while it decides and acts on the view, and not while it waits on what a task
+// controls: reading and writing the task's memory, connecting to a socket, installing a
+// descriptor in a stopped task. One stuck call then holds one worker, never the loop, another
+// view, or its own view's other calls. Workers are started as calls need them, up to maxWorkers,
+// and leave after idleWorker without work.
+//
+// Lock order: supervisor.mu, then View.turn, then View.mu.
 type supervisor struct {
 	epfd int
 	wake int // eventfd: add, remove and stop wake the loop
 	log  *slog.Logger
 
+	work    chan *notification // unbuffered: a send succeeds when an idle worker takes it
+	workers sync.WaitGroup
+
 	mu        sync.Mutex
 	listeners map[uint64]*listener
 	nextID    uint64
 	stopping  bool
+	running   int // workers started and not yet left
 	done      chan struct{}
 	tid       atomic.Int32 // the loop's OS thread, for tests that signal it
 }
+
+// notification is one received notification on its way to a worker.
+type notification struct {
+	l *listener
+	n notify.Notif
+}
+
+const (
+	// maxWorkers bounds the threads answering at once. Past it the loop waits for a worker: only
+	// that many calls stuck at once (each on what its own task controls) can delay the others.
+	maxWorkers = 256
+	// idleWorker is how long a worker without work stays.
+	idleWorker = 10 * time.Second
+)
 
 func newSupervisor(log *slog.Logger) (*supervisor, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -61,7 +90,8 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{}, done: make(chan struct{})}
+	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{}, done: make(chan struct{}),
+		work: make(chan *notification)}
 	go s.loop()
 	return s, nil
 }
@@ -112,6 +142,8 @@ func (s *supervisor) stop() {
 	var one = [8]byte{1}
 	unix.Write(s.wake, one[:])
 	<-s.done
+	close(s.work)
+	s.workers.Wait() // no answer is given after stop
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		if l.owned { // its tasks' intercepted calls fail with ENOSYS from now on
@@ -126,23 +158,9 @@ func (s *supervisor) stop() {
 func (s *supervisor) loop() {
 	runtime.LockOSThread() // an unfiltered thread of its own, for the loop's whole life
 	defer runtime.UnlockOSThread()
-	// No signal may interrupt this thread. SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND
-	// marks the notification answered, then waits, interruptibly, for the task to install the fd. A
-	// signal in that window (Go's SIGURG preemption, most often) makes the kernel withdraw the fd but
-	// not the answer: the task's syscall returns 0, the ioctl restarts and fails with EINPROGRESS, or
-	// ENOENT once the task has gone on with fd 0 as "its" file (docs/kernel.md, "Signals withdraw notifications"; measured by
-	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending
-	// for other threads of the process; SIGKILL and SIGSTOP cannot be blocked. Restored before the
-	// thread goes back to the runtime.
-	if restore, err := blockSignals(); err != nil {
-		s.log.Error("cannot block signals on the supervisor thread; fd injection may fail", "err", err)
-	} else {
-		defer restore()
-	}
 	defer close(s.done)
 	s.tid.Store(int32(unix.Gettid()))
 	events := make([]unix.EpollEvent, 32)
-	var n notify.Notif
 	for {
 		k, err := unix.EpollWait(s.epfd, events, -1)
 		if err == unix.EINTR {
@@ -173,7 +191,14 @@ func (s *supervisor) loop() {
 				continue
 			}
 			if ev.Events&unix.EPOLLIN != 0 {
-				s.serve(l, &n)
+				j := &notification{l: l}
+				if err := notify.Recv(l.fd, &j.n); err != nil {
+					if err != unix.ENOENT { // ENOENT: a signal withdrew it, and the syscall will notify again
+						s.log.Warn("seccomp notification receive failed", "err", err)
+					}
+					continue
+				}
+				s.dispatch(j)
 				continue
 			}
 			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
@@ -189,14 +214,68 @@ func (s *supervisor) loop() {
 	}
 }
 
-// serve receives and answers one notification from l.
-func (s *supervisor) serve(l *listener, n *notify.Notif) {
-	if err := notify.Recv(l.fd, n); err != nil {
-		if err != unix.ENOENT { // ENOENT: a signal withdrew it, and the syscall will notify again
-			s.log.Warn("seccomp notification receive failed", "err", err)
-		}
+// dispatch hands j to an idle worker, or to a new one, or, when maxWorkers are all busy, to the
+// first that becomes free.
+func (s *supervisor) dispatch(j *notification) {
+	select {
+	case s.work <- j:
+		return
+	default:
+	}
+	s.mu.Lock()
+	if s.running < maxWorkers {
+		s.running++
+		s.workers.Add(1)
+		s.mu.Unlock()
+		go s.worker(j)
 		return
 	}
+	s.mu.Unlock()
+	s.work <- j
+}
+
+// worker answers j, then the notifications the loop hands it, until it has been idle for idleWorker or the
+// supervisor stops.
+func (s *supervisor) worker(j *notification) {
+	defer s.workers.Done()
+	runtime.LockOSThread() // asCaller changes this thread's credentials; see also below
+	// No signal may interrupt this thread. SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND
+	// marks the notification answered, then waits, interruptibly, for the task to install the fd. A
+	// signal in that window (Go's SIGURG preemption, most often) makes the kernel withdraw the fd but
+	// not the answer: the task's syscall returns 0, the ioctl restarts and fails with EINPROGRESS, or
+	// ENOENT once the task has gone on with fd 0 as "its" file (docs/kernel.md, "Signals withdraw notifications"; measured by
+	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending
+	// for other threads of the process; SIGKILL and SIGSTOP cannot be blocked. Restored before the
+	// thread goes back to the runtime.
+	if restore, err := blockSignals(); err != nil {
+		s.log.Error("cannot block signals on a supervisor thread; fd injection may fail", "err", err)
+		// The thread's signal mask is unknown: it must not go back to the runtime.
+	} else {
+		defer runtime.UnlockOSThread()
+		defer restore()
+	}
+	idle := time.NewTimer(idleWorker)
+	defer idle.Stop()
+	for {
+		s.serve(j.l, &j.n)
+		idle.Reset(idleWorker)
+		var ok bool
+		select {
+		case j, ok = <-s.work:
+			if !ok {
+				return
+			}
+		case <-idle.C:
+			s.mu.Lock()
+			s.running--
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// serve answers notification n, received from l.
+func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	var v *View
 	if l.view != nil {
 		v = l.view()
@@ -230,14 +309,6 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 	}
 	t := tracee{tid: int(n.Pid)}
 	o, err := e.decode(t, &n.Data)
-	if err == nil && !o.lookupOnly() {
-		// The task may have died, and its TID been reused, while we read its memory: check before
-		// acting on what was read. A lookup acts on nothing; its answer to a dead notification
-		// is refused by the kernel. (One ioctl fewer on the commonest calls.)
-		if notify.IDValid(lfd, n.ID) != nil {
-			return reply{kind: replyNone}
-		}
-	}
 	if v == nil { // a worker thread outside any invocation: read-only opens only
 		if err == nil && (o.kind == opOpen && !mayWrite(o.flags) || o.kind.readOnly()) {
 			return reply{kind: replyContinue}
@@ -253,7 +324,27 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 			v.chdired.Store(true)
 		}
 		var r reply
+		v.turn.Lock()
+		if !o.lookupOnly() && notify.IDValid(lfd, n.ID) != nil {
+			// The call is no longer waiting: the task died, and its TID may have been reused,
+			// while its memory was read, or a signal withdrew the call while it waited for the
+			// turn, and the task has made it again, perhaps answered already. Checked within
+			// the turn, before acting: what a view does follows the order of the calls it
+			// answers. A lookup acts on nothing; its answer to a dead notification is refused
+			// by the kernel. (One ioctl fewer on the commonest calls.)
+			v.turn.Unlock()
+			return reply{kind: replyNone}
+		}
 		r, err = v.do(t, o)
+		if err == nil && r.kind == replyFD {
+			// Injected within the turn: a task whose call a signal withdrew after the file was
+			// made restarts it, and its next notification must find the file rolled back
+			// (r.undo), not be rolled back after it. An injection waits for the task only to
+			// take the descriptor, which a sleeping task does at once.
+			s.respond(lfd, n, r)
+			r = reply{kind: replyNone}
+		}
+		v.turn.Unlock()
 		if err == nil {
 			return r
 		}

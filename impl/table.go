@@ -60,6 +60,10 @@ var table = []sysEntry{
 	{nr: unix.SYS_OPEN_BY_HANDLE_AT, name: "open_by_handle_at", handling: Denied, errno: errnoBypass, note: "opens by inode handle, bypassing path resolution"},
 	{nr: unix.SYS_NAME_TO_HANDLE_AT, name: "name_to_handle_at", handling: Denied, errno: errnoBypass, note: "produces handles for open_by_handle_at"},
 
+	// A page whose faults the task handles would stall the supervisor's reads of the task's memory
+	// (see supervisor). /dev/userfaultfd's ioctl is refused as well (ioctlFSTypes).
+	{nr: unix.SYS_USERFAULTFD, name: "userfaultfd", handling: Denied, errno: errnoPolicy, note: "its pages would stall the supervisor's reads of the task's memory"},
+
 	// Calls that change what paths mean for the caller, so the supervisor would resolve differently.
 	{nr: unix.SYS_CHROOT, name: "chroot", handling: Denied, errno: errnoPolicy, note: "changes the caller's root"},
 	{nr: unix.SYS_PIVOT_ROOT, name: "pivot_root", handling: Denied, errno: errnoPolicy, note: "changes the caller's root"},

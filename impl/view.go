@@ -174,8 +174,8 @@ type Change struct {
 
 // View is one invocation's private copy-on-write view.
 //
-// Lock order: View.mu only; it guards entries and stats. The supervisor is the only writer of the
-// private layer; readers (Stats, Changes) run after the invocation's function returned.
+// Lock order: View.turn, then View.mu; mu guards entries and stats. The supervisor is the only
+// writer of the private layer; readers (Stats, Changes) run after the invocation's function returned.
 type View struct {
 	ns       *namespace
 	dir      string // the invocation's directory in the store
@@ -196,6 +196,11 @@ type View struct {
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool
+
+	// turn is held by the supervisor's worker that decides and acts on the view: the view's calls
+	// are answered one at a time, as if by one thread, while the waits a task controls happen
+	// outside it (see supervisor and View.waitOutsideTurn).
+	turn sync.Mutex
 
 	mu      sync.Mutex
 	entries map[string]*entry
@@ -338,4 +343,13 @@ func (b *busy) end() {
 	b.idle = idle
 	b.mu.Unlock()
 	<-idle
+}
+
+// waitOutsideTurn runs fn, which waits on something the calling task controls (a connect to a
+// socket whose backlog is full, say), without the view's turn, which the caller holds: the view's
+// other calls are answered meanwhile. fn must not touch the view.
+func (v *View) waitOutsideTurn(fn func() error) error {
+	v.turn.Unlock()
+	defer v.turn.Lock()
+	return fn()
 }
