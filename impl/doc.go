@@ -4,7 +4,7 @@
 // A BPF filter, compiled from one syscall table ([Syscalls]), sends every path syscall of a
 // sandboxed thread or process (the open family, the stat, access, readlink and xattr families,
 // mkdir, unlink, rename, link, symlink, chmod, chown, utimensat, truncate, mknod, chdir, getcwd,
-// execve, ...) to a supervisor thread. The supervisor reads the path from the caller's memory,
+// execve, ...) to a supervisor. The supervisor reads the path from the caller's memory,
 // resolves it component by component in the caller's view and answers:
 //
 //   - a read-only call on a path that leads where it does on the host (a read-only open, a stat of

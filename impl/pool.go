@@ -32,9 +32,9 @@ type Config struct {
 	Policy Policy
 	// Logger receives supervisor faults; nil discards them.
 	Logger *slog.Logger
-	// Supervisors is the number of supervisor threads; default 1. Workers are dealt out among them
-	// round robin, each listener served by one supervisor, so that notifications from different
-	// workers can be answered in parallel.
+	// Supervisors is the number of supervisors; default 1. Workers are dealt out among them round
+	// robin. Each supervisor answers on as many threads as calls need (see supervisor), so more
+	// than one only divides the sharing of its bookkeeping.
 	Supervisors int
 }
 

@@ -128,10 +128,10 @@ func TestInjectionUnderSignals(t *testing.T) {
 	}
 	defer p.Close()
 	sup := p.sups[0]
-	for sup.tid.Load() == 0 {
+	for len(sup.threadIDs()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	stop := hammer(func() []int { return []int{int(sup.tid.Load())} })
+	stop := hammer(func() []int { return sup.threadIDs() })
 	failed := rewriteAndReread(t, p, shared+"/f", signalRounds())
 	stop()
 	reportFailed(t, failed)

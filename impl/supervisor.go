@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,6 @@ import (
 // listener is one seccomp listener fd and the view its notifications are answered in.
 type listener struct {
 	fd   int
-	id   uint64       // set by add; epoll reports it, since fd numbers are reused after close
 	view func() *View // nil: no invocation is running on the listener's thread
 	// hup is called once, from the supervisor, when no task uses the filter any more.
 	hup func()
@@ -28,37 +28,45 @@ type listener struct {
 	fence *View
 	// owned: the supervisor closes fd, at hup or when it stops (Invocation.Start's listeners).
 	owned bool
+
+	id      uint64        // set by add; epoll reports it, since fd numbers are reused after close
+	tid     atomic.Int32  // the receiver's thread
+	closing atomic.Bool   // the receiver is to leave
+	gone    chan struct{} // closed when the receiver has left
 }
 
 // supervisor answers the notifications of all its listeners. No thread of it carries a filter, so
 // that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
 //
-// One thread, the loop, only receives: it waits on every listener at once and hands each
-// notification to a worker thread, so a notification is taken in as soon as it is sent, whatever
-// the others are waiting for (a task's call sleeps interruptibly until it is received: see
-// docs/kernel.md, "EINTR before the receive"). Workers answer. Each holds its view's turn
-// (View.turn) while it decides and acts on the view, and not while it waits on what a task
-// controls: reading and writing the task's memory, connecting to a socket, installing a
-// descriptor in a stopped task. One stuck call then holds one worker, never the loop, another
-// view, or its own view's other calls. Workers are started as calls need them, up to maxWorkers,
-// and leave after idleWorker without work.
+// Each listener has a receiver: a thread that always waits in SECCOMP_IOCTL_NOTIF_RECV on it and
+// hands each notification to a worker thread. A task's call sleeps interruptibly until its
+// notification is received, and a signal in that window fails it with EINTR (docs/kernel.md,
+// "EINTR before the receive"); with a receive always pending the kernel completes it as soon as
+// the receiver's thread runs, before anything of the Go runtime. Workers answer. Each holds its
+// view's turn (View.turn) while it decides and acts on the view, and not while it waits on what a
+// task controls: reading and writing the task's memory, connecting to a socket. One stuck call
+// then holds one worker, never a receiver, another view, or its own view's other calls. Workers
+// are started as calls need them, up to maxWorkers, and leave after idleWorker without work.
+//
+// A receive does not end when the last task using the filter goes: the watcher, one thread
+// waiting in epoll on every listener, sees that (EPOLLHUP) and ends the receiver.
 //
 // Lock order: supervisor.mu, then View.turn, then View.mu.
 type supervisor struct {
 	epfd int
-	wake int // eventfd: add, remove and stop wake the loop
+	wake int // eventfd: stop wakes the watcher
 	log  *slog.Logger
 
 	work    chan *notification // unbuffered: a send succeeds when an idle worker takes it
 	workers sync.WaitGroup
+	watcher chan struct{} // closed when the watcher has left
 
 	mu        sync.Mutex
 	listeners map[uint64]*listener
 	nextID    uint64
 	stopping  bool
-	running   int // workers started and not yet left
-	done      chan struct{}
-	tid       atomic.Int32 // the loop's OS thread, for tests that signal it
+	running   int          // workers started and not yet left
+	threads   map[int]bool // the OS threads of receivers and workers, for tests that signal them
 }
 
 // notification is one received notification on its way to a worker.
@@ -68,7 +76,7 @@ type notification struct {
 }
 
 const (
-	// maxWorkers bounds the threads answering at once. Past it the loop waits for a worker: only
+	// maxWorkers bounds the threads answering at once. Past it receivers wait for a worker: only
 	// that many calls stuck at once (each on what its own task controls) can delay the others.
 	maxWorkers = 256
 	// idleWorker is how long a worker without work stays.
@@ -85,45 +93,54 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, epollData(0)); err != nil {
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
 		unix.Close(epfd)
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{}, done: make(chan struct{}),
-		work: make(chan *notification)}
-	go s.loop()
+	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{},
+		threads: map[int]bool{}, work: make(chan *notification), watcher: make(chan struct{})}
+	go s.watch()
 	return s, nil
 }
 
+// add starts answering l's notifications.
 func (s *supervisor) add(l *listener) error {
 	if notify.Features().SyncWakeUp {
 		if err := notify.SetSyncWakeUp(l.fd); err != nil {
 			return fmt.Errorf("SECCOMP_IOCTL_NOTIF_SET_FLAGS: %w", err)
 		}
 	}
+	l.gone = make(chan struct{})
 	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return fmt.Errorf("the supervisor has stopped")
+	}
 	s.nextID++ // starts at 1: id 0 is the wake eventfd
 	l.id = s.nextID
 	s.listeners[l.id] = l
 	s.mu.Unlock()
+	// Events 0: epoll reports EPOLLHUP and EPOLLERR whatever is asked for.
 	if err := unix.EpollCtl(s.epfd, unix.EPOLL_CTL_ADD, l.fd, epollData(l.id)); err != nil {
 		s.mu.Lock()
 		delete(s.listeners, l.id)
 		s.mu.Unlock()
 		return fmt.Errorf("epoll_ctl(ADD listener): %w", err)
 	}
+	go s.receive(l)
 	return nil
 }
 
 // epollData stores a listener id in the event's 64-bit user data (the Fd and Pad fields).
 func epollData(id uint64) *unix.EpollEvent {
-	return &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+	return &unix.EpollEvent{Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 }
 
 func eventID(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-// remove stops watching listener l; the caller closes its fd afterwards. Removing twice is harmless.
+// remove stops answering l's notifications and waits for its receiver to leave; the caller closes
+// l's fd afterwards. Removing twice, or after the listener's hup, is harmless.
 func (s *supervisor) remove(l *listener) {
 	s.mu.Lock()
 	_, ok := s.listeners[l.id]
@@ -131,35 +148,58 @@ func (s *supervisor) remove(l *listener) {
 	s.mu.Unlock()
 	if ok {
 		unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+		s.endReceiver(l)
 	}
 }
 
-// stop ends the loop and waits for it.
+// endReceiver makes l's receiver leave its wait (a signal interrupts SECCOMP_IOCTL_NOTIF_RECV;
+// the runtime's handler of SIGURG takes it as a spurious preemption request) and waits for it.
+func (s *supervisor) endReceiver(l *listener) {
+	l.closing.Store(true)
+	for {
+		if tid := l.tid.Load(); tid != 0 {
+			unix.Tgkill(os.Getpid(), int(tid), unix.SIGURG)
+		}
+		select {
+		case <-l.gone:
+			return
+		case <-time.After(time.Millisecond): // the signal came before the wait
+		}
+	}
+}
+
+// stop ends the watcher and every receiver, waits for the workers' last answers, and closes the
+// listeners it owns.
 func (s *supervisor) stop() {
 	s.mu.Lock()
 	s.stopping = true
 	s.mu.Unlock()
-	var one = [8]byte{1}
+	one := [8]byte{1}
 	unix.Write(s.wake, one[:])
-	<-s.done
+	<-s.watcher
+	s.mu.Lock()
+	ls := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
+	}
+	s.mu.Unlock()
+	for _, l := range ls {
+		s.endReceiver(l)
+	}
 	close(s.work)
 	s.workers.Wait() // no answer is given after stop
-	s.mu.Lock()
-	for _, l := range s.listeners {
+	for _, l := range ls {
 		if l.owned { // its tasks' intercepted calls fail with ENOSYS from now on
 			unix.Close(l.fd)
 		}
 	}
-	s.mu.Unlock()
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
 }
 
-func (s *supervisor) loop() {
-	runtime.LockOSThread() // an unfiltered thread of its own, for the loop's whole life
-	defer runtime.UnlockOSThread()
-	defer close(s.done)
-	s.tid.Store(int32(unix.Gettid()))
+// watch waits for listeners that no task uses any more, and ends their receivers.
+func (s *supervisor) watch() {
+	defer close(s.watcher)
 	events := make([]unix.EpollEvent, 32)
 	for {
 		k, err := unix.EpollWait(s.epfd, events, -1)
@@ -171,11 +211,8 @@ func (s *supervisor) loop() {
 			return
 		}
 		for i := range events[:k] {
-			ev := &events[i]
-			id := eventID(ev)
+			id := eventID(&events[i])
 			if id == 0 {
-				var buf [8]byte
-				unix.Read(s.wake, buf[:])
 				s.mu.Lock()
 				stopping := s.stopping
 				s.mu.Unlock()
@@ -186,32 +223,65 @@ func (s *supervisor) loop() {
 			}
 			s.mu.Lock()
 			l := s.listeners[id]
+			delete(s.listeners, id)
 			s.mu.Unlock()
 			if l == nil {
 				continue
 			}
-			if ev.Events&unix.EPOLLIN != 0 {
-				j := &notification{l: l}
-				if err := notify.Recv(l.fd, &j.n); err != nil {
-					if err != unix.ENOENT { // ENOENT: a signal withdrew it, and the syscall will notify again
-						s.log.Warn("seccomp notification receive failed", "err", err)
-					}
-					continue
-				}
-				s.dispatch(j)
-				continue
+			unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
+			s.endReceiver(l)
+			if l.hup != nil {
+				l.hup()
 			}
-			if ev.Events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				s.remove(l)
-				if l.hup != nil {
-					l.hup()
-				}
-				if l.owned {
-					unix.Close(l.fd)
-				}
+			if l.owned {
+				unix.Close(l.fd)
 			}
 		}
 	}
+}
+
+// receive is l's receiver: it hands l's notifications to workers until told to leave.
+func (s *supervisor) receive(l *listener) {
+	runtime.LockOSThread() // the thread is the one endReceiver signals
+	defer runtime.UnlockOSThread()
+	defer close(l.gone)
+	l.tid.Store(int32(unix.Gettid()))
+	s.enterThread()
+	defer s.leaveThread()
+	for !l.closing.Load() {
+		j := &notification{l: l}
+		switch err := notify.RecvWait(l.fd, &j.n); err {
+		case nil:
+			s.dispatch(j)
+		case unix.EINTR, unix.ENOENT: // ENOENT: a signal withdrew it, and the call will notify again
+		default:
+			s.log.Error("seccomp notification receive failed; the listener's calls are no longer answered", "err", err)
+			return
+		}
+	}
+}
+
+func (s *supervisor) enterThread() {
+	s.mu.Lock()
+	s.threads[unix.Gettid()] = true
+	s.mu.Unlock()
+}
+
+func (s *supervisor) leaveThread() {
+	s.mu.Lock()
+	delete(s.threads, unix.Gettid())
+	s.mu.Unlock()
+}
+
+// threadIDs returns the supervisor's receiver and worker threads, for tests that signal them.
+func (s *supervisor) threadIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tids []int
+	for tid := range s.threads {
+		tids = append(tids, tid)
+	}
+	return tids
 }
 
 // dispatch hands j to an idle worker, or to a new one, or, when maxWorkers are all busy, to the
@@ -254,6 +324,8 @@ func (s *supervisor) worker(j *notification) {
 		defer runtime.UnlockOSThread()
 		defer restore()
 	}
+	s.enterThread()
+	defer s.leaveThread()
 	idle := time.NewTimer(idleWorker)
 	defer idle.Stop()
 	for {

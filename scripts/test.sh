@@ -84,7 +84,7 @@ step "go test ${short[*]} ./... (kernel $(uname -r))"
 go test "${short[@]}" -timeout 20m ./...
 
 step "race detector: thread mode's pool and supervisors"
-go test -race -count=1 -run 'TestConcurrentInvocationsIsolated|TestConsecutiveInvocationsLeakNothing|TestPanicRecovered|TestGoexit|TestContextCancellation|TestWorkingDirectoryReset|TestReplacedWorker|TestSeveralSupervisors|TestPartialDirectories|TestPartialChanges|TestChildrenShareTheView|TestLeftoverProcessFenced|TestExecFromFunctionRefused|TestStart' ./impl
+go test -race -count=1 -run 'TestConcurrentInvocationsIsolated|TestConsecutiveInvocationsLeakNothing|TestPanicRecovered|TestGoexit|TestContextCancellation|TestWorkingDirectoryReset|TestReplacedWorker|TestSeveralSupervisors|TestPartialDirectories|TestPartialChanges|TestChildrenShareTheView|TestLeftoverProcessFenced|TestExecFromFunctionRefused|TestStart|TestStuckCall|TestInjectionUnderSignals' ./impl
 
 step "filter up to date (libseccomp)"
 go test -count=1 -tags fsvirt_libseccomp -run 'TestFilterUpToDate|TestFilterDecisions' ./impl

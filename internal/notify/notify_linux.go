@@ -106,6 +106,14 @@ func Recv(fd int, n *Notif) error {
 	}
 }
 
+// RecvWait waits for a notification and receives it into n, like Recv, but returns EINTR when a
+// signal interrupts the wait: a thread that waits here can be told to stop (see impl's supervisor).
+func RecvWait(fd int, n *Notif) error {
+	*n = Notif{}
+	_, err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_RECV, unsafe.Pointer(n))
+	return err
+}
+
 // Send answers notification id with a return value or an errno (errno > 0 wins).
 func Send(fd int, id uint64, val int64, errno unix.Errno) error {
 	r := Resp{ID: id, Val: val}
