@@ -246,6 +246,12 @@ func (v *View) ensureDir(p string) error {
 		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
+		if v.ns.limits.set() {
+			if err := mountLimits(v.dir, v.ns.limits); err != nil {
+				unix.Rmdir(v.dir)
+				return err
+			}
+		}
 		v.created.Store(true)
 	}
 	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
@@ -563,8 +569,11 @@ func (v *View) Changes() []Change {
 		switch {
 		case v.entries[p] == nil:
 			out = append(out, Change{Kind: 'D', Path: p})
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR && v.entries[p].kind == entryDir:
-			out = v.goneFromRemadeLocked(p, out) // removed, then made again
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR && v.entries[p].kind == entryDir && (v.entries[p].lower != p || v.entries[p].materialized):
+			// Removed, then made again; or a shared directory renamed away and back, which lists
+			// the shared names it still has once materialized, and not before
+			// (they all show through then).
+			out = v.goneFromRemadeLocked(p, out)
 		}
 	}
 	// A shared file the view gave another name (linkShared) has a link more: modified.

@@ -193,6 +193,16 @@ func TestPartialChanges(t *testing.T) {
 		{"add-remove-own", func(r *rec) { r.create("s/new"); unix.Unlink(r.p("s/new")) }, ""},
 		{"add-remove-shared", func(r *rec) { r.create("s/new"); unix.Unlink(r.p("s/f2")) }, "D s/f2,A s/new"},
 		{"mkdir", func(r *rec) { unix.Mkdir(r.p("s/d"), 0o755) }, "A s/d"},
+		// A shared directory renamed away and back is itself again: nothing in it was deleted.
+		{"rename-away-and-back", func(r *rec) {
+			unix.Rename(r.p("s"), r.p("s2"))
+			unix.Rename(r.p("s2"), r.p("s"))
+		}, ""},
+		{"rename-away-remove-back", func(r *rec) {
+			unix.Rename(r.p("s"), r.p("s2"))
+			unix.Unlink(r.p("s2/f1"))
+			unix.Rename(r.p("s2"), r.p("s"))
+		}, "D s/f1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var got []string
