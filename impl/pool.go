@@ -30,6 +30,9 @@ type Config struct {
 	Store string
 	// Policy chooses how unchanged files are opened read-only; default PolicyFast.
 	Policy Policy
+	// Limits bound each invocation's private layer; NewPool fails if they cannot be enforced
+	// (see Limits).
+	Limits Limits
 	// Logger receives supervisor faults; nil discards them.
 	Logger *slog.Logger
 	// Supervisors is the number of supervisors; default 1. Workers are dealt out among them round
@@ -95,6 +98,9 @@ func (inv *Invocation) Context() context.Context { return inv.ctx }
 // Stats returns what the view has done so far.
 func (inv *Invocation) Stats() Stats { return inv.view.Stats() }
 
+// Usage returns what the invocation's private layer holds now (see Limits).
+func (inv *Invocation) Usage() Usage { return inv.view.Usage() }
+
 // LayerDir is the directory in the store that holds the invocation's private layer. It is removed
 // when Invoke returns; the function itself cannot see it.
 func (inv *Invocation) LayerDir() string { return inv.view.dir }
@@ -136,6 +142,9 @@ func NewPool(cfg Config) (*Pool, error) {
 	ns, err := newNamespace(cfg.Trees, st.root, cfg.Policy)
 	if ns != nil {
 		ns.threadMode = true
+	}
+	if err == nil {
+		err = st.limit(ns, cfg.Limits)
 	}
 	if err != nil {
 		st.close()

@@ -25,6 +25,7 @@ type RunConfig struct {
 	Store  string   // as Config.Store
 	Policy Policy
 	Logger *slog.Logger
+	Limits Limits // as Config.Limits
 
 	Path string   // the program to execute, already looked up
 	Args []string // its argv, Args[0] included
@@ -51,6 +52,7 @@ type Result struct {
 	ExitStatus int
 	Changes    []Change
 	Stats      Stats
+	Usage      Usage // what the private layer held at the end
 }
 
 // initArg0 marks a re-executed fsvirt that is to become the command (see init).
@@ -206,6 +208,9 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := st.limit(ns, cfg.Limits); err != nil {
+		return nil, err
+	}
 	v, err := st.newView(ns)
 	if err != nil {
 		return nil, err
@@ -221,7 +226,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{ExitStatus: status, Changes: v.Changes(), Stats: v.Stats()}
+	res = &Result{ExitStatus: status, Changes: v.Changes(), Stats: v.Stats(), Usage: v.Usage()}
 	if cfg.Keep != "" {
 		if kerr := v.keep(cfg.Keep); kerr != nil {
 			cleanup = multierror.Append(cleanup, fmt.Errorf("keep private layer in %s: %w", cfg.Keep, kerr))

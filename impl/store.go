@@ -22,6 +22,17 @@ type store struct {
 	dir  string // this process's store in it
 	lock int
 	next atomic.Uint64
+	// limited: its invocations' layers are mounts (Limits), detached before it is removed.
+	limited bool
+}
+
+// limit makes the store's views limited by l, once it has checked that they can be.
+func (s *store) limit(ns *namespace, l Limits) error {
+	if err := checkLimits(l, s.dir); err != nil {
+		return err
+	}
+	ns.limits, s.limited = l, l.set()
+	return nil
 }
 
 const (
@@ -126,6 +137,7 @@ func sweep(root string) {
 			continue
 		}
 		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			unmountUnder(dir) // limited layers
 			os.RemoveAll(dir)
 		}
 		unix.Close(fd)
@@ -141,6 +153,11 @@ func (s *store) newView(ns *namespace) (*View, error) {
 // failure is reported.
 func (s *store) close() error {
 	var result *multierror.Error
+	if s.limited {
+		if err := unmountUnder(s.dir); err != nil {
+			result = multierror.Append(result, err)
+		}
+	}
 	if err := removeLayer(s.dir); err != nil {
 		result = multierror.Append(result, fmt.Errorf("remove store %s: %w", s.dir, err))
 	}

@@ -55,6 +55,8 @@ type namespace struct {
 	// threadMode: each task with a view has a working directory of its own (thread mode's workers
 	// unshare CLONE_FS); otherwise the threads of a process share one.
 	threadMode bool
+	// limits bound each view's private layer (see Limits).
+	limits Limits
 }
 
 func within(p, dir string) bool {
@@ -284,6 +286,11 @@ func (v *View) remove() error {
 	v.closeGhosts()
 	if !v.created.Load() {
 		return nil
+	}
+	if v.ns.limits.set() {
+		if err := unmountUnder(v.dir); err != nil {
+			return err
+		}
 	}
 	return removeLayer(v.dir)
 }

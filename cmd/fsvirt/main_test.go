@@ -262,6 +262,12 @@ func TestFailures(t *testing.T) {
 			[]string{"tree", missing, "no such file or directory"}},
 		{"tree-is-regular-file", []string{"run", "--tree", f.motd, "--store", f.store, "--", "true"},
 			[]string{"tree", f.motd, "not a directory"}},
+		{"bad-max-bytes", []string{"run", "--tree", f.tree, "--store", f.store, "--max-bytes", "12q", "--", "true"},
+			[]string{"-max-bytes", `"12q"`}},
+		{"zero-max-bytes", []string{"run", "--tree", f.tree, "--store", f.store, "--max-bytes", "0", "--", "true"},
+			[]string{"-max-bytes", `"0"`}},
+		{"bad-max-files", []string{"run", "--tree", f.tree, "--store", f.store, "--max-files", "-3", "--", "true"},
+			[]string{"-max-files", `"-3"`}},
 		{"unknown-subcommand", []string{"frobnicate"}, []string{`"frobnicate"`}},
 		{"syscalls-unknown-flag", []string{"syscalls", "--bogus"}, []string{"syscalls", "-bogus"}},
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -36,8 +37,20 @@ Flags:
   --keep DIR      before cleanup, write the private layer to DIR as an OCI image layer changeset
                   (.wh.NAME whiteouts, parents with their modes; impl/keep.go). DIR must be
                   missing or empty: checked before CMD runs.
+  --max-bytes SIZE
+                  bound the private layer's file data to SIZE bytes of allocated blocks (a
+                  number with an optional k, M, G or T suffix, powers of 1024). The write,
+                  copy-up or fallocate that would pass it fails with ENOSPC, and nothing is left
+                  half-copied. Sparse files count by the blocks they use.
+  --max-files N   bound the private layer to N files, directories and symlinks, the
+                  directories made to hold a changed file's path included; past it, creation
+                  fails with ENOSPC.
+                  With either limit the private layer is a tmpfs of its own (in memory), which
+                  needs root (CAP_SYS_ADMIN). Without them there is no limit: a command can fill
+                  the file system that holds the store.
   --json          on exit, print a machine-readable summary to stderr: exit status, changes,
-                  intercepted calls per syscall, copy-ups, bytes copied.
+                  intercepted calls per syscall, copy-ups, bytes copied, the private layer's
+                  usage (bytes, files) and limits.
 
 Exit status: CMD's own (128+N when killed by signal N); 125 when fsvirt fails, 126 when CMD
 cannot be executed, 127 when CMD is not found.
@@ -62,7 +75,20 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		diff   = fs.Bool("diff", false, "")
 		keep   = fs.String("keep", "", "")
 		asJSON = fs.Bool("json", false, "")
+		limits impl.Limits
 	)
+	fs.Func("max-bytes", "", func(s string) (err error) {
+		limits.Bytes, err = parseSize(s)
+		return err
+	})
+	fs.Func("max-files", "", func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("not a positive number of files: %q", s)
+		}
+		limits.Files = n
+		return nil
+	})
 	fs.Var(&trees, "tree", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,12 +115,12 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return exitError{code}
 	}
 	res, err := impl.Run(ctx, impl.RunConfig{
-		Trees: trees, Store: *store, Policy: pol,
+		Trees: trees, Store: *store, Policy: pol, Limits: limits,
 		Path: path, Args: cmd,
 		Keep: *keep, Reap: true, ForwardSignals: true,
 	})
 	if res != nil {
-		report(stderr, res, *diff, *asJSON)
+		report(stderr, res, limits, *diff, *asJSON)
 	}
 	if err != nil {
 		return err
@@ -123,6 +149,14 @@ type summary struct {
 	Calls       map[string]int `json:"calls"`
 	CopyUps     int            `json:"copy_ups"`
 	BytesCopied int64          `json:"bytes_copied"`
+	Usage       impl.Usage     `json:"usage"`
+	Limits      *limitsJSON    `json:"limits,omitempty"` // absent: none
+}
+
+// limitsJSON are --max-bytes and --max-files; 0: not bounded.
+type limitsJSON struct {
+	Bytes int64 `json:"bytes"`
+	Files int64 `json:"files"`
 }
 
 type change struct {
@@ -130,7 +164,7 @@ type change struct {
 	Path string `json:"path"`
 }
 
-func report(w io.Writer, res *impl.Result, diff, asJSON bool) {
+func report(w io.Writer, res *impl.Result, limits impl.Limits, diff, asJSON bool) {
 	if diff {
 		for _, c := range res.Changes {
 			fmt.Fprintf(w, "%c %s\n", c.Kind, c.Path)
@@ -138,7 +172,10 @@ func report(w io.Writer, res *impl.Result, diff, asJSON bool) {
 	}
 	if asJSON {
 		s := summary{ExitStatus: res.ExitStatus, Changes: []change{}, Calls: res.Stats.Calls,
-			CopyUps: res.Stats.CopyUps, BytesCopied: res.Stats.BytesCopied}
+			CopyUps: res.Stats.CopyUps, BytesCopied: res.Stats.BytesCopied, Usage: res.Usage}
+		if limits.Bytes > 0 || limits.Files > 0 {
+			s.Limits = &limitsJSON{Bytes: limits.Bytes, Files: limits.Files}
+		}
 		for _, c := range res.Changes {
 			s.Changes = append(s.Changes, change{Kind: string(c.Kind), Path: c.Path})
 		}
@@ -150,4 +187,19 @@ func report(w io.Writer, res *impl.Result, diff, asJSON bool) {
 // oneLine folds a (possibly multi-error) message onto one line.
 func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// parseSize reads a size in bytes: a number with an optional k, M, G or T suffix (powers of 1024,
+// "KiB" and "kB" alike), at least 1.
+func parseSize(s string) (int64, error) {
+	bad := fmt.Errorf("not a size: %q (a number of bytes with an optional k, M, G or T suffix)", s)
+	num := strings.TrimRight(s, "kKmMgGtTiIbB")
+	unit := strings.ToLower(strings.TrimSuffix(strings.TrimSuffix(s[len(num):], "B"), "b"))
+	shift := map[string]uint{"": 0, "k": 10, "ki": 10, "m": 20, "mi": 20, "g": 30, "gi": 30, "t": 40, "ti": 40}
+	sh, ok := shift[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if !ok || err != nil || n <= 0 || n > (1<<62)>>sh {
+		return 0, bad
+	}
+	return n << sh, nil
 }
