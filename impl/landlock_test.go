@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -228,30 +229,63 @@ func TestLandlockGuardsTheTest(t *testing.T) {
 	}
 }
 
-// TestLandlockProcessMode: process mode's command is restricted too (fsvirt-init restricts its
-// thread before the exec), and its descendants with it.
-func TestLandlockProcessMode(t *testing.T) {
-	requireLandlock(t)
-	tree := t.TempDir()
-	mkTree(t, tree, "dir d", "file f shared")
-	before := hashTree(t, tree)
-	unchecked(t)
-	out, res := runCmd(t, tree, nil, "/bin/sh", "-c", `cd "$1" || exit 9
+// landlockScript reads f in the directory $1, then tries seven changes there and says which
+// were done.
+const landlockScript = `cd "$1" || exit 9
 cat f; echo
 for op in 'echo x >f' 'echo x >>f' 'mkdir n' 'rm f' 'mv f g' 'ln -s f l' ': >d/new'; do
 	sh -c "$op" 2>&1 && echo "$op: done"
 done
-exit 0`, "sh", tree)
-	uncheckedForTest.Store(false)
-	if res.ExitStatus != 0 {
-		t.Fatalf("exit status %d; output:\n%s", res.ExitStatus, out)
+exit 0`
+
+// TestLandlockProcessMode: process mode's command is restricted too (fsvirt-init restricts its
+// thread before the exec), and its descendants with it; so is a process that Invocation.Start
+// starts (fsvirt-init again, from a thread without Landlock).
+func TestLandlockProcessMode(t *testing.T) {
+	requireLandlock(t)
+	check := func(t *testing.T, tree, before, out string) {
+		t.Helper()
+		if !strings.HasPrefix(out, "shared\n") || strings.Contains(out, "done") || strings.Count(out, "ermission denied") < 7 {
+			t.Errorf("want the read, then every change refused with EACCES; got:\n%s", out)
+		}
+		if hashTree(t, tree) != before {
+			t.Error("the shared tree changed")
+		}
 	}
-	if !strings.HasPrefix(out, "shared\n") || strings.Contains(out, "done") || strings.Count(out, "ermission denied") < 7 {
-		t.Errorf("want the read, then every change refused with EACCES; got:\n%s", out)
-	}
-	if hashTree(t, tree) != before {
-		t.Error("the shared tree changed")
-	}
+	t.Run("run", func(t *testing.T) {
+		tree := t.TempDir()
+		mkTree(t, tree, "dir d", "file f shared")
+		before := hashTree(t, tree)
+		unchecked(t)
+		out, res := runCmd(t, tree, nil, "/bin/sh", "-c", landlockScript, "sh", tree)
+		uncheckedForTest.Store(false)
+		if res.ExitStatus != 0 {
+			t.Fatalf("exit status %d; output:\n%s", res.ExitStatus, out)
+		}
+		check(t, tree, before, out)
+	})
+	t.Run("start", func(t *testing.T) {
+		tree := t.TempDir()
+		mkTree(t, tree, "dir d", "file f shared")
+		before := hashTree(t, tree)
+		p, err := NewPool(Config{Workers: 1, Trees: []string{tree}, Store: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		unchecked(t)
+		var out []byte
+		err = p.Invoke(context.Background(), func(inv *Invocation) error {
+			var err error
+			out, err = startOutput(inv, exec.Command("/bin/sh", "-c", landlockScript, "sh", tree))
+			return err
+		})
+		uncheckedForTest.Store(false)
+		if err != nil {
+			t.Fatalf("%v; output:\n%s", err, out)
+		}
+		check(t, tree, before, string(out))
+	})
 }
 
 // TestLandlockRefusesCoreDump: the kernel writes a core dump for the dumping task itself, by path

@@ -66,10 +66,10 @@ const (
 // fsvirt-init's argv: initArg0, options (comma-separated flags below), the number of its socket
 // to the parent, the directory to change to in the view ("" for none), the program, its argv.
 const (
-	initFlagWaitKil = "wait-killable" // load the filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-	initFlagQuiet   = "quiet"         // say why a step failed on the socket only, not on stderr
-	initFlagABI     = "landlock="     // + the Landlock ABI version to restrict the thread with
-	initArgs        = 5
+	initFlagWaitKil  = "wait-killable" // load the filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	initFlagQuiet    = "quiet"         // say why a step failed on the socket only, not on stderr
+	initFlagLandlock = "landlock="     // + the Landlock ABI version to restrict the thread with
+	initArgs         = 5
 )
 
 // initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
@@ -84,7 +84,7 @@ func initArgv(quiet bool, sock int, dir, path string, args []string) []string {
 		flags = append(flags, initFlagWaitKil)
 	}
 	if abi := landlockABI(); abi > 0 {
-		flags = append(flags, initFlagABI+strconv.Itoa(abi))
+		flags = append(flags, initFlagLandlock+strconv.Itoa(abi))
 	}
 	opts := strings.Join(flags, ",")
 	if opts == "" {
@@ -119,8 +119,11 @@ func init() {
 	for _, f := range strings.Split(os.Args[1], ",") {
 		waitKillable = waitKillable || f == initFlagWaitKil
 		quiet = quiet || f == initFlagQuiet
-		if v, ok := strings.CutPrefix(f, initFlagABI); ok {
-			abi, _ = strconv.Atoi(v)
+		if v, ok := strings.CutPrefix(f, initFlagLandlock); ok {
+			if abi, err = strconv.Atoi(v); err != nil {
+				fmt.Fprintf(os.Stderr, "fsvirt: fsvirt-init: bad option %q\n", f)
+				os.Exit(ExitFailure)
+			}
 		}
 	}
 	os.Exit(childInit(waitKillable, quiet, abi, sock, os.Args[3], os.Args[4], os.Args[5:]))
