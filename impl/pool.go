@@ -233,6 +233,13 @@ func (p *Pool) startWorker() (*worker, error) {
 			ready <- fmt.Errorf("fchdir to the pool's working directory: %w", err)
 			return
 		}
+		// Landlock first: once the filter is loaded, the calls that set it up would be the
+		// supervisor's to answer. It restricts this thread only (docs/kernel.md, "Landlock
+		// underneath").
+		if err := restrictThread(landlockABI()); err != nil {
+			ready <- err
+			return
+		}
 		fd, err := notify.LoadFilter(p.prog, notify.Features().WaitKillableRecv)
 		if err != nil {
 			ready <- err

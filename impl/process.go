@@ -68,9 +68,10 @@ const (
 // fsvirt-init's argv: initArg0, options (comma-separated flags below), the number of its socket
 // to the parent, the directory to change to in the view ("" for none), the program, its argv.
 const (
-	initFlagWaitKil = "wait-killable" // load the filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-	initFlagQuiet   = "quiet"         // say why a step failed on the socket only, not on stderr
-	initArgs        = 5
+	initFlagWaitKil  = "wait-killable" // load the filter with SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	initFlagQuiet    = "quiet"         // say why a step failed on the socket only, not on stderr
+	initFlagLandlock = "landlock="     // + the Landlock ABI version to restrict the thread with
+	initArgs         = 5
 )
 
 // initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
@@ -83,6 +84,9 @@ func initArgv(quiet bool, sock int, dir, path string, args []string) []string {
 	}
 	if notify.Features().WaitKillableRecv {
 		flags = append(flags, initFlagWaitKil)
+	}
+	if abi := landlockABI(); abi > 0 {
+		flags = append(flags, initFlagLandlock+strconv.Itoa(abi))
 	}
 	opts := strings.Join(flags, ",")
 	if opts == "" {
@@ -113,15 +117,28 @@ func init() {
 		os.Exit(ExitFailure)
 	}
 	var waitKillable, quiet bool
+	abi := 0
 	for _, f := range strings.Split(os.Args[1], ",") {
 		waitKillable = waitKillable || f == initFlagWaitKil
 		quiet = quiet || f == initFlagQuiet
+		if v, ok := strings.CutPrefix(f, initFlagLandlock); ok {
+			if abi, err = strconv.Atoi(v); err != nil {
+				fmt.Fprintf(os.Stderr, "fsvirt: fsvirt-init: bad option %q\n", f)
+				os.Exit(ExitFailure)
+			}
+		}
 	}
-	os.Exit(childInit(waitKillable, quiet, sock, os.Args[3], os.Args[4], os.Args[5:]))
+	os.Exit(childInit(waitKillable, quiet, abi, sock, os.Args[3], os.Args[4], os.Args[5:]))
 }
 
-func childInit(waitKillable, quiet bool, sock int, dir, path string, argv []string) int {
-	prog, err := compiledFilter()
+// childInit is fsvirt-init on its locked thread: Landlock (ABI abi, 0 for none) and the filter
+// restrict this thread, which executes the command; the others end at the exec.
+func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv []string) int {
+	err := restrictThread(abi)
+	var prog []unix.SockFilter
+	if err == nil {
+		prog, err = compiledFilter()
+	}
 	if err == nil {
 		var lfd int
 		lfd, err = notify.LoadFilter(prog, waitKillable)

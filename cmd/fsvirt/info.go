@@ -43,13 +43,14 @@ func cmdSyscalls(args []string, stdout io.Writer) error {
 
 func cmdFeatures(args []string, stdout io.Writer) error {
 	if len(args) > 0 {
-		fmt.Fprintln(stdout, "Usage: fsvirt features\n\nPrints the kernel release and, for each optional seccomp feature, whether fsvirt uses it.\nFSVIRT_DISABLE=name,... turns features off (to exercise fallbacks).")
+		fmt.Fprintln(stdout, "Usage: fsvirt features\n\nPrints the kernel release and, for each optional kernel feature, whether fsvirt uses it,\nand the Landlock ABI version the kernel has (0: none).\nFSVIRT_DISABLE=name,... turns features off (to exercise fallbacks).")
 		return nil
 	}
 	fmt.Fprintf(stdout, "kernel %s\n", notify.KernelRelease())
 	notify.Features().Each(func(name string, on bool) {
 		fmt.Fprintf(stdout, "%s=%s\n", name, map[bool]string{true: "on", false: "off"}[on])
 	})
+	fmt.Fprintf(stdout, "landlock-abi=%d\n", notify.Features().LandlockABI)
 	if err := notify.ProbeError(); err != nil {
 		return err
 	}

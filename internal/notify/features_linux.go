@@ -31,13 +31,22 @@ type FeatureSet struct {
 	// itself. Without it (or where the kernel refuses it), the object is opened through
 	// /proc/TID/fd/N with O_PATH: the same object, a new open file.
 	PidfdGetfd bool
+	// Landlock: the Landlock LSM, 5.13 (265885daf3e5), when the kernel was built with it and
+	// boots with it among its LSMs. The command's threads are restricted so that the kernel
+	// itself refuses any change by path (docs/kernel.md, "Landlock underneath").
+	Landlock bool
+	// LandlockABI is the Landlock ABI version the kernel reports (0 without Landlock): 1 in
+	// 5.13, 2 with LANDLOCK_ACCESS_FS_REFER (5.19, b91c3e4ea756), 3 with
+	// LANDLOCK_ACCESS_FS_TRUNCATE (6.2, b9f5ce27c8f8). FSVIRT_DISABLE=landlock turns Landlock
+	// off and leaves this as probed.
+	LandlockABI int
 }
 
 // Names of the features as FSVIRT_DISABLE and the probe report spell them.
-var featureNames = []string{"user-notif", "addfd", "addfd-send", "id-valid-w", "wait-killable", "sync-wakeup", "pidfd-getfd"}
+var featureNames = []string{"user-notif", "addfd", "addfd-send", "id-valid-w", "wait-killable", "sync-wakeup", "pidfd-getfd", "landlock"}
 
 func (f *FeatureSet) fields() []*bool {
-	return []*bool{&f.UserNotif, &f.Addfd, &f.AddfdSend, &f.IDValidW, &f.WaitKillableRecv, &f.SyncWakeUp, &f.PidfdGetfd}
+	return []*bool{&f.UserNotif, &f.Addfd, &f.AddfdSend, &f.IDValidW, &f.WaitKillableRecv, &f.SyncWakeUp, &f.PidfdGetfd, &f.Landlock}
 }
 
 // String lists the features as "name=on|off", in a fixed order.
@@ -150,6 +159,8 @@ func probe() (FeatureSet, error) {
 	var f FeatureSet
 	_, err := unix.PidfdGetfd(-1, 0, 0)
 	f.PidfdGetfd = err == unix.EBADF // present: the pidfd is checked first
+	f.LandlockABI, _ = LandlockVersion()
+	f.Landlock = f.LandlockABI > 0
 	// Flag probes: the kernel validates flags before it reads the filter, so a NULL filter yields
 	// EFAULT for known flags and EINVAL for unknown ones, with no side effect.
 	f.UserNotif = probeFlags(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER)
@@ -176,6 +187,16 @@ func probe() (FeatureSet, error) {
 	f.IDValidW = err == unix.ENOENT
 	f.SyncWakeUp = SetSyncWakeUp(lfd) == nil
 	return f, nil
+}
+
+// LandlockVersion asks the kernel for its Landlock ABI version: ENOSYS when it was built without
+// Landlock, EOPNOTSUPP when Landlock is not among the LSMs it booted with.
+func LandlockVersion() (int, error) {
+	abi, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(abi), nil
 }
 
 func probeFlags(flags uintptr) bool {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // minKernel is the release that brought each feature; a kernel at or above it must have it
@@ -17,6 +19,20 @@ var minKernel = map[string][2]int{
 	"wait-killable": {5, 19},
 	"sync-wakeup":   {6, 6},
 	"pidfd-getfd":   {5, 6},
+	"landlock":      {5, 13},
+}
+
+// optional features may be missing from a kernel at or above minKernel: a build without them, or
+// a boot that leaves them out. absent says whether this kernel lacks one, and why.
+var optional = map[string]func() (absent bool, why string){
+	"landlock": func() (bool, string) {
+		if b, err := os.ReadFile("/sys/kernel/security/lsm"); err == nil {
+			lsms := strings.TrimSpace(string(b))
+			return !strings.Contains(","+lsms+",", ",landlock,"), "LSMs " + lsms
+		}
+		_, err := LandlockVersion() // ENOSYS: not built; EOPNOTSUPP: not among the booted LSMs
+		return err == unix.ENOSYS || err == unix.EOPNOTSUPP, fmt.Sprintf("landlock_create_ruleset: %v", err)
+	},
 }
 
 // backported features reached older stable kernels too, so a kernel below minKernel may have
@@ -52,6 +68,12 @@ func TestProbes(t *testing.T) {
 			return
 		}
 		forcedOff := strings.Contains(","+disabled+",", ","+name+",")
+		if absent := optional[name]; !on && !forcedOff && absent != nil {
+			if ok, why := absent(); ok {
+				t.Logf("%s is off: kernel %s lacks it (%s)", name, KernelRelease(), why)
+				return
+			}
+		}
 		switch {
 		case on && forcedOff:
 			t.Errorf("%s is on although FSVIRT_DISABLE turns it off", name)
@@ -61,6 +83,9 @@ func TestProbes(t *testing.T) {
 			t.Errorf("%s is on on kernel %s, older than %d.%d", name, KernelRelease(), min[0], min[1])
 		}
 	})
+	if f := Features(); f.Landlock {
+		fmt.Printf("fsvirt-probe: landlock-abi-%d=on\n", f.LandlockABI)
+	}
 }
 
 func TestCheckSizes(t *testing.T) {
