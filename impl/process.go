@@ -135,6 +135,12 @@ func init() {
 // restrict this thread, which executes the command; the others end at the exec.
 func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv []string) int {
 	err := restrictThread(abi)
+	if err == nil && abi == 0 {
+		// The kernel writes a core dump by path, in the crashing process's working directory,
+		// without a call the filter sees: without Landlock to refuse it, there is none
+		// (docs/kernel.md, "Landlock underneath").
+		err = unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{})
+	}
 	var prog []unix.SockFilter
 	if err == nil {
 		prog, err = compiledFilter()
