@@ -1,9 +1,11 @@
 package impl
 
 import (
+	"bytes"
 	"os"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -371,12 +373,26 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	if interp, ok := shebang(fd); ok {
+		// The kernel looks a script's interpreter up itself, on the host. One that only the view
+		// has, or whose view differs from the host's, it would not find, or find another: the
+		// call fails as it would without that interpreter, before anything of the task changes.
+		ri, err := v.resolve(t, unix.AT_FDCWD, interp, resolveOpts{followFinal: true})
+		if err == nil && (!ri.exists || !ri.pure || ri.fdObject != "") {
+			err = unix.ENOENT
+		}
+		if err != nil {
+			unix.Close(fd)
+			return reply{}, err
+		}
+	}
 	rewrite := func(newfd int) error {
 		short := "/dev/fd/" + strconv.Itoa(newfd)
 		if len(short) > o.pathLen {
 			return unix.ENOEXEC
 		}
 		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
+		keepArgv0(t, o)
 		if err := t.write(o.pathAddr, b); err != nil {
 			// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
 			// task's private copy of the page.
@@ -392,6 +408,53 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return nil
 	}
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
+}
+
+// shebang returns the interpreter a script in file fd names in its "#!" line, as the kernel reads
+// it (binfmt_script: the first 256 bytes, blanks skipped, up to a blank or the line's end).
+func shebang(fd int) (string, bool) {
+	var buf [256]byte
+	n, _ := unix.Pread(fd, buf[:], 0)
+	line, ok := bytes.CutPrefix(buf[:max(n, 0)], []byte("#!"))
+	if !ok {
+		return "", false
+	}
+	if i := bytes.IndexByte(line, '\n'); i >= 0 {
+		line = line[:i]
+	}
+	f := bytes.Fields(line)
+	if len(f) == 0 {
+		return "", false
+	}
+	return string(f[0]), true
+}
+
+// keepArgv0 keeps the program's argv[0] what the caller wrote when argv[0] is the path string
+// exec rewrites (a shell runs "dir/prog" with execve(argv[0], argv, envp)): a copy of the string
+// is put below the task's stack pointer, where nothing lives while it is in the call (a signal
+// handler's frame would go there), and argv[0] pointed at it. Programs that find their files
+// from argv[0] (python finds a virtual environment next to it) then see the name they were run
+// by, not /dev/fd/N. Where the page below the stack is not mapped, argv[0] stays the rewritten
+// path.
+func keepArgv0(t tracee, o op) {
+	var p0 uint64
+	if o.argv == 0 || t.readStruct(o.argv, unsafe.Pointer(&p0), 8) != nil {
+		return
+	}
+	if p0 < o.pathAddr || p0 >= o.pathAddr+uint64(o.pathLen) {
+		return
+	}
+	sp, err := t.stackPointer()
+	if err != nil {
+		return
+	}
+	orig := append([]byte(o.unsafePath[p0-o.pathAddr:]), 0)
+	// Past the 128-byte red zone of the x86-64 ABI, with room to spare, 16-byte aligned.
+	dst := (sp - 512 - uint64(len(orig))) &^ 15
+	if t.write(dst, orig) != nil {
+		return
+	}
+	t.writeStruct(o.argv, unsafe.Pointer(&dst), 8)
 }
 
 // moveCwds makes virtual working directories follow a rename of from to to (and of to to from,

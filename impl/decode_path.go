@@ -63,6 +63,7 @@ type pathArgs struct {
 	dev         uint64            // mknod
 	pathAddr    uint64            // exec: where the path string is in tracee memory
 	pathLen     int               // exec: its length
+	argv        uint64            // exec: where the argument vector is in tracee memory
 }
 
 func (t tracee) path(addr uint64) (string, error) { return t.readString(addr) }
@@ -434,13 +435,13 @@ func removexattrDecoder(nofollow, byFD bool) decoder {
 
 func decodeExecve(t tracee, d *notify.Data) (op, error) {
 	o, err := pathOp(opExec, unix.AT_FDCWD, t, d.Args[0], 0)
-	o.pathAddr, o.pathLen = d.Args[0], len(o.unsafePath)
+	o.pathAddr, o.pathLen, o.argv = d.Args[0], len(o.unsafePath), d.Args[1]
 	return o, err
 }
 
 func decodeExecveat(t tracee, d *notify.Data) (op, error) {
 	o, err := pathOp(opExec, arg32(d.Args[0]), t, d.Args[1], d.Args[4])
-	o.pathAddr, o.pathLen = d.Args[1], len(o.unsafePath)
+	o.pathAddr, o.pathLen, o.argv = d.Args[1], len(o.unsafePath), d.Args[2]
 	return o, err
 }
 

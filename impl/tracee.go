@@ -160,6 +160,20 @@ func (t tracee) writeStruct(addr uint64, ptr unsafe.Pointer, size int) error {
 	return t.write(addr, unsafe.Slice((*byte)(ptr), size))
 }
 
+// stackPointer returns the task's stack pointer while it is in a system call, from
+// /proc/TID/syscall ("nr arg1 ... arg6 sp pc").
+func (t tracee) stackPointer() (uint64, error) {
+	b, err := os.ReadFile(t.procPath("syscall"))
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 9 {
+		return 0, fmt.Errorf("%s: %q", t.procPath("syscall"), b)
+	}
+	return strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
+}
+
 // getfd duplicates the task's descriptor fd into the supervisor (pidfd_getfd, Linux 5.6): the
 // same open file, so that the supervisor can act on it for the task. The caller closes it.
 func (t tracee) getfd(fd int) (int, error) {

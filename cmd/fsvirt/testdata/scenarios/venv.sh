@@ -1,5 +1,5 @@
 # venv: python3 -m venv --without-pip makes a virtual environment in the view; its python runs by
-# its path, after activate, and as the interpreter of a script (#!) made in the view. venv writes
+# its path, after activate, and on a script made in the view. venv writes
 # the tree's path into a few files: at the end they name /TREE instead, so that both sides list
 # the same tree.
 
@@ -32,10 +32,12 @@ python -c 'import sys, greeting; print(sys.prefix, greeting.hello())'
 deactivate
 command -v python || echo "no python on PATH after deactivate"
 
-step "a script whose interpreter is the venv's python"
-printf '#!%s/venv/bin/python\nimport sys, greeting\nprint("tool:", sys.prefix, greeting.hello())\n' "$PWD" > venv/bin/greet-tool
-chmod +x venv/bin/greet-tool
-fails venv/bin/greet-tool
+# A script whose #! names the venv's python is not run: the kernel looks a script's interpreter
+# up on the host, where the venv is not (README, "Limits of this version"; impl's
+# TestExecScriptInterpreterInView). Through python itself it runs.
+step "a script run by the venv's python"
+printf 'import sys, greeting\nprint("tool:", sys.prefix, greeting.hello())\n' > venv/bin/greet-tool
+fails venv/bin/python venv/bin/greet-tool
 rm venv/bin/greet-tool
 
 step "the tree's path in the venv"
