@@ -29,59 +29,58 @@ type listener struct {
 	// owned: the supervisor closes fd, at hup or when it stops (Invocation.Start's listeners).
 	owned bool
 
-	id      uint64        // set by add; epoll reports it, since fd numbers are reused after close
-	tid     atomic.Int32  // the receiver's thread
-	closing atomic.Bool   // the receiver is to leave
-	gone    chan struct{} // closed when the receiver has left
+	id      uint64      // set by add; epoll reports it, since fd numbers are reused after close
+	closing atomic.Bool // the receivers are to leave
+
+	mu        sync.Mutex
+	receivers int           // started and not yet left
+	tids      map[int]bool  // the receivers' threads
+	waiting   int           // receivers in SECCOMP_IOCTL_NOTIF_RECV, or about to be
+	gone      chan struct{} // closed when the last receiver has left
+}
+
+// startReceiver starts a receiver of l, counted as waiting. The caller holds l.mu.
+func (s *supervisor) startReceiver(l *listener) {
+	l.receivers++
+	l.waiting++
+	go s.receive(l)
 }
 
 // supervisor answers the notifications of all its listeners. No thread of it carries a filter, so
 // that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
 //
-// Each listener has a receiver: a thread that always waits in SECCOMP_IOCTL_NOTIF_RECV on it and
-// hands each notification to a worker thread. A task's call sleeps interruptibly until its
-// notification is received, and a signal in that window fails it with EINTR (docs/kernel.md,
-// "EINTR before the receive"); with a receive always pending the kernel completes it as soon as
-// the receiver's thread runs, before anything of the Go runtime. Workers answer. Each holds its
-// view's turn (View.turn) while it decides and acts on the view, and not while it waits on what a
-// task controls: reading and writing the task's memory, connecting to a socket. One stuck call
-// then holds one worker, never a receiver, another view, or its own view's other calls. Workers
-// are started as calls need them, up to maxWorkers, and leave after idleWorker without work.
+// Each listener has receivers: threads that wait in SECCOMP_IOCTL_NOTIF_RECV on it, and answer
+// what they receive themselves. A task's call sleeps interruptibly until its notification is
+// received, and a signal in that window fails it with EINTR (docs/kernel.md, "EINTR before the
+// receive"); so one receiver of every listener is always waiting: the one that receives starts
+// another first when none is left waiting. A call that takes long, or waits on what its task
+// controls, holds its own receiver only. Two wait while none answers, so that the usual call,
+// one at a time, finds one waiting and starts none. Each holds its view's turn (View.turn) while it decides
+// and acts on the view, and not while it waits on what a task controls: reading and writing the
+// task's memory, connecting to a socket. One stuck call then delays neither another view nor its
+// own view's other calls. A listener has at most maxReceivers; a receiver that has answered
+// leaves when two others wait.
 //
 // A receive does not end when the last task using the filter goes: the watcher, one thread
-// waiting in epoll on every listener, sees that (EPOLLHUP) and ends the receiver.
+// waiting in epoll on every listener, sees that (EPOLLHUP) and ends the receivers.
 //
-// Lock order: supervisor.mu, then View.turn, then View.mu.
+// Lock order: supervisor.mu, then listener.mu, then View.turn, then View.mu.
 type supervisor struct {
 	epfd int
 	wake int // eventfd: stop wakes the watcher
 	log  *slog.Logger
 
-	work    chan *notification // unbuffered: a send succeeds when an idle worker takes it
-	workers sync.WaitGroup
 	watcher chan struct{} // closed when the watcher has left
 
 	mu        sync.Mutex
 	listeners map[uint64]*listener
 	nextID    uint64
 	stopping  bool
-	running   int          // workers started and not yet left
-	threads   map[int]bool // the OS threads of receivers and workers, for tests that signal them
 }
 
-// notification is one received notification on its way to a worker.
-type notification struct {
-	l *listener
-	n notify.Notif
-}
-
-const (
-	// maxWorkers bounds the threads answering at once. Past it receivers wait for a worker: only
-	// that many calls stuck at once (each on what its own task controls) can delay the others.
-	maxWorkers = 256
-	// idleWorker is how long a worker without work stays.
-	idleWorker = 10 * time.Second
-)
+// maxReceivers bounds a listener's receivers: past it, calls stuck at once in one listener's tasks
+// delay its other calls.
+const maxReceivers = 64
 
 func newSupervisor(log *slog.Logger) (*supervisor, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -99,7 +98,7 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{},
-		threads: map[int]bool{}, work: make(chan *notification), watcher: make(chan struct{})}
+		watcher: make(chan struct{})}
 	go s.watch()
 	return s, nil
 }
@@ -111,7 +110,7 @@ func (s *supervisor) add(l *listener) error {
 			return fmt.Errorf("SECCOMP_IOCTL_NOTIF_SET_FLAGS: %w", err)
 		}
 	}
-	l.gone = make(chan struct{})
+	l.gone, l.tids = make(chan struct{}), map[int]bool{}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -128,7 +127,10 @@ func (s *supervisor) add(l *listener) error {
 		s.mu.Unlock()
 		return fmt.Errorf("epoll_ctl(ADD listener): %w", err)
 	}
-	go s.receive(l)
+	l.mu.Lock()
+	s.startReceiver(l)
+	s.startReceiver(l)
+	l.mu.Unlock()
 	return nil
 }
 
@@ -139,7 +141,7 @@ func epollData(id uint64) *unix.EpollEvent {
 
 func eventID(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-// remove stops answering l's notifications and waits for its receiver to leave; the caller closes
+// remove stops answering l's notifications and waits for its receivers to leave; the caller closes
 // l's fd afterwards. Removing twice, or after the listener's hup, is harmless.
 func (s *supervisor) remove(l *listener) {
 	s.mu.Lock()
@@ -148,28 +150,31 @@ func (s *supervisor) remove(l *listener) {
 	s.mu.Unlock()
 	if ok {
 		unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
-		s.endReceiver(l)
+		s.endReceivers(l)
 	}
 }
 
-// endReceiver makes l's receiver leave its wait (a signal interrupts SECCOMP_IOCTL_NOTIF_RECV;
-// the runtime's handler of SIGURG takes it as a spurious preemption request) and waits for it.
-func (s *supervisor) endReceiver(l *listener) {
+// endReceivers makes l's receivers leave and waits for them: a signal interrupts a receiver's
+// wait in SECCOMP_IOCTL_NOTIF_RECV (the runtime's handler of SIGURG takes it for a spurious
+// preemption request); one that is answering leaves when it has answered.
+func (s *supervisor) endReceivers(l *listener) {
 	l.closing.Store(true)
 	for {
-		if tid := l.tid.Load(); tid != 0 {
-			unix.Tgkill(os.Getpid(), int(tid), unix.SIGURG)
+		l.mu.Lock()
+		for tid := range l.tids {
+			unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
 		}
+		l.mu.Unlock()
 		select {
 		case <-l.gone:
 			return
-		case <-time.After(time.Millisecond): // the signal came before the wait
+		case <-time.After(time.Millisecond): // a signal came before the wait
 		}
 	}
 }
 
-// stop ends the watcher and every receiver, waits for the workers' last answers, and closes the
-// listeners it owns.
+// stop ends the watcher and every receiver, which finish the answers they are giving, and closes
+// the listeners it owns.
 func (s *supervisor) stop() {
 	s.mu.Lock()
 	s.stopping = true
@@ -184,10 +189,8 @@ func (s *supervisor) stop() {
 	}
 	s.mu.Unlock()
 	for _, l := range ls {
-		s.endReceiver(l)
+		s.endReceivers(l)
 	}
-	close(s.work)
-	s.workers.Wait() // no answer is given after stop
 	for _, l := range ls {
 		if l.owned { // its tasks' intercepted calls fail with ENOSYS from now on
 			unix.Close(l.fd)
@@ -229,7 +232,7 @@ func (s *supervisor) watch() {
 				continue
 			}
 			unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
-			s.endReceiver(l)
+			s.endReceivers(l)
 			if l.hup != nil {
 				l.hup()
 			}
@@ -240,110 +243,88 @@ func (s *supervisor) watch() {
 	}
 }
 
-// receive is l's receiver: it hands l's notifications to workers until told to leave.
+// receive is one of l's receivers (see startReceiver): it waits for a notification, makes sure
+// another receiver waits while it answers, and answers, until told to leave or two others wait.
 func (s *supervisor) receive(l *listener) {
-	runtime.LockOSThread() // the thread is the one endReceiver signals
-	defer runtime.UnlockOSThread()
-	defer close(l.gone)
-	l.tid.Store(int32(unix.Gettid()))
-	s.enterThread()
-	defer s.leaveThread()
-	for !l.closing.Load() {
-		j := &notification{l: l}
-		switch err := notify.RecvWait(l.fd, &j.n); err {
-		case nil:
-			s.dispatch(j)
-		case unix.EINTR, unix.ENOENT: // ENOENT: a signal withdrew it, and the call will notify again
-		default:
-			s.log.Error("seccomp notification receive failed; the listener's calls are no longer answered", "err", err)
-			return
-		}
-	}
-}
-
-func (s *supervisor) enterThread() {
-	s.mu.Lock()
-	s.threads[unix.Gettid()] = true
-	s.mu.Unlock()
-}
-
-func (s *supervisor) leaveThread() {
-	s.mu.Lock()
-	delete(s.threads, unix.Gettid())
-	s.mu.Unlock()
-}
-
-// threadIDs returns the supervisor's receiver and worker threads, for tests that signal them.
-func (s *supervisor) threadIDs() []int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var tids []int
-	for tid := range s.threads {
-		tids = append(tids, tid)
-	}
-	return tids
-}
-
-// dispatch hands j to an idle worker, or to a new one, or, when maxWorkers are all busy, to the
-// first that becomes free.
-func (s *supervisor) dispatch(j *notification) {
-	select {
-	case s.work <- j:
-		return
-	default:
-	}
-	s.mu.Lock()
-	if s.running < maxWorkers {
-		s.running++
-		s.workers.Add(1)
-		s.mu.Unlock()
-		go s.worker(j)
-		return
-	}
-	s.mu.Unlock()
-	s.work <- j
-}
-
-// worker answers j, then the notifications the loop hands it, until it has been idle for idleWorker or the
-// supervisor stops.
-func (s *supervisor) worker(j *notification) {
-	defer s.workers.Done()
 	runtime.LockOSThread() // asCaller changes this thread's credentials; see also below
-	// No signal may interrupt this thread. SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND
-	// marks the notification answered, then waits, interruptibly, for the task to install the fd. A
-	// signal in that window (Go's SIGURG preemption, most often) makes the kernel withdraw the fd but
-	// not the answer: the task's syscall returns 0, the ioctl restarts and fails with EINPROGRESS, or
-	// ENOENT once the task has gone on with fd 0 as "its" file (docs/kernel.md, "Signals withdraw notifications"; measured by
-	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending
-	// for other threads of the process; SIGKILL and SIGSTOP cannot be blocked. Restored before the
-	// thread goes back to the runtime.
-	if restore, err := blockSignals(); err != nil {
+	// No signal may interrupt this thread while it answers. SECCOMP_IOCTL_NOTIF_ADDFD with
+	// SECCOMP_ADDFD_FLAG_SEND marks the notification answered, then waits, interruptibly, for the
+	// task to install the fd. A signal in that window (Go's SIGURG preemption, most often) makes
+	// the kernel withdraw the fd but not the answer: the task's syscall returns 0, the ioctl
+	// restarts and fails with EINPROGRESS, or ENOENT once the task has gone on with fd 0 as "its"
+	// file (docs/kernel.md, "Signals withdraw notifications"; measured by
+	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending for
+	// other threads of the process; SIGKILL and SIGSTOP cannot be blocked. While it waits for a
+	// notification, SIGURG is let through, so that endReceivers can interrupt the wait.
+	restore, err := blockSignals()
+	if err != nil {
 		s.log.Error("cannot block signals on a supervisor thread; fd injection may fail", "err", err)
 		// The thread's signal mask is unknown: it must not go back to the runtime.
 	} else {
 		defer runtime.UnlockOSThread()
 		defer restore()
 	}
-	s.enterThread()
-	defer s.leaveThread()
-	idle := time.NewTimer(idleWorker)
-	defer idle.Stop()
-	for {
-		s.serve(j.l, &j.n)
-		idle.Reset(idleWorker)
-		var ok bool
-		select {
-		case j, ok = <-s.work:
-			if !ok {
-				return
-			}
-		case <-idle.C:
-			s.mu.Lock()
-			s.running--
-			s.mu.Unlock()
+	tid := unix.Gettid()
+	l.mu.Lock()
+	l.tids[tid] = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		delete(l.tids, tid)
+		l.receivers--
+		if l.receivers == 0 {
+			close(l.gone)
+		}
+		l.mu.Unlock()
+	}()
+	var n notify.Notif
+	var urg unix.Sigset_t
+	urg.Val[(unix.SIGURG-1)/64] = 1 << ((unix.SIGURG - 1) % 64)
+	for !l.closing.Load() {
+		unix.PthreadSigmask(unix.SIG_UNBLOCK, &urg, nil)
+		err := notify.RecvWait(l.fd, &n)
+		unix.PthreadSigmask(unix.SIG_BLOCK, &urg, nil)
+		switch err {
+		case nil:
+		case unix.EINTR, unix.ENOENT: // ENOENT: a signal withdrew it, and the call will notify again
+			continue
+		default:
+			s.log.Error("seccomp notification receive failed; the listener's calls are no longer answered", "err", err)
+			l.mu.Lock()
+			l.waiting--
+			l.mu.Unlock()
 			return
 		}
+		l.mu.Lock()
+		l.waiting--
+		if l.waiting == 0 && l.receivers < maxReceivers && !l.closing.Load() {
+			s.startReceiver(l)
+		}
+		l.mu.Unlock()
+		s.serve(l, &n)
+		l.mu.Lock()
+		if l.waiting >= 2 { // not needed
+			l.mu.Unlock()
+			return
+		}
+		l.waiting++
+		l.mu.Unlock()
 	}
+}
+
+// threadIDs returns the supervisor's receiver threads, for tests that signal them.
+func (s *supervisor) threadIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var tids []int
+	for _, l := range s.listeners {
+		l.mu.Lock()
+		for tid := range l.tids {
+			tids = append(tids, tid)
+		}
+		l.mu.Unlock()
+	}
+	return tids
 }
 
 // serve answers notification n, received from l.

@@ -199,7 +199,7 @@ type View struct {
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool
 
-	// turn is held by the supervisor's worker that decides and acts on the view: the view's calls
+	// turn is held by the supervisor thread that decides and acts on the view: the view's calls
 	// are answered one at a time, as if by one thread, while the waits a task controls happen
 	// outside it (see supervisor and View.waitOutsideTurn).
 	turn sync.Mutex
