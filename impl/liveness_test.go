@@ -280,3 +280,30 @@ func TestUserfaultfdRefused(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPanicAnsweredEIO: every notification gets an answer. A panic while answering one is a
+// supervisor fault: that call fails with EIO, and the view's next calls are answered (the turn
+// was given back).
+func TestPanicAnsweredEIO(t *testing.T) {
+	shared := t.TempDir()
+	mkTree(t, shared, "file f x")
+	p, _ := newTestPool(t, 1, shared)
+	bad := filepath.Join(shared, "f")
+	panicOnPathForTest.Store(&bad)
+	defer panicOnPathForTest.Store(nil)
+	err := p.Invoke(context.Background(), func(*Invocation) error {
+		var st unix.Stat_t
+		for range 2 {
+			if err := unix.Fstatat(unix.AT_FDCWD, bad, &st, 0); err != unix.EIO {
+				return fmt.Errorf("stat of the planted path: %v, want EIO", err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(shared, "g"), []byte("y"), 0o644); err != nil {
+			return fmt.Errorf("the next call: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,6 +359,9 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 // that Landlock refuses what a supervisor would let through by mistake (landlock_test.go).
 var uncheckedForTest atomic.Bool
 
+// panicOnPathForTest makes answering a call on exactly this path panic (TestPanicAnsweredEIO).
+var panicOnPathForTest atomic.Pointer[string]
+
 // answer decides the reply to notification n in view v.
 func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 	if uncheckedForTest.Load() {
@@ -385,32 +389,52 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 			v.chdired.Store(true)
 		}
 		var r reply
-		v.turn.Lock()
-		if !o.lookupOnly() && notify.IDValid(lfd, n.ID) != nil {
-			// The call is no longer waiting: the task died, and its TID may have been reused,
-			// while its memory was read, or a signal withdrew the call while it waited for the
-			// turn, and the task has made it again, perhaps answered already. Checked within
-			// the turn, before acting: what a view does follows the order of the calls it
-			// answers. A lookup acts on nothing; its answer to a dead notification is refused
-			// by the kernel. (One ioctl fewer on the commonest calls.)
-			v.turn.Unlock()
+		var stale bool
+		r, stale, err = s.decide(lfd, v, t, o, n)
+		if stale {
 			return reply{kind: replyNone}
 		}
-		r, err = v.do(t, o)
-		if err == nil && r.kind == replyFD {
-			// Injected within the turn: a task whose call a signal withdrew after the file was
-			// made restarts it, and its next notification must find the file rolled back
-			// (r.undo), not be rolled back after it. An injection waits for the task only to
-			// take the descriptor, which a sleeping task does at once.
-			s.respond(lfd, n, r)
-			r = reply{kind: replyNone}
-		}
-		v.turn.Unlock()
 		if err == nil {
 			return r
 		}
 	}
 	return s.errReply(e.name, err)
+}
+
+// decide acts on o in view v within the view's turn. stale: the call is no longer waiting.
+func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (r reply, stale bool, err error) {
+	v.turn.Lock()
+	defer v.turn.Unlock()
+	// A panic in answering is a supervisor fault like any other: the task gets EIO, the turn is
+	// given back, and the other calls go on.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("[bug] panic answering a call; answering EIO", "panic", p, "stack", string(debug.Stack()))
+			r, stale, err = reply{}, false, unix.EIO
+		}
+	}()
+	if !o.lookupOnly() && notify.IDValid(lfd, n.ID) != nil {
+		// The call is no longer waiting: the task died, and its TID may have been reused, while
+		// its memory was read, or a signal withdrew the call while it waited for the turn, and
+		// the task has made it again, perhaps answered already. Checked within the turn, before
+		// acting: what a view does follows the order of the calls it answers. A lookup acts on
+		// nothing; its answer to a dead notification is refused by the kernel. (One ioctl fewer
+		// on the commonest calls.)
+		return reply{}, true, nil
+	}
+	if p := panicOnPathForTest.Load(); p != nil && o.unsafePath == *p {
+		panic("planted by a test: " + *p)
+	}
+	r, err = v.do(t, o)
+	if err == nil && r.kind == replyFD {
+		// Injected within the turn: a task whose call a signal withdrew after the file was made
+		// restarts it, and its next notification must find the file rolled back (r.undo), not
+		// be rolled back after it. An injection waits for the task only to take the descriptor,
+		// which a sleeping task does at once.
+		s.respond(lfd, n, r)
+		r = reply{kind: replyNone}
+	}
+	return r, false, err
 }
 
 // errReply is the one boundary where an error becomes the errno the task sees. Anything that is not
