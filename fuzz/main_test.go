@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if h := os.Getenv(raceEnv); h != "" {
 		os.Exit(runRacer(h, os.Getenv(raceBaseEnv)))
 	}
+	if h, ok := os.LookupEnv(procEnv); ok {
+		os.Exit(runProc(h))
+	}
 	if os.Getenv(exportEnv) == "" || slices.ContainsFunc(os.Args, func(a string) bool {
 		return strings.HasPrefix(a, "-test.fuzzworker")
 	}) {
