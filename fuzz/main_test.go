@@ -32,7 +32,7 @@ const corpusDir = "testdata/fuzz"
 // TestMain also runs the programs of FuzzRacingThread and FuzzProcessTree
 // when this binary is their command (raceEnv, procEnv).
 func TestMain(m *testing.M) {
-	if h := os.Getenv(raceEnv); h != "" {
+	if h, ok := os.LookupEnv(raceEnv); ok { // an empty input is an empty string
 		os.Exit(runRacer(h, os.Getenv(raceBaseEnv)))
 	}
 	if h, ok := os.LookupEnv(procEnv); ok {

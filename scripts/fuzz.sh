@@ -170,7 +170,7 @@ for target in "${targets[@]}"; do
 	secs=$(seconds "${elapsed:-0s}")
 	rate=0
 	if [ "${secs:-0}" -gt 0 ] && [ -n "$execs" ]; then
-		rate=$((execs / secs))
+		rate=$(awk -v n="$execs" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
 	fi
 	if [ -n "$kernel" ]; then
 		input=$(import_inputs "$target" "$log" | tr '\n' ' ')
