@@ -27,7 +27,13 @@ import (
 const (
 	raceEnv     = "FSVIRT_FUZZ_RACE"
 	raceBaseEnv = "FSVIRT_FUZZ_RACE_BASE"
+	// raceShortEnv bounds the rounds to shortRounds: go test -short, as
+	// the kernel matrix replays the corpus, where a round costs 20 times
+	// what it does on the host.
+	raceShortEnv = "FSVIRT_FUZZ_RACE_SHORT"
 )
+
+const shortRounds = 3
 
 // decoysName is the directory beside the shared tree that the racer may
 // change: as long as "shared", and different from it in every byte, so
@@ -120,6 +126,10 @@ func FuzzRacingThread(f *testing.F) {
 			t.Fatal(err)
 		}
 
+		short := ""
+		if testing.Short() {
+			short = "1"
+		}
 		policy := impl.PolicyFast
 		if len(data) > 0 && data[0]&1 != 0 {
 			policy = impl.PolicyStrict
@@ -134,7 +144,7 @@ func FuzzRacingThread(f *testing.F) {
 		res, err := impl.Run(ctx, impl.RunConfig{
 			Trees: []string{v.shared}, Store: v.storeRoot, Policy: policy,
 			Path: self, Args: []string{self}, Dir: v.shared,
-			Env:    append(os.Environ(), raceEnv+"="+hex.EncodeToString(data), raceBaseEnv+"="+v.dir),
+			Env:    append(os.Environ(), raceEnv+"="+hex.EncodeToString(data), raceBaseEnv+"="+v.dir, raceShortEnv+"="+short),
 			Stdout: outf, Stderr: outf,
 		})
 		outf.Close()
@@ -357,6 +367,9 @@ func runRacer(hexData, base string) int {
 	r := &racer{src: &source{b: data}, shared: filepath.Join(base, "shared"), decoys: filepath.Join(base, decoysName)}
 	r.src.next() // the policy, read by the test
 	rounds := 1 + r.src.pick(16)
+	if os.Getenv(raceShortEnv) != "" {
+		rounds = min(rounds, shortRounds)
+	}
 	for i := range r.bufs {
 		one, two := r.racePath(), r.racePath()
 		r.bufs[i] = &raceBuf{one: append([]byte(one), 0), two: append([]byte(two), 0)}
