@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // exportEnv names the variable that makes TestMain print the inputs a run
@@ -38,10 +40,22 @@ func TestMain(m *testing.M) {
 	if h, ok := os.LookupEnv(procEnv); ok {
 		os.Exit(runProc(h))
 	}
-	if os.Getenv(exportEnv) == "" || slices.ContainsFunc(os.Args, func(a string) bool {
-		return strings.HasPrefix(a, "-test.fuzzworker")
-	}) {
-		os.Exit(m.Run())
+	worker := slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") })
+	workerLog := os.Getenv(workerLogEnv)
+	if worker && workerLog != "" {
+		// The coordinator gives its workers no output: keep their stderr, where a panic or a
+		// fatal error goes, for the coordinator to show when a worker dies.
+		if f, err := os.OpenFile(workerLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err == nil {
+			unix.Dup2(int(f.Fd()), 2)
+			f.Close()
+		}
+	}
+	if os.Getenv(exportEnv) == "" || worker {
+		code := m.Run()
+		if !worker && code != 0 {
+			showWorkerLog(workerLog)
+		}
+		os.Exit(code)
 	}
 	before, err := corpusFiles()
 	if err != nil {
@@ -49,6 +63,9 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code := m.Run()
+	if code != 0 {
+		showWorkerLog(workerLog)
+	}
 	after, err := corpusFiles()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fuzz: listing the corpus:", err)
@@ -67,6 +84,24 @@ func TestMain(m *testing.M) {
 		fmt.Printf("%s%s %s\n", exportPrefix, name, base64.StdEncoding.EncodeToString(data))
 	}
 	os.Exit(code)
+}
+
+// workerLogEnv names a file where the fuzzing engine's workers write their
+// stderr (scripts/fuzz.sh sets it); a failed run prints its end.
+const workerLogEnv = "FSVIRT_FUZZ_WORKER_LOG"
+
+// showWorkerLog prints the end of the workers' stderr, if any.
+func showWorkerLog(name string) {
+	if name == "" {
+		return
+	}
+	data, err := os.ReadFile(name)
+	if err != nil || len(data) == 0 {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	fmt.Fprintf(os.Stderr, "fuzz: the fuzzing workers' stderr (%s), last 200 lines:\n%s\n", name,
+		strings.Join(lines[max(0, len(lines)-200):], "\n"))
 }
 
 // corpusFiles lists the files under testdata/fuzz as TARGET/NAME, sorted.

@@ -33,6 +33,8 @@ const (
 	procIDEnv    = "FSVIRT_FUZZ_PROC_ID"
 	procModeEnv  = "FSVIRT_FUZZ_PROC_MODE"
 	procDepthEnv = "FSVIRT_FUZZ_PROC_DEPTH"
+	// procBudgetEnv is what a process may start (procBudget for the first).
+	procBudgetEnv = "FSVIRT_FUZZ_PROC_BUDGET"
 	// procParentEnv is the intermediate's pid, for its child's wait.
 	procParentEnv = "FSVIRT_FUZZ_PROC_PARENT"
 )
@@ -53,6 +55,11 @@ var procNames = []string{"a", "b", "c", "f", "g", "n", "s", "."}
 // orphanWait bounds the wait of an intermediate's child for the
 // intermediate to exit.
 const orphanWait = 30 * time.Second
+
+// procBudget bounds the processes an input starts, intermediates included,
+// so that an input takes a few seconds under QEMU's TCG, where Go's fuzzing
+// worker gives up on one after 10 s.
+const procBudget = 8
 
 // procMaxDepth bounds the process tree: a process this deep starts none.
 const procMaxDepth = 3
@@ -169,6 +176,7 @@ type proc struct {
 	src      *source
 	root, id string
 	depth    int
+	budget   int // how many processes it may still start, theirs included
 	children int
 	self     string
 }
@@ -299,10 +307,12 @@ func (p *proc) start(how int) {
 	}
 	p.children++
 	id := fmt.Sprintf("%s.%d", p.id, p.children)
-	if p.depth >= procMaxDepth {
-		p.say("start %s: too deep, not started", id)
+	if p.depth >= procMaxDepth || p.budget <= 0 {
+		p.say("start %s: too deep or too many, not started", id)
 		return
 	}
+	budget := (p.budget - 1) / 2 // what the new process may start in turn
+	p.budget -= 1 + budget
 	r, w, err := os.Pipe()
 	if err != nil {
 		p.say("start %s: %v", id, err)
@@ -317,7 +327,7 @@ func (p *proc) start(how int) {
 		cmd = exec.Command("/bin/sh", "-c", subshell, p.self)
 	}
 	cmd.Env = append(os.Environ(), procEnv+"="+hex.EncodeToString(sub), procIDEnv+"="+id, procModeEnv+"="+mode,
-		fmt.Sprintf("%s=%d", procDepthEnv, p.depth+1))
+		fmt.Sprintf("%s=%d", procDepthEnv, p.depth+1), fmt.Sprintf("%s=%d", procBudgetEnv, budget))
 	cmd.Stdout, cmd.Stderr, cmd.ExtraFiles = os.Stdout, os.Stderr, []*os.File{w}
 	err = cmd.Start()
 	w.Close()
@@ -347,6 +357,10 @@ func runProc(hexData string) int {
 	}
 	p := &proc{src: &source{b: data}, root: os.Getenv(procRootEnv), id: os.Getenv(procIDEnv), self: self}
 	fmt.Sscan(os.Getenv(procDepthEnv), &p.depth)
+	p.budget = procBudget
+	if b := os.Getenv(procBudgetEnv); b != "" {
+		fmt.Sscan(b, &p.budget)
+	}
 	switch os.Getenv(procModeEnv) {
 	case "intermediate":
 		// Start the real child, with the wait's pipe (fd 3), and exit at once.

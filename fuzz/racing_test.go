@@ -35,6 +35,11 @@ const (
 
 const shortRounds = 3
 
+// raceBudget bounds the racer's rounds in time: a round under QEMU's TCG
+// takes 10 to 20 times what it takes on the host, and Go's fuzzing worker
+// gives up on an input after 10 s ("deadlocked!").
+const raceBudget = 2 * time.Second
+
 // decoysName is the directory beside the shared tree that the racer may
 // change: as long as "shared", and different from it in every byte, so
 // that a torn read of a path being rewritten names a directory that does
@@ -419,7 +424,7 @@ func runRacer(hexData, base string) int {
 			}
 		}
 	}()
-	for range rounds {
+	for deadline := time.Now().Add(raceBudget); rounds > 0 && time.Now().Before(deadline); rounds-- {
 		for _, c := range calls {
 			c.fn(r, c.b, c.c)
 		}

@@ -19,8 +19,8 @@ entries stay in Go's fuzz cache. The full output of each run goes to a log in $F
 (default: a new temporary directory). $FUZZ_PARALLEL sets the number of fuzzing workers (default
 1: each drives one engine worker, and the machine is shared). $FUZZ_MINIMIZE_TIME bounds the
 minimization of each new corpus entry and failing input (default 10s; Go's own is 60s, during
-which the worker reports no execs and explores nothing new: one input of these targets takes
-5-10 ms on the host and 100-300 ms under QEMU's TCG).
+which the worker reports no execs and explores nothing new: an input of these targets takes
+milliseconds to a second on the host and 10 to 20 times that under QEMU's TCG).
 
 Without --kernel the targets run on this machine (go test -fuzz). With --kernel KERNEL (5.10, 6.1
 or 6.12: the kernel matrix's, docs/vmtest.md) the package is built once as a static test binary
@@ -30,7 +30,8 @@ fetched by scripts/vm-kernels.sh when it is not cached. The VM shares no file sy
 host: the test binary prints the inputs it wrote (fuzz/main_test.go) and this script writes each
 back as fuzz/testdata/fuzz/TARGET/kernel-K-NAME, the kernel in its name. A run that the
 coordinator reports as "fuzzing process hung or terminated unexpectedly" is a FAIL with its
-input; a VM that crashed or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the
+input, and the log then ends with the workers' stderr (a panic's or fatal error's trace; Go's
+coordinator itself discards it); a VM that crashed or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the
 baseline coverage of the corpus) is reported as VM FAILED or VM TIMEOUT, with the log holding the
 tail of the kernel console. The fuzz cache of a VM run is discarded with the VM.
 
@@ -112,12 +113,14 @@ fi
 # fuzz TARGET: runs TARGET for $time, here or in the VM, with its output on stdout.
 fuzz() {
 	if [ -z "$kernel" ]; then
-		go test ./fuzz -run '^$' -fuzz "^$1\$" -fuzztime "$time" -fuzzminimizetime "$minimize" -timeout 0 -parallel "$parallel"
+		rm -f "$logdir/$1.worker.log"
+		FSVIRT_FUZZ_WORKER_LOG=$logdir/$1.worker.log \
+			go test ./fuzz -run '^$' -fuzz "^$1\$" -fuzztime "$time" -fuzzminimizetime "$minimize" -timeout 0 -parallel "$parallel"
 		return
 	fi
 	local margin
 	margin=$(seconds "${FUZZ_VM_MARGIN:-10m}")
-	(cd fuzz && FSVIRT_FUZZ_EXPORT=1 "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
+	(cd fuzz && FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
 		-timeout "$(($(seconds "$time") + margin))s" "$bin/fuzz.test" -test.run='^$' -test.fuzz="^$1\$" \
 		-test.fuzztime="$time" -test.fuzzminimizetime="$minimize" -test.timeout=0 -test.parallel="$parallel" -test.fuzzcachedir=/tmp/fsvirt-fuzzcache)
 }
