@@ -29,11 +29,12 @@ kernel under QEMU (vmtest's vmexec, as root, one vCPU per worker) with -test.fuz
 fetched by scripts/vm-kernels.sh when it is not cached. The VM shares no file system with the
 host: the test binary prints the inputs it wrote (fuzz/main_test.go) and this script writes each
 back as fuzz/testdata/fuzz/TARGET/kernel-K-NAME, the kernel in its name. A run that the
-coordinator reports as "fuzzing process hung or terminated unexpectedly" is a FAIL with its
-input, and the log then ends with the workers' stderr (a panic's or fatal error's trace; Go's
-coordinator itself discards it); a VM that crashed or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the
-baseline coverage of the corpus) is reported as VM FAILED or VM TIMEOUT, with the log holding the
-tail of the kernel console. The fuzz cache of a VM run is discarded with the VM.
+coordinator reports as "fuzzing process hung or terminated unexpectedly" (a worker that died,
+or one that spent over 10 s on one input: "panic: deadlocked!") is a FAIL with its input, and the
+log then ends with the workers' stderr, which Go's coordinator itself discards. A VM that crashed
+or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the baseline coverage of the
+corpus) is reported as VM FAILED or VM TIMEOUT, with the log holding the tail of the kernel
+console. The fuzz cache of a VM run is discarded with the VM.
 
   --kernel KERNEL  fuzz inside a VM booted on KERNEL
   -time DURATION   how long each target runs
