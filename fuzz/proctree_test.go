@@ -83,6 +83,7 @@ func FuzzProcessTree(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	warmUp(f, v, self)
 	for _, seed := range procSeeds {
 		f.Add(seed)
 	}
