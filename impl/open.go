@@ -101,6 +101,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if err := openFlagsErr(flags); err != nil {
 		return reply{}, err
 	}
+	// open and openat drop the flags they do not know (build_open_how); the supervisor's own
+	// opens, openat2 among them, would refuse them.
+	flags &= validOpenFlags
 	if o.pathErr != nil {
 		return reply{}, o.pathErr
 	}

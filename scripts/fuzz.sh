@@ -5,28 +5,62 @@ set -euo pipefail
 
 usage() {
 	cat <<'USAGE'
-usage: scripts/fuzz.sh [-time DURATION] [TARGET...]
+usage: scripts/fuzz.sh [--kernel KERNEL] [-time DURATION] [TARGET...]
 
-Runs each fuzz target of ./fuzz with go test -fuzz for DURATION (a Go duration, default 30m), one
-after another, then prints a line per target:
+Runs each fuzz target of ./fuzz with Go's fuzzing engine for DURATION (a Go duration, default
+30m), one after another, then prints a line per target:
 
-  TARGET  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
+  TARGET  kernel K  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
 
-TARGET is FuzzOpenatFlags, FuzzRelativeDirfds or FuzzSymlinks; default all three. A failing input is
-written to fuzz/testdata/fuzz/TARGET/ (commit it: it becomes a regression test); new corpus entries
-stay in Go's fuzz cache (go env GOCACHE)/fuzz. The full output of each run goes to a log in
-$FUZZ_LOGDIR (default: a new temporary directory). $FUZZ_PARALLEL sets -parallel (default 1: each
-target drives one engine worker, and the machine is shared).
+TARGET is one of the package's fuzz targets (FuzzOpenatFlags, FuzzRelativeDirfds, FuzzSymlinks,
+FuzzRacingThread, FuzzProcessTree); default all. A failing input is written to
+fuzz/testdata/fuzz/TARGET/ (commit it: go test replays it as a regression test); new corpus
+entries stay in Go's fuzz cache. The full output of each run goes to a log in $FUZZ_LOGDIR
+(default: a new temporary directory). $FUZZ_PARALLEL sets the number of fuzzing workers (default
+1: each drives one engine worker, and the machine is shared). $FUZZ_MINIMIZE_TIME bounds the
+minimization of each new corpus entry and failing input (default 10s; Go's own is 60s, during
+which the worker reports no execs and explores nothing new: an input of these targets takes
+milliseconds to a second on the host and 10 to 20 times that under QEMU's TCG).
 
-  -time DURATION  how long each target runs
-  -h, --help      this help
+Without --kernel the targets run on this machine (go test -fuzz). With --kernel KERNEL (5.10, 6.1
+or 6.12: the kernel matrix's, docs/vmtest.md) the package is built once as a static test binary
+with the fuzzing instrumentation (go test -c -fuzz), and each target runs in a VM booted on that
+kernel under QEMU (vmtest's vmexec, as root, one vCPU per worker) with -test.fuzz; the kernel is
+fetched by scripts/vm-kernels.sh when it is not cached. The VM shares no file system with the
+host: the test binary prints the inputs it wrote (fuzz/main_test.go) and this script writes each
+back as fuzz/testdata/fuzz/TARGET/kernel-K-NAME, the kernel in its name. A run that the
+coordinator reports as "fuzzing process hung or terminated unexpectedly" (a worker that died,
+or one that spent over 10 s on one input: "panic: deadlocked!") is a FAIL with its input, and the
+log then ends with the workers' stderr, which Go's coordinator itself discards. A VM that crashed
+or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the baseline coverage of the
+corpus) is reported as VM FAILED or VM TIMEOUT, with the log holding the tail of the kernel
+console. The fuzz cache of a VM run is discarded with the VM.
+
+  --kernel KERNEL  fuzz inside a VM booted on KERNEL
+  -time DURATION   how long each target runs
+  -h, --help       this help
+
+Examples:
+  scripts/fuzz.sh -time 2m FuzzSymlinks                # on this machine
+  scripts/fuzz.sh --kernel 5.10 -time 1m FuzzSymlinks  # on Debian's 5.10 under QEMU
+  scripts/fuzz.sh --kernel 6.12                        # every target, 30 minutes each, on 6.12
 USAGE
 }
 
 time=30m
+kernel=
 targets=()
 while [ $# -gt 0 ]; do
 	case "$1" in
+	-kernel | --kernel)
+		[ $# -ge 2 ] || { usage >&2; exit 2; }
+		kernel=$2
+		shift 2
+		;;
+	-kernel=* | --kernel=*)
+		kernel=${1#*=}
+		shift
+		;;
 	-time | --time)
 		[ $# -ge 2 ] || { usage >&2; exit 2; }
 		time=$2
@@ -51,14 +85,59 @@ while [ $# -gt 0 ]; do
 		;;
 	esac
 done
-if [ ${#targets[@]} -eq 0 ]; then
-	targets=(FuzzOpenatFlags FuzzRelativeDirfds FuzzSymlinks)
-fi
-
 cd "$(dirname "$0")/.."
+if [ ${#targets[@]} -eq 0 ]; then
+	mapfile -t targets < <(sed -nE 's/^func (Fuzz[A-Za-z0-9_]+)\(f \*testing\.F\).*/\1/p' fuzz/*_test.go | sort)
+fi
+case $kernel in
+"" | 5.10 | 6.1 | 6.12) ;;
+*) echo "fuzz.sh: unknown kernel $kernel (want 5.10, 6.1 or 6.12)" >&2; exit 2 ;;
+esac
+parallel=${FUZZ_PARALLEL:-1}
+minimize=${FUZZ_MINIMIZE_TIME:-10s}
 logdir=${FUZZ_LOGDIR:-$(mktemp -d -t fsvirt-fuzz-XXXXXX)}
 mkdir -p "$logdir"
 echo "logs in $logdir"
+
+if [ -n "$kernel" ]; then
+	scripts/vm-kernels.sh "$kernel"
+	bin=$logdir/bin
+	mkdir -p "$bin"
+	go build -o "$bin/vmexec" ./vmtest/cmd/vmexec
+	echo "building the fuzz test binary (static, with the fuzzing instrumentation)"
+	# -fuzz at build time adds the coverage instrumentation that guides the fuzzing engine;
+	# -test.fuzz at run time picks the target.
+	go test -c -fuzz=. -o "$bin/fuzz.test" -tags osusergo,netgo \
+		-ldflags '-linkmode external -extldflags "-static"' ./fuzz
+fi
+
+# fuzz TARGET: runs TARGET for $time, here or in the VM, with its output on stdout.
+fuzz() {
+	if [ -z "$kernel" ]; then
+		rm -f "$logdir/$1.worker.log"
+		FSVIRT_FUZZ_WORKER_LOG=$logdir/$1.worker.log \
+			go test ./fuzz -run '^$' -fuzz "^$1\$" -fuzztime "$time" -fuzzminimizetime "$minimize" -timeout 0 -parallel "$parallel"
+		return
+	fi
+	local margin
+	margin=$(seconds "${FUZZ_VM_MARGIN:-10m}")
+	(cd fuzz && FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
+		-timeout "$(($(seconds "$time") + margin))s" "$bin/fuzz.test" -test.run='^$' -test.fuzz="^$1\$" \
+		-test.fuzztime="$time" -test.fuzzminimizetime="$minimize" -test.timeout=0 -test.parallel="$parallel" -test.fuzzcachedir=/tmp/fsvirt-fuzzcache)
+}
+
+# import_inputs TARGET LOG: writes the inputs that LOG carries back (fuzz/main_test.go) as
+# fuzz/testdata/fuzz/TARGET/kernel-$kernel-NAME and prints their paths.
+import_inputs() {
+	local name data dest
+	{ grep -aE '^fsvirt-fuzz-input: [A-Za-z0-9_]+/[A-Za-z0-9_.-]+ [A-Za-z0-9+/=]*$' "$2" || true; } | sort -u |
+		while read -r _ name data; do
+			dest=fuzz/testdata/fuzz/${name%%/*}/kernel-$kernel-${name#*/}
+			mkdir -p "${dest%/*}"
+			base64 -d <<<"$data" >"$dest"
+			echo "$dest"
+		done
+}
 
 # seconds turns a Go duration (1h2m3.5s, 30m, 45s) into whole seconds.
 seconds() {
@@ -77,12 +156,16 @@ summary=()
 status=0
 for target in "${targets[@]}"; do
 	log="$logdir/$target.log"
-	echo "== $target for $time (log: $log)"
+	echo "== $target for $time on ${kernel:-this machine} (log: $log)"
 	result=PASS
-	if ! go test ./fuzz -run '^$' -fuzz "^$target\$" -fuzztime "$time" -timeout 0 \
-		-parallel "${FUZZ_PARALLEL:-1}" 2>&1 | tee "$log"; then
-		result=FAIL
-	fi
+	rc=0
+	fuzz "$target" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+	case $kernel,$rc in
+	*,0) ;;
+	?*,124) result="VM TIMEOUT (after $time + ${FUZZ_VM_MARGIN:-10m}; see the log)" ;;
+	?*,125) result="VM FAILED (the kernel console's tail is in the log)" ;;
+	*) result=FAIL ;;
+	esac
 	# The last progress line: "fuzz: elapsed: 30m0s, execs: 123456 (68/sec), new interesting: 12 (total: 60)".
 	last=$(grep -E '^fuzz: elapsed: .*execs: ' "$log" | tail -n 1 || true)
 	elapsed=$(sed -nE 's/^fuzz: elapsed: ([^,]+),.*/\1/p' <<<"$last")
@@ -91,9 +174,16 @@ for target in "${targets[@]}"; do
 	secs=$(seconds "${elapsed:-0s}")
 	rate=0
 	if [ "${secs:-0}" -gt 0 ] && [ -n "$execs" ]; then
-		rate=$((execs / secs))
+		rate=$(awk -v n="$execs" -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
 	fi
-	input=$(sed -nE 's/.*Failing input written to (.*)$/\1/p' "$log" | tail -n 1)
+	if [ -n "$kernel" ]; then
+		input=$(import_inputs "$target" "$log" | tr '\n' ' ')
+	else
+		input=$(sed -nE 's/.*Failing input written to (.*)$/\1/p' "$log" | tail -n 1)
+	fi
+	if grep -q 'fuzzing process hung or terminated unexpectedly' "$log"; then
+		result="$result (fuzzing process hung or terminated unexpectedly)"
+	fi
 	# Go 1.26's fuzzing coordinator can fail a run whose time is up while a worker is still inside
 	# an input, with a bare "context deadline exceeded" and no failing input (golang/go#75804).
 	# Such a run found nothing: it is reported as such, not failed.
@@ -101,11 +191,11 @@ for target in "${targets[@]}"; do
 		grep -qE '^\s+context deadline exceeded$' "$log"; then
 		result="PASS (stopped by golang/go#75804: \"context deadline exceeded\" at the end, no failing input)"
 	fi
-	if [ "$result" = FAIL ]; then
+	if [ "${result%% (stopped by*}" != PASS ]; then
 		status=1
 	fi
-	summary+=("$(printf '%-20s time %-8s execs %-9s execs/sec %-6s new corpus entries %-5s result %s %s' \
-		"$target" "${elapsed:-?}" "${execs:-?}" "$rate" "${new:-?}" "$result" "$input")")
+	summary+=("$(printf '%-20s kernel %-5s time %-8s execs %-9s execs/sec %-6s new corpus entries %-5s result %s %s' \
+		"$target" "${kernel:-host}" "${elapsed:-?}" "${execs:-?}" "$rate" "${new:-?}" "$result" "$input")")
 done
 
 echo

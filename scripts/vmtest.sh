@@ -6,7 +6,7 @@
 # (this machine, no VM) or host-fallbacks (this machine with every optional seccomp feature
 # turned off through FSVIRT_DISABLE, so that each fallback runs on a new kernel too); default:
 # 5.10 6.1 6.12 host-fallbacks. The packages are the patterns in FSVIRT_VM_PKGS (default: those
-# whose behaviour depends on the kernel, ./impl ./internal/notify ./cmd/fsvirt ./conformance
+# whose behaviour depends on the kernel, ./impl ./internal/notify ./cmd/fsvirt ./conformance ./fuzz
 # ./model ./internal/propcheck; ./... for all, less the harness, vmtest/...). Each is built once
 # as a static test binary (a command's package also gets a static build of the command, for its
 # TestMain's `go build`) and run as root with -test.v -test.short, in its package directory.
@@ -125,7 +125,7 @@ done
 
 # The packages with tests, as "import-path name dir" lines.
 harness=github.com/fsvirt/fsvirt/vmtest
-read -r -a patterns <<<"${FSVIRT_VM_PKGS:-./impl ./internal/notify ./cmd/fsvirt ./conformance ./model ./internal/propcheck}"
+read -r -a patterns <<<"${FSVIRT_VM_PKGS:-./impl ./internal/notify ./cmd/fsvirt ./conformance ./fuzz ./model ./internal/propcheck}"
 mapfile -t pkgs < <(go list -e -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}} {{.Name}} {{.Dir}}{{end}}' "${patterns[@]}" |
 	grep -v -e "^$harness " -e "^$harness/" || true)
 [ ${#pkgs[@]} -gt 0 ] || die "no test packages in ${patterns[*]}"
