@@ -435,13 +435,18 @@ func shebang(fd int) (string, bool) {
 // handler's frame would go there), and argv[0] pointed at it. Programs that find their files
 // from argv[0] (python finds a virtual environment next to it) then see the name they were run
 // by, not /dev/fd/N. Where the page below the stack is not mapped, argv[0] stays the rewritten
-// path.
+// path. So it does in a child of vfork or posix_spawn, which shares its parent's memory: the
+// parent goes on with the argument vector after the exec, and the copy would be gone with the
+// child's stack.
 func keepArgv0(t tracee, o op) {
 	var p0 uint64
 	if o.argv == 0 || t.readStruct(o.argv, unsafe.Pointer(&p0), 8) != nil {
 		return
 	}
 	if p0 < o.pathAddr || p0 >= o.pathAddr+uint64(o.pathLen) {
+		return
+	}
+	if c, err := t.status(); err != nil || sharesMemory(t.tid, c.ppid) {
 		return
 	}
 	sp, err := t.stackPointer()

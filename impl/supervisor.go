@@ -551,7 +551,18 @@ func sharesFiles(tid int) bool {
 	return errno == 0 && r == 0
 }
 
-const kcmpFiles = 2 // KCMP_FILES, <linux/kcmp.h>; not in x/sys/unix
+// sharesMemory reports whether tasks a and b use one address space (kcmp(2) KCMP_VM): a child of
+// vfork and its parent.
+func sharesMemory(a, b int) bool {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return errno == 0 && r == 0
+}
+
+// KCMP_VM and KCMP_FILES, <linux/kcmp.h>; not in x/sys/unix.
+const (
+	kcmpVM    = 1
+	kcmpFiles = 2
+)
 
 // lookupOnly reports whether answering o changes nothing, neither the view, its private layer nor
 // the host: the stat family and read-only opens (no write access, O_CREAT, O_TRUNC or O_TMPFILE).

@@ -151,6 +151,14 @@ type jsonSummary struct {
 	Calls       map[string]int `json:"calls"`
 	CopyUps     *int           `json:"copy_ups"`
 	BytesCopied *int64         `json:"bytes_copied"`
+	Usage       *struct {
+		Bytes int64 `json:"bytes"`
+		Files int64 `json:"files"`
+	} `json:"usage"`
+	Limits *struct {
+		Bytes int64 `json:"bytes"`
+		Files int64 `json:"files"`
+	} `json:"limits"`
 }
 
 // lastJSON decodes stderr's last line.
@@ -164,7 +172,7 @@ func lastJSON(t *testing.T, stderr string) jsonSummary {
 	if err := dec.Decode(&s); err != nil {
 		t.Fatalf("last stderr line %q: %v", last, err)
 	}
-	if s.ExitStatus == nil || s.CopyUps == nil || s.BytesCopied == nil || s.Changes == nil || s.Calls == nil {
+	if s.ExitStatus == nil || s.CopyUps == nil || s.BytesCopied == nil || s.Changes == nil || s.Calls == nil || s.Usage == nil {
 		t.Fatalf("last stderr line %q lacks a field", last)
 	}
 	return s
