@@ -438,3 +438,19 @@ type FS interface {
 type CopyUpCounter interface {
 	CopyUps(inv Inv) int
 }
+
+// Cred is who an invocation's ops run as: one user and group ID (real, effective, saved-set and
+// file-system alike) and the supplementary groups. Uid 0 holds root's capabilities; any other
+// holds none.
+type Cred struct {
+	Uid, Gid uint32
+	Groups   []uint32
+}
+
+func (c Cred) String() string { return fmt.Sprintf("uid=%d gid=%d groups=%v", c.Uid, c.Gid, c.Groups) }
+
+// CredSetter is implemented by an FS whose invocations can run as another user. SetCred makes
+// inv's later ops run with c; an invocation starts with the credentials of the process.
+type CredSetter interface {
+	SetCred(inv Inv, c Cred) error
+}
