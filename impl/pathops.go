@@ -370,10 +370,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
 		err = unix.Chmod(host, perm|st.Mode&unix.S_ISGID)
 	}
-	gid := c.fsgid
-	if err == nil && st.Gid != uint32(os.Getegid()) {
-		gid = int(st.Gid) // the set-group-ID directory's group, which the kernel gave it
-	}
+	gid := newGid(c, path.Dir(host))
 	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
 		if err = unix.Lchown(host, c.fsuid, gid); err == unix.EPERM {
 			err = nil
@@ -427,6 +424,17 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 
 func pathDir(p string) string { return path.Dir(p) }
 
+// newGid is the group the kernel gives a new object of caller c in host directory dir, where the
+// supervisor made it with its own credentials: the directory's group when it is set-group-ID,
+// else c's fsgid.
+func newGid(c creds, dir string) int {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) == nil && st.Mode&unix.S_ISGID != 0 {
+		return int(st.Gid)
+	}
+	return c.fsgid
+}
+
 // unlink is unlink, unlinkat and rmdir.
 func (v *View) unlink(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_REMOVEDIR) != 0 {
@@ -450,9 +458,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		return reply{}, unix.EISDIR
 	case !r.exists:
 		return reply{}, unix.ENOENT
-	case rmdir && r.mode != unix.S_IFDIR:
-		return reply{}, unix.ENOTDIR
-	case !rmdir && r.mode == unix.S_IFDIR:
+	case !rmdir && r.trailingSlash && r.mode == unix.S_IFDIR:
 		return reply{}, unix.EISDIR
 	case !rmdir && r.trailingSlash:
 		return reply{}, unix.ENOTDIR
@@ -463,6 +469,9 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		})
 	}
 	if v.isTreeRoot(r.path) {
+		if !rmdir {
+			return reply{}, unix.EISDIR
+		}
 		return reply{}, unix.EBUSY
 	}
 	c, err := t.status()
@@ -471,6 +480,12 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	if err := v.mayRemove(c, r.path); err != nil {
 		return reply{}, err
+	}
+	switch { // may_delete checks the type after the permissions
+	case rmdir && r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case !rmdir && r.mode == unix.S_IFDIR:
+		return reply{}, unix.EISDIR
 	}
 	if rmdir && v.isPartial(r.ent) { // its listing is not all in its upper directory
 		if err := v.materialize(r.path); err != nil {
