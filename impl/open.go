@@ -239,7 +239,27 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if r.gone {
 		return openFD(r.host, flags, cloexec) // the supervisor's own ghost
 	}
+	if r.inTree && !r.pure {
+		return openViewFD(t, r.host, flags, cloexec)
+	}
 	return openHostFD(t, r.host, flags, cloexec)
+}
+
+// openViewFD is openHostFD for a shared object that the view reaches by another way than the
+// kernel would (a name the view moved it to, say): the caller's right to search the view's way
+// there was checked by the walk (resolve), and the shared tree's directories above the object
+// are not the caller's way; the supervisor checks the caller's right to the object and opens it
+// itself, following nothing (openHost).
+func openViewFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := hostMay(c, p, openMask(flags)); err != nil {
+		return reply{}, err
+	}
+	fd, err := openHost(p, flags|unix.O_NONBLOCK, 0)
+	return fdReply(fd, err, flags, cloexec)
 }
 
 // openFD opens host path p with the caller's flags for injection, without ever waiting.

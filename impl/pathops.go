@@ -111,9 +111,10 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
-	// A shared object is looked at as the caller, who needs search permission on the way to it.
+	// A shared object outside the trees is looked at as the caller, who needs search permission on
+	// the way to it; in the trees, the walk checked the view's way (resolve).
 	as := func(fn func() error) error { return fn() }
-	if !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
+	if !r.inTree && !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
 		c, err := t.status()
 		if err != nil {
 			return reply{}, err
@@ -166,8 +167,10 @@ func (v *View) access(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if r.own || r.gone || v.ns.hidden(r.host) {
-		return okReply, hostMay(c, r.host, o.mask) // the private layer is not the caller's to walk
+	if r.own || r.gone || v.ns.hidden(r.host) || r.inTree {
+		// The private layer is not the caller's to walk, nor are the shared tree's directories
+		// above an object the view reaches by another way: the walk checked the view's (resolve).
+		return okReply, hostMay(c, r.host, o.mask)
 	}
 	err = asCaller(c, func() error {
 		return unix.Faccessat2(unix.AT_FDCWD, r.host, o.mask, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
@@ -618,25 +621,33 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
 		return reply{}, unix.EBUSY
 	}
-	if err := v.mayRename(t, from, to, exchange); err != nil {
-		return reply{}, err
-	}
-	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
-		return okReply, nil // two names of one shared file (see linkShared): rename(2) leaves both
-	}
 	// The checks that need no listing, before anything is materialized: a failed rename changes
-	// nothing in the private layer.
+	// nothing in the private layer. In do_renameat2's and vfs_rename's order: the ancestors, one
+	// file under two names (which renames nothing), the permissions, the types.
 	if from.path != to.path {
 		switch {
 		case within(to.path, from.path) && to.path != from.path:
 			return reply{}, unix.EINVAL
 		case within(from.path, to.path) && !exchange && to.exists:
 			return reply{}, unix.ENOTEMPTY
+		}
+	}
+	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
+		return okReply, nil // two names of one shared file (see linkShared): rename(2) leaves both
+	}
+	if from.path != to.path {
+		if err := v.mayRename(t, from, to); err != nil {
+			return reply{}, err
+		}
+		switch {
 		case !to.exists || exchange:
 		case from.mode == unix.S_IFDIR && to.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
 		case from.mode != unix.S_IFDIR && to.mode == unix.S_IFDIR:
 			return reply{}, unix.EISDIR
+		}
+		if err := v.mayReparent(t, from, to, exchange); err != nil {
+			return reply{}, err
 		}
 	}
 	if exchange || from.path == to.path || to.exists { // a shared name may be replaced: complete listings

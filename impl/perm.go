@@ -162,6 +162,8 @@ func maySetattr(c creds, obj int, o op) error {
 		}
 	case opSetxattr, opRemovexattr:
 		switch {
+		case strings.HasPrefix(o.name, "user.") && st.Mode&(unix.S_IFMT|unix.S_ISVTX) == unix.S_IFDIR|unix.S_ISVTX && !owner:
+			return unix.EPERM // xattr_permission: a sticky directory's are its owner's
 		case strings.HasPrefix(o.name, "user."):
 			return fdMay(c, obj, unix.W_OK)
 		case strings.HasPrefix(o.name, "system.posix_acl_"):
@@ -206,9 +208,8 @@ func protectedHardlinks() bool {
 }
 
 // mayRename checks that the caller of t may rename from to to (or exchange them): remove from's
-// name, and to's when it exists, and add to's; a directory that changes parent needs write
-// permission of its own, for its "..".
-func (v *View) mayRename(t tracee, from, to resolved, exchange bool) error {
+// name, and to's when it exists, and add to's.
+func (v *View) mayRename(t tracee, from, to resolved) error {
 	c, err := t.status()
 	if err != nil || c.privileged() {
 		return err
@@ -217,10 +218,16 @@ func (v *View) mayRename(t tracee, from, to resolved, exchange bool) error {
 		return err
 	}
 	if to.exists {
-		if err := v.mayRemove(c, to.path); err != nil {
-			return err
-		}
-	} else if err := v.mayMakeIn(c, path.Dir(to.path)); err != nil {
+		return v.mayRemove(c, to.path)
+	}
+	return v.mayMakeIn(c, path.Dir(to.path))
+}
+
+// mayReparent checks, after mayRename and the types of the two names (vfs_rename's order), that
+// a directory that changes parent may be written, for its "..".
+func (v *View) mayReparent(t tracee, from, to resolved, exchange bool) error {
+	c, err := t.status()
+	if err != nil || c.privileged() {
 		return err
 	}
 	if path.Dir(from.path) != path.Dir(to.path) {
