@@ -1022,6 +1022,13 @@ func (v *View) getxattr(t tracee, o op) (reply, error) {
 	buf := make([]byte, size)
 	var n int
 	if o.kind == opGetxattr {
+		c, serr := t.status()
+		if serr == nil {
+			serr = mayGetxattr(c, r.host, o.name)
+		}
+		if serr != nil {
+			return reply{}, serr
+		}
 		n, err = unix.Lgetxattr(r.host, o.name, buf)
 	} else {
 		n, err = unix.Llistxattr(r.host, buf)
