@@ -11,6 +11,11 @@
 //     ".." components and trailing slashes, absolute targets made in the
 //     view, paths that leave the --tree and come back in, paths through
 //     /proc/self/fd, and paths into the store.
+//   - FuzzCreds: op sequences as nobody with a supplementary group, and as
+//     root after a switch, over a tree of both users' files (sticky,
+//     set-group-ID and private directories): refusals, and the owners of new
+//     files, must be the kernel's. The worker thread itself holds the
+//     credentials. Needs root.
 //
 // Every op whose outcome the model defines ([model.Model.Defined]) must have
 // the oracle's outcome, errno included, or the model's on a stale fd

@@ -155,9 +155,12 @@ func (m *Model) WithOwner(uid, gid uint32) *Model {
 	return m
 }
 
-// WithSysctls makes the model follow s.
+// WithSysctls makes the model, its live invocations included, follow s.
 func (m *Model) WithSysctls(s Sysctls) *Model {
 	m.sysctls = s
+	for _, iv := range m.invs {
+		iv.sysctls = s
+	}
 	return m
 }
 
