@@ -630,6 +630,8 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, unix.EINVAL
 		case within(from.path, to.path) && !exchange && to.exists:
 			return reply{}, unix.ENOTEMPTY
+		case within(from.path, to.path) && exchange:
+			return reply{}, unix.EINVAL
 		}
 	}
 	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
