@@ -770,6 +770,19 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOENT
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
+	case oldDir && to.inTree && fromPath != "":
+		// vfs_link refuses a directory after may_linkat and may_create.
+		l, _, err := v.locate(fromPath)
+		if err == nil {
+			err = v.mayLinkPath(t, l.host)
+		}
+		if err == nil {
+			err = v.mayCreate(t, pathDir(to.path))
+		}
+		if err != nil {
+			return reply{}, err
+		}
+		return reply{}, unix.EPERM
 	case oldDir:
 		return reply{}, unix.EPERM
 	}
