@@ -31,11 +31,15 @@ type OpKind uint8
 //   - fails with EBADF when Path is relative and Dirfd is neither AtCWD nor
 //     open, ENOTDIR when Dirfd is not a directory or a non-final component
 //     is not one, ENOENT when a component is missing (also any name looked
-//     up in a removed directory) or Path is empty, and ELOOP after 40
-//     symlinks;
+//     up in a removed directory) or Path is empty, ELOOP after 40
+//     symlinks, and EACCES when the invocation's user ([Cred]) may not
+//     search a directory it looks a name up in;
 //   - follows a final symlink unless its comment says otherwise, and always
 //     when Path ends in '/', which the final component must then be a
 //     directory for (ENOTDIR).
+//
+// Unless the invocation runs as root, ops are refused as the kernel refuses
+// its user (EACCES, EPERM): see the model's package doc.
 //
 // Ops that create a name (OpMkdir, OpMknod, OpSymlink, the new name of
 // OpLink) fail with EEXIST when it exists, symlinks included, or when Path
@@ -91,8 +95,9 @@ const (
 	// flag).
 	OpFstatat
 	// OpAccess is faccessat(Dirfd, Path, Mode) with F_OK, R_OK, W_OK, X_OK.
-	// Errors: EINVAL (another mode bit, checked first); EACCES (X_OK on a
-	// file without any execute bit: the caller is root).
+	// Errors: EINVAL (another mode bit, checked first); EACCES (the
+	// permission bits refuse it; root is refused only X_OK on a file without
+	// any execute bit).
 	OpAccess
 	// OpReadlink is readlinkat(Dirfd, Path, Size) into a buffer of Size
 	// bytes: the target, cut to Size. The final component is not followed.
