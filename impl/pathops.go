@@ -74,11 +74,11 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 	}
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		if p, ok := fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
-			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{})
+			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{named: true})
 			return r, false, err
 		}
 		if o.dirfd == unix.AT_FDCWD { // the working directory, which is not a descriptor: the view's
-			r, err = v.resolve(t, unix.AT_FDCWD, ".", resolveOpts{followFinal: true})
+			r, err = v.resolve(t, unix.AT_FDCWD, ".", resolveOpts{followFinal: true, named: true})
 			return r, false, err
 		}
 		return r, true, nil
@@ -427,6 +427,12 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 
 func pathDir(p string) string { return path.Dir(p) }
 
+// sameObject reports whether host paths a and b name one object.
+func sameObject(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return a == b || unix.Lstat(a, &sa) == nil && unix.Lstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
 // newGid is the group the kernel gives a new object of caller c in host directory dir, where the
 // supervisor made it with its own credentials: the directory's group when it is set-group-ID,
 // else c's fsgid.
@@ -634,8 +640,10 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, unix.EINVAL
 		}
 	}
-	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
-		return okReply, nil // two names of one shared file (see linkShared): rename(2) leaves both
+	if from.path != to.path && to.exists && from.mode != unix.S_IFDIR && sameObject(from.host, to.host) {
+		// Two names of one file (see linkShared): vfs_rename changes nothing, with or without
+		// RENAME_EXCHANGE, before it checks permissions.
+		return okReply, nil
 	}
 	if from.path != to.path {
 		if err := v.mayRename(t, from, to); err != nil {

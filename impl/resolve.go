@@ -59,6 +59,9 @@ type resolveOpts struct {
 	// resolved.longName, for a call that makes other checks before it looks the final name up
 	// (rename; open with O_CREAT, which refuses a trailing slash first).
 	deferLong bool
+	// named: the caller named the object itself (AT_EMPTY_PATH): the kernel walks nothing, and
+	// checks no search permission on the way the view resolves.
+	named bool
 }
 
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
@@ -111,7 +114,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		name := rest[0]
 		rest = rest[1:]
 		last := len(rest) == 0
-		if !gone {
+		if !gone && !o.named {
 			if err := v.maySearch(t, &creds, cur, curSt); err != nil {
 				return r, err
 			}
