@@ -31,11 +31,15 @@ type OpKind uint8
 //   - fails with EBADF when Path is relative and Dirfd is neither AtCWD nor
 //     open, ENOTDIR when Dirfd is not a directory or a non-final component
 //     is not one, ENOENT when a component is missing (also any name looked
-//     up in a removed directory) or Path is empty, and ELOOP after 40
-//     symlinks;
+//     up in a removed directory) or Path is empty, ELOOP after 40
+//     symlinks, and EACCES when the invocation's user ([Cred]) may not
+//     search a directory it looks a name up in;
 //   - follows a final symlink unless its comment says otherwise, and always
 //     when Path ends in '/', which the final component must then be a
 //     directory for (ENOTDIR).
+//
+// Unless the invocation runs as root, ops are refused as the kernel refuses
+// its user (EACCES, EPERM): see the model's package doc.
 //
 // Ops that create a name (OpMkdir, OpMknod, OpSymlink, the new name of
 // OpLink) fail with EEXIST when it exists, symlinks included, or when Path
@@ -91,8 +95,9 @@ const (
 	// flag).
 	OpFstatat
 	// OpAccess is faccessat(Dirfd, Path, Mode) with F_OK, R_OK, W_OK, X_OK.
-	// Errors: EINVAL (another mode bit, checked first); EACCES (X_OK on a
-	// file without any execute bit: the caller is root).
+	// Errors: EINVAL (another mode bit, checked first); EACCES (the
+	// permission bits refuse it; root is refused only X_OK on a file without
+	// any execute bit).
 	OpAccess
 	// OpReadlink is readlinkat(Dirfd, Path, Size) into a buffer of Size
 	// bytes: the target, cut to Size. The final component is not followed.
@@ -437,4 +442,20 @@ type FS interface {
 // invocation has copied into its private layer so far.
 type CopyUpCounter interface {
 	CopyUps(inv Inv) int
+}
+
+// Cred is who an invocation's ops run as: one user and group ID (real, effective, saved-set and
+// file-system alike) and the supplementary groups. Uid 0 holds root's capabilities; any other
+// holds none.
+type Cred struct {
+	Uid, Gid uint32
+	Groups   []uint32
+}
+
+func (c Cred) String() string { return fmt.Sprintf("uid=%d gid=%d groups=%v", c.Uid, c.Gid, c.Groups) }
+
+// CredSetter is implemented by an FS whose invocations can run as another user. SetCred makes
+// inv's later ops run with c; an invocation starts with the credentials of the process.
+type CredSetter interface {
+	SetCred(inv Inv, c Cred) error
 }

@@ -3,6 +3,7 @@ package fsvirt
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -18,10 +19,12 @@ import (
 //	symlink l -> a/f
 //	fifo p
 //
-// A file's content is the rest of its line. An octal mode may follow the
-// kind ("file 0600 a/f secret"); the defaults are 0755 for directories, 0644
-// for files and FIFOs and 0777 for symlinks. Symlink targets are relative: an absolute
-// target would leave the tree.
+// A file's content is the rest of its line. An octal mode of four digits may
+// follow the kind ("file 0600 a/f secret", "dir 1777 tmp"); the defaults are
+// 0755 for directories, 0644 for files and FIFOs and 0777 for symlinks. An
+// owner UID:GID may follow ("dir 2775 0:100 shared", "file 65534:65534 own");
+// the default 0:0 stands for the owner of the directory the tree is built in.
+// Symlink targets are relative: an absolute target would leave the tree.
 type Tree map[string]Node
 
 // NodeType is the kind of a [Node].
@@ -41,10 +44,11 @@ var defaultModes = map[NodeType]uint32{Dir: 0o755, File: 0o644, Symlink: 0o777, 
 
 // Node is one entry of a [Tree].
 type Node struct {
-	Type   NodeType
-	Mode   uint32 // permission bits
-	Data   string // File
-	Target string // Symlink
+	Type     NodeType
+	Mode     uint32 // permission bits
+	Uid, Gid uint32 // the owner; 0 stands for the owner of the directory the tree is built in
+	Data     string // File
+	Target   string // Symlink
 }
 
 // ParseTree reads a tree in the notation of [Tree]. Parents must come first.
@@ -62,12 +66,21 @@ func ParseTree(lines ...string) (Tree, error) {
 			return nil, fmt.Errorf("tree: %q: unknown kind %q", line, kind)
 		}
 		n := Node{Type: typ, Mode: defaultModes[typ]}
-		if tok, after, _ := strings.Cut(rest, " "); len(tok) == 4 && tok[0] == '0' {
+		if tok, after, _ := strings.Cut(rest, " "); len(tok) == 4 && (tok[0] == '0' || strings.Trim(tok, "01234567") == "") {
 			mode, err := strconv.ParseUint(tok, 8, 32)
 			if err != nil {
 				return nil, fmt.Errorf("tree: %q: %w", line, err)
 			}
 			n.Mode, rest = uint32(mode), after
+		}
+		if tok, after, _ := strings.Cut(rest, " "); strings.Contains(tok, ":") {
+			u, g, _ := strings.Cut(tok, ":")
+			uid, err := strconv.ParseUint(u, 10, 32)
+			gid, gerr := strconv.ParseUint(g, 10, 32)
+			if err = errors.Join(err, gerr); err != nil {
+				return nil, fmt.Errorf("tree: %q: owner: %w", line, err)
+			}
+			n.Uid, n.Gid, rest = uint32(uid), uint32(gid), after
 		}
 		p, rest, _ := strings.Cut(rest, " ")
 		switch typ {
@@ -121,6 +134,9 @@ func (t Tree) String() string {
 		b.WriteString(typeNames[n.Type])
 		if n.Mode != defaultModes[n.Type] {
 			fmt.Fprintf(&b, " %04o", n.Mode)
+		}
+		if n.Uid != 0 || n.Gid != 0 {
+			fmt.Fprintf(&b, " %d:%d", n.Uid, n.Gid)
 		}
 		b.WriteString(" " + p)
 		switch n.Type {

@@ -13,6 +13,9 @@ func TestParseTree(t *testing.T) {
 		"file 0600 a/f hello world",
 		"file a/g",
 		"symlink l -> a/f",
+		"dir 1777 t",
+		"file 2755 65534:100 t/o",
+		"dir 0:100 s",
 	}
 	tree, err := fsvirt.ParseTree(lines...)
 	if err != nil {
@@ -23,6 +26,9 @@ func TestParseTree(t *testing.T) {
 		"a/f": {Type: fsvirt.File, Mode: 0o600, Data: "hello world"},
 		"a/g": {Type: fsvirt.File, Mode: 0o644},
 		"l":   {Type: fsvirt.Symlink, Mode: 0o777, Target: "a/f"},
+		"t":   {Type: fsvirt.Dir, Mode: 0o1777},
+		"t/o": {Type: fsvirt.File, Mode: 0o2755, Uid: 65534, Gid: 100},
+		"s":   {Type: fsvirt.Dir, Mode: 0o755, Gid: 100},
 	}
 	if tree.String() != want.String() || len(tree) != len(want) {
 		t.Errorf("got\n%s\nwant\n%s", tree, want)
@@ -44,6 +50,7 @@ func TestParseTreeErrors(t *testing.T) {
 		"path-leaves-tree":   {"file ../f"},
 		"listed-twice":       {"file f", "file f"},
 		"bad-octal-mode":     {"file 0999 f"},
+		"bad-owner":          {"file 0644 1:x f"},
 		"absolute-node-path": {"file /f"},
 	} {
 		if _, err := fsvirt.ParseTree(lines...); err == nil {

@@ -22,8 +22,14 @@
 //     intermediates that exit at once, and subshells, and make path calls
 //     from every level, run in process mode and natively on a private copy:
 //     the transcripts must be the same.
+//   - FuzzCreds: op sequences as nobody with a supplementary group, and as
+//     root after a switch, over a tree of both users' files (sticky,
+//     set-group-ID and private directories): refusals, and the owners of new
+//     files, must be the kernel's. The worker thread itself holds the
+//     credentials. Needs root.
 //
-// In the first three, every op whose outcome the model defines ([model.Model.Defined]) must have
+// In all but FuzzRacingThread and FuzzProcessTree, every op whose outcome the model defines
+// ([model.Model.Defined]) must have
 // the oracle's outcome, errno included, or the model's on a stale fd
 // ([propcheck.Step]). An O_PATH open that the engine answers with an
 // ordinary descriptor must be one the kernel could not have made by the

@@ -212,6 +212,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 
 	// The final object exists. O_CREAT has done its part; what remains is the kernel's open of it.
 	flags &^= unix.O_CREAT | unix.O_EXCL
+	if r.mode == unix.S_IFDIR && openMask(flags)&unix.W_OK != 0 {
+		return reply{}, unix.EISDIR // may_open refuses before it checks permissions
+	}
 	if r.inTree && (r.own || writesData(flags)) {
 		// The supervisor opens these itself: the kernel checks its rights, not the caller's.
 		c, err := t.status()
@@ -239,7 +242,27 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if r.gone {
 		return openFD(r.host, flags, cloexec) // the supervisor's own ghost
 	}
+	if r.inTree && !r.pure {
+		return openViewFD(t, r.host, flags, cloexec)
+	}
 	return openHostFD(t, r.host, flags, cloexec)
+}
+
+// openViewFD is openHostFD for a shared object that the view reaches by another way than the
+// kernel would (a name the view moved it to, say): the caller's right to search the view's way
+// there was checked by the walk (resolve), and the shared tree's directories above the object
+// are not the caller's way; the supervisor checks the caller's right to the object and opens it
+// itself, following nothing (openHost).
+func openViewFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := hostMay(c, p, openMask(flags)); err != nil {
+		return reply{}, err
+	}
+	fd, err := openHost(p, flags|unix.O_NONBLOCK, 0)
+	return fdReply(fd, err, flags, cloexec)
 }
 
 // openFD opens host path p with the caller's flags for injection, without ever waiting.
@@ -336,7 +359,8 @@ func clearNonblock(fd int) error {
 }
 
 // create makes a new file at host path p (or, with tmpfile, an unnamed one in directory p) with the
-// caller's flags, its umask applied to mode, and the caller's fsuid and fsgid as owner.
+// caller's flags, its umask applied to mode, and the caller's fsuid and fsgid as owner (the group
+// of a set-group-ID directory: newGid).
 func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cloexec, tmpfile bool) (reply, error) {
 	c, err := t.status()
 	if err != nil {
@@ -376,8 +400,12 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	if err := unix.Fchmod(fd, mode&^c.umask&07777); err != nil {
 		return fail(err)
 	}
-	if r.inTree && (c.fsuid != os.Geteuid() || c.fsgid != os.Getegid()) {
-		if err := unix.Fchown(fd, c.fsuid, c.fsgid); err != nil && err != unix.EPERM {
+	dir := path.Dir(p)
+	if tmpfile {
+		dir = p
+	}
+	if gid := newGid(c, dir); r.inTree && (c.fsuid != os.Geteuid() || gid != os.Getegid()) {
+		if err := unix.Fchown(fd, c.fsuid, gid); err != nil && err != unix.EPERM {
 			return fail(err)
 		}
 	}

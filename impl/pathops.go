@@ -74,11 +74,11 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 	}
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		if p, ok := fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
-			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{})
+			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{named: true})
 			return r, false, err
 		}
 		if o.dirfd == unix.AT_FDCWD { // the working directory, which is not a descriptor: the view's
-			r, err = v.resolve(t, unix.AT_FDCWD, ".", resolveOpts{followFinal: true})
+			r, err = v.resolve(t, unix.AT_FDCWD, ".", resolveOpts{followFinal: true, named: true})
 			return r, false, err
 		}
 		return r, true, nil
@@ -111,9 +111,10 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
-	// A shared object is looked at as the caller, who needs search permission on the way to it.
+	// A shared object outside the trees is looked at as the caller, who needs search permission on
+	// the way to it; in the trees, the walk checked the view's way (resolve).
 	as := func(fn func() error) error { return fn() }
-	if !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
+	if !r.inTree && !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
 		c, err := t.status()
 		if err != nil {
 			return reply{}, err
@@ -166,8 +167,10 @@ func (v *View) access(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if r.own || r.gone || v.ns.hidden(r.host) {
-		return okReply, hostMay(c, r.host, o.mask) // the private layer is not the caller's to walk
+	if r.own || r.gone || v.ns.hidden(r.host) || r.inTree {
+		// The private layer is not the caller's to walk, nor are the shared tree's directories
+		// above an object the view reaches by another way: the walk checked the view's (resolve).
+		return okReply, hostMay(c, r.host, o.mask)
 	}
 	err = asCaller(c, func() error {
 		return unix.Faccessat2(unix.AT_FDCWD, r.host, o.mask, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
@@ -370,10 +373,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
 		err = unix.Chmod(host, perm|st.Mode&unix.S_ISGID)
 	}
-	gid := c.fsgid
-	if err == nil && st.Gid != uint32(os.Getegid()) {
-		gid = int(st.Gid) // the set-group-ID directory's group, which the kernel gave it
-	}
+	gid := newGid(c, path.Dir(host))
 	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
 		if err = unix.Lchown(host, c.fsuid, gid); err == unix.EPERM {
 			err = nil
@@ -427,6 +427,23 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 
 func pathDir(p string) string { return path.Dir(p) }
 
+// sameObject reports whether host paths a and b name one object.
+func sameObject(a, b string) bool {
+	var sa, sb unix.Stat_t
+	return a == b || unix.Lstat(a, &sa) == nil && unix.Lstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+}
+
+// newGid is the group the kernel gives a new object of caller c in host directory dir, where the
+// supervisor made it with its own credentials: the directory's group when it is set-group-ID,
+// else c's fsgid.
+func newGid(c creds, dir string) int {
+	var st unix.Stat_t
+	if unix.Stat(dir, &st) == nil && st.Mode&unix.S_ISGID != 0 {
+		return int(st.Gid)
+	}
+	return c.fsgid
+}
+
 // unlink is unlink, unlinkat and rmdir.
 func (v *View) unlink(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_REMOVEDIR) != 0 {
@@ -450,9 +467,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		return reply{}, unix.EISDIR
 	case !r.exists:
 		return reply{}, unix.ENOENT
-	case rmdir && r.mode != unix.S_IFDIR:
-		return reply{}, unix.ENOTDIR
-	case !rmdir && r.mode == unix.S_IFDIR:
+	case !rmdir && r.trailingSlash && r.mode == unix.S_IFDIR:
 		return reply{}, unix.EISDIR
 	case !rmdir && r.trailingSlash:
 		return reply{}, unix.ENOTDIR
@@ -463,6 +478,9 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		})
 	}
 	if v.isTreeRoot(r.path) {
+		if !rmdir {
+			return reply{}, unix.EISDIR
+		}
 		return reply{}, unix.EBUSY
 	}
 	c, err := t.status()
@@ -471,6 +489,12 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	if err := v.mayRemove(c, r.path); err != nil {
 		return reply{}, err
+	}
+	switch { // may_delete checks the type after the permissions
+	case rmdir && r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case !rmdir && r.mode == unix.S_IFDIR:
+		return reply{}, unix.EISDIR
 	}
 	if rmdir && v.isPartial(r.ent) { // its listing is not all in its upper directory
 		if err := v.materialize(r.path); err != nil {
@@ -603,25 +627,37 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
 		return reply{}, unix.EBUSY
 	}
-	if err := v.mayRename(t, from, to, exchange); err != nil {
-		return reply{}, err
-	}
-	if !exchange && from.path != to.path && to.exists && !from.own && !to.own && from.mode != unix.S_IFDIR && from.host == to.host {
-		return okReply, nil // two names of one shared file (see linkShared): rename(2) leaves both
-	}
 	// The checks that need no listing, before anything is materialized: a failed rename changes
-	// nothing in the private layer.
+	// nothing in the private layer. In do_renameat2's and vfs_rename's order: the ancestors, one
+	// file under two names (which renames nothing), the permissions, the types.
 	if from.path != to.path {
 		switch {
 		case within(to.path, from.path) && to.path != from.path:
 			return reply{}, unix.EINVAL
 		case within(from.path, to.path) && !exchange && to.exists:
 			return reply{}, unix.ENOTEMPTY
+		case within(from.path, to.path) && exchange:
+			return reply{}, unix.EINVAL
+		}
+	}
+	if from.path != to.path && to.exists && from.mode != unix.S_IFDIR && sameObject(from.host, to.host) {
+		// Two names of one file (see linkShared): vfs_rename changes nothing, with or without
+		// RENAME_EXCHANGE, before it checks permissions.
+		return okReply, nil
+	}
+	if from.path != to.path {
+		if err := v.mayRename(t, from, to); err != nil {
+			return reply{}, err
+		}
+		switch {
 		case !to.exists || exchange:
 		case from.mode == unix.S_IFDIR && to.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
 		case from.mode != unix.S_IFDIR && to.mode == unix.S_IFDIR:
 			return reply{}, unix.EISDIR
+		}
+		if err := v.mayReparent(t, from, to, exchange); err != nil {
+			return reply{}, err
 		}
 	}
 	if exchange || from.path == to.path || to.exists { // a shared name may be replaced: complete listings
@@ -742,6 +778,19 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOENT
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
+	case oldDir && to.inTree && fromPath != "":
+		// vfs_link refuses a directory after may_linkat and may_create.
+		l, _, err := v.locate(fromPath)
+		if err == nil {
+			err = v.mayLinkPath(t, l.host)
+		}
+		if err == nil {
+			err = v.mayCreate(t, pathDir(to.path))
+		}
+		if err != nil {
+			return reply{}, err
+		}
+		return reply{}, unix.EPERM
 	case oldDir:
 		return reply{}, unix.EPERM
 	}
@@ -996,6 +1045,13 @@ func (v *View) getxattr(t tracee, o op) (reply, error) {
 	buf := make([]byte, size)
 	var n int
 	if o.kind == opGetxattr {
+		c, serr := t.status()
+		if serr == nil {
+			serr = mayGetxattr(c, r.host, o.name)
+		}
+		if serr != nil {
+			return reply{}, serr
+		}
 		n, err = unix.Lgetxattr(r.host, o.name, buf)
 	} else {
 		n, err = unix.Llistxattr(r.host, buf)

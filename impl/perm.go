@@ -146,6 +146,11 @@ func maySetattr(c creds, obj int, o op) error {
 			return unix.EPERM
 		case o.gid != -1 && uint32(o.gid) != st.Gid && !c.inGroup(uint32(o.gid)):
 			return unix.EPERM
+		case !owner && st.Mode&unix.S_IFMT != unix.S_IFDIR && (st.Mode&unix.S_ISUID != 0 ||
+			st.Mode&unix.S_ISGID != 0 && (st.Mode&unix.S_IXGRP != 0 || !c.inGroup(st.Gid))):
+			// Even chown(-1, -1) clears these set-ID bits (chown_common), a change of mode,
+			// which is the owner's.
+			return unix.EPERM
 		}
 	case opTruncate:
 		return fdMay(c, obj, unix.W_OK)
@@ -162,6 +167,8 @@ func maySetattr(c creds, obj int, o op) error {
 		}
 	case opSetxattr, opRemovexattr:
 		switch {
+		case strings.HasPrefix(o.name, "user.") && st.Mode&(unix.S_IFMT|unix.S_ISVTX) == unix.S_IFDIR|unix.S_ISVTX && !owner:
+			return unix.EPERM // xattr_permission: a sticky directory's are its owner's
 		case strings.HasPrefix(o.name, "user."):
 			return fdMay(c, obj, unix.W_OK)
 		case strings.HasPrefix(o.name, "system.posix_acl_"):
@@ -206,9 +213,8 @@ func protectedHardlinks() bool {
 }
 
 // mayRename checks that the caller of t may rename from to to (or exchange them): remove from's
-// name, and to's when it exists, and add to's; a directory that changes parent needs write
-// permission of its own, for its "..".
-func (v *View) mayRename(t tracee, from, to resolved, exchange bool) error {
+// name, and to's when it exists, and add to's.
+func (v *View) mayRename(t tracee, from, to resolved) error {
 	c, err := t.status()
 	if err != nil || c.privileged() {
 		return err
@@ -217,10 +223,16 @@ func (v *View) mayRename(t tracee, from, to resolved, exchange bool) error {
 		return err
 	}
 	if to.exists {
-		if err := v.mayRemove(c, to.path); err != nil {
-			return err
-		}
-	} else if err := v.mayMakeIn(c, path.Dir(to.path)); err != nil {
+		return v.mayRemove(c, to.path)
+	}
+	return v.mayMakeIn(c, path.Dir(to.path))
+}
+
+// mayReparent checks, after mayRename and the types of the two names (vfs_rename's order), that
+// a directory that changes parent may be written, for its "..".
+func (v *View) mayReparent(t tracee, from, to resolved, exchange bool) error {
+	c, err := t.status()
+	if err != nil || c.privileged() {
 		return err
 	}
 	if path.Dir(from.path) != path.Dir(to.path) {
@@ -274,4 +286,25 @@ func (v *View) mayLinkPath(t tracee, h string) error {
 	}
 	defer unix.Close(fd)
 	return mayLink(c, fd)
+}
+
+// mayGetxattr is xattr_permission for caller c reading the extended attribute name of the view's
+// object at host path h, which the supervisor reads with its own credentials: trusted.* needs
+// privilege (without it, it reads as unset), user.* (and any other but security.* and system.*)
+// read permission on a regular file or directory.
+func mayGetxattr(c creds, h, name string) error {
+	switch {
+	case c.privileged(), strings.HasPrefix(name, "security."), strings.HasPrefix(name, "system."):
+		return nil
+	case strings.HasPrefix(name, "trusted."):
+		return unix.ENODATA
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(h, &st); err != nil {
+		return err
+	}
+	if typ := st.Mode & unix.S_IFMT; strings.HasPrefix(name, "user.") && typ != unix.S_IFREG && typ != unix.S_IFDIR {
+		return nil // nothing can be set there: the read finds nothing
+	}
+	return hostMay(c, h, unix.R_OK)
 }

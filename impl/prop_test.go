@@ -76,14 +76,21 @@ func newEngineFS(t *testing.T, shared string, policy impl.Policy) *engineFS {
 
 func setupShared(t *testing.T) (shared, tmp string) {
 	t.Helper()
+	return setupSharedTree(t, propcheck.DefaultTree)
+}
+
+// setupSharedTree is setupShared for tree, in directories any user may reach.
+func setupSharedTree(t *testing.T, tree fsvirt.Tree) (shared, tmp string) {
+	t.Helper()
 	dir := t.TempDir()
+	propcheck.Reachable(t, dir)
 	shared, tmp = filepath.Join(dir, "shared"), filepath.Join(dir, "tmp")
 	for _, d := range []string{shared, tmp} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := sysexec.Build(shared, propcheck.DefaultTree); err != nil {
+	if err := sysexec.Build(shared, tree); err != nil {
 		t.Fatal(err)
 	}
 	return shared, tmp
@@ -91,7 +98,10 @@ func setupShared(t *testing.T) (shared, tmp string) {
 
 // resetShared rebuilds the shared tree before each case, so that an engine bug that wrote to it
 // fails that case alone, and rapid can shrink it, rather than every later case.
-func resetShared(t *rapid.T, shared string) {
+func resetShared(t *rapid.T, shared string) { resetSharedTree(t, shared, propcheck.DefaultTree) }
+
+// resetSharedTree is resetShared for tree.
+func resetSharedTree(t *rapid.T, shared string, tree fsvirt.Tree) {
 	entries, err := os.ReadDir(shared)
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +111,7 @@ func resetShared(t *rapid.T, shared string) {
 			t.Fatal(err)
 		}
 	}
-	if err := sysexec.Build(shared, propcheck.DefaultTree); err != nil {
+	if err := sysexec.Build(shared, tree); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -142,3 +152,47 @@ func TestEngineVsModel(t *testing.T) {
 // noXattrs leaves the xattr ops out where the test's file system has no user xattrs (tmpfs
 // before Linux 6.6, as in the vmtest initramfs).
 func noXattrs(t *testing.T) bool { return sysexec.HaveUserXattrs(t.TempDir()) != nil }
+
+// credOptions are the state machine's options for runs as root and as nobody with a supplementary
+// group, on a tree of both users' files; such runs need root.
+func credOptions(t *testing.T) propcheck.Options {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the tree holds root's and nobody's files, and the worker threads switch credentials: needs root")
+	}
+	return propcheck.Options{Tree: propcheck.CredTree, Names: propcheck.CredNames, Invocations: invocations, NoXattrs: noXattrs(t),
+		Creds: []fsvirt.Cred{propcheck.Root, propcheck.Nobody}}
+}
+
+// TestEngineVsCopyCreds: the engine refuses a caller what the kernel refuses it, and makes new
+// files as the kernel does, as root and as an unprivileged user with supplementary groups; each
+// invocation's worker thread itself holds the credentials (sysexec.SetCred), which the engine reads
+// as it reads any caller's.
+func TestEngineVsCopyCreds(t *testing.T) {
+	opts := credOptions(t)
+	for _, pol := range []impl.Policy{impl.PolicyFast, impl.PolicyStrict} {
+		t.Run(pol.String(), func(t *testing.T) {
+			shared, tmp := setupSharedTree(t, propcheck.CredTree)
+			e := newEngineFS(t, shared, pol)
+			rapid.Check(t, func(rt *rapid.T) {
+				resetSharedTree(rt, shared, propcheck.CredTree)
+				propcheck.Run(rt, e, oracle.NewCopy(shared, tmp), opts)
+			})
+		})
+	}
+}
+
+// TestEngineVsModelCreds is TestEngineVsModel with credentials, as TestEngineVsCopyCreds.
+func TestEngineVsModelCreds(t *testing.T) {
+	opts := credOptions(t)
+	shared, _ := setupSharedTree(t, propcheck.CredTree)
+	e := newEngineFS(t, shared, impl.PolicyFast)
+	umask, err := sysexec.Umask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		resetSharedTree(rt, shared, propcheck.CredTree)
+		propcheck.Run(rt, e, model.New(propcheck.CredTree, umask).WithSysctls(propcheck.HostSysctls()), opts)
+	})
+}

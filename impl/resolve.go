@@ -59,6 +59,9 @@ type resolveOpts struct {
 	// resolved.longName, for a call that makes other checks before it looks the final name up
 	// (rename; open with O_CREAT, which refuses a trailing slash first).
 	deferLong bool
+	// named: the caller named the object itself (AT_EMPTY_PATH): the kernel walks nothing, and
+	// checks no search permission on the way the view resolves.
+	named bool
 }
 
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
@@ -106,16 +109,23 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		}
 	}
 	links := 0
+	var curSt *unix.Stat_t // cur's, when known
 	for len(rest) > 0 {
 		name := rest[0]
 		rest = rest[1:]
 		last := len(rest) == 0
+		if !gone && !o.named {
+			if err := v.maySearch(t, &creds, cur, curSt); err != nil {
+				return r, err
+			}
+		}
 		switch name {
 		case ".":
 			continue
 		case "..":
 			gone = false
 			plain = false
+			curSt = nil
 			if cur == root {
 				if o.resolve&unix.RESOLVE_BENEATH != 0 {
 					return r, unix.EXDEV
@@ -153,7 +163,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				next += "/task/" + strconv.Itoa(t.tid)
 			}
 			plain = false
-			cur = next
+			cur, curSt = next, nil
 			continue
 		}
 		if supervisorOnly(t, next) {
@@ -230,6 +240,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				target = mapped
 			}
 			if strings.HasPrefix(target, "/") {
+				curSt = nil
 				if beneath {
 					if o.resolve&unix.RESOLVE_BENEATH != 0 {
 						return r, unix.EXDEV
@@ -249,10 +260,12 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 				return r, unix.ENOTDIR
 			}
+			// Only directories that every caller may search are known (knownDir skips them).
+			plain = plain && st.Mode&0o111 == 0o111
 			if plain && l.ent.transparent(next) {
 				v.dirs.add(next, &st)
 			}
-			cur = next
+			cur, curSt = next, &st
 			continue
 		}
 		cur = next
@@ -304,6 +317,31 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		return r, unix.ENOTDIR
 	}
 	return r, nil
+}
+
+// maySearch checks that the caller of t may search view directory dir (st, when known, its
+// status), as may_lookup does before each component of a walk: the supervisor resolves with its
+// own credentials, and a call it answers itself would otherwise reach what the caller cannot. A
+// directory every class may search (a+x) is not looked at further (an ACL entry of a named user
+// that refuses it is not seen); for another, the caller's credentials are read into *c once per
+// walk, and the kernel checks as the caller (hostMay). A dir that cannot be located is left to the
+// lookup in it, which fails as it would.
+func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
+	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).privileged() {
+		return nil
+	}
+	l, lst, err := v.locate(dir)
+	if err != nil || lst.Mode&0o111 == 0o111 {
+		return nil
+	}
+	if *c == nil {
+		cr, err := t.status()
+		if err != nil {
+			return err
+		}
+		*c = &cr
+	}
+	return hostMay(**c, l.host, unix.X_OK)
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the

@@ -35,9 +35,24 @@
 // resolve in the live view. A chroot copy or overlayfs differs there; the
 // model is the specification.
 //
-// The caller is root: permission bits never refuse access, but X_OK needs an
-// execute bit on a non-directory, and chown clears setuid and setgid as it
-// does for root.
+// Credentials: each invocation runs as one user, with a group and
+// supplementary groups ([fsvirt.Cred], [Model.SetCred]; at Begin the owner
+// [Model.WithOwner] gave, root by default), and the model refuses what the
+// kernel refuses that user (docs/kernel.md, "Credentials are per thread"):
+// search permission on every directory a path walks; opens by the access
+// they ask for; creation and removal without write and search permission on
+// the directory, or of another's name in a sticky one; chmod, explicit
+// utimensat times and chown by another than the owner; the owner's chown to
+// a group it is not in; user.* xattrs without write (read, for getxattr)
+// permission, and on another's sticky directory. A new file belongs to the
+// caller, with the group of a set-group-ID directory, where a new directory
+// is set-group-ID too. Writes, truncations and chown by a caller without
+// CAP_FSETID clear set-user-ID, and set-group-ID where the group may execute
+// or is not the caller's. Uid 0 holds root's capabilities: only X_OK on a
+// non-directory without an execute bit is refused it, and its chown clears
+// set-user-ID and executable set-group-ID of a non-directory.
+// fs.protected_hardlinks and fs.protected_symlinks are followed as
+// [Model.WithSysctls] says.
 //
 // A Model is not safe for concurrent use.
 package model

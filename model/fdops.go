@@ -73,6 +73,7 @@ func (m *Model) fdOpOn(iv *invocation, f *file, op fsvirt.Op) fsvirt.Outcome {
 			n.data = append(n.data, make([]byte, end-int64(len(n.data)))...)
 		}
 		copy(n.data[off:], op.Data)
+		iv.killPrivs(n)
 		if op.Kind == fsvirt.OpWrite {
 			f.off = off + int64(len(op.Data))
 		}
@@ -98,6 +99,7 @@ func (m *Model) fdOpOn(iv *invocation, f *file, op fsvirt.Op) fsvirt.Outcome {
 			return fsvirt.Fail(unix.EINVAL)
 		}
 		n.data = resize(n.data, op.Size)
+		iv.killPrivs(n)
 		return fsvirt.Outcome{}
 	case fsvirt.OpStat:
 		if f.listShared {
@@ -122,6 +124,9 @@ func (m *Model) fdOpOn(iv *invocation, f *file, op fsvirt.Op) fsvirt.Outcome {
 	case fsvirt.OpFchdir:
 		if n.typ != fsvirt.Dir {
 			return fsvirt.Fail(unix.ENOTDIR)
+		}
+		if !iv.may(n, unix.X_OK) {
+			return fsvirt.Fail(unix.EACCES)
 		}
 		iv.cwd = n
 		return fsvirt.Outcome{}

@@ -56,13 +56,14 @@ type Decision struct {
 // that changes a shared non-directory first copies it up, and each
 // invocation has directories of its own from the start.
 type node struct {
-	typ    fsvirt.NodeType
-	mode   uint32 // permission, setuid, setgid and sticky bits
-	data   []byte // fsvirt.File
-	target string // fsvirt.Symlink
-	xattrs map[string]string
-	nlink  uint64 // non-directories: names in the view
-	shared bool   // a node of the shared tree
+	typ      fsvirt.NodeType
+	mode     uint32 // permission, setuid, setgid and sticky bits
+	uid, gid uint32
+	data     []byte // fsvirt.File
+	target   string // fsvirt.Symlink
+	xattrs   map[string]string
+	nlink    uint64 // non-directories: names in the view
+	shared   bool   // a node of the shared tree
 
 	// Directories.
 	entries map[string]*node
@@ -83,6 +84,8 @@ type file struct {
 }
 
 type invocation struct {
+	cred      fsvirt.Cred // who the ops run as
+	sysctls   Sysctls
 	root, cwd *node
 	fds       []*file // by handle; nil when free
 	copyUps   int
@@ -99,24 +102,27 @@ type Model struct {
 	tree     fsvirt.Tree
 	shared   *node // the root
 	umask    uint32
-	uid, gid uint32
+	uid, gid uint32 // an invocation's credentials at Begin
+	sysctls  Sysctls
 	invs     map[fsvirt.Inv]*invocation
 }
 
 var (
 	_ fsvirt.FS            = (*Model)(nil)
 	_ fsvirt.CopyUpCounter = (*Model)(nil)
+	_ fsvirt.CredSetter    = (*Model)(nil)
 )
 
 // New returns a model of the view of tree. Files are created with mode &^
-// umask, as the kernel does for the invocation's thread, and belong to root
-// unless [Model.WithOwner] says otherwise.
+// umask, as the kernel does for the invocation's thread. The tree's files
+// owned by 0:0 belong to root, and invocations begin as root, unless
+// [Model.WithOwner] says otherwise.
 func New(tree fsvirt.Tree, umask uint32) *Model {
 	root := &node{typ: fsvirt.Dir, mode: 0o755, shared: true, entries: map[string]*node{}}
 	byPath := map[string]*node{"": root}
 	for _, p := range tree.Paths() {
 		n := tree[p]
-		sn := &node{typ: n.Type, mode: n.Mode, data: []byte(n.Data), target: n.Target, nlink: 1, shared: true}
+		sn := &node{typ: n.Type, mode: n.Mode, uid: n.Uid, gid: n.Gid, data: []byte(n.Data), target: n.Target, nlink: 1, shared: true}
 		if n.Type == fsvirt.Dir {
 			sn.entries = map[string]*node{}
 		}
@@ -128,11 +134,44 @@ func New(tree fsvirt.Tree, umask uint32) *Model {
 	return &Model{tree: tree, shared: root, umask: umask, invs: map[fsvirt.Inv]*invocation{}}
 }
 
-// WithOwner makes uid and gid the owner of the shared tree's files and of
-// those the invocations create: the caller's ids.
+// WithOwner makes uid and gid the owner of the shared tree's files that the
+// tree gives to 0:0 (the builder, see [fsvirt.Tree]), and the credentials
+// invocations begin with: the process's.
 func (m *Model) WithOwner(uid, gid uint32) *Model {
 	m.uid, m.gid = uid, gid
+	var own func(n *node)
+	own = func(n *node) {
+		if n.uid == 0 {
+			n.uid = uid
+		}
+		if n.gid == 0 {
+			n.gid = gid
+		}
+		for _, e := range n.entries {
+			own(e)
+		}
+	}
+	own(m.shared)
 	return m
+}
+
+// WithSysctls makes the model, its live invocations included, follow s.
+func (m *Model) WithSysctls(s Sysctls) *Model {
+	m.sysctls = s
+	for _, iv := range m.invs {
+		iv.sysctls = s
+	}
+	return m
+}
+
+// SetCred implements [fsvirt.CredSetter].
+func (m *Model) SetCred(inv fsvirt.Inv, c fsvirt.Cred) error {
+	iv := m.invs[inv]
+	if iv == nil {
+		return fmt.Errorf("model: invocation %d is not live", inv)
+	}
+	iv.cred = fsvirt.Cred{Uid: c.Uid, Gid: c.Gid, Groups: slices.Clone(c.Groups)}
+	return nil
 }
 
 // Begin implements [fsvirt.FS].
@@ -141,13 +180,13 @@ func (m *Model) Begin(inv fsvirt.Inv) error {
 		return fmt.Errorf("model: invocation %d is live", inv)
 	}
 	root := viewDir(m.shared, nil)
-	m.invs[inv] = &invocation{root: root, cwd: root, gone: map[*node]bool{}}
+	m.invs[inv] = &invocation{cred: fsvirt.Cred{Uid: m.uid, Gid: m.gid}, sysctls: m.sysctls, root: root, cwd: root, gone: map[*node]bool{}}
 	return nil
 }
 
 // viewDir makes an invocation's directory showing the shared directory d.
 func viewDir(d, parent *node) *node {
-	v := &node{typ: fsvirt.Dir, mode: d.mode, entries: map[string]*node{}, parent: parent, lower: d}
+	v := &node{typ: fsvirt.Dir, mode: d.mode, uid: d.uid, gid: d.gid, entries: map[string]*node{}, parent: parent, lower: d}
 	for name, n := range d.entries {
 		if n.typ == fsvirt.Dir {
 			n = viewDir(n, v)
@@ -243,7 +282,7 @@ func (m *Model) clone() *Model {
 		return &d
 	}
 	for inv, iv := range m.invs {
-		civ := &invocation{root: cp(iv.root), cwd: cp(iv.cwd), copyUps: iv.copyUps, gone: cloneMap(iv.gone), names: cloneMap(iv.names)}
+		civ := &invocation{cred: iv.cred, sysctls: iv.sysctls, root: cp(iv.root), cwd: cp(iv.cwd), copyUps: iv.copyUps, gone: cloneMap(iv.gone), names: cloneMap(iv.names)}
 		for _, f := range iv.fds {
 			var cf *file
 			if f != nil {
@@ -306,7 +345,7 @@ func (iv *invocation) private(dir *node, name string, n *node) (*node, Mapping) 
 	case !n.shared:
 		return n, Redirect
 	}
-	c := &node{typ: n.typ, mode: n.mode, data: slices.Clone(n.data), target: n.target, xattrs: cloneMap(n.xattrs), nlink: 1}
+	c := &node{typ: n.typ, mode: n.mode, uid: n.uid, gid: n.gid, data: slices.Clone(n.data), target: n.target, xattrs: cloneMap(n.xattrs), nlink: 1}
 	if dir == nil || dir.entries[name] != n {
 		panic(fmt.Sprintf("[bug] model: copy-up of %q, not in its directory", name))
 	}
@@ -342,7 +381,7 @@ func mapping(n *node) Mapping {
 }
 
 func (m *Model) stat(n *node) fsvirt.Stat {
-	s := fsvirt.Stat{Mode: n.mode, Nlink: n.nlink, Uid: m.uid, Gid: m.gid}
+	s := fsvirt.Stat{Mode: n.mode, Nlink: n.nlink, Uid: n.uid, Gid: n.gid}
 	switch n.typ {
 	case fsvirt.Dir:
 		s.Mode |= unix.S_IFDIR

@@ -2,6 +2,7 @@ package model
 
 import (
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -47,7 +48,11 @@ func (m *Model) create(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 		errno = unix.ENOENT
 	case w.trailing && op.Kind != fsvirt.OpMkdir:
 		errno = unix.ENOENT
-	case op.Kind == fsvirt.OpLink && old.node.typ == fsvirt.Dir:
+	case op.Kind == fsvirt.OpLink && iv.mayLink(old.node) != 0:
+		errno = unix.EPERM
+	case iv.mayCreate(w.dir) != 0:
+		errno = unix.EACCES
+	case op.Kind == fsvirt.OpLink && old.node.typ == fsvirt.Dir: // vfs_link, after may_create
 		errno = unix.EPERM
 	}
 	if errno != 0 {
@@ -59,17 +64,15 @@ func (m *Model) create(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 	dec := Decision{Mapping: Redirect}
 	switch op.Kind {
 	case fsvirt.OpMkdir:
-		n = &node{typ: fsvirt.Dir, mode: mode & 0o1777, entries: map[string]*node{}, parent: w.dir, touched: true}
-		if w.dir.mode&unix.S_ISGID != 0 {
-			n.mode |= unix.S_ISGID
-		}
+		n = iv.owned(w.dir, &node{typ: fsvirt.Dir, mode: mode & 0o1777, entries: map[string]*node{}, parent: w.dir, touched: true})
 	case fsvirt.OpMknod:
 		n = &node{typ: fsvirt.File, mode: mode, nlink: 1}
 		if op.Mode&unix.S_IFMT == unix.S_IFIFO {
 			n.typ = fsvirt.Fifo
 		}
+		iv.owned(w.dir, n)
 	case fsvirt.OpSymlink:
-		n = &node{typ: fsvirt.Symlink, mode: 0o777, target: string(op.Data), nlink: 1}
+		n = iv.owned(w.dir, &node{typ: fsvirt.Symlink, mode: 0o777, target: string(op.Data), nlink: 1})
 	case fsvirt.OpLink:
 		n = old.node
 		if n.shared && n.typ != fsvirt.File { // a shared symlink or FIFO is copied up first
@@ -118,12 +121,20 @@ func (m *Model) unlink(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 		errno = unix.EISDIR
 	case n == nil:
 		errno = unix.ENOENT
+	case !rmdir && w.trailing && n.typ != fsvirt.Dir:
+		errno = unix.ENOTDIR
+	case !rmdir && w.trailing:
+		errno = unix.EISDIR
+	}
+	if errno == 0 {
+		errno = iv.mayDelete(w.dir, n) // may_delete, before the type of n
+	}
+	switch {
+	case errno != 0:
 	case rmdir && n.typ != fsvirt.Dir:
 		errno = unix.ENOTDIR
 	case rmdir && len(n.entries) > 0:
 		errno = unix.ENOTEMPTY
-	case !rmdir && w.trailing && n.typ != fsvirt.Dir:
-		errno = unix.ENOTDIR
 	case !rmdir && n.typ == fsvirt.Dir:
 		errno = unix.EISDIR
 	}
@@ -208,18 +219,27 @@ func (m *Model) rename(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 	if src == dst {
 		return fsvirt.Outcome{}, Decision{Mapping: Redirect}
 	}
-	if dst != nil && !exchange {
+	errno = iv.mayRename(from, to)
+	if errno == 0 && dst != nil && !exchange {
 		switch {
 		case src.typ == fsvirt.Dir && dst.typ != fsvirt.Dir:
 			errno = unix.ENOTDIR
 		case src.typ != fsvirt.Dir && dst.typ == fsvirt.Dir:
 			errno = unix.EISDIR
-		case dst.typ == fsvirt.Dir && len(dst.entries) > 0:
-			errno = unix.ENOTEMPTY
 		}
-		if errno != 0 {
-			return fsvirt.Fail(errno), Decision{}
+	}
+	if errno == 0 && from.dir != to.dir { // the parent changes: a directory's ".." is written
+		if src.typ == fsvirt.Dir && !iv.may(src, unix.W_OK) || exchange && dst.typ == fsvirt.Dir && !iv.may(dst, unix.W_OK) {
+			errno = unix.EACCES
 		}
+	}
+	if errno == 0 && dst != nil && !exchange && dst.typ == fsvirt.Dir && len(dst.entries) > 0 {
+		errno = unix.ENOTEMPTY
+	}
+	if errno != 0 {
+		return fsvirt.Fail(errno), Decision{}
+	}
+	if dst != nil && !exchange {
 		iv.remove(to.dir, to.name)
 	}
 	delete(from.dir.entries, from.name)
@@ -248,4 +268,16 @@ func ancestorChild(p1, p2 *node) *node {
 		}
 	}
 	return nil
+}
+
+// mayRename is vfs_rename's first permission checks: from's name may be removed, and to's name
+// removed or made.
+func (iv *invocation) mayRename(from, to walk) syscall.Errno {
+	if errno := iv.mayDelete(from.dir, from.node); errno != 0 {
+		return errno
+	}
+	if to.node == nil {
+		return iv.mayCreate(to.dir)
+	}
+	return iv.mayDelete(to.dir, to.node)
 }

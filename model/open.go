@@ -49,8 +49,10 @@ func (m *Model) open(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 		errno = unix.ENOENT
 	case n == nil && w.dir.dead:
 		errno = unix.ENOENT
+	case n == nil && iv.mayCreate(w.dir) != 0:
+		errno = unix.EACCES
 	case n == nil:
-		n = &node{typ: fsvirt.File, mode: op.Mode &^ m.umask & 0o7777, nlink: 1}
+		n = iv.owned(w.dir, &node{typ: fsvirt.File, mode: op.Mode &^ m.umask & 0o7777, nlink: 1})
 		w.dir.entries[w.name], created = n, true
 		w.dir.touched = true
 	case excl:
@@ -65,6 +67,8 @@ func (m *Model) open(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 		errno = unix.EISDIR
 	case n.typ == fsvirt.Fifo && !has(unix.O_PATH):
 		iv.undefined = "a FIFO opened without O_PATH blocks"
+	case !has(unix.O_PATH) && !iv.may(n, openMask(flags)): // may_open
+		errno = unix.EACCES
 	}
 	if errno != 0 {
 		return fsvirt.Fail(errno), Decision{}
@@ -79,6 +83,7 @@ func (m *Model) open(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) {
 	}
 	if n.typ == fsvirt.File && has(unix.O_TRUNC) && write && !created {
 		n.data = nil
+		iv.killPrivs(n)
 	}
 	f := &file{node: n, flags: flags}
 	f.listShared = n.typ == fsvirt.Dir && dec.Mapping == PassThrough
@@ -92,12 +97,24 @@ func (m *Model) tmpfile(iv *invocation, op fsvirt.Op, w walk, flags int) (fsvirt
 		return fsvirt.Fail(unix.ENOENT), Decision{}
 	case w.node.typ != fsvirt.Dir:
 		return fsvirt.Fail(unix.ENOTDIR), Decision{}
+	case iv.mayCreate(w.node) != 0: // vfs_tmpfile
+		return fsvirt.Fail(unix.EACCES), Decision{}
 	case w.node.dead:
 		// ext4 says EPERM; overlayfs ENOTDIR for a removed lower directory.
 		iv.undefined = "O_TMPFILE in a removed directory is file-system specific"
 		return fsvirt.Fail(unix.EPERM), Decision{}
 	}
-	n := &node{typ: fsvirt.File, mode: op.Mode &^ m.umask & 0o7777}
+	n := iv.owned(w.node, &node{typ: fsvirt.File, mode: op.Mode &^ m.umask & 0o7777})
 	f := &file{node: n, flags: flags}
 	return fsvirt.Outcome{Ret: int64(iv.install(f))}, Decision{Mapping: Redirect}
+}
+
+// openMask is the access an open with flags asks for (build_open_flags): read and write by
+// access mode, write for O_TRUNC.
+func openMask(flags int) uint32 {
+	mask := [...]uint32{unix.R_OK, unix.W_OK, unix.R_OK | unix.W_OK, unix.R_OK | unix.W_OK}[flags&unix.O_ACCMODE]
+	if flags&unix.O_TRUNC != 0 {
+		mask |= unix.W_OK
+	}
+	return mask
 }

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -50,7 +51,7 @@ func (m *Model) pathOp(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 	case fsvirt.OpFstatat:
 		return fsvirt.Outcome{Stat: m.stat(n)}, dec
 	case fsvirt.OpAccess:
-		if op.Mode&unix.X_OK != 0 && n.typ != fsvirt.Dir && n.mode&0o111 == 0 {
+		if !iv.may(n, op.Mode) {
 			return fsvirt.Fail(unix.EACCES), dec
 		}
 		return fsvirt.Outcome{}, dec
@@ -64,11 +65,16 @@ func (m *Model) pathOp(iv *invocation, op fsvirt.Op) (fsvirt.Outcome, Decision) 
 		if n.typ != fsvirt.Dir {
 			return fsvirt.Fail(unix.ENOTDIR), dec
 		}
+		if !iv.may(n, unix.X_OK) {
+			return fsvirt.Fail(unix.EACCES), dec
+		}
 		iv.cwd = n
 		return fsvirt.Outcome{}, dec
 	case fsvirt.OpGetxattr:
 		v, ok := n.xattrs[op.Name]
 		switch {
+		case (n.typ == fsvirt.File || n.typ == fsvirt.Dir) && !iv.may(n, unix.R_OK): // xattr_permission
+			return fsvirt.Fail(unix.EACCES), dec
 		case !ok:
 			return fsvirt.Fail(unix.ENODATA), dec
 		case op.Size == 0:
@@ -121,6 +127,14 @@ func pathArgs(op fsvirt.Op) (follow, ok bool) {
 func (m *Model) change(iv *invocation, op fsvirt.Op, w walk) (fsvirt.Outcome, Decision) {
 	n := w.node
 	userXattrs := n.typ == fsvirt.File || n.typ == fsvirt.Dir
+	// xattr_permission: a sticky directory's user.* names are its owner's to change.
+	xattrErr := syscall.Errno(0)
+	switch {
+	case !userXattrs || n.typ == fsvirt.Dir && n.mode&unix.S_ISVTX != 0 && !iv.owns(n):
+		xattrErr = unix.EPERM
+	case !iv.may(n, unix.W_OK):
+		xattrErr = unix.EACCES
+	}
 	switch op.Kind {
 	case fsvirt.OpTruncatePath:
 		switch {
@@ -128,20 +142,30 @@ func (m *Model) change(iv *invocation, op fsvirt.Op, w walk) (fsvirt.Outcome, De
 			return fsvirt.Fail(unix.EISDIR), Decision{}
 		case n.typ != fsvirt.File:
 			return fsvirt.Fail(unix.EINVAL), Decision{}
+		case !iv.may(n, unix.W_OK):
+			return fsvirt.Fail(unix.EACCES), Decision{}
+		}
+	case fsvirt.OpChmod, fsvirt.OpUtimens: // explicit times, as the ops give them
+		if !iv.owns(n) {
+			return fsvirt.Fail(unix.EPERM), Decision{}
+		}
+	case fsvirt.OpChown:
+		if errno := iv.chown(n, op.Uid, op.Gid); errno != 0 {
+			return fsvirt.Fail(errno), Decision{}
 		}
 	case fsvirt.OpSetxattr:
 		_, set := n.xattrs[op.Name]
 		switch {
-		case !userXattrs:
-			return fsvirt.Fail(unix.EPERM), Decision{}
+		case xattrErr != 0:
+			return fsvirt.Fail(xattrErr), Decision{}
 		case set && op.Flags == unix.XATTR_CREATE:
 			return fsvirt.Fail(unix.EEXIST), Decision{}
 		case !set && op.Flags == unix.XATTR_REPLACE:
 			return fsvirt.Fail(unix.ENODATA), Decision{}
 		}
 	case fsvirt.OpRemovexattr:
-		if _, set := n.xattrs[op.Name]; !userXattrs {
-			return fsvirt.Fail(unix.EPERM), Decision{}
+		if _, set := n.xattrs[op.Name]; xattrErr != 0 {
+			return fsvirt.Fail(xattrErr), Decision{}
 		} else if !set {
 			return fsvirt.Fail(unix.ENODATA), Decision{}
 		}
@@ -150,15 +174,22 @@ func (m *Model) change(iv *invocation, op fsvirt.Op, w walk) (fsvirt.Outcome, De
 	switch op.Kind {
 	case fsvirt.OpChmod:
 		n.mode = op.Mode & 0o7777
+		if !iv.inGroup(n.gid) {
+			n.mode &^= unix.S_ISGID
+		}
 	case fsvirt.OpChown:
 		if n.typ != fsvirt.Dir {
-			n.mode &^= unix.S_ISUID
-			if n.mode&unix.S_IXGRP != 0 {
-				n.mode &^= unix.S_ISGID
-			}
+			n.mode &^= iv.dropIDs(n)
+		}
+		if op.Uid != -1 {
+			n.uid = uint32(op.Uid)
+		}
+		if op.Gid != -1 {
+			n.gid = uint32(op.Gid)
 		}
 	case fsvirt.OpTruncatePath:
 		n.data = resize(n.data, op.Size)
+		iv.killPrivs(n)
 	case fsvirt.OpSetxattr:
 		if n.xattrs == nil {
 			n.xattrs = map[string]string{}

@@ -91,6 +91,9 @@ func (r *resolver) parent(dir *node, unsafePath string) (walk, syscall.Errno) {
 			return walk{}, errno
 		}
 	}
+	if !r.iv.may(dir, unix.X_OK) { // may_lookup, before every component
+		return walk{}, unix.EACCES
+	}
 	w.dir, w.name = dir, comps[len(comps)-1]
 	switch w.name {
 	case ".", "..":
@@ -134,6 +137,9 @@ func (r *resolver) lookup(dir *node, unsafePath string, follow bool) (walk, sysc
 
 // step takes one non-final component from dir.
 func (r *resolver) step(dir *node, c string) (*node, syscall.Errno) {
+	if !r.iv.may(dir, unix.X_OK) { // may_lookup
+		return nil, unix.EACCES
+	}
 	switch c {
 	case ".":
 		return dir, 0
@@ -161,6 +167,9 @@ func (r *resolver) step(dir *node, c string) (*node, syscall.Errno) {
 func (r *resolver) follow(dir, link *node) (walk, syscall.Errno) {
 	if r.links++; r.links > maxSymlinks {
 		return walk{}, unix.ELOOP
+	}
+	if errno := r.iv.mayFollow(dir, link); errno != 0 {
+		return walk{}, errno
 	}
 	return r.lookup(dir, link.target, true /* follow */)
 }

@@ -10,7 +10,9 @@
 //
 // Neither ever writes to the shared tree. Ops are issued with
 // [sysexec.Exec], so absolute paths and absolute symlink targets are
-// relative to the private tree.
+// relative to the private tree, on a thread of the invocation's own whose
+// working directory is the private tree's root, and which [Oracle.SetCred]
+// gives other credentials ([sysexec.SetCred]; root only).
 //
 // # Where the oracles legitimately differ
 //

@@ -26,12 +26,18 @@ type Oracle struct {
 	invs    map[fsvirt.Inv]*session
 }
 
+// session is one invocation: its ops run on a thread of its own, which can take other
+// credentials ([Oracle.SetCred]) and has its private tree as working directory.
 type session struct {
-	dir string
-	x   *sysexec.Exec
+	dir    string
+	thread *sysexec.Thread
+	x      *sysexec.Exec
 }
 
-var _ fsvirt.FS = (*Oracle)(nil)
+var (
+	_ fsvirt.FS         = (*Oracle)(nil)
+	_ fsvirt.CredSetter = (*Oracle)(nil)
+)
 
 // NewCopy returns an oracle that gives each invocation a full copy of the
 // tree at shared, made under tmp: the isolation a per-invocation chroot gives.
@@ -58,13 +64,32 @@ func (o *Oracle) Begin(inv fsvirt.Inv) error {
 		return err
 	}
 	root, err := o.layout(dir)
-	if err != nil {
-		return errors.Join(err, os.RemoveAll(dir))
+	if err == nil {
+		err = os.Chmod(dir, 0o755) // any caller may reach the tree
 	}
-	x := sysexec.New(root)
-	x.CountDirLinks, x.FilteredListxattr = o.overlay, o.overlay
-	o.invs[inv] = &session{dir: dir, x: x}
+	if err != nil {
+		return errors.Join(err, o.unlayout(dir), os.RemoveAll(dir))
+	}
+	s := &session{dir: dir}
+	if s.thread, err = sysexec.NewThread(); err != nil {
+		return errors.Join(err, o.unlayout(dir), os.RemoveAll(dir))
+	}
+	s.thread.Run(func() { s.x, err = sysexec.NewInCwd(root) })
+	if err != nil {
+		s.thread.Close()
+		return errors.Join(err, o.unlayout(dir), os.RemoveAll(dir))
+	}
+	s.x.CountDirLinks, s.x.FilteredListxattr = o.overlay, o.overlay
+	o.invs[inv] = s
 	return nil
+}
+
+// SetCred implements [fsvirt.CredSetter]: the invocation's thread takes c (see
+// [sysexec.SetCred]). It needs root.
+func (o *Oracle) SetCred(inv fsvirt.Inv, c fsvirt.Cred) error {
+	var err error
+	o.invs[inv].thread.Run(func() { err = sysexec.SetCred(c) })
+	return err
 }
 
 // Do implements [fsvirt.FS].
@@ -72,7 +97,10 @@ func (o *Oracle) Do(inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
 	if op.Kind == fsvirt.OpOpen && creatDirectory(op.Flags) {
 		return fsvirt.Fail(unix.EINVAL)
 	}
-	return o.invs[inv].x.Do(op)
+	s := o.invs[inv]
+	var out fsvirt.Outcome
+	s.thread.Run(func() { out = s.x.Do(op) })
+	return out
 }
 
 // creatDirectory reports whether open flags ask for O_CREAT|O_DIRECTORY once openat has dropped
@@ -95,7 +123,10 @@ func (o *Oracle) End(inv fsvirt.Inv) error {
 		return fmt.Errorf("oracle: invocation %d is not live", inv)
 	}
 	delete(o.invs, inv)
-	if err := errors.Join(s.x.Close(), o.unlayout(s.dir)); err != nil {
+	var err error
+	s.thread.Run(func() { err = errors.Join(s.x.Close(), unix.Chdir("/")) }) // the tree is not busy
+	s.thread.Close()
+	if err := errors.Join(err, o.unlayout(s.dir)); err != nil {
 		return err // the tree may still be mounted: leave it alone
 	}
 	if err := os.RemoveAll(s.dir); err != nil {

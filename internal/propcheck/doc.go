@@ -11,6 +11,16 @@
 // (the engine's partial directories) would otherwise never meet a step with
 // one it has not completed.
 //
+// With [Options].Creds, invocations run as other users: each begins as one
+// drawn from the list (root and [Nobody], with a supplementary group, in
+// [CredTree]'s runs), and switches now and then ([fsvirt.CredSetter]); the
+// chown ops give files to those users too. [CredTree] holds files and
+// directories of root and of nobody with modes that let some callers in and
+// keep others out (a sticky world-writable directory, a set-group-ID one,
+// one only root may enter), so that the kernel's refusals, and the owners of
+// new files, are compared. The probe of the invariant runs as the
+// invocation's user: it sees what that user may.
+//
 // [Run] drives a system under test (sut) and a reference (ref) in lockstep,
 // together with a shadow [model.Model] that says which ops have a defined
 // outcome (no '..' above the root, no lseek in a directory, no FIFO opened

@@ -182,8 +182,12 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 			op.Mode = rapid.SampledFrom([]uint32{0o700, 0o755, 0o750, 0o4755, 0o2755, 0o2745}).Draw(t, "mode")
 		}),
 		"chown": pathOp(fsvirt.OpChown, func(t *rapid.T, op *fsvirt.Op) {
-			op.Uid = rapid.SampledFrom([]int{-1, os.Getuid()}).Draw(t, "uid")
-			op.Gid = rapid.SampledFrom([]int{-1, os.Getgid()}).Draw(t, "gid")
+			uids, gids := []int{-1, os.Getuid()}, []int{-1, os.Getgid()}
+			if len(m.creds) > 0 {
+				uids, gids = append(uids, int(Nobody.Uid)), append(gids, int(Nobody.Gid), 100)
+			}
+			op.Uid = rapid.SampledFrom(uids).Draw(t, "uid")
+			op.Gid = rapid.SampledFrom(gids).Draw(t, "gid")
 			op.Flags = rapid.SampledFrom([]int{0, unix.AT_SYMLINK_NOFOLLOW}).Draw(t, "flags")
 		}),
 		"truncate": cwdOp(fsvirt.OpTruncatePath, func(t *rapid.T, op *fsvirt.Op) {
@@ -237,6 +241,9 @@ func (m *machine) actions() map[string]func(*rapid.T) {
 				m.step(t, inv, op)
 			}
 		},
+	}
+	if len(m.creds) > 0 {
+		actions["setcred"] = func(t *rapid.T) { m.setCred(t, m.pickLive(t, false)) }
 	}
 	if m.noXattrs {
 		for name := range actions {

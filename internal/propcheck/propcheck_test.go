@@ -8,6 +8,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/fsvirt/fsvirt"
 	"github.com/fsvirt/fsvirt/internal/propcheck"
 	"github.com/fsvirt/fsvirt/internal/sysexec"
 	"github.com/fsvirt/fsvirt/model"
@@ -34,6 +35,27 @@ func TestModelVsOverlay(t *testing.T) {
 	assertEmpty(t, tmp)
 }
 
+// TestModelVsCopyCreds: the model refuses what the kernel refuses root and an unprivileged user
+// with supplementary groups, on a tree of both, with credentials switched mid-sequence.
+func TestModelVsCopyCreds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the tree holds root's and nobody's files, and the oracle switches credentials: needs root")
+	}
+	umask, err := sysexec.Umask()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, tmp := setupTree(t, propcheck.CredTree)
+	ref := oracle.NewCopy(shared, tmp)
+	opts := propcheck.Options{Tree: propcheck.CredTree, Names: propcheck.CredNames, Creds: []fsvirt.Cred{propcheck.Root, propcheck.Nobody},
+		NoXattrs: sysexec.HaveUserXattrs(tmp) != nil}
+	rapid.Check(t, func(t *rapid.T) {
+		sut := model.New(propcheck.CredTree, umask).WithSysctls(propcheck.HostSysctls())
+		propcheck.Run(t, sut, ref, opts)
+	})
+	assertEmpty(t, tmp)
+}
+
 func FuzzModelVsCopy(f *testing.F) {
 	shared, tmp := setup(f)
 	f.Fuzz(rapid.MakeFuzz(modelVs(f, oracle.NewCopy(shared, tmp))))
@@ -57,14 +79,21 @@ func modelVs(tb testing.TB, ref *oracle.Oracle) func(*rapid.T) {
 // empty directory for the oracle's private trees.
 func setup(tb testing.TB) (shared, tmp string) {
 	tb.Helper()
+	return setupTree(tb, propcheck.DefaultTree)
+}
+
+// setupTree is setup for tree, in directories any user may reach.
+func setupTree(tb testing.TB, tree fsvirt.Tree) (shared, tmp string) {
+	tb.Helper()
 	dir := tb.TempDir()
+	propcheck.Reachable(tb, dir)
 	shared, tmp = filepath.Join(dir, "shared"), filepath.Join(dir, "tmp")
 	for _, d := range []string{shared, tmp} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	if err := sysexec.Build(shared, propcheck.DefaultTree); err != nil {
+	if err := sysexec.Build(shared, tree); err != nil {
 		tb.Fatal(err)
 	}
 	return shared, tmp

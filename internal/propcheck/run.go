@@ -4,7 +4,9 @@ import (
 	"golang.org/x/sys/unix"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"testing"
 
 	"pgregory.net/rapid"
 
@@ -33,6 +35,61 @@ var DefaultTree = fsvirt.MustParseTree(
 	"symlink loop -> loop",
 )
 
+// Root and Nobody are the credentials of [CredTree]'s runs: root, and an unprivileged user with
+// a supplementary group (users, 100) that some of the tree's files belong to.
+var (
+	Root   = fsvirt.Cred{}
+	Nobody = fsvirt.Cred{Uid: 65534, Gid: 65534, Groups: []uint32{65534, 100}}
+)
+
+// CredTree is [DefaultTree] with files and directories of root and of [Nobody], with modes that
+// let some callers in and keep others out: a sticky world-writable directory (with root's and
+// nobody's files), a set-group-ID directory of group 100, nobody's own directory, a directory
+// only root may enter, files of group 100, a set-user-ID executable.
+var CredTree = func() fsvirt.Tree {
+	t := fsvirt.MustParseTree(
+		"dir 1777 t",
+		"file 0666 t/r root's, anyone writes",
+		"file 0644 65534:65534 t/o nobody's",
+		"dir 2775 0:100 s",
+		"file 0664 0:100 s/w group writes",
+		"dir 0755 65534:65534 u",
+		"file 0600 65534:65534 u/p nobody's secret",
+		"file 0444 65534:65534 u/ro",
+		"dir 0700 p",
+		"file p/s root's secret",
+		"file 0640 0:100 grp group reads",
+		"file 4755 x exec",
+	)
+	for p, n := range DefaultTree {
+		t[p] = n
+	}
+	return t
+}()
+
+// CredNames are the path components of [CredTree]'s runs.
+var CredNames = append(slices.Clone(DefaultNames), "t", "r", "o", "s", "w", "u", "p", "ro", "grp")
+
+// Reachable lets any user reach dir: it gives dir, and the directories above it up to the system's
+// temporary directory, mode 0755 (t.TempDir makes them 0700).
+func Reachable(tb testing.TB, dir string) {
+	tb.Helper()
+	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// HostSysctls are the fs.protected_* settings of this host, for the model.
+func HostSysctls() model.Sysctls {
+	on := func(name string) bool {
+		b, err := os.ReadFile("/proc/sys/fs/" + name)
+		return err == nil && len(b) > 0 && b[0] != '0'
+	}
+	return model.Sysctls{ProtectedHardlinks: on("protected_hardlinks"), ProtectedSymlinks: on("protected_symlinks")}
+}
+
 // DefaultNames are the path components ops are made of.
 var DefaultNames = []string{
 	".", "..", "a", "b", "d", "x", "f", "g", "h", "n", "m", "empty", "l", "la", "up", "dang", "nothere", "loop",
@@ -46,6 +103,11 @@ type Options struct {
 	// NoXattrs leaves out the xattr ops, for trees on a file system that
 	// refuses user.* xattrs (see [sysexec.HaveUserXattrs]).
 	NoXattrs bool
+	// Creds are who invocations run as: one is drawn at each Begin, and
+	// invocations switch between them now and then. sut and ref must then be
+	// [fsvirt.CredSetter]s, and the process root. Nil: the process's own
+	// credentials throughout.
+	Creds []fsvirt.Cred
 }
 
 // machine is the state of one run.
@@ -56,6 +118,7 @@ type machine struct {
 	names    []string
 	slots    int
 	noXattrs bool
+	creds    []fsvirt.Cred
 	files    []string                                   // the tree's files and symlinks
 	dirs     []string                                   // the tree's directories
 	live     map[fsvirt.Inv]map[fsvirt.Handle]fsvirt.Op // the open that made each handle
@@ -83,7 +146,7 @@ type FDs interface {
 // began.
 func Run(t *rapid.T, sut, ref fsvirt.FS, opts Options) {
 	t.Helper()
-	m := &machine{sut: sut, ref: ref, tree: opts.Tree, names: opts.Names, slots: opts.Invocations, noXattrs: opts.NoXattrs}
+	m := &machine{sut: sut, ref: ref, tree: opts.Tree, names: opts.Names, slots: opts.Invocations, noXattrs: opts.NoXattrs, creds: opts.Creds}
 	if m.tree == nil {
 		m.tree = DefaultTree
 	}
@@ -97,7 +160,7 @@ func Run(t *rapid.T, sut, ref fsvirt.FS, opts Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.shadow = model.New(m.tree, umask).WithOwner(uint32(os.Getuid()), uint32(os.Getgid()))
+	m.shadow = model.New(m.tree, umask).WithOwner(uint32(os.Getuid()), uint32(os.Getgid())).WithSysctls(HostSysctls())
 	m.dirs = []string{"."}
 	for _, p := range m.tree.Paths() {
 		if m.tree[p].Type == fsvirt.Dir {
@@ -211,10 +274,28 @@ func (m *machine) begin(t *rapid.T, inv fsvirt.Inv) {
 		}
 	}
 	m.live[inv] = map[fsvirt.Handle]fsvirt.Op{}
+	if len(m.creds) > 0 {
+		m.setCred(t, inv)
+	}
 	if m.standIn == nil {
 		m.standIn = map[fsvirt.Inv]map[fsvirt.Handle]bool{}
 	}
 	m.standIn[inv] = map[fsvirt.Handle]bool{}
+}
+
+// setCred makes inv run as credentials drawn from m.creds.
+func (m *machine) setCred(t *rapid.T, inv fsvirt.Inv) {
+	c := m.creds[rapid.IntRange(0, len(m.creds)-1).Draw(t, "cred")]
+	t.Logf("inv %d: as %v", inv, c)
+	for name, fs := range map[string]fsvirt.FS{"sut": m.sut, "ref": m.ref, "model": m.shadow} {
+		cs, ok := fs.(fsvirt.CredSetter)
+		if !ok {
+			t.Fatalf("%s: %T cannot take credentials", name, fs)
+		}
+		if err := cs.SetCred(inv, c); err != nil {
+			t.Fatalf("inv %d: %s: %v: %v", inv, name, c, err)
+		}
+	}
 }
 
 func (m *machine) end(t *rapid.T, inv fsvirt.Inv) {

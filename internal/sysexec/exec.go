@@ -243,7 +243,10 @@ func (x *Exec) readlink(dirfd int, path string, size int64) fsvirt.Outcome {
 // countDirLinks is 2 plus the subdirectories of the directory at dirfd and
 // path, or 0 if it was removed.
 func countDirLinks(dirfd int, path string) uint64 {
-	if path == "" {
+	switch {
+	case path == "" && dirfd == unix.AT_FDCWD: // the working directory (NewInCwd)
+		path = "."
+	case path == "":
 		dirfd, path = unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dirfd)
 	}
 	fd, err := unix.Openat(dirfd, path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

@@ -23,12 +23,26 @@ type Remote struct {
 
 type remoteInv struct {
 	x       *Exec // set before Begin returns
-	ops     chan fsvirt.Op
-	results chan fsvirt.Outcome
+	ops     chan remoteOp
+	results chan remoteResult
 	done    chan error
 }
 
-var _ fsvirt.FS = (*Remote)(nil)
+// remoteOp is an op, or with cred set a change of credentials.
+type remoteOp struct {
+	op   fsvirt.Op
+	cred *fsvirt.Cred
+}
+
+type remoteResult struct {
+	o   fsvirt.Outcome
+	err error
+}
+
+var (
+	_ fsvirt.FS         = (*Remote)(nil)
+	_ fsvirt.CredSetter = (*Remote)(nil)
+)
 
 // NewRemote returns a Remote on the tree at root. At Begin, it calls run on a
 // new goroutine; run must call serve once, on the goroutine whose syscalls
@@ -45,7 +59,7 @@ func (r *Remote) Begin(inv fsvirt.Inv) error {
 	if r.invs[inv] != nil {
 		return fmt.Errorf("remote: invocation %d is live", inv)
 	}
-	ri := &remoteInv{ops: make(chan fsvirt.Op), results: make(chan fsvirt.Outcome), done: make(chan error, 1)}
+	ri := &remoteInv{ops: make(chan remoteOp), results: make(chan remoteResult), done: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() {
 		ri.done <- r.run(inv, func() error {
@@ -58,10 +72,28 @@ func (r *Remote) Begin(inv fsvirt.Inv) error {
 			}
 			ri.x = x
 			close(ready)
-			for op := range ri.ops {
-				ri.results <- x.Do(op)
+			var own *fsvirt.Cred // the thread's credentials before the first SetCred
+			for req := range ri.ops {
+				if req.cred == nil {
+					ri.results <- remoteResult{o: x.Do(req.op)}
+					continue
+				}
+				var err error
+				if own == nil {
+					var c fsvirt.Cred
+					c, err = ThreadCred()
+					own = &c
+				}
+				if err == nil {
+					err = SetCred(*req.cred)
+				}
+				ri.results <- remoteResult{err: err}
 			}
-			return x.Close()
+			err := x.Close()
+			if own != nil {
+				err = errors.Join(err, SetCred(*own))
+			}
+			return err
 		})
 	}()
 	select {
@@ -76,8 +108,17 @@ func (r *Remote) Begin(inv fsvirt.Inv) error {
 // Do implements [fsvirt.FS].
 func (r *Remote) Do(inv fsvirt.Inv, op fsvirt.Op) fsvirt.Outcome {
 	ri := r.invs[inv]
-	ri.ops <- op
-	return <-ri.results
+	ri.ops <- remoteOp{op: op}
+	return (<-ri.results).o
+}
+
+// SetCred implements [fsvirt.CredSetter] with [SetCred] on the thread that serves inv: run must
+// call serve on a goroutine locked to its thread, and the process must run as root. serve gives
+// the thread its own credentials back before it returns.
+func (r *Remote) SetCred(inv fsvirt.Inv, c fsvirt.Cred) error {
+	ri := r.invs[inv]
+	ri.ops <- remoteOp{cred: &c}
+	return (<-ri.results).err
 }
 
 // End implements [fsvirt.FS]: serve closes the invocation's fds and returns,

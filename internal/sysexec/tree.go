@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/fsvirt/fsvirt"
 )
 
-// Build creates t under dir, which must exist, with t's exact modes; dir
-// itself gets mode 0755.
+// Build creates t under dir, which must exist, with t's exact modes and
+// owners (an entry owned by 0:0 keeps the builder's); dir itself gets mode
+// 0755.
 func Build(dir string, t fsvirt.Tree) error {
 	for _, p := range t.Paths() {
 		n, full := t[p], filepath.Join(dir, p)
@@ -29,8 +31,11 @@ func Build(dir string, t fsvirt.Tree) error {
 		case fsvirt.Fifo:
 			err = unix.Mkfifo(full, 0o600)
 		}
+		if err == nil && (n.Uid != 0 || n.Gid != 0) {
+			err = os.Lchown(full, ownerID(n.Uid), ownerID(n.Gid))
+		}
 		if err == nil && n.Type != fsvirt.Symlink {
-			err = os.Chmod(full, fs.FileMode(n.Mode)) // exact, whatever the umask
+			err = unix.Chmod(full, n.Mode) // exact, whatever the umask; after chown, which clears set-ID bits
 		}
 		if err != nil {
 			return err
@@ -39,8 +44,20 @@ func Build(dir string, t fsvirt.Tree) error {
 	return os.Chmod(dir, 0o755)
 }
 
-// Walk reads the tree under dir back.
+// ownerID is id for chown(2), where -1 keeps the builder's.
+func ownerID(id uint32) int {
+	if id == 0 {
+		return -1
+	}
+	return int(id)
+}
+
+// Walk reads the tree under dir back. An owner that is dir's own is 0:0.
 func Walk(dir string) (fsvirt.Tree, error) {
+	var top unix.Stat_t
+	if err := unix.Lstat(dir, &top); err != nil {
+		return nil, &os.PathError{Op: "lstat", Path: dir, Err: err}
+	}
 	t := fsvirt.Tree{}
 	err := filepath.WalkDir(dir, func(full string, d fs.DirEntry, err error) error {
 		if err != nil || full == dir {
@@ -54,7 +71,14 @@ func Walk(dir string) (fsvirt.Tree, error) {
 		if err != nil {
 			return err
 		}
-		n := fsvirt.Node{Mode: uint32(info.Mode().Perm())}
+		st := info.Sys().(*syscall.Stat_t)
+		n := fsvirt.Node{Mode: st.Mode & 0o7777}
+		if st.Uid != top.Uid {
+			n.Uid = st.Uid
+		}
+		if st.Gid != top.Gid {
+			n.Gid = st.Gid
+		}
 		switch {
 		case d.IsDir():
 			n.Type = fsvirt.Dir
