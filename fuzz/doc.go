@@ -29,9 +29,8 @@
 //     credentials. Needs root.
 //
 // In all but FuzzRacingThread and FuzzProcessTree, every op whose outcome the model defines
-// ([model.Model.Defined]) must have
-// the oracle's outcome, errno included, or the model's on a stale fd
-// ([propcheck.Step]). An O_PATH open that the engine answers with an
+// ([model.Model.Defined]) must have the oracle's outcome, errno included, or the model's on a
+// stale fd ([propcheck.Step]). An O_PATH open that the engine answers with an
 // ordinary descriptor must be one the kernel could not have made by the
 // caller's path (the README's limits); I/O on that descriptor is not
 // compared. After every input the engine's view must probe the same
