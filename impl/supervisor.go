@@ -158,12 +158,21 @@ func (s *supervisor) remove(l *listener) {
 // endReceivers makes l's receivers leave and waits for them: a signal interrupts a receiver's
 // wait in SECCOMP_IOCTL_NOTIF_RECV (the runtime's handler of SIGURG takes it for a spurious
 // preemption request); one that is answering leaves when it has answered.
+//
+// A receiver still waiting after receiverGrace is left behind, logged: the supervisor must not
+// hang on it. It holds its own reference to the listener, and leaves, without touching the fd,
+// if its wait ever ends.
 func (s *supervisor) endReceivers(l *listener) {
 	l.closing.Store(true)
+	deadline := time.Now().Add(receiverGrace)
 	for {
 		l.mu.Lock()
+		var stuck []int
 		for tid := range l.tids {
-			unix.Tgkill(os.Getpid(), tid, unix.SIGURG)
+			if err := unix.Tgkill(os.Getpid(), tid, unix.SIGURG); err != nil {
+				s.log.Warn("cannot signal a receiver", "tid", tid, "err", err)
+			}
+			stuck = append(stuck, tid)
 		}
 		l.mu.Unlock()
 		select {
@@ -171,8 +180,15 @@ func (s *supervisor) endReceivers(l *listener) {
 			return
 		case <-time.After(time.Millisecond): // a signal came before the wait
 		}
+		if time.Now().After(deadline) {
+			s.log.Error("[bug] receivers did not leave their wait; left behind", "tids", stuck)
+			return
+		}
 	}
 }
+
+// receiverGrace is how long endReceivers signals receivers before it leaves them behind.
+const receiverGrace = 5 * time.Second
 
 // stop ends the watcher and every receiver, which finish the answers they are giving, and closes
 // the listeners it owns.
