@@ -292,16 +292,35 @@ func openFD(p string, flags int, cloexec bool) (reply, error) {
 }
 
 // openHostFD is openFD for an object that is not the view's own: a shared one, or one outside the
-// trees. It opens p as the caller (the kernel checks the caller's right to it), following nothing
-// the view did not follow (openHost).
+// trees. The kernel checks the caller's right to the object itself: the supervisor opens p with
+// O_PATH, following nothing the view did not follow (openHost), and reopens that descriptor as
+// the caller. The caller's right to search the directories on the way is the view's to check
+// (maySearch), on the view's way to p: a directory chmod'ed or chowned in the view is its copy's
+// business, not the shared directory's, which an open of p as the caller would check instead.
 func openHostFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
 	c, err := t.status()
 	if err != nil {
 		return reply{}, err
 	}
 	var fd int
+	if flags&unix.O_PATH != 0 {
+		fd, err = openHost(p, flags|unix.O_NONBLOCK, 0) // needs no right to the object
+		return fdReply(fd, err, flags, cloexec)
+	}
+	obj, err := openHost(p, unix.O_PATH, 0)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(obj)
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return reply{}, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK { // what openHost refuses a symlink with
+		return reply{}, unix.ELOOP
+	}
 	err = asCaller(c, func() (err error) {
-		fd, err = openHost(p, flags|unix.O_NONBLOCK, 0)
+		fd, err = unix.Open(fdPath(obj), flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		return err
 	})
 	return fdReply(fd, err, flags, cloexec)

@@ -196,6 +196,10 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		}
 		if l.ent != nil && l.ent.lower != next {
 			r.pure = false // the kernel would find another object at this path
+		} else if r.pure && l.ent != nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && metaDiffers(next, &st) {
+			// The view changed the directory's mode or owner: the kernel would check the caller's
+			// rights on the shared one instead.
+			r.pure = false
 		}
 		// With O_CREAT a final name followed by a slash is never followed, also when the slash
 		// ends a symlink's target (s -> s/): open then fails with EISDIR.
@@ -317,6 +321,16 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		return r, unix.ENOTDIR
 	}
 	return r, nil
+}
+
+// metaDiffers reports whether the view's status st of the shared object at host path lower has
+// another mode or owner than the object itself.
+func metaDiffers(lower string, st *unix.Stat_t) bool {
+	var lst unix.Stat_t
+	if unix.Lstat(lower, &lst) != nil {
+		return true
+	}
+	return lst.Mode != st.Mode || lst.Uid != st.Uid || lst.Gid != st.Gid
 }
 
 // maySearch checks that the caller of t may search view directory dir (st, when known, its
