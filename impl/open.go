@@ -319,8 +319,10 @@ func openHostFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK { // what openHost refuses a symlink with
 		return reply{}, unix.ELOOP
 	}
+	// O_NOFOLLOW would refuse the magic link itself; the O_PATH open followed nothing.
+	reopen := flags&^unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 	err = asCaller(c, func() (err error) {
-		fd, err = unix.Open(fdPath(obj), flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err = unix.Open(fdPath(obj), reopen, 0)
 		return err
 	})
 	return fdReply(fd, err, flags, cloexec)
