@@ -301,7 +301,8 @@ func TestLandlockRefusesCoreDump(t *testing.T) {
 	// A command that crashes with whatever core limit it is allowed to raise to.
 	dump := func(t *testing.T) []string {
 		tree := t.TempDir()
-		runCmd(t, tree, nil, "/bin/sh", "-c", `cd "$1" && { ulimit -c unlimited || ulimit -c; } 2>/dev/null
+		runCmd(t, tree, nil, "/bin/sh", "-c", `cd "$1" && { ulimit -c unlimited; } 2>/dev/null
+ulimit -c > ../limit
 exec 2>/dev/null
 sh -c 'kill -SEGV $$'
 exit 0`, "sh", tree)
@@ -325,9 +326,16 @@ exit 0`, "sh", tree)
 		f := notify.Features()
 		f.Landlock = false
 		defer notify.SetForTest(f)()
-		// fsvirt-init sets RLIMIT_CORE to 0 then, for good.
-		if names := dump(t); len(names) != 0 {
-			t.Errorf("without Landlock the shared tree holds %v after a core dump", names)
+		// fsvirt-init sets RLIMIT_CORE to 0 then, hard; a command with CAP_SYS_RESOURCE (root)
+		// can raise it again, and its core then lands (README, "Limits of this version").
+		names := dump(t)
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(t.TempDir()), "limit"))
+		limit := strings.TrimSpace(string(b))
+		switch {
+		case limit == "0" && len(names) != 0:
+			t.Errorf("without Landlock, under RLIMIT_CORE 0, the shared tree holds %v after a core dump", names)
+		case limit != "0":
+			t.Logf("the command raised RLIMIT_CORE to %q (it may, as root): its core lands: %v", limit, names)
 		}
 	})
 }
