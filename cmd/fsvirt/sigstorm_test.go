@@ -63,6 +63,12 @@ func TestSignalStormEINTR(t *testing.T) {
 	if native.eintr != 0 {
 		t.Fatalf("natively %d of %d calls failed with EINTR: the test's premise is wrong here", native.eintr, native.calls)
 	}
+	// Before 5.19 (or with FSVIRT_DISABLE=wait-killable) a received call stays interruptible until
+	// it is answered: the storm then fails 92-99% of the calls (measured with every fallback on),
+	// and no receiver can help (docs/kernel.md, "EINTR before the receive").
+	if out, _ := exec.Command(fsvirtBin, "features").Output(); !strings.Contains(string(out), "wait-killable=on\n") {
+		t.Skip("the kernel has no WAIT_KILLABLE_RECV (5.19), or it is turned off: received calls are interrupted too")
+	}
 	for _, policy := range []string{"fast", "strict"} {
 		for _, busy := range []bool{false, true} {
 			name := policy
