@@ -3,15 +3,12 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/fsvirt/fsvirt/internal/attacktest"
 )
 
 // TestRunLimits: --max-bytes and --max-files bound the private layer; the write that would pass
@@ -54,10 +51,8 @@ func TestRunLimitsRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("runs fsvirt as nobody, which only root can")
 	}
-	dir := t.TempDir()
-	attacktest.OpenToAll(t, dir)
+	dir := attackBin(t) // a copy of fsvirt that nobody may run
 	bin := filepath.Join(dir, "fsvirt")
-	copyFile(t, fsvirtBin, bin, 0o755)
 	store := filepath.Join(dir, "store")
 	if err := os.Mkdir(store, 0o755); err != nil {
 		t.Fatal(err)
@@ -78,24 +73,5 @@ func TestRunLimitsRefused(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Errorf("the command ran: %v", err)
-	}
-}
-
-func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
