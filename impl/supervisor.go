@@ -144,15 +144,20 @@ func eventID(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64
 
 // remove stops answering l's notifications and waits for its receivers to leave; the caller closes
 // l's fd afterwards. Removing twice, or after the listener's hup, is harmless.
-func (s *supervisor) remove(l *listener) {
+func (s *supervisor) remove(l *listener) { s.detach(l.id) }
+
+// detach stops answering the listener with id, if it is still served, and returns it once its
+// receivers have left; nil when remove or the watcher detached it first.
+func (s *supervisor) detach(id uint64) *listener {
 	s.mu.Lock()
-	_, ok := s.listeners[l.id]
-	delete(s.listeners, l.id)
+	l := s.listeners[id]
+	delete(s.listeners, id)
 	s.mu.Unlock()
-	if ok {
+	if l != nil {
 		unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
 		s.endReceivers(l)
 	}
+	return l
 }
 
 // endReceivers makes l's receivers leave and waits for them: a signal interrupts a receiver's
@@ -241,15 +246,10 @@ func (s *supervisor) watch() {
 				}
 				continue
 			}
-			s.mu.Lock()
-			l := s.listeners[id]
-			delete(s.listeners, id)
-			s.mu.Unlock()
+			l := s.detach(id)
 			if l == nil {
 				continue
 			}
-			unix.EpollCtl(s.epfd, unix.EPOLL_CTL_DEL, l.fd, nil)
-			s.endReceivers(l)
 			if l.hup != nil {
 				l.hup()
 			}
