@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -162,10 +163,21 @@ func (t tracee) writeStruct(addr uint64, ptr unsafe.Pointer, size int) error {
 
 // stackPointer returns the task's stack pointer while it is in a system call, from
 // /proc/TID/syscall ("nr arg1 ... arg6 sp pc").
+//
+// The file says "running" while the task has not yet gone to sleep in the notification, which a
+// supervisor woken on the task's own CPU can see (docs/kernel.md, "/proc/TID/syscall says
+// running"). The task sleeps a moment later, so the file is read again, for up to 20 ms.
 func (t tracee) stackPointer() (uint64, error) {
-	b, err := os.ReadFile(t.procPath("syscall"))
-	if err != nil {
-		return 0, err
+	var b []byte
+	for i := 0; ; i++ {
+		var err error
+		if b, err = os.ReadFile(t.procPath("syscall")); err != nil {
+			return 0, err
+		}
+		if !bytes.HasPrefix(b, []byte("running")) || i == 200 {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
 	}
 	f := strings.Fields(string(b))
 	if len(f) != 9 {
