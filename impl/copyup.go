@@ -66,6 +66,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 		return fail(err)
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: src})
+	v.copyGen.Add(1)
 	v.countCopyUp(n)
 	return v.relink(p, src)
 }

@@ -62,9 +62,9 @@
 //
 // # Limits of this version
 //
-// A descriptor opened before its file was copied up keeps reading the shared file; a directory
-// descriptor opened before the directory's entries changed keeps listing the shared directory.
-// A copied-up file has a new inode number. O_PATH descriptors of private objects, and of shared
+// In thread mode a descriptor opened before its file was copied up keeps reading the shared file,
+// and a directory descriptor opened before the directory's entries changed keeps listing the shared
+// directory; in process mode they follow (follow.go), with the exceptions it lists. A copied-up file has a new inode number. O_PATH descriptors of private objects, and of shared
 // objects that the caller's path reaches only through the private layer, are ordinary read-only
 // descriptors (a memfd for a symlink). A FIFO open the supervisor makes itself does not wait for
 // the other end (see openFD). chdir into a directory that exists only in the private layer sets a

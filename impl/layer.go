@@ -327,6 +327,7 @@ func (v *View) materialize(p string) error {
 	v.mu.Lock()
 	e.materialized, e.partial = true, false
 	v.mu.Unlock()
+	v.copyGen.Add(1)
 	return nil
 }
 
@@ -362,6 +363,7 @@ func (v *View) addable(p string) error {
 	v.mu.Lock()
 	e.partial = true
 	v.mu.Unlock()
+	v.copyGen.Add(1)
 	return nil
 }
 
@@ -500,6 +502,7 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		v.mu.Lock()
 		v.entries[p].own = true // its metadata is about to become the view's own
 		v.mu.Unlock()
+		v.copyGen.Add(1)
 		return nil
 	case unix.S_IFREG:
 		return v.copyUp(p, l.host, truncate)
@@ -538,6 +541,7 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		}
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: l.host})
+	v.copyGen.Add(1)
 	v.countCopyUp(0)
 	return nil
 }

@@ -287,6 +287,9 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		return 0, fmt.Errorf("start %s: %w", initArg0, err)
 	}
 
+	for _, f := range files[:3] {
+		v.inherited = append(v.inherited, int(f.Fd()))
+	}
 	lfd, recvErr := recvListener(parentSock)
 	hup := make(chan struct{})
 	if recvErr == nil {

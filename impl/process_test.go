@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
-		for _, c := range slices.Concat(openCases, removedCases, partialCases) {
+		for _, c := range slices.Concat(openCases, removedCases, partialCases, followCases) {
 			if c.name == name {
 				r := &rec{root: os.Getenv("FSVIRT_TEST_ROOT")}
 				c.ops(r)
@@ -86,13 +86,16 @@ func TestProcessOpenDifferential(t *testing.T) {
 }
 
 // runProcessCase runs c's operations in this test binary under Run, and on a private copy.
-func runProcessCase(t *testing.T, c openCase) {
+func runProcessCase(t *testing.T, c openCase) { runProcessCasePolicy(t, c, PolicyFast) }
+
+// runProcessCasePolicy is runProcessCase under policy.
+func runProcessCasePolicy(t *testing.T, c openCase, policy Policy) {
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	shared, want, before := referenceRun(t, c)
-	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
+	got, res := runPolicyCmd(t, shared, policy, []string{"FSVIRT_TEST_CASE=" + c.name, "FSVIRT_TEST_ROOT=" + shared}, self)
 	if res.ExitStatus != 0 {
 		t.Fatalf("helper exited %d", res.ExitStatus)
 	}

@@ -442,6 +442,7 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 		panic("planted by a test: " + *p)
 	}
 	r, err = v.do(t, o)
+	v.followCopyUps(lfd, n.ID, t)
 	if err == nil && r.kind == replyFD {
 		// Injected within the turn: a task whose call a signal withdrew after the file was made
 		// restarts it, and its next notification must find the file rolled back (r.undo), not
@@ -574,8 +575,9 @@ func sharesMemory(a, b int) bool {
 	return errno == 0 && r == 0
 }
 
-// KCMP_VM and KCMP_FILES, <linux/kcmp.h>; not in x/sys/unix.
+// KCMP_FILE, KCMP_VM and KCMP_FILES, <linux/kcmp.h>; not in x/sys/unix.
 const (
+	kcmpFile  = 0
 	kcmpVM    = 1
 	kcmpFiles = 2
 )

@@ -221,6 +221,14 @@ type View struct {
 	// dirs remembers shared directories that a walk from "/" reached through directories only:
 	// see knownDir.
 	dirs dirCache
+
+	// copyGen counts the view's copy-ups of shared objects (files copied up, directories whose
+	// listing or metadata became the view's); fdsSeen is, by task, the count when the task's
+	// descriptors were last made to follow them; inherited are this process's descriptors of
+	// the files the command inherited, which never follow (see followCopyUps).
+	copyGen   atomic.Uint64
+	fdsSeen   map[int]uint64
+	inherited []int
 }
 
 // newView returns a view whose private layer will live in dir. Nothing is created until the

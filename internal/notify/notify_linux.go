@@ -174,6 +174,18 @@ func AddFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
 	return int(r), nil
 }
 
+// ReplaceFD puts srcfd in the notified task at descriptor number target, closing what was there, as
+// dup2 would (SECCOMP_ADDFD_FLAG_SETFD, 5.9), without answering the notification. With cloexec the
+// descriptor gets FD_CLOEXEC.
+func ReplaceFD(fd int, id uint64, srcfd, target int, cloexec bool) error {
+	a := Addfd{ID: id, Srcfd: uint32(srcfd), Newfd: uint32(target), Flags: unix.SECCOMP_ADDFD_FLAG_SETFD}
+	if cloexec {
+		a.NewfdFlags = unix.O_CLOEXEC
+	}
+	_, err := ioctl(fd, unix.SECCOMP_IOCTL_NOTIF_ADDFD, unsafe.Pointer(&a))
+	return err
+}
+
 // SetSyncWakeUp asks the kernel to wake the notified task on the CPU that answers it (6.6+).
 func SetSyncWakeUp(fd int) error {
 	// SET_FLAGS takes the flags by value, not through a pointer.
