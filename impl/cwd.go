@@ -366,7 +366,13 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	case r.pure && r.fdObject == "":
 		return reply{kind: replyContinue}, nil
 	}
-	if err := unix.Access(r.host, unix.X_OK); err != nil {
+	// The caller's permission, checked before anything is rewritten (access(2) would check the
+	// supervisor's); the kernel checks it again on the installed file.
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if err := hostMay(c, r.host, unix.X_OK); err != nil {
 		return reply{}, err
 	}
 	fd, err := unix.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)

@@ -282,8 +282,13 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	if r.mode != unix.S_IFDIR {
 		return reply{}, unix.ENOTDIR
 	}
+	// Search permission, the caller's (access(2) would check the supervisor's).
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
 	if r.gone { // "." in a removed working directory: it stays
-		if err := unix.Access(r.host, unix.X_OK); err != nil {
+		if err := hostMay(c, r.host, unix.X_OK); err != nil {
 			return reply{}, err
 		}
 		return okReply, nil
@@ -291,11 +296,11 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	// The kernel checks the shared directory's permissions: when the view changed them, both
 	// must let the caller in.
 	if r.reachesLower && r.fdObject == "" &&
-		(r.ent == nil || !r.ent.own || unix.Access(r.host, unix.X_OK) == nil && unix.Access(r.ent.lower, unix.X_OK) == nil) {
+		(r.ent == nil || !r.ent.own || hostMay(c, r.host, unix.X_OK) == nil && hostMay(c, r.ent.lower, unix.X_OK) == nil) {
 		v.clearCwd(t)
 		return reply{kind: replyContinue}, nil
 	}
-	if err := unix.Access(r.host, unix.X_OK); err != nil {
+	if err := hostMay(c, r.host, unix.X_OK); err != nil {
 		return reply{}, err
 	}
 	return okReply, v.setCwd(t, r.path)

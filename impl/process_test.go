@@ -405,3 +405,76 @@ func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
 		t.Error("the shared tree changed")
 	}
 }
+
+// rootThenNobodyScript changes the tree as root, then runs $NOBODY_SCRIPT as nobody (through this
+// test binary, "$SELF"): what root made or changed in the view must refuse nobody what the kernel
+// refuses it, in walks (chdir, a relative path through it), exec and opens.
+const rootThenNobodyScript = `cd "$1"
+mkdir -m 700 rootonly && echo secret > rootonly/f && mkdir rootonly/n
+mkdir -m 700 private && mv private moved
+cp /bin/true prog-0700 && chmod 700 prog-0700
+cp /bin/true prog-0744 && chmod 744 prog-0744
+cp /bin/true prog-0711 && chmod 711 prog-0711
+chmod 700 rootdir
+FSVIRT_TEST_SH_AS_NOBODY="$NOBODY_SCRIPT" "$SELF" "$1" 2>&1
+`
+
+const nobodyAfterRootScript = `cd "$1"
+r() { "$@" >/dev/null 2>&1; echo "$* -> $?"; }
+r sh -c 'cd rootonly'
+r sh -c 'cd moved'
+r sh -c 'cd rootdir'
+r cat rootonly/f
+r ls rootonly/n
+r ./prog-0700
+r ./prog-0744
+r ./prog-0711
+(cd moved 2>/dev/null && pwd) || echo "cd moved refused"
+./prog-0700 2>&1 | sed 's/^[^:]*: //'
+`
+
+// TestProcessUnprivilegedAfterRootChanges: directories and programs root made or changed in the view
+// refuse an unprivileged process what the kernel refuses it (the supervisor checked search and
+// execute permission with access(2), as itself, until rapid found chdir into a 0700 directory
+// renamed in the view succeeding as nobody): the same scripts in the view and on a copy.
+func TestProcessUnprivilegedAfterRootChanges(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change the tree as root and then drop to nobody")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-unpriv-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	shared := filepath.Join(base, "tree")
+	os.Mkdir(shared, 0o755)
+	mkTree(t, shared, "dir rootdir", "file rootdir/inner i")
+	ref := filepath.Join(base, "copy")
+	if out, err := exec.Command("cp", "-a", shared, ref).CombinedOutput(); err != nil {
+		t.Fatalf("cp -a: %v: %s", err, out)
+	}
+	env := []string{"SELF=" + self, "NOBODY_SCRIPT=" + nobodyAfterRootScript}
+	native := exec.Command("/bin/sh", "-c", rootThenNobodyScript, "sh", ref)
+	native.Env = append(os.Environ(), env...)
+	want, _ := native.Output()
+	if !strings.Contains(string(want), "./prog-0711 -> 0") {
+		t.Fatalf("the script did not run to its end on the copy:\n%s", want)
+	}
+	before := hashTree(t, shared)
+	got, res := runCmd(t, shared, env, "/bin/sh", "-c", rootThenNobodyScript, "sh", shared)
+	if res.ExitStatus != 0 {
+		t.Fatalf("exit status %d", res.ExitStatus)
+	}
+	want = []byte(strings.ReplaceAll(string(want), ref, shared))
+	if got != string(want) {
+		t.Errorf("as nobody after root's changes, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", got, want)
+	}
+	if hashTree(t, shared) != before {
+		t.Error("the shared tree changed")
+	}
+}
