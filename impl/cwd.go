@@ -55,6 +55,9 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	}
 	v.mu.Lock()
 	c, ok := v.cwds[key]
+	if ok && !thread && !v.sameProcessLocked(key, c) {
+		ok = false
+	}
 	v.mu.Unlock()
 	if ok || thread {
 		return c.path, c.removed, ok && c.path != ""
@@ -87,8 +90,8 @@ const maxAncestors = 64
 // inherits what the newest process the view knows that has exited since had, started before it,
 // in the same kernel working directory (see settleCwd). Preconditions: v.mu is held.
 func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
+	ppid, start, err := procStat(pid)
 	for range maxAncestors {
-		ppid, start, err := procStat(pid)
 		if err != nil {
 			return virtualCwd{}, false
 		}
@@ -104,12 +107,33 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 		case ppid == selfPid || ppid <= 1: // reparented: pid's parent has exited
 			return v.orphanCwdLocked(start, kernel)
 		}
-		if c, ok := v.cwds[ppid]; ok {
+		// The entry under ppid is the parent's only if it was made for a process with the
+		// parent's start time: pids are reused (pid_max is 32768 on small machines), and an
+		// entry outlives its process, for the orphans it leaves (orphanCwdLocked).
+		pppid, pstart, perr := procStat(ppid)
+		if perr != nil { // the parent has just exited: pid is being reparented
+			return v.orphanCwdLocked(start, kernel)
+		}
+		if c, ok := v.cwds[ppid]; ok && c.start == pstart {
 			return c, c.kernel == kernel
 		}
-		pid = ppid
+		ppid, start = pppid, pstart
 	}
 	return virtualCwd{}, false
+}
+
+// sameProcessLocked reports whether c, the entry under key, was made for the process that now has
+// pid key, and forgets it if not: the process it was made for has exited and its pid has been
+// given to another, which inherits nothing from it. Preconditions: v.mu is held.
+func (v *View) sameProcessLocked(key int, c virtualCwd) bool {
+	if c.thread {
+		return true
+	}
+	if _, start, err := procStat(key); err == nil && start == c.start {
+		return true
+	}
+	delete(v.cwds, key)
+	return false
 }
 
 // orphanCwdLocked finds what an orphan (started at start, in kernel working directory kernel)
@@ -148,7 +172,8 @@ func (v *View) settleCwd(t tracee) {
 		return
 	}
 	v.mu.Lock()
-	_, known := v.cwds[key]
+	c, known := v.cwds[key]
+	known = known && v.sameProcessLocked(key, c)
 	v.mu.Unlock()
 	if known {
 		return

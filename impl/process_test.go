@@ -244,6 +244,44 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 	}
 }
 
+// TestProcessPidReuseWorkingDirectory: a process that gets the pid of one that exited inherits
+// nothing from it. The first process runs in a directory made in the view and exits; the next
+// process given its pid (forced through ns_last_pid) starts from the shared directory, where its
+// parent is, and makes a file by a relative name there, whether it executes a program first
+// (exec) or is a plain fork (fork). With 32,768 pids, a long run (a file-system test suite)
+// reuses them by the thousand.
+func TestProcessPidReuseWorkingDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting ns_last_pid needs CAP_SYS_ADMIN")
+	}
+	for _, c := range []struct{ name, child string }{
+		{"exec", `sh -c 'if [ $$ = '$p' ]; then : > made; echo hit; fi'`},
+		{"fork", `read -r pid rest < /proc/self/stat; if [ "$pid" = $p ]; then : > made; echo hit; fi`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shared := t.TempDir()
+			mkTree(t, shared, "file f shared\n")
+			before := hashTree(t, shared)
+			script := `cd ` + shared + ` && mkdir v && cd v && sh -c 'echo $$ > ../pid' && cd .. && p=$(cat pid) && rm pid
+i=0
+while [ $i -lt 500 ]; do
+	echo $((p - 1)) > /proc/sys/kernel/ns_last_pid
+	[ "$(` + c.child + `)" = hit ] && break
+	i=$((i + 1))
+done
+[ $i -lt 500 ] || { echo "pid $p not given again in 500 tries"; exit 1; }
+ls; ls v`
+			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", script)
+			if want := "f\nmade\nv\n"; out != want || res.ExitStatus != 0 {
+				t.Errorf("stdout %q, status %d; want %q: the process with the reused pid took the old one's working directory", out, res.ExitStatus, want)
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
 // hasProgram reports whether prog is on PATH.
 func hasProgram(prog string) bool {
 	_, err := exec.LookPath(prog)
