@@ -366,7 +366,8 @@ func (v *View) viewOfLowerLocked(h string) string {
 // the task, and the path in the task's memory is rewritten to /dev/fd/N, padded with leading
 // slashes to its length, before the kernel runs the call: the kernel then executes the view's
 // file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
-// short to hold /dev/fd/N fails with ENOEXEC.
+// short to hold /dev/fd/N fails with EOPNOTSUPP, not ENOEXEC: on ENOEXEC, execvp and shells run
+// the file as a shell script, and a binary's bytes then run as commands.
 func (v *View) exec(t tracee, o op) (reply, error) {
 	v.settleCwd(t)
 	if o.pathErr != nil { // execveat copies the path in before it checks its flags
@@ -420,7 +421,7 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	rewrite := func(newfd int) error {
 		short := "/dev/fd/" + strconv.Itoa(newfd)
 		if len(short) > o.pathLen {
-			return unix.ENOEXEC
+			return unix.EOPNOTSUPP
 		}
 		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
 		keepArgv0(t, o)
