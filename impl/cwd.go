@@ -366,8 +366,9 @@ func (v *View) viewOfLowerLocked(h string) string {
 // the task, and the path in the task's memory is rewritten to /dev/fd/N, padded with leading
 // slashes to its length, before the kernel runs the call: the kernel then executes the view's
 // file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
-// short to hold /dev/fd/N fails with EOPNOTSUPP, not ENOEXEC: on ENOEXEC, execvp and shells run
-// the file as a shell script, and a binary's bytes then run as commands.
+// short to hold /dev/fd/N fails with ENOEXEC where running the file with /bin/sh, what execvp
+// and shells do then, runs it as the kernel would (a "#!/bin/sh" script); else with EOPNOTSUPP:
+// on ENOEXEC a binary's bytes would run as shell commands.
 func (v *View) exec(t tracee, o op) (reply, error) {
 	v.settleCwd(t)
 	if o.pathErr != nil { // execveat copies the path in before it checks its flags
@@ -405,7 +406,8 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if interp, ok := shebang(fd); ok {
+	interp, script := shebang(fd)
+	if script {
 		// The kernel looks a script's interpreter up itself, on the host. One that only the view
 		// has, or whose view differs from the host's, it would not find, or find another: the
 		// call fails as it would without that interpreter, before anything of the task changes.
@@ -418,9 +420,16 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
+	// What execvp and shells do on ENOEXEC, running the file with /bin/sh, runs it as the kernel
+	// would: a "#!/bin/sh" script, or a file of no format the kernel knows, which it refuses
+	// with ENOEXEC itself.
+	shRuns := script && (interp == "/bin/sh" || interp == "/usr/bin/sh") || !script && !isELF(fd)
 	rewrite := func(newfd int) error {
 		short := "/dev/fd/" + strconv.Itoa(newfd)
 		if len(short) > o.pathLen {
+			if shRuns {
+				return unix.ENOEXEC
+			}
 			return unix.EOPNOTSUPP
 		}
 		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
@@ -440,6 +449,13 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return nil
 	}
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
+}
+
+// isELF reports whether file fd starts as an ELF binary does.
+func isELF(fd int) bool {
+	var magic [4]byte
+	n, _ := unix.Pread(fd, magic[:], 0)
+	return n == 4 && string(magic[:]) == "\x7fELF"
 }
 
 // shebang returns the interpreter a script in file fd names in its "#!" line, as the kernel reads
