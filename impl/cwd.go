@@ -124,7 +124,10 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 
 // sameProcessLocked reports whether c, the entry under key, was made for the process that now has
 // pid key, and forgets it if not: the process it was made for has exited and its pid has been
-// given to another, which inherits nothing from it. Preconditions: v.mu is held.
+// given to another, which inherits nothing from it. Start times are in clock ticks (10 ms): a pid
+// given again within the tick its first process started in is not told apart, which takes the
+// pids to wrap (32,768 forks) within that tick, or a write to ns_last_pid. Preconditions: v.mu is
+// held.
 func (v *View) sameProcessLocked(key int, c virtualCwd) bool {
 	if c.thread {
 		return true
@@ -261,10 +264,10 @@ func (v *View) makeGhost(g *ghost) error {
 	}
 	v.ghostSeq++
 	dir := v.dir + "/ghost-" + strconv.Itoa(v.ghostSeq)
-	if err := unix.Mkdir(dir, 0o700); err != nil {
+	if err := long.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	opened := err == nil
 	if opened {
 		if err = unix.Fchown(fd, int(g.st.Uid), int(g.st.Gid)); err == nil {
@@ -272,7 +275,7 @@ func (v *View) makeGhost(g *ghost) error {
 		}
 	}
 	// Removed in any case: the ghost is a removed directory, and a failed one leaves nothing.
-	if rerr := unix.Rmdir(dir); err == nil {
+	if rerr := long.Rmdir(dir); err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -402,7 +405,7 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if err := hostMay(c, r.host, unix.X_OK); err != nil {
 		return reply{}, err
 	}
-	fd, err := unix.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return reply{}, err
 	}

@@ -90,7 +90,7 @@ func openHost(p string, flags int, mode uint32) (int, error) {
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for {
-		fd, err := unix.Openat2(unix.AT_FDCWD, p, &how)
+		fd, err := long.Openat2(unix.AT_FDCWD, p, &how)
 		if err != unix.EAGAIN && err != unix.EINTR {
 			return fd, err
 		}
@@ -129,7 +129,7 @@ func (t tracee) taskObject(fd int) (obj int, shared bool, err error) {
 			return obj, err == nil, err
 		}
 	}
-	obj, err = unix.Open(t.procPath("fd/"+strconv.Itoa(fd)), unix.O_PATH|unix.O_CLOEXEC, 0)
+	obj, err = long.Open(t.procPath("fd/"+strconv.Itoa(fd)), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return -1, false, unix.EBADF
 	}

@@ -110,7 +110,7 @@ func (v *View) keep(dst string) error {
 			continue
 		}
 		if _, st, err := v.locate(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			unix.UtimesNanoAt(unix.AT_FDCWD, path.Join(dst, p), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+			long.UtimesNanoAt(unix.AT_FDCWD, path.Join(dst, p), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 		}
 	}
 	return nil

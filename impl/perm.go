@@ -47,7 +47,7 @@ func hostMay(c creds, h string, mask uint32) error {
 	if mask == 0 || c.privileged() && mask&unix.X_OK == 0 { // root may execute only what has an x bit
 		return nil
 	}
-	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -61,7 +61,7 @@ func fdMay(c creds, fd int, mask uint32) error {
 		return nil
 	}
 	err := asCaller(c, func() error {
-		return unix.Faccessat2(fd, "", mask, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
+		return long.Faccessat2(fd, "", mask, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
 	})
 	if err == unix.EROFS {
 		return nil
@@ -266,7 +266,7 @@ func (v *View) mayChangeAttr(c creds, p string, o op) error {
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Open(l.host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(l.host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func (v *View) mayLinkPath(t tracee, h string) error {
 	if err != nil || c.privileged() {
 		return err
 	}
-	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func mayGetxattr(c creds, h, name string) error {
 		return unix.ENODATA
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(h, &st); err != nil {
+	if err := long.Lstat(h, &st); err != nil {
 		return err
 	}
 	if typ := st.Mode & unix.S_IFMT; strings.HasPrefix(name, "user.") && typ != unix.S_IFREG && typ != unix.S_IFDIR {

@@ -402,7 +402,7 @@ func sameForegroundGroup(pid int) bool {
 	if err != nil || pgid != unix.Getpgrp() {
 		return false
 	}
-	tty, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	tty, err := long.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false // no controlling terminal: nobody else sends it
 	}

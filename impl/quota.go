@@ -162,7 +162,7 @@ func (v *View) usage() Usage {
 	}
 	if v.ns.limits.set() {
 		var st unix.Statfs_t
-		if unix.Statfs(v.dir, &st) == nil {
+		if long.Statfs(v.dir, &st) == nil {
 			return Usage{Bytes: int64(st.Blocks-st.Bfree) * st.Bsize, Files: max(int64(st.Files-st.Ffree)-layerInodes, 0)}
 		}
 	}
@@ -173,7 +173,7 @@ func (v *View) usage() Usage {
 			return nil
 		}
 		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || seen[st.Ino] {
+		if long.Lstat(p, &st) != nil || seen[st.Ino] {
 			return nil
 		}
 		seen[st.Ino] = true
