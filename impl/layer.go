@@ -169,7 +169,30 @@ func (v *View) noteRemoved(p string) {
 			v.removed = map[string]bool{}
 		}
 		v.removed[p] = true
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil {
+			v.noteOriginLocked(p, &st)
+		}
 	}
+}
+
+// noteOriginLocked records st as what shared object host was when the view first copied it up
+// or removed it, for the kept layer's record. Preconditions: v.mu is held.
+func (v *View) noteOriginLocked(host string, st *unix.Stat_t) {
+	if _, ok := v.origins[host]; ok {
+		return
+	}
+	if v.origins == nil {
+		v.origins = map[string]unix.Stat_t{}
+	}
+	v.origins[host] = *st
+}
+
+// noteOrigin is noteOriginLocked for a caller that does not hold v.mu.
+func (v *View) noteOrigin(host string, st *unix.Stat_t) {
+	v.mu.Lock()
+	v.noteOriginLocked(host, st)
+	v.mu.Unlock()
 }
 
 // dropTree forgets the entries at p and below.
@@ -493,6 +516,14 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 	case l.ent != nil && l.ent.own:
 		return nil
+	}
+	if l.ent == nil {
+		v.noteOrigin(l.host, &st)
+	} else if l.ent.lower != "" { // l.host may be the upper directory
+		var lst unix.Stat_t
+		if unix.Lstat(l.ent.lower, &lst) == nil {
+			v.noteOrigin(l.ent.lower, &lst)
+		}
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:

@@ -251,7 +251,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	}
 	res = &Result{ExitStatus: status, Changes: v.Changes(), Stats: v.Stats(), Usage: v.Usage()}
 	if cfg.Keep != "" {
-		if kerr := v.keep(cfg.Keep); kerr != nil {
+		if kerr := v.keep(cfg.Keep, nil); kerr != nil {
 			cleanup = multierror.Append(cleanup, fmt.Errorf("keep private layer in %s: %w", cfg.Keep, kerr))
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Policy chooses how read-only opens of files the invocation has not changed are answered.
@@ -209,6 +211,9 @@ type View struct {
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
 	removed map[string]bool    // shared names the view removed (see noteRemoved)
+	// origins are the shared objects the view copied up or removed, by host path, as they were
+	// then: the kept layer's record of them (see keep).
+	origins map[string]unix.Stat_t
 	renamed bool               // a directory was renamed: lower paths no longer equal view paths
 	// linked: shared files (by host path) that the view gave another name (see linkShared).
 	linked map[string]bool
