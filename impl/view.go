@@ -214,7 +214,7 @@ type View struct {
 	// origins are the shared objects the view copied up or removed, by host path, as they were
 	// then: the kept layer's record of them (see keep).
 	origins map[string]unix.Stat_t
-	renamed bool               // a directory was renamed: lower paths no longer equal view paths
+	renamed bool // a directory was renamed: lower paths no longer equal view paths
 	// linked: shared files (by host path) that the view gave another name (see linkShared).
 	linked map[string]bool
 	// ghosts are the shared directories the view removed, by host path; ghostFDs the descriptors
