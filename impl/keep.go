@@ -85,8 +85,8 @@ func (v *View) keep(dst string, prev *layer.Record) error {
 	for _, c := range v.Changes() {
 		out := path.Join(dst, c.Path)
 		if c.Kind == 'D' {
-			if _, _, err := v.locate(path.Dir(c.Path)); err != nil {
-				continue // its directory is gone too: that directory's whiteout covers it
+			if _, st, err := v.locate(path.Dir(c.Path)); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue // its directory is gone too, or now something else: the change there covers it
 			}
 		}
 		if err := parents(c.Path); err != nil {

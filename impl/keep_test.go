@@ -131,7 +131,7 @@ func applyLayer(t *testing.T, layer, root string) {
 				return fmt.Errorf("cp: %v: %s", err, out)
 			}
 		}
-		return keepMeta(dst, &st)
+		return keepMeta(p, dst, &st)
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -287,10 +288,14 @@ func (v *View) ensureDir(p string) error {
 	return nil
 }
 
-// keepMeta gives the kept copy p the view's owner (where the supervisor may), permission bits
-// and times; a symlink its owner and times.
-func keepMeta(p string, st *unix.Stat_t) error {
+// keepMeta gives the kept copy p of the view's object at host path src the view's owner (where
+// the supervisor may), extended attributes, permission bits and times; a symlink its owner,
+// extended attributes and times.
+func keepMeta(src, p string, st *unix.Stat_t) error {
 	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	if err := layer.CopyXattrs(src, p); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
@@ -661,7 +666,7 @@ func (v *View) copyView(p, out string, recursive bool) error {
 				}
 			}
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFREG:
 		src, err := unix.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err != nil {
@@ -676,7 +681,7 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if _, err := copyData(dst, src, st.Size); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFLNK:
 		target, err := readlink(l.host)
 		if err != nil {
@@ -686,13 +691,13 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if err := unix.Symlink(target, out); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFIFO:
 		os.Remove(out)
 		if err := unix.Mkfifo(out, 0o600); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	}
 	return nil // sockets and devices are not kept
 }
