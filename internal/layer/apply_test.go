@@ -252,7 +252,11 @@ func TestApplyKilled(t *testing.T) {
 	}
 	var spec []string
 	for i := range n {
-		spec = append(spec, fmt.Sprintf("file f%03d %s", i, strings.Repeat(fmt.Sprintf("old %d\n", i), 4000)))
+		lines := 4000 // 28 kB
+		if i%10 == 5 {
+			lines = 300000 // 2 MB: long enough to be killed in the middle of writing it
+		}
+		spec = append(spec, fmt.Sprintf("file f%03d %s", i, strings.Repeat(fmt.Sprintf("old %d\n", i), lines)))
 	}
 	mkTree(t, shared, spec...)
 	l, viewed := keep(t, shared, `for f in f*; do sed -i 's/old/NEW/' $f; done; rm f000; echo added > zz;`+listing)
