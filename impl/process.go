@@ -36,6 +36,10 @@ type RunConfig struct {
 
 	// Keep, when set, receives a copy of the private layer before it is removed.
 	Keep string
+	// Layer, when set, is a named layer (see layerrun.go): the view starts from its changes,
+	// and they and the command's are saved back into it at the end, whatever the command's
+	// exit status. Not with Keep.
+	Layer string
 	// Reap makes this process a child subreaper that reaps the command's orphaned descendants,
 	// which keep the view alive until they exit. Set it only in a process that starts no other
 	// children of its own (the CLI).
@@ -199,9 +203,19 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 		return nil, err
 	}
 	if cfg.Keep != "" {
+		if cfg.Layer != "" {
+			return nil, errors.New("a layer (Layer) is saved in its own directory: Keep too is refused")
+		}
 		if err := checkKeepDir(cfg.Keep); err != nil {
 			return nil, err
 		}
+	}
+	var named *namedLayer
+	if cfg.Layer != "" {
+		if named, err = openLayer(cfg.Layer); err != nil {
+			return nil, err
+		}
+		defer named.close()
 	}
 	// The command must not reach the supervisor through ptrace, process_vm_*, pidfd_getfd or
 	// /proc/PID/{mem,fd,...}: the filter denies the calls, the view the entries (supervisorOnly),
@@ -244,6 +258,12 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	}
 	defer sup.stop()
 
+	if named != nil {
+		if err := named.load(ctx, v, sup, cfg); err != nil {
+			v.closeGhosts()
+			return nil, err
+		}
+	}
 	status, err := v.runCommand(ctx, sup, cfg)
 	v.closeGhosts()
 	if err != nil {
@@ -253,6 +273,11 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if cfg.Keep != "" {
 		if kerr := v.keep(cfg.Keep, nil); kerr != nil {
 			cleanup = multierror.Append(cleanup, fmt.Errorf("keep private layer in %s: %w", cfg.Keep, kerr))
+		}
+	}
+	if named != nil {
+		if serr := named.save(v); serr != nil {
+			cleanup = multierror.Append(cleanup, serr)
 		}
 	}
 	return res, nil

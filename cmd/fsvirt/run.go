@@ -9,11 +9,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/fsvirt/fsvirt/impl"
+	"github.com/fsvirt/fsvirt/internal/layer"
 )
 
 const runUsage = `Usage: fsvirt run [flags] -- CMD [ARGS...]
@@ -37,6 +39,15 @@ Flags:
   --keep DIR      before cleanup, write the private layer to DIR as an OCI image layer changeset
                   (.wh.NAME whiteouts, parents with their modes; impl/keep.go). DIR must be
                   missing or empty: checked before CMD runs.
+  --layer DIR     a named layer: start from the changes kept in DIR (made if missing), and save
+                  the view's changes, those included, back into DIR when the run ends, whatever
+                  CMD's exit status; successive runs accumulate, like a persistent overlay upper
+                  directory. The save is atomic: a killed run leaves DIR as it was or as the run
+                  left it. A lock (DIR.lock beside it) refuses a second run on DIR meanwhile.
+                  Not with --keep.
+  --apply         after CMD exited 0, write its changes (with --layer, the layer's) into the real
+                  tree as 'fsvirt apply' does: refused, with the paths named and nothing written,
+                  when a file the command changed has changed in the tree since (exit 125).
   --max-bytes SIZE
                   bound the private layer's file data to SIZE bytes of allocated blocks (a
                   number with an optional k, M, G or T suffix, powers of 1024). The write,
@@ -74,6 +85,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		policy = fs.String("policy", "fast", "")
 		diff   = fs.Bool("diff", false, "")
 		keep   = fs.String("keep", "", "")
+		named  = fs.String("layer", "", "")
+		apply  = fs.Bool("apply", false, "")
 		asJSON = fs.Bool("json", false, "")
 		limits impl.Limits
 	)
@@ -114,10 +127,22 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "fsvirt: %s: %v\n", cmd[0], unwrapExec(err))
 		return exitError{code}
 	}
+	if *keep != "" && *named != "" {
+		return errors.New("run: --keep and --layer together: a layer is saved in its own directory (see fsvirt run --help)")
+	}
+	keepDir := *keep
+	if *apply && keepDir == "" && *named == "" {
+		tmp, err := os.MkdirTemp("", "fsvirt-apply-")
+		if err != nil {
+			return fmt.Errorf("run: --apply: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		keepDir = filepath.Join(tmp, "layer")
+	}
 	res, err := impl.Run(ctx, impl.RunConfig{
 		Trees: trees, Store: *store, Policy: pol, Limits: limits,
 		Path: path, Args: cmd,
-		Keep: *keep, Reap: true, ForwardSignals: true,
+		Keep: keepDir, Layer: *named, Reap: true, ForwardSignals: true,
 	})
 	if res != nil {
 		report(stderr, res, limits, *diff, *asJSON)
@@ -127,6 +152,30 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if res.ExitStatus != 0 {
 		return exitError{res.ExitStatus}
+	}
+	if *apply {
+		dir := keepDir
+		if dir == "" {
+			dir = *named
+		}
+		return applyLayer(dir, stderr)
+	}
+	return nil
+}
+
+// applyLayer applies layer dir to "/" for run --apply.
+func applyLayer(dir string, stderr io.Writer) error {
+	_, err := layer.Apply(dir, layer.Options{})
+	var ce *layer.ConflictError
+	if errors.As(err, &ce) {
+		fmt.Fprintf(stderr, "fsvirt: --apply refused, nothing applied: %d conflict(s):\n", len(ce.Conflicts))
+		for _, c := range ce.Conflicts {
+			fmt.Fprintf(stderr, "  %s: %s\n", c.Path, c.Why)
+		}
+		return exitError{impl.ExitFailure}
+	}
+	if err != nil {
+		return fmt.Errorf("--apply: %w", err)
 	}
 	return nil
 }

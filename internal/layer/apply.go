@@ -79,7 +79,7 @@ func Apply(dir string, opt Options) (*Record, error) {
 	if opt.DryRun {
 		return rec, nil
 	}
-	a := &applier{layer: dir, root: root, links: map[[2]uint64]string{}, changed: map[string]bool{}}
+	a := &applier{layer: dir, root: root, links: map[[2]uint64]string{}, changed: map[string]bool{}, loading: opt.NoCheck}
 	for _, c := range rec.Changes {
 		if c.Kind != Deleted {
 			a.changed[c.Path] = true
@@ -170,6 +170,7 @@ type applier struct {
 	links       map[[2]uint64]string // the first tree path of each hard-linked layer file
 	changed     map[string]bool      // paths the record adds or modifies
 	metas       []string             // directories whose metadata is the layer's
+	loading     bool                 // Options.NoCheck: into a view, whose directories outside its trees are the host's
 }
 
 // tmpSeq numbers the temporary names of this process.
@@ -189,8 +190,10 @@ func (a *applier) dir(p string, opaque bool) error {
 		return err
 	}
 	opaque = opaque || slices.Contains(names, ".wh..wh..opq")
-	if err := removeStale(path.Join(a.root, p)); err != nil {
-		return err
+	if !a.loading {
+		if err := removeStale(path.Join(a.root, p)); err != nil {
+			return err
+		}
 	}
 	if opaque {
 		keep := map[string]bool{}

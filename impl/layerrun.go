@@ -1,0 +1,142 @@
+package impl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/fsvirt/fsvirt/internal/layer"
+	"golang.org/x/sys/unix"
+)
+
+// A named layer (RunConfig.Layer) is a directory in the kept layer's format (see keep) that a
+// run starts from and saves back into, as a persistent overlay upper directory is used:
+//
+//   - A lock, flock(2) on LAYER.lock beside it, taken before anything else, refuses a second
+//     run on the same layer while one holds it.
+//   - The layer's changes are loaded into the fresh view before the command runs, by a process
+//     in the view (this program re-executed as loadArg0) that applies the layer to "/" without
+//     the conflict check: the view then holds them as its own.
+//   - At the end the view's changes, those loaded included, are kept in LAYER.new, which is then
+//     exchanged with LAYER (renameat2 RENAME_EXCHANGE) and removed: a run killed before the
+//     exchange leaves LAYER as it was, one killed after it leaves the new one whole, and
+//     LAYER.new, left over, is removed by the next run.
+//
+// The record keeps what each shared object was when the first run that changed it saw it.
+
+// loadArg0 marks a re-executed fsvirt that is to load a layer into the view it runs in.
+const loadArg0 = "fsvirt-load"
+
+func init() {
+	if len(os.Args) != 2 || os.Args[0] != loadArg0 {
+		return
+	}
+	if _, err := layer.Apply(os.Args[1], layer.Options{NoCheck: true}); err != nil {
+		fmt.Fprintf(os.Stderr, "fsvirt: load layer %s: %v\n", os.Args[1], err)
+		os.Exit(ExitFailure)
+	}
+	os.Exit(0)
+}
+
+// namedLayer is a layer held by a run.
+type namedLayer struct {
+	dir  string
+	lock *os.File
+	prev *layer.Record // nil: the layer is new (missing or empty)
+}
+
+// openLayer locks layer directory dir and reads its record.
+func openLayer(dir string) (*namedLayer, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	dir = filepath.Clean(abs)
+	lock, err := os.OpenFile(dir+".lock", os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("layer %s: lock: %w", dir, err)
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		if err == unix.EWOULDBLOCK {
+			return nil, fmt.Errorf("layer %s is in use by another fsvirt run (it holds %s.lock); wait for it to end", dir, dir)
+		}
+		return nil, fmt.Errorf("layer %s: lock: %w", dir, err)
+	}
+	l := &namedLayer{dir: dir, lock: lock}
+	if err := os.RemoveAll(dir + ".new"); err != nil { // a save that was killed
+		l.close()
+		return nil, fmt.Errorf("layer %s: %w", dir, err)
+	}
+	switch empty, err := isEmptyDir(dir); {
+	case errors.Is(err, os.ErrNotExist), err == nil && empty:
+	case err != nil:
+		l.close()
+		return nil, fmt.Errorf("layer %s: %w", dir, err)
+	default:
+		if l.prev, err = layer.ReadRecord(dir); err != nil {
+			l.close()
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.IsDir() {
+		return false, fmt.Errorf("not a directory")
+	}
+	_, err = f.Readdirnames(1)
+	if err == io.EOF {
+		return true, nil
+	}
+	return false, err
+}
+
+func (l *namedLayer) close() { l.lock.Close() }
+
+// load applies the layer to view v, before the command runs, and forgets what that counted.
+func (l *namedLayer) load(ctx context.Context, v *View, sup *supervisor, cfg RunConfig) error {
+	if l.prev == nil {
+		return nil
+	}
+	lc := cfg
+	lc.Path, lc.Args, lc.Dir, lc.Stdin, lc.Stdout = "/proc/self/exe", []string{loadArg0, l.dir}, "/", nil, cfg.Stderr
+	status, err := v.runCommand(ctx, sup, lc)
+	if err != nil {
+		return fmt.Errorf("load layer %s: %w", l.dir, err)
+	}
+	if status != 0 {
+		return fmt.Errorf("load layer %s: the loader exited with status %d", l.dir, status)
+	}
+	v.mu.Lock()
+	v.stats = Stats{}
+	v.mu.Unlock()
+	return nil
+}
+
+// save keeps the view's changes as the layer's new content (see above).
+func (l *namedLayer) save(v *View) error {
+	tmp := l.dir + ".new"
+	if err := v.keep(tmp, l.prev); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("save layer %s: %w", l.dir, err)
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, l.dir, unix.RENAME_EXCHANGE)
+	if err == unix.ENOENT {
+		err = unix.Rename(tmp, l.dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("save layer %s: %w", l.dir, err)
+	}
+	return os.RemoveAll(tmp) // the layer as it was
+}
