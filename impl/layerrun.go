@@ -110,12 +110,12 @@ func (l *namedLayer) load(ctx context.Context, v *View, sup *supervisor, cfg Run
 	}
 	lc := cfg
 	lc.Path, lc.Args, lc.Dir, lc.Stdin, lc.Stdout = "/proc/self/exe", []string{loadArg0, l.dir}, "/", nil, cfg.Stderr
-	status, err := v.runCommand(ctx, sup, lc)
+	end, err := v.runCommand(ctx, sup, lc)
 	if err != nil {
 		return fmt.Errorf("load layer %s: %w", l.dir, err)
 	}
-	if status != 0 {
-		return fmt.Errorf("load layer %s: the loader exited with status %d", l.dir, status)
+	if end.status != 0 {
+		return fmt.Errorf("load layer %s: the loader exited with status %d %s", l.dir, end.status, end.notRun)
 	}
 	v.mu.Lock()
 	v.stats = Stats{}
