@@ -245,9 +245,19 @@ func TestRunApply(t *testing.T) {
 		t.Fatalf("exit status %d: %s", r.code, r.stderr)
 	}
 	os.WriteFile(f.motd, []byte("host again\n"), 0o644)
-	r := f.run(t, []string{"--layer", l, "--apply"}, "true")
+	r := f.run(t, []string{"--layer", l, "--apply", "--json"}, "true")
 	if r.code != 125 || !strings.Contains(r.stderr, f.motd+": changed in the tree since the view copied it") {
 		t.Errorf("--apply over a changed file: exit status %d, stderr %q", r.code, r.stderr)
+	}
+	line := r.stderr[strings.LastIndex(r.stderr, "\n{")+1:]
+	line = line[:strings.Index(line, "\n")]
+	validLine(t, runSchema(t), line)
+	var s jsonSummary
+	if err := jsonDecode(line, &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Outcome != "failed" || s.Apply == nil || s.Apply.Applied || len(s.Apply.Conflicts) != 1 || s.Apply.Conflicts[0].Path != f.motd || s.Layer != l {
+		t.Errorf("--json of a refused --apply: %s", line)
 	}
 	assertFile(t, f.motd, "host again\n")
 }

@@ -175,6 +175,13 @@ type jsonSummary struct {
 	} `json:"apply"`
 }
 
+// jsonDecode decodes line into s, refusing fields s does not know.
+func jsonDecode(line string, s *jsonSummary) error {
+	dec := json.NewDecoder(strings.NewReader(line))
+	dec.DisallowUnknownFields()
+	return dec.Decode(s)
+}
+
 // lastJSON decodes stderr's last line.
 func lastJSON(t *testing.T, stderr string) jsonSummary {
 	t.Helper()
