@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
@@ -102,6 +103,21 @@ func isEmptyDir(dir string) (bool, error) {
 }
 
 func (l *namedLayer) close() { l.lock.Close() }
+
+// checkTrees refuses a layer that changes a path outside ns's trees: outside them the view's
+// changes are the host's own, and loading it would change the host (a layer made with another
+// --tree).
+func (l *namedLayer) checkTrees(ns *namespace) error {
+	if l.prev == nil {
+		return nil
+	}
+	for _, c := range l.prev.Changes {
+		if !ns.inTree(c.Path) {
+			return fmt.Errorf("layer %s changes %s, which is outside this run's trees (%s): run it with the trees it was made with", l.dir, c.Path, strings.Join(ns.trees, ", "))
+		}
+	}
+	return nil
+}
 
 // load applies the layer to view v, before the command runs, and forgets what that counted.
 func (l *namedLayer) load(ctx context.Context, v *View, sup *supervisor, cfg RunConfig) error {

@@ -260,6 +260,11 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err := st.limit(ns, cfg.Limits); err != nil {
 		return nil, err
 	}
+	if named != nil {
+		if err := named.checkTrees(ns); err != nil {
+			return nil, err
+		}
+	}
 	v, err := st.newView(ns)
 	if err != nil {
 		return nil, err

@@ -130,6 +130,12 @@ func TestLayerBadArguments(t *testing.T) {
 	notLayer := t.TempDir()
 	os.WriteFile(filepath.Join(notLayer, "x"), nil, 0o644)
 	marker := filepath.Join(t.TempDir(), "ran")
+	// A layer made over another tree: loading it in a view of f.tree would write to the host.
+	other := t.TempDir()
+	otherTrees := filepath.Join(t.TempDir(), "layer")
+	if r := fsvirt(t, "run", "--tree", other, "--store", f.store, "--layer", otherTrees, "--", "sh", "-c", "echo x > "+other+"/x"); r.code != 0 {
+		t.Fatalf("run over the other tree: %d %s", r.code, r.stderr)
+	}
 	for _, tc := range []struct {
 		name  string
 		flags []string
@@ -137,6 +143,7 @@ func TestLayerBadArguments(t *testing.T) {
 	}{
 		{"not-a-layer", []string{"--layer", notLayer}, "not a layer fsvirt kept"},
 		{"with-keep", []string{"--layer", t.TempDir(), "--keep", t.TempDir()}, "--keep and --layer together"},
+		{"other-trees", []string{"--layer", otherTrees}, "outside this run's trees"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.run(t, tc.flags, "touch", marker)
