@@ -17,9 +17,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RecordName is the record's file name, at the layer's root. OCI runtimes that unpack layers
-// (moby, containerd) skip entries whose name starts with ".wh..wh." other than the opaque marker
-// (AUFS metadata), so a tar of the layer directory stays an image layer that adds no file.
+// RecordName is the record's file name, at the layer's root. moby's and containerd's archive
+// code take names that start with ".wh..wh.", other than the opaque marker, for AUFS metadata
+// that is not unpacked: a tar of the layer directory stays an image layer that adds no file.
 const RecordName = ".wh..wh..fsvirt"
 
 // Format is the record's format version, the "fsvirt_layer" field.
