@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -155,4 +156,80 @@ func (l *namedLayer) save(v *View) error {
 		return fmt.Errorf("save layer %s: %w", l.dir, err)
 	}
 	return os.RemoveAll(tmp) // the layer as it was
+}
+
+// Layers in thread mode: a Pool's invocation can keep its private layer (Invocation.Keep) and
+// use a named layer (OpenLayer, Invocation.LoadLayer, Invocation.SaveLayer) as process mode does.
+
+// Layer is a named layer locked for one invocation at a time (see above): OpenLayer, then
+// Close once the invocation that uses it has saved it.
+type Layer struct{ l *namedLayer }
+
+// OpenLayer locks the named layer in directory dir, made at the first save if missing; it
+// fails at once, naming the layer, when another run or invocation holds it.
+func OpenLayer(dir string) (*Layer, error) {
+	l, err := openLayer(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Layer{l}, nil
+}
+
+// Close releases the lock.
+func (l *Layer) Close() { l.l.close() }
+
+// LoadLayer loads l's changes into the invocation's view, which must have none yet; Stats
+// start again afterwards. It runs a process in the view (Start), and may be called from the
+// function only.
+func (inv *Invocation) LoadLayer(l *Layer) error {
+	if l.l.prev == nil {
+		return nil
+	}
+	if err := l.l.checkTrees(inv.view.ns); err != nil {
+		return err
+	}
+	cmd := exec.Command("/proc/self/exe", l.l.dir)
+	cmd.Args[0] = loadArg0
+	cmd.Dir = "/"
+	cmd.Stderr = os.Stderr
+	if err := inv.Start(cmd); err != nil {
+		return fmt.Errorf("load layer %s: %w", l.l.dir, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("load layer %s: %w", l.l.dir, err)
+	}
+	v := inv.view
+	v.mu.Lock()
+	v.stats = Stats{}
+	v.mu.Unlock()
+	return nil
+}
+
+// SaveLayer saves the invocation's changes into l (atomically, see above). Call it when the
+// function's work is done, from the function or another goroutine.
+func (inv *Invocation) SaveLayer(l *Layer) error {
+	return inv.view.offThread(func() error { return l.l.save(inv.view) })
+}
+
+// Keep writes the invocation's changes so far to dir, missing or empty, in the kept layer's
+// format (see keep), as RunConfig.Keep does at the end of a run.
+func (inv *Invocation) Keep(dir string) error {
+	if err := checkKeepDir(dir); err != nil {
+		return err
+	}
+	return inv.view.offThread(func() error { return inv.view.keep(dir, nil) })
+}
+
+// offThread runs fn on a goroutine of its own, holding the view's turn: keeping reads the
+// private layer and the shared tree as the host has them, where a worker thread's calls would
+// be answered in the view, and changes the private layer (materialize), which the supervisor
+// must not do meanwhile for a process the invocation started.
+func (v *View) offThread(fn func() error) error {
+	out := make(chan error, 1)
+	go func() {
+		v.turn.Lock()
+		defer v.turn.Unlock()
+		out <- fn()
+	}()
+	return <-out
 }
