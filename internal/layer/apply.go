@@ -71,6 +71,9 @@ func Apply(dir string, opt Options) (*Record, error) {
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("root %s: not a directory", root)
 	}
+	if err := validate(dir, rec); err != nil {
+		return rec, err
+	}
 	if !opt.NoCheck {
 		if cs := check(dir, root, rec); len(cs) > 0 {
 			return rec, &ConflictError{Conflicts: cs}
@@ -96,6 +99,49 @@ func Apply(dir string, opt Options) (*Record, error) {
 		}
 	}
 	return rec, nil
+}
+
+// validate refuses a layer whose changeset holds a file or whiteout that its record does not
+// account for: every one must be a recorded change, or lie in a directory the record adds or
+// modifies (the content of a directory moved there). Apply writes nothing the record does not
+// list, and loading a layer (Options.NoCheck) nothing outside the trees it checked the record
+// against.
+func validate(dir string, rec *Record) error {
+	changed, deleted := map[string]bool{}, map[string]bool{}
+	for _, c := range rec.Changes {
+		if c.Kind == Deleted {
+			deleted[c.Path] = true
+		} else {
+			changed[c.Path] = true
+		}
+	}
+	covered := func(p string) bool {
+		for a := p; a != "/"; a = path.Dir(a) {
+			if changed[a] {
+				return true
+			}
+		}
+		return false
+	}
+	return filepath.WalkDir(dir, func(host string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, host)
+		p := path.Join("/", filepath.ToSlash(rel))
+		name := d.Name()
+		switch {
+		case d.IsDir(), p == "/"+RecordName, name == ".wh..wh..opq" && covered(path.Dir(p)):
+			return nil
+		case strings.HasPrefix(name, ".wh."):
+			if gone := path.Join(path.Dir(p), strings.TrimPrefix(name, ".wh.")); deleted[gone] || covered(gone) {
+				return nil
+			}
+		case covered(p):
+			return nil
+		}
+		return fmt.Errorf("layer %s holds %s, which its record (%s) does not list: not applied", dir, p, RecordName)
+	})
 }
 
 // check returns the conflicts of the layer's changes with the tree at root.

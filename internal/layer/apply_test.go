@@ -328,3 +328,29 @@ func TestApplyKilled(t *testing.T) {
 	}
 	t.Logf("%d files, a whole apply %v; %d of %d kills landed in the middle", n, whole, partial, rounds)
 }
+
+// TestApplyRefusesUnrecorded: a file or whiteout in the layer that its record does not list is
+// refused before anything is written: apply (and loading a layer into a view) writes only what
+// the record lists.
+func TestApplyRefusesUnrecorded(t *testing.T) {
+	for _, extra := range []string{"stray", ".wh.motd"} {
+		t.Run(extra, func(t *testing.T) {
+			shared := filepath.Join(t.TempDir(), "tree")
+			mkTree(t, shared, "file motd hello", "file f x")
+			l, _ := keep(t, shared, "echo y > f; echo new > g")
+			if err := os.WriteFile(filepath.Join(l, shared, extra), []byte("planted"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := list(t, shared)
+			for _, opt := range []layer.Options{{}, {NoCheck: true}} {
+				_, err := layer.Apply(l, opt)
+				if err == nil || !strings.Contains(err.Error(), filepath.Join(shared, extra)+", which its record") {
+					t.Errorf("Apply(%+v) = %v, want a refusal naming %s", opt, err, extra)
+				}
+			}
+			if after := list(t, shared); after != before {
+				t.Errorf("a refused apply changed the tree:\n%s", after)
+			}
+		})
+	}
+}
