@@ -246,9 +246,9 @@ func TestApplyConflicts(t *testing.T) {
 // whole, as it was or as the layer has it, never half-written; applying again completes it.
 func TestApplyKilled(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
-	n, rounds := 60, 10
+	n, rounds := 40, 8
 	if testing.Short() {
-		n, rounds = 30, 6
+		n, rounds = 30, 4
 	}
 	var spec []string
 	for i := range n {
