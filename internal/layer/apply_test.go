@@ -254,7 +254,7 @@ func TestApplyKilled(t *testing.T) {
 	for i := range n {
 		lines := 4000 // 28 kB
 		if i%10 == 5 {
-			lines = 300000 // 2 MB: long enough to be killed in the middle of writing it
+			lines = 150000 // 1 MB: long enough to be killed in the middle of writing it
 		}
 		spec = append(spec, fmt.Sprintf("file f%03d %s", i, strings.Repeat(fmt.Sprintf("old %d\n", i), lines)))
 	}
