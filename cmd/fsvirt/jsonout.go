@@ -31,7 +31,7 @@ type summary struct {
 
 	Changes []change `json:"changes"`
 	// Present once the view ran.
-	Calls       map[string]int `json:"calls,omitempty"`
+	Calls       *map[string]int `json:"calls,omitempty"` // a pointer: {} is written, not left out
 	CopyUps     *int           `json:"copy_ups,omitempty"`
 	BytesCopied *int64         `json:"bytes_copied,omitempty"`
 	Usage       *impl.Usage    `json:"usage,omitempty"`
@@ -69,10 +69,11 @@ func (s *summary) fill(res *impl.Result) {
 	for _, c := range res.Changes {
 		s.Changes = append(s.Changes, change{Kind: layer.KindWord(c.Kind), Path: c.Path})
 	}
-	s.Calls = res.Stats.Calls
-	if s.Calls == nil {
-		s.Calls = map[string]int{}
+	calls := res.Stats.Calls
+	if calls == nil {
+		calls = map[string]int{}
 	}
+	s.Calls = &calls
 	s.CopyUps, s.BytesCopied = &res.Stats.CopyUps, &res.Stats.BytesCopied
 	u := res.Usage
 	s.Usage = &u

@@ -36,8 +36,11 @@ Flags:
   --diff          on exit, print one line per changed path to stderr: "A PATH" added,
                   "M PATH" modified, "D PATH" deleted.
   --keep DIR      before cleanup, write the private layer to DIR as an OCI image layer changeset
-                  (.wh.NAME whiteouts, parents with their modes; impl/keep.go). DIR must be
-                  missing or empty: checked before CMD runs.
+                  (data, modes, owners, times, xattrs; .wh.NAME whiteouts, .wh..wh..opq opaque
+                  directories, parents with their modes), with the record .wh..wh..fsvirt of
+                  what each changed shared file was when the command first changed it, which
+                  'fsvirt apply DIR' checks against (docs/layers.md). DIR must be missing or
+                  empty: checked before CMD runs.
   --layer DIR     a named layer: start from the changes kept in DIR (made if missing), and save
                   the view's changes, those included, back into DIR when the run ends, whatever
                   CMD's exit status; successive runs accumulate, like a persistent overlay upper
