@@ -21,6 +21,23 @@ import (
 // TestMain: a test binary started with FSVIRT_TEST_APPLY=LAYER:ROOT applies LAYER under ROOT
 // and exits (TestApplyKilled kills it).
 func TestMain(m *testing.M) {
+	if arg := os.Getenv("FSVIRT_TEST_XATTRS"); arg != "" {
+		// In a view: a file and a directory made there, each with a user xattr.
+		err := os.WriteFile(arg+"/g", []byte("g\n"), 0o644)
+		if err == nil {
+			err = os.Mkdir(arg+"/d", 0o755)
+		}
+		for _, p := range []string{arg + "/g", arg + "/d"} {
+			if err == nil {
+				err = unix.Lsetxattr(p, "user.fsvirt", []byte("on "+filepath.Base(p)), 0)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if arg := os.Getenv("FSVIRT_TEST_APPLY"); arg != "" {
 		l, root, _ := strings.Cut(arg, ":")
 		os.Stdout.WriteString("applying\n")
@@ -166,6 +183,36 @@ func TestApplyInPlace(t *testing.T) {
 	}
 	if got := list(t, shared); got != viewed {
 		t.Errorf("the tree after apply differs from the view's final state:\nview:\n%s\napplied:\n%s", viewed, got)
+	}
+}
+
+// TestKeepXattrs: the extended attributes a command gives what it makes are in the kept layer,
+// and apply writes them into the tree.
+func TestKeepXattrs(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "tree")
+	mkTree(t, shared, "file f x")
+	if err := unix.Lsetxattr(filepath.Join(shared, "f"), "user.probe", []byte("1"), 0); err != nil {
+		t.Skipf("user xattrs on %s: %v", shared, err)
+	}
+	l := filepath.Join(t.TempDir(), "layer")
+	res, err := impl.Run(context.Background(), impl.RunConfig{Trees: []string{shared}, Store: t.TempDir(), Keep: l,
+		Path: os.Args[0], Args: []string{os.Args[0], "-test.run=^$"}, Env: append(os.Environ(), "FSVIRT_TEST_XATTRS="+shared)})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run: %v, %+v", err, res)
+	}
+	root := t.TempDir()
+	cpTree(t, shared, filepath.Join(root, shared))
+	if _, err := layer.Apply(l, layer.Options{Root: root}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{filepath.Join(l, shared), filepath.Join(root, shared)} {
+		for _, name := range []string{"g", "d"} {
+			buf := make([]byte, 64)
+			n, err := unix.Lgetxattr(filepath.Join(dir, name), "user.fsvirt", buf)
+			if err != nil || string(buf[:n]) != "on "+name {
+				t.Errorf("%s/%s: user.fsvirt = %q, %v; want %q", dir, name, buf[:max(n, 0)], err, "on "+name)
+			}
+		}
 	}
 }
 
