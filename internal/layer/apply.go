@@ -179,6 +179,25 @@ func check(dir, root string, rec *Record) []Conflict {
 			out = append(out, Conflict{Path: host, Why: why})
 		}
 	}
+	// The directories above the changes that the record does not change itself were directories
+	// in the view: one that is something else now (a symlink, which apply would follow or
+	// replace) is a conflict too.
+	recorded := map[string]bool{}
+	for _, c := range rec.Changes {
+		recorded[c.Path] = true
+	}
+	seen := map[string]bool{}
+	for _, c := range rec.Changes {
+		for a := path.Dir(c.Path); a != "/" && !seen[a]; a = path.Dir(a) {
+			seen[a] = true
+			var st unix.Stat_t
+			host := path.Join(root, a)
+			if !recorded[a] && unix.Lstat(host, &st) == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				out = append(out, Conflict{Path: host, Why: "no longer a directory in the tree (the layer's view had one)"})
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y Conflict) int { return strings.Compare(x.Path, y.Path) })
 	return out
 }
 
