@@ -32,10 +32,10 @@ type summary struct {
 	Changes []change `json:"changes"`
 	// Present once the view ran.
 	Calls       *map[string]int `json:"calls,omitempty"` // a pointer: {} is written, not left out
-	CopyUps     *int           `json:"copy_ups,omitempty"`
-	BytesCopied *int64         `json:"bytes_copied,omitempty"`
-	Usage       *impl.Usage    `json:"usage,omitempty"`
-	Limits      *limitsJSON    `json:"limits,omitempty"` // absent: none
+	CopyUps     *int            `json:"copy_ups,omitempty"`
+	BytesCopied *int64          `json:"bytes_copied,omitempty"`
+	Usage       *impl.Usage     `json:"usage,omitempty"`
+	Limits      *limitsJSON     `json:"limits,omitempty"` // absent: none
 
 	Keep  string     `json:"keep,omitempty"`  // --keep DIR
 	Layer string     `json:"layer,omitempty"` // --layer DIR
