@@ -96,3 +96,37 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run = %+v, want exit status 4 and changes %v", res, want)
 	}
 }
+
+// TestInvokeLayerLocked: while an invocation uses a named layer, another one on the same layer
+// is refused at once, naming it; afterwards the layer holds the first one's change.
+func TestInvokeLayerLocked(t *testing.T) {
+	tree := t.TempDir()
+	pool, err := sandbox.NewPool(sandbox.Config{Workers: 2, Trees: []string{tree}, Store: t.TempDir()})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer pool.Close()
+	named := filepath.Join(t.TempDir(), "layer")
+	inside, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- pool.Invoke(context.Background(), sandbox.Options{Layer: named}, func(*sandbox.Invocation) error {
+			err := os.WriteFile(filepath.Join(tree, "first"), []byte("1"), 0o644)
+			close(inside)
+			<-release
+			return err
+		})
+	}()
+	<-inside
+	err = pool.Invoke(context.Background(), sandbox.Options{Layer: named}, func(*sandbox.Invocation) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "layer "+named+" is in use") {
+		t.Errorf("second invocation: %v, want the layer in use", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(named, tree, "first")); err != nil || string(b) != "1" {
+		t.Errorf("the layer's first: %q, %v", b, err)
+	}
+}
