@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,7 +23,56 @@ var layerRuns = []string{
 	`echo three >> motd; rm d/one; mv d/two d/deux; mkdir -p e/f && echo deep > e/f/g`,
 }
 
-const treeListing = `find . -printf '%p %M %l\n' | sort; find . -type f -exec sha256sum {} + | sort`
+// listEnv names the directory that the test binary, started with it, lists (contentList) and exits:
+// the listing inside a view, where the kernel matrix's busybox find has no -printf.
+const listEnv = "FSVIRT_TEST_LIST"
+
+// listing is a shell command that prints contentList of the working directory.
+func listing() string {
+	bin, _ := filepath.Abs(os.Args[0])
+	return listEnv + "=. exec " + bin
+}
+
+// contentList lists dir: every name with its type and permission bits, symlink target and the
+// SHA-256 of a file's data, sorted.
+func contentList(dir string) (string, error) {
+	var lines []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		line := fmt.Sprintf("%s %v", rel, fi.Mode())
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case fi.Mode().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			line += fmt.Sprintf(" %x", sha256.Sum256(b))
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n", err
+}
+
+func mustList(t *testing.T, dir string) string {
+	t.Helper()
+	l, err := contentList(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
 
 // inTree runs a shell script in dir, outside fsvirt.
 func inTree(t *testing.T, dir, script string) string {
@@ -46,7 +98,7 @@ func TestLayerAccumulates(t *testing.T) {
 		t.Fatalf("cp: %v: %s", err, out)
 	}
 	l := filepath.Join(t.TempDir(), "layer")
-	before := inTree(t, f.tree, treeListing)
+	before := mustList(t, f.tree)
 	var r result
 	for i, s := range layerRuns {
 		inTree(t, ref, s)
@@ -54,11 +106,11 @@ func TestLayerAccumulates(t *testing.T) {
 		if i == len(layerRuns)-1 {
 			flags = append(flags, "--diff")
 		}
-		r = f.run(t, flags, "sh", "-c", "cd "+f.tree+" && "+s+" && "+treeListing)
+		r = f.run(t, flags, "sh", "-c", "cd "+f.tree+" && "+s+" && "+listing())
 		if r.code != 0 {
 			t.Fatalf("run %d: exit status %d: %s", i+1, r.code, r.stderr)
 		}
-		if want := inTree(t, ref, treeListing); r.stdout != want {
+		if want := mustList(t, ref); r.stdout != want {
 			t.Fatalf("run %d sees:\n%s\nthe copy after the same scripts:\n%s", i+1, r.stdout, want)
 		}
 	}
@@ -70,7 +122,7 @@ func TestLayerAccumulates(t *testing.T) {
 	if got := strings.TrimSuffix(r.stderr, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("--diff after the third run:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
-	if after := inTree(t, f.tree, treeListing); after != before {
+	if after := mustList(t, f.tree); after != before {
 		t.Fatalf("the runs changed the tree:\n%s", after)
 	}
 	if r := fsvirt(t, "apply", "--dry-run", l); r.code != 0 || r.stdout != strings.Join(want, "\n")+"\n" {
@@ -79,7 +131,7 @@ func TestLayerAccumulates(t *testing.T) {
 	if r := fsvirt(t, "apply", l); r.code != 0 {
 		t.Fatalf("apply: exit status %d: %s", r.code, r.stderr)
 	}
-	if got, want := inTree(t, f.tree, treeListing), inTree(t, ref, treeListing); got != want {
+	if got, want := mustList(t, f.tree), mustList(t, ref); got != want {
 		t.Errorf("the tree after apply:\n%s\nthe copy:\n%s", got, want)
 	}
 }
@@ -171,7 +223,7 @@ func TestLayerSaveKilled(t *testing.T) {
 	if r := f.run(t, []string{"--layer", l}, "sh", "-c", "cd "+f.tree+" && for i in $(seq 50); do echo old $i > f$i; done"); r.code != 0 {
 		t.Fatalf("first run: %d %s", r.code, r.stderr)
 	}
-	old := inTree(t, l, treeListing)
+	old := mustList(t, l)
 	pristine := filepath.Join(t.TempDir(), "layer")
 	if out, err := exec.Command("cp", "-a", l, pristine).CombinedOutput(); err != nil {
 		t.Fatalf("cp: %v: %s", err, out)
@@ -189,7 +241,7 @@ func TestLayerSaveKilled(t *testing.T) {
 		t.Fatalf("reference run: %d %s", r.code, r.stderr)
 	}
 	whole := time.Since(start)
-	newListing := inTree(t, ref, treeListing)
+	newListing := mustList(t, ref)
 	kept, saved := 0, 0
 	for i := range rounds {
 		os.Remove(filepath.Join(sig, "done"))
@@ -210,7 +262,7 @@ func TestLayerSaveKilled(t *testing.T) {
 		time.Sleep(time.Duration(rand.Int64N(int64(whole/2 + time.Millisecond))))
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		switch got := inTree(t, l, treeListing); got {
+		switch got := mustList(t, l); got {
 		case old:
 			kept++
 		case newListing:
