@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,13 @@ import (
 // runSchema compiles docs/fsvirt-run.schema.json.
 func runSchema(t *testing.T) *jsonschema.Schema {
 	t.Helper()
-	f, err := os.Open("../../docs/fsvirt-run.schema.json")
+	return compileSchema(t, "fsvirt-run.schema.json")
+}
+
+// compileSchema compiles docs/NAME.
+func compileSchema(t *testing.T, name string) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open("../../docs/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,10 +32,10 @@ func runSchema(t *testing.T) *jsonschema.Schema {
 		t.Fatal(err)
 	}
 	c := jsonschema.NewCompiler()
-	if err := c.AddResource("fsvirt-run.schema.json", doc); err != nil {
+	if err := c.AddResource(name, doc); err != nil {
 		t.Fatal(err)
 	}
-	sch, err := c.Compile("fsvirt-run.schema.json")
+	sch, err := c.Compile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +50,7 @@ func validLine(t *testing.T, sch *jsonschema.Schema, line string) {
 		t.Fatalf("%q: %v", line, err)
 	}
 	if err := sch.Validate(v); err != nil {
-		t.Errorf("%s\ndoes not satisfy docs/fsvirt-run.schema.json: %v", line, err)
+		t.Errorf("%s\ndoes not satisfy the schema: %v", line, err)
 	}
 }
 
@@ -170,4 +177,58 @@ func TestJSONFDAndFile(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("the command ran although a JSON destination was refused")
 	}
+}
+
+// TestApplyJSON: apply --json writes one line on stdout that satisfies
+// docs/fsvirt-apply.schema.json for each outcome: would apply, refused, failed, applied.
+func TestApplyJSON(t *testing.T) {
+	requireEngine(t)
+	sch := compileSchema(t, "fsvirt-apply.schema.json")
+	f := newFixture(t)
+	l := filepath.Join(t.TempDir(), "layer")
+	if r := f.run(t, []string{"--keep", l}, "sh", "-c", f.changeScript()); r.code != 0 {
+		t.Fatalf("run: %d %s", r.code, r.stderr)
+	}
+	type outcome struct {
+		Outcome    string `json:"outcome"`
+		ExitStatus int    `json:"exit_status"`
+		Changes    []struct{ Kind, Path string }
+		Conflicts  []struct{ Path, Reason string }
+	}
+	apply := func(wantCode int, wantOutcome string, args ...string) outcome {
+		t.Helper()
+		r := fsvirt(t, append([]string{"apply", "--json"}, args...)...)
+		if r.code != wantCode || strings.Count(r.stdout, "\n") != 1 {
+			t.Fatalf("apply %v: exit status %d, stdout %q; want %d and one line", args, r.code, r.stdout, wantCode)
+		}
+		line := strings.TrimSuffix(r.stdout, "\n")
+		validLine(t, sch, line)
+		var o outcome
+		if err := json.Unmarshal([]byte(line), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Outcome != wantOutcome || o.ExitStatus != wantCode {
+			t.Errorf("apply %v: %s; want outcome %s", args, line, wantOutcome)
+		}
+		return o
+	}
+	o := apply(0, "would_apply", "--dry-run", l)
+	if len(o.Changes) != 2 || o.Changes[0].Kind != "modified" || o.Changes[0].Path != f.motd || o.Changes[1].Kind != "added" {
+		t.Errorf("changes %+v", o.Changes)
+	}
+	apply(125, "failed", t.TempDir())
+	os.WriteFile(f.motd, []byte("changed meanwhile\n"), 0o644)
+	o = apply(1, "refused", l)
+	if len(o.Conflicts) != 1 || o.Conflicts[0].Path != f.motd {
+		t.Errorf("conflicts %+v, want motd", o.Conflicts)
+	}
+	os.WriteFile(f.motd, []byte(motdContent), 0o644)
+	apply(1, "refused", l) // the same data again, but not the file the view copied: a new mtime
+	os.RemoveAll(filepath.Join(f.tree, "new"))
+	l2 := filepath.Join(t.TempDir(), "layer")
+	if r := f.run(t, []string{"--keep", l2}, "sh", "-c", "echo x > "+filepath.Join(f.tree, "new")); r.code != 0 {
+		t.Fatalf("run: %d %s", r.code, r.stderr)
+	}
+	apply(0, "applied", l2)
+	assertFile(t, filepath.Join(f.tree, "new"), "x\n")
 }

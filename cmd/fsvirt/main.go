@@ -43,7 +43,7 @@ layer is discarded. Nothing the program does reaches the shared tree.
 
 Usage:
   fsvirt run [flags] -- CMD [ARGS...]   run CMD and all its children in one private view
-  fsvirt apply [--dry-run] [--root DIR] LAYER
+  fsvirt apply [--dry-run] [--json] [--root DIR] LAYER
                                         write a kept layer into the real tree, refusing conflicts
   fsvirt syscalls [--json]              print the syscall table: how each syscall is handled
   fsvirt features                       print the kernel features fsvirt found and will use
