@@ -270,8 +270,8 @@ func (v *View) ensureDir(p string) error {
 		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
-		if v.ns.limits.set() {
-			if err := mountLimits(v.dir, v.ns.limits); err != nil {
+		if l := v.layerLimits(); l.set() {
+			if err := mountLimits(v.dir, l); err != nil {
 				unix.Rmdir(v.dir)
 				return err
 			}

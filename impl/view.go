@@ -178,7 +178,7 @@ type Change struct {
 
 // View is one invocation's private copy-on-write view.
 //
-// Lock order: View.turn, then View.mu; mu guards entries and stats. The supervisor is the only
+// Lock order: View.turn, then View.mu; mu guards entries, stats and limits. The supervisor is the only
 // writer of the private layer; readers (Stats, Changes) run after the invocation's function returned.
 type View struct {
 	ns       *namespace
@@ -206,7 +206,9 @@ type View struct {
 	// outside it (see supervisor and View.waitOutsideTurn).
 	turn sync.Mutex
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// limits bound the private layer: the namespace's, or the invocation's own (SetLimits).
+	limits  Limits
 	entries map[string]*entry
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
@@ -244,7 +246,7 @@ func newView(ns *namespace, dir string) (*View, error) {
 	dir = upper[:len(dir)] // one string for both
 	// The maps are made on first use: most invocations of a function that touches no file
 	// would allocate them for nothing.
-	return &View{ns: ns, dir: dir, upper: upper}, nil
+	return &View{ns: ns, dir: dir, upper: upper, limits: ns.limits}, nil
 }
 
 // upperPath is where view path p lives in the private layer.
@@ -300,7 +302,7 @@ func (v *View) remove() error {
 	if !v.created.Load() {
 		return nil
 	}
-	if v.ns.limits.set() {
+	if v.layerLimits().set() {
 		if err := unmountUnder(v.dir); err != nil {
 			return err
 		}

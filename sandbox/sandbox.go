@@ -90,6 +90,9 @@ type Options struct {
 	// view's changes back into it when the function returns, whatever it returned. Another
 	// invocation or run using it meanwhile is refused. Not with Keep.
 	Layer string
+	// Limits, when set, bound this invocation's private layer instead of Config.Limits (see
+	// impl.Limits): they need root, and Invoke fails before fn runs when they cannot be enforced.
+	Limits Limits
 }
 
 // Pool runs functions in private views on worker threads.
@@ -108,7 +111,8 @@ func NewPool(cfg Config) (*Pool, error) {
 func (p *Pool) Close() error { return p.p.Close() }
 
 // Invoke runs fn on a worker thread in a fresh private view, as impl.Pool.Invoke does (only
-// fn's own goroutine is in the view; processes go through inv.Start), with opts. A panic in fn
+// fn's own goroutine is in the view; processes go through inv.Start), with opts: its limits,
+// the named layer it starts from and is saved into, or where its layer is kept. A panic in fn
 // is returned as a *PanicError.
 func (p *Pool) Invoke(ctx context.Context, opts Options, fn func(inv *Invocation) error) error {
 	if opts.Keep != "" && opts.Layer != "" {
@@ -123,6 +127,11 @@ func (p *Pool) Invoke(ctx context.Context, opts Options, fn func(inv *Invocation
 		defer named.Close()
 	}
 	return p.p.Invoke(ctx, func(inv *Invocation) (err error) {
+		if opts.Limits != (Limits{}) {
+			if err := inv.SetLimits(opts.Limits); err != nil {
+				return err
+			}
+		}
 		if named != nil {
 			if err := inv.LoadLayer(named); err != nil {
 				return err

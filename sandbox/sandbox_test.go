@@ -3,9 +3,11 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/fsvirt/fsvirt/sandbox"
@@ -128,5 +130,36 @@ func TestInvokeLayerLocked(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(named, tree, "first")); err != nil || string(b) != "1" {
 		t.Errorf("the layer's first: %q, %v", b, err)
+	}
+}
+
+// TestInvokeLimits: Options.Limits bound one invocation's private layer and not the next one's:
+// past them, creation fails with ENOSPC, as with Config.Limits.
+func TestInvokeLimits(t *testing.T) {
+	tree := t.TempDir()
+	pool, err := sandbox.NewPool(sandbox.Config{Trees: []string{tree}, Store: t.TempDir()})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer pool.Close()
+	create := func(n int) func(*sandbox.Invocation) error {
+		return func(*sandbox.Invocation) error {
+			for i := range n {
+				if err := os.WriteFile(filepath.Join(tree, fmt.Sprint(i)), nil, 0o644); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	err = pool.Invoke(context.Background(), sandbox.Options{Limits: sandbox.Limits{Files: 3}}, create(10))
+	if err != nil && strings.Contains(err.Error(), "CAP_SYS_ADMIN") {
+		t.Skipf("limits cannot be enforced here: %v", err)
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("10 files with Files: 3: %v, want ENOSPC", err)
+	}
+	if err := pool.Invoke(context.Background(), sandbox.Options{}, create(10)); err != nil {
+		t.Errorf("10 files in the next invocation, without limits: %v", err)
 	}
 }
