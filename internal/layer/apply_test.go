@@ -251,6 +251,7 @@ func TestApplyConflicts(t *testing.T) {
 		{"deleted-dir-gained-a-file", "echo host > gone/y", []string{"gone"}},
 		{"added-file-exists", "echo host > docs/new", []string{"docs/new"}},
 		{"several", "echo host >> f; echo host > made", []string{"f", "made"}},
+		{"remade-dir-gained-a-file", "echo host > again/new", []string{"again"}},
 		{"ancestor-now-a-symlink", "mv docs docs.moved && ln -s docs.moved docs", []string{"docs"}},
 		{"deleted-file-gone-too", "rm docs/a", nil},
 		{"unrelated-file", "echo host > unrelated", nil},
