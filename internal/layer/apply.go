@@ -207,7 +207,8 @@ func unchanged(o *Origin, p string) bool {
 }
 
 // sameAsLayer reports whether host path p already is what the layer has at l: same type,
-// permission bits, owner, and data or symlink target.
+// permission bits, owner, and data or symlink target; for an opaque directory, no name the
+// layer's does not have (apply would remove it).
 func sameAsLayer(l, p string) bool {
 	var ls, hs unix.Stat_t
 	if unix.Lstat(l, &ls) != nil || unix.Lstat(p, &hs) != nil {
@@ -218,6 +219,19 @@ func sameAsLayer(l, p string) bool {
 		return false
 	}
 	if lo.Type == "dir" {
+		lnames, err := readNames(l)
+		if err != nil || !slices.Contains(lnames, ".wh..wh..opq") {
+			return err == nil
+		}
+		hnames, err := readNames(p)
+		if err != nil {
+			return false
+		}
+		for _, n := range hnames {
+			if strings.HasPrefix(n, ".wh.") || !slices.Contains(lnames, n) {
+				return false
+			}
+		}
 		return true
 	}
 	if lo.Size != ho.Size {
