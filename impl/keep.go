@@ -179,9 +179,9 @@ func (v *View) writeRecord(dst string, prev *layer.Record) error {
 				st, ok := v.origins[c.Path]
 				v.mu.Unlock()
 				if ok {
-					rc.Origin = layer.Describe(c.Path, &st)
+					rc.Origin = layer.Describe(c.Path, &st, c.Kind == 'D')
 				} else {
-					rc.Origin = layer.Describe(c.Path, nil)
+					rc.Origin = layer.Describe(c.Path, nil, c.Kind == 'D')
 				}
 			}
 		}

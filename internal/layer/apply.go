@@ -169,7 +169,7 @@ func check(dir, root string, rec *Record) []Conflict {
 				}
 			}
 		case Deleted:
-			if exists && (c.Origin == nil || !unchanged(c.Origin, host)) {
+			if exists && (c.Origin == nil || !unchanged(c.Origin, host) || !c.Origin.TreeUnchanged(host)) {
 				why = "changed in the tree since the view deleted it"
 			}
 		default:

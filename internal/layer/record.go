@@ -86,6 +86,11 @@ type Origin struct {
 	// SHA256 is a digest of a regular file's data, a symlink's target or a directory's sorted
 	// listing, where it was taken: it recognizes the same object in a copy of the tree.
 	SHA256 string `json:"sha256,omitempty"`
+	// TreeSHA256, of a directory the view deleted, is a digest of everything under it (each
+	// path's type, mode, size, modification time and symlink target), taken like SHA256: the
+	// view may have removed the directory whole (moved away) without recording what it held,
+	// which apply must not remove if it changed.
+	TreeSHA256 string `json:"tree_sha256,omitempty"`
 }
 
 // MaxHashSize bounds the regular files whose data is digested for the record.
@@ -172,6 +177,51 @@ func (o *Origin) Digest(p string) error {
 	return nil
 }
 
+// treeDigest digests everything under directory p (see Origin.TreeSHA256).
+func treeDigest(p string) (string, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(p, func(q string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(q, &st); err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(p, q)
+		target := ""
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			target, _ = os.Readlink(q)
+		}
+		size := st.Size
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			size = 0 // a directory's size is its file system's business, not its content
+		}
+		fmt.Fprintf(h, "%q %o %d %d %q\n", rel, st.Mode, size, st.Mtim.Nano(), target)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil)), err
+}
+
+// DigestTree fills o.TreeSHA256 from directory p.
+func (o *Origin) DigestTree(p string) error {
+	d, err := treeDigest(p)
+	if err == nil {
+		o.TreeSHA256 = d
+	}
+	return err
+}
+
+// TreeUnchanged reports whether everything under directory p is as o.TreeSHA256 recorded, or
+// nothing was recorded.
+func (o *Origin) TreeUnchanged(p string) bool {
+	if o.TreeSHA256 == "" {
+		return true
+	}
+	d, err := treeDigest(p)
+	return err == nil && d == o.TreeSHA256
+}
+
 // Unchanged reports whether host path p still holds the object o recorded: the same object
 // untouched (device, inode, ctime and metadata), or, in a copy of the tree, an object with the
 // same metadata and digest.
@@ -226,9 +276,10 @@ func WriteRecord(dir string, r *Record) error {
 }
 
 // Describe is the origin of host path p given st, its stat when the view first copied it up or
-// removed it (nil: not recorded, take it now). The digest is taken only while p is still that
-// object: otherwise the data is no longer the data of the record.
-func Describe(p string, st *unix.Stat_t) *Origin {
+// removed it (nil: not recorded, take it now); deleted says the view deleted it (a directory's
+// tree is digested too). The digests are taken only while p is still that object: otherwise
+// the data is no longer the data of the record.
+func Describe(p string, st *unix.Stat_t, deleted bool) *Origin {
 	var now unix.Stat_t
 	err := unix.Lstat(p, &now)
 	if st == nil {
@@ -240,6 +291,9 @@ func Describe(p string, st *unix.Stat_t) *Origin {
 	o := OriginOf(st)
 	if err == nil && sameObject(o, OriginOf(&now)) {
 		o.Digest(p) // best effort: without a digest, only the same object matches
+		if deleted && o.Type == "dir" {
+			o.DigestTree(p)
+		}
 	}
 	return o
 }
