@@ -177,11 +177,13 @@ func (v *View) writeRecord(dst string, prev *layer.Record) error {
 			if rc.Origin = seen[c.Path]; rc.Origin == nil {
 				v.mu.Lock()
 				st, ok := v.origins[c.Path]
+				// Deleted, or removed and made again (opaque): apply removes what is under it.
+				whole := c.Kind == 'D' || v.removed[c.Path]
 				v.mu.Unlock()
 				if ok {
-					rc.Origin = layer.Describe(c.Path, &st, c.Kind == 'D')
+					rc.Origin = layer.Describe(c.Path, &st, whole)
 				} else {
-					rc.Origin = layer.Describe(c.Path, nil, c.Kind == 'D')
+					rc.Origin = layer.Describe(c.Path, nil, whole)
 				}
 			}
 		}

@@ -164,7 +164,8 @@ func check(dir, root string, rec *Record) []Conflict {
 			case c.Origin == nil:
 				why = "the layer has no record of it"
 			default:
-				if ok, _ := c.Origin.Unchanged(host); !ok && !sameAsLayer(inLayer, host) {
+				ok, _ := c.Origin.Unchanged(host)
+				if (!ok || !c.Origin.TreeUnchanged(host)) && !sameAsLayer(inLayer, host) {
 					why = "changed in the tree since the view copied it"
 				}
 			}

@@ -68,11 +68,13 @@ mv docs/c docs/c2
 rm was-file && mkdir was-file && echo in > was-file/in
 rm -r was-dir && echo now-a-file > was-dir
 mv moved moved2
+mv remade remade.old && mkdir -p remade/sub && echo again > remade/sub/z
 `
 
 var tree = []string{"file f shared", "dir docs", "file docs/a a", "file docs/b b", "file docs/c c",
 	"dir gone", "file gone/x x", "dir again", "file again/old old", "dir open", "file was-file w",
-	"dir was-dir", "file was-dir/y y", "dir moved/sub", "file moved/sub/z z"}
+	"dir was-dir", "file was-dir/y y", "dir moved/sub", "file moved/sub/z z",
+	"dir remade/sub", "file remade/sub/z z"}
 
 // listing prints, from the working directory, every name with its type, mode, owner and, for
 // what is not a directory, link count, size, modification time, symlink target and digest: the
@@ -253,6 +255,7 @@ func TestApplyConflicts(t *testing.T) {
 		{"added-file-exists", "echo host > docs/new", []string{"docs/new"}},
 		{"several", "echo host >> f; echo host > made", []string{"f", "made"}},
 		{"moved-dir-gained-a-nested-file", "echo host > moved/sub/new", []string{"moved"}},
+		{"remade-dir-gained-a-nested-file", "mkdir -p remade/sub && echo host > remade/sub/new", []string{"remade"}},
 		{"remade-dir-gained-a-file", "echo host > again/new", []string{"again"}},
 		{"ancestor-now-a-symlink", "mv docs docs.moved && ln -s docs.moved docs", []string{"docs"}},
 		{"deleted-file-gone-too", "rm docs/a", nil},

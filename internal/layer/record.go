@@ -86,10 +86,10 @@ type Origin struct {
 	// SHA256 is a digest of a regular file's data, a symlink's target or a directory's sorted
 	// listing, where it was taken: it recognizes the same object in a copy of the tree.
 	SHA256 string `json:"sha256,omitempty"`
-	// TreeSHA256, of a directory the view deleted, is a digest of everything under it (each
-	// path's type, mode, size, modification time and symlink target), taken like SHA256: the
-	// view may have removed the directory whole (moved away) without recording what it held,
-	// which apply must not remove if it changed.
+	// TreeSHA256, of a directory the view deleted, or removed and made again, is a digest of
+	// everything under it (each path's type, mode, size, modification time and symlink target),
+	// taken like SHA256: the view may have removed the directory whole (moved away) without
+	// recording what it held, which apply must not remove if it changed.
 	TreeSHA256 string `json:"tree_sha256,omitempty"`
 }
 
@@ -276,10 +276,11 @@ func WriteRecord(dir string, r *Record) error {
 }
 
 // Describe is the origin of host path p given st, its stat when the view first copied it up or
-// removed it (nil: not recorded, take it now); deleted says the view deleted it (a directory's
-// tree is digested too). The digests are taken only while p is still that object: otherwise
-// the data is no longer the data of the record.
-func Describe(p string, st *unix.Stat_t, deleted bool) *Origin {
+// removed it (nil: not recorded, take it now); whole says that applying the layer removes
+// what is under it (deleted, or removed and made again): a directory's tree is digested too.
+// The digests are taken only while p is still that object: otherwise the data is no longer
+// the data of the record.
+func Describe(p string, st *unix.Stat_t, whole bool) *Origin {
 	var now unix.Stat_t
 	err := unix.Lstat(p, &now)
 	if st == nil {
@@ -291,7 +292,7 @@ func Describe(p string, st *unix.Stat_t, deleted bool) *Origin {
 	o := OriginOf(st)
 	if err == nil && sameObject(o, OriginOf(&now)) {
 		o.Digest(p) // best effort: without a digest, only the same object matches
-		if deleted && o.Type == "dir" {
+		if whole && o.Type == "dir" {
 			o.DigestTree(p)
 		}
 	}
