@@ -148,13 +148,13 @@ func validate(dir string, rec *Record) error {
 func check(dir, root string, rec *Record) []Conflict {
 	var out []Conflict
 	for _, c := range rec.Changes {
-		host, inLayer := path.Join(root, c.Path), path.Join(dir, c.Path)
+		host := path.Join(root, c.Path)
 		var st unix.Stat_t
 		exists := unix.Lstat(host, &st) == nil
 		why := ""
 		switch c.Kind {
 		case Added:
-			if exists && !sameAsLayer(inLayer, host) {
+			if exists && !sameAsLayer(dir, c.Path, host) {
 				why = "exists in the tree, and the layer adds it"
 			}
 		case Modified:
@@ -165,7 +165,7 @@ func check(dir, root string, rec *Record) []Conflict {
 				why = "the layer has no record of it"
 			default:
 				ok, _ := c.Origin.Unchanged(host)
-				if (!ok || !c.Origin.TreeUnchanged(host)) && !sameAsLayer(inLayer, host) {
+				if (!ok || !c.Origin.TreeUnchanged(host)) && !sameAsLayer(dir, c.Path, host) {
 					why = "changed in the tree since the view copied it"
 				}
 			}
@@ -207,10 +207,12 @@ func unchanged(o *Origin, p string) bool {
 	return ok
 }
 
-// sameAsLayer reports whether host path p already is what the layer has at l: same type,
-// permission bits, owner, and data or symlink target; for an opaque directory, no name the
-// layer's does not have (apply would remove it).
-func sameAsLayer(l, p string) bool {
+// sameAsLayer reports whether host path p already is what layer dir has at view path v: same
+// type, permission bits, owner, and data or symlink target; for a directory that is opaque (it,
+// or a directory above it in the layer, has the opaque marker), nothing under it that the
+// layer's does not have, which apply would remove.
+func sameAsLayer(dir, v, p string) bool {
+	l := path.Join(dir, v)
 	var ls, hs unix.Stat_t
 	if unix.Lstat(l, &ls) != nil || unix.Lstat(p, &hs) != nil {
 		return false
@@ -220,20 +222,16 @@ func sameAsLayer(l, p string) bool {
 		return false
 	}
 	if lo.Type == "dir" {
-		lnames, err := readNames(l)
-		if err != nil || !slices.Contains(lnames, ".wh..wh..opq") {
-			return err == nil
-		}
-		hnames, err := readNames(p)
-		if err != nil {
-			return false
-		}
-		for _, n := range hnames {
-			if strings.HasPrefix(n, ".wh.") || !slices.Contains(lnames, n) {
-				return false
+		opaque := false
+		for a := v; ; a = path.Dir(a) {
+			if _, err := os.Lstat(path.Join(dir, a, ".wh..wh..opq")); err == nil {
+				opaque = true
+			}
+			if a == "/" || opaque {
+				break
 			}
 		}
-		return true
+		return !opaque || noneBeyond(l, p)
 	}
 	if lo.Size != ho.Size {
 		return false
@@ -251,6 +249,26 @@ type applier struct {
 	changed     map[string]bool      // paths the record adds or modifies
 	metas       []string             // directories whose metadata is the layer's
 	loading     bool                 // Options.NoCheck: into a view, whose directories outside its trees are the host's
+}
+
+// noneBeyond reports whether host directory p holds nothing, at any depth, that layer
+// directory l does not have.
+func noneBeyond(l, p string) bool {
+	hnames, err := readNames(p)
+	if err != nil {
+		return false
+	}
+	for _, n := range hnames {
+		var ls, hs unix.Stat_t
+		if strings.HasPrefix(n, ".wh.") || unix.Lstat(path.Join(l, n), &ls) != nil {
+			return false
+		}
+		if unix.Lstat(path.Join(p, n), &hs) == nil && hs.Mode&unix.S_IFMT == unix.S_IFDIR &&
+			ls.Mode&unix.S_IFMT == unix.S_IFDIR && !noneBeyond(path.Join(l, n), path.Join(p, n)) {
+			return false
+		}
+	}
+	return true
 }
 
 // tmpSeq numbers the temporary names of this process.

@@ -255,7 +255,7 @@ func TestApplyConflicts(t *testing.T) {
 		{"added-file-exists", "echo host > docs/new", []string{"docs/new"}},
 		{"several", "echo host >> f; echo host > made", []string{"f", "made"}},
 		{"moved-dir-gained-a-nested-file", "echo host > moved/sub/new", []string{"moved"}},
-		{"remade-dir-gained-a-nested-file", "mkdir -p remade/sub && echo host > remade/sub/new", []string{"remade"}},
+		{"remade-dir-gained-a-nested-file", "echo host > remade/sub/new", []string{"remade", "remade/sub"}},
 		{"remade-dir-gained-a-file", "echo host > again/new", []string{"again"}},
 		{"ancestor-now-a-symlink", "mv docs docs.moved && ln -s docs.moved docs", []string{"docs"}},
 		{"deleted-file-gone-too", "rm docs/a", nil},
