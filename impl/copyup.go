@@ -26,6 +26,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if err := unix.Fstat(sfd, &st); err != nil {
 		return err
 	}
+	v.noteOrigin(src, &st)
 	parent := v.upperPath(path.Dir(p))
 	dst, named, err := openTmp(parent)
 	if err != nil {

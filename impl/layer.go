@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -169,7 +170,30 @@ func (v *View) noteRemoved(p string) {
 			v.removed = map[string]bool{}
 		}
 		v.removed[p] = true
+		var st unix.Stat_t
+		if long.Lstat(p, &st) == nil {
+			v.noteOriginLocked(p, &st)
+		}
 	}
+}
+
+// noteOriginLocked records st as what shared object host was when the view first copied it up
+// or removed it, for the kept layer's record. Preconditions: v.mu is held.
+func (v *View) noteOriginLocked(host string, st *unix.Stat_t) {
+	if _, ok := v.origins[host]; ok {
+		return
+	}
+	if v.origins == nil {
+		v.origins = map[string]unix.Stat_t{}
+	}
+	v.origins[host] = *st
+}
+
+// noteOrigin is noteOriginLocked for a caller that does not hold v.mu.
+func (v *View) noteOrigin(host string, st *unix.Stat_t) {
+	v.mu.Lock()
+	v.noteOriginLocked(host, st)
+	v.mu.Unlock()
 }
 
 // dropTree forgets the entries at p and below.
@@ -246,8 +270,8 @@ func (v *View) ensureDir(p string) error {
 		if err := long.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
-		if v.ns.limits.set() {
-			if err := mountLimits(v.dir, v.ns.limits); err != nil {
+		if l := v.layerLimits(); l.set() {
+			if err := mountLimits(v.dir, l); err != nil {
 				long.Rmdir(v.dir)
 				return err
 			}
@@ -264,10 +288,14 @@ func (v *View) ensureDir(p string) error {
 	return nil
 }
 
-// keepMeta gives the kept copy p the view's owner (where the supervisor may), permission bits
-// and times; a symlink its owner and times.
-func keepMeta(p string, st *unix.Stat_t) error {
+// keepMeta gives the kept copy p of the view's object at host path src the view's owner (where
+// the supervisor may), extended attributes, permission bits and times; a symlink its owner,
+// extended attributes and times.
+func keepMeta(src, p string, st *unix.Stat_t) error {
 	if err := long.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	if err := layer.CopyXattrs(src, p); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
@@ -495,6 +523,14 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 	case l.ent != nil && l.ent.own:
 		return nil
 	}
+	if l.ent == nil {
+		v.noteOrigin(l.host, &st)
+	} else if l.ent.lower != "" { // l.host may be the upper directory
+		var lst unix.Stat_t
+		if long.Lstat(l.ent.lower, &lst) == nil {
+			v.noteOrigin(l.ent.lower, &lst)
+		}
+	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
 		if err := v.materialize(p); err != nil {
@@ -631,7 +667,7 @@ func (v *View) copyView(p, out string, recursive bool) error {
 				}
 			}
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFREG:
 		src, err := long.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err != nil {
@@ -646,7 +682,7 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if _, err := copyData(dst, src, st.Size); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFLNK:
 		target, err := readlink(l.host)
 		if err != nil {
@@ -656,13 +692,13 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if err := long.Symlink(target, out); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFIFO:
 		os.Remove(out)
 		if err := unix.Mkfifo(out, 0o600); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	}
 	return nil // sockets and devices are not kept
 }

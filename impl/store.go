@@ -133,6 +133,13 @@ func sweep(root string) {
 	matches, _ := filepath.Glob(filepath.Join(root, storePrefix+"*"))
 	for _, dir := range matches {
 		fd, err := long.Open(filepath.Join(dir, "lock"), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == unix.ENOENT {
+			// A store has its lock from its creation until close removes it: its owner was
+			// killed while removing it, or is finishing that now.
+			unmountUnder(dir)
+			os.RemoveAll(dir)
+			continue
+		}
 		if err != nil {
 			continue
 		}
