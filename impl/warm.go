@@ -1,0 +1,472 @@
+package impl
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/hashicorp/go-multierror"
+	"golang.org/x/sys/unix"
+)
+
+// Warm workers: a process started once and kept running, whose file-system view is replaced by a
+// fresh one for each request it serves (fsvirt serve). The worker process and everything it starts
+// carry a filter of their own, as in process mode; the listener's view is the running request's,
+// and between requests the host's fence view: read-only, empty, so that nothing a worker does
+// outside a request reaches the shared tree or a later request.
+//
+// A request ends (WarmWorker.End) when the worker has answered it. Then:
+//   - the worker's calls are answered in the fence view again, and the request's view takes no
+//     more calls (View.busy);
+//   - processes the worker started that are still running are fenced, as thread mode fences the
+//     processes an invocation left running (see lineage), and killed when the next request begins
+//     (BeginRequest): by then the one that posted the answer has gone;
+//   - the worker process is checked for anything still reaching into the request's private layer:
+//     a descriptor, its working directory, a mapping. The layer is removed either way, but such a
+//     worker could read the old request's files during the next one; End reports it (Tainted),
+//     and the caller replaces the worker rather than handing it another request. Thread mode
+//     revokes such descriptors in place (revokeFDs); another process's descriptor table can only
+//     be changed while it waits in a notification, which a worker need not make;
+//   - the private layer is discarded, after its changes were read.
+//
+// What a worker keeps in memory between requests is its own: the view isolates file-system state,
+// not the process's memory.
+
+// WarmConfig configures the workers of a Warm host.
+type WarmConfig struct {
+	Trees  []string // as Config.Trees
+	Store  string   // as Config.Store
+	Policy Policy
+	Limits Limits // per request, as Config.Limits
+	Logger *slog.Logger
+
+	Path string   // the program to execute, already looked up
+	Args []string // its argv, Args[0] included
+	Env  []string // its environment; each worker's Extra is appended
+	Dir  string   // its working directory; "" means the current one
+
+	// Stdin nil means /dev/null; Stdout and Stderr nil the corresponding file of this process.
+	// Descriptors the workers inherit never follow copy-ups (see followCopyUps).
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Warm starts and serves warm worker processes: one store, one namespace, one supervisor.
+type Warm struct {
+	cfg   WarmConfig
+	st    *store
+	ns    *namespace
+	sup   *supervisor
+	fence *View
+
+	mu      sync.Mutex
+	workers map[*WarmWorker]bool
+	closed  bool
+}
+
+// WarmWorker is one warm worker process.
+type WarmWorker struct {
+	h       *Warm
+	proc    *os.Process
+	pid     int
+	lis     *listener
+	lineage *lineage
+	view    atomic.Pointer[View]
+	exited  chan struct{} // closed once the worker process has been waited for
+	status  int           // its exit status, shell-style; set before exited is closed
+
+	mu       sync.Mutex
+	leftover []procID // fenced at the last End; killed at the next BeginRequest
+}
+
+// WarmRequest is what a request left in its view.
+type WarmRequest struct {
+	Changes []Change
+	Stats   Stats
+	Usage   Usage
+	// Fenced is how many processes the worker started for the request were still running.
+	Fenced int
+	// Tainted: the worker process still reaches into the request's private layer (a descriptor,
+	// its working directory, a mapping) and must not serve another request.
+	Tainted string
+}
+
+// NewWarm prepares a host for warm workers of cfg's command. Like Run, it makes this process
+// non-dumpable, for good.
+func NewWarm(cfg WarmConfig) (*Warm, error) {
+	if err := notify.Require(); err != nil {
+		return nil, err
+	}
+	if err := notify.ProbeError(); err != nil {
+		return nil, err
+	}
+	if _, err := compiledFilter(); err != nil {
+		return nil, err
+	}
+	if cfg.Path == "" || len(cfg.Args) == 0 {
+		return nil, errors.New("fsvirt: warm worker: no command")
+	}
+	// As in Run: the workers must not reach the supervisor through ptrace or /proc.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	warmPidfd()
+	st, err := openStore(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := newNamespace(cfg.Trees, st.root, cfg.Policy)
+	if err == nil {
+		err = st.limit(ns, cfg.Limits)
+	}
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	sup, err := newSupervisor(cfg.Logger)
+	if err != nil {
+		st.close()
+		return nil, err
+	}
+	h := &Warm{cfg: cfg, st: st, ns: ns, sup: sup, workers: map[*WarmWorker]bool{}}
+	h.fence, _ = newView(ns, st.dir+"/fence") // never made: nothing in it can change
+	h.fence.readOnly = true
+	return h, nil
+}
+
+// Start starts one worker process, with extraEnv added to its environment. It returns once the
+// command has been executed (or failed to be). Until BeginRequest, its calls are answered in the
+// fence view: it reads the shared tree and changes nothing.
+func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, errors.New("fsvirt: warm host is closed")
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	sock := fds[0]
+	defer unix.Close(sock)
+	child := os.NewFile(uintptr(fds[1]), "fsvirt-init-sock")
+	stdin := h.cfg.Stdin
+	if stdin == nil {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			child.Close()
+			return nil, err
+		}
+		defer devnull.Close()
+		stdin = devnull
+	}
+	files := []*os.File{stdin, orStd(h.cfg.Stdout, os.Stdout), orStd(h.cfg.Stderr, os.Stderr), child}
+	env := h.cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(env[:len(env):len(env)], extraEnv...)
+	// A process group of its own: a timeout kills the worker and what it started at once.
+	proc, err := os.StartProcess("/proc/self/exe", initArgv(true, 3, "", h.cfg.Path, h.cfg.Args),
+		&os.ProcAttr{Dir: h.cfg.Dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}})
+	child.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", initArg0, err)
+	}
+	w := &WarmWorker{h: h, proc: proc, pid: proc.Pid, exited: make(chan struct{})}
+	go func() {
+		ps, _ := proc.Wait()
+		w.status = exitStatus(ps)
+		close(w.exited)
+	}()
+	fail := func(err error) (*WarmWorker, error) {
+		proc.Kill()
+		<-w.exited
+		return nil, fmt.Errorf("start %s: %w", h.cfg.Path, err)
+	}
+	lfd, err := recvListener(sock)
+	if err != nil {
+		return fail(err)
+	}
+	w.lineage = newLineage(w.pid)
+	w.lineage.root = w.pid
+	w.lis = &listener{fd: lfd, view: w.current, lineage: w.lineage, fence: h.fence, owned: true}
+	if err := h.sup.add(w.lis); err != nil {
+		unix.Close(lfd)
+		return fail(err)
+	}
+	// fsvirt-init executes the command: its socket closes on exec, or says what failed.
+	var msg [5]byte
+	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, 0)
+	switch {
+	case err != nil:
+		return fail(err)
+	case n == len(msg):
+		errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
+		return fail(&fs.PathError{Op: "exec", Path: h.cfg.Path, Err: errno})
+	case n != 0:
+		return fail(fmt.Errorf("fsvirt-init sent %d bytes", n))
+	}
+	h.mu.Lock()
+	h.workers[w] = true
+	h.mu.Unlock()
+	return w, nil
+}
+
+// current is the view the worker's calls are answered in: the request's, else the fence.
+func (w *WarmWorker) current() *View {
+	if v := w.view.Load(); v != nil {
+		return v
+	}
+	return w.h.fence
+}
+
+// Pid is the worker process's.
+func (w *WarmWorker) Pid() int { return w.pid }
+
+// Exited is closed once the worker process has exited; ExitStatus then says how.
+func (w *WarmWorker) Exited() <-chan struct{} { return w.exited }
+
+// ExitStatus is the worker's exit code, or 128+N when signal N killed it; valid once Exited is closed.
+func (w *WarmWorker) ExitStatus() int { return w.status }
+
+// BeginRequest gives the worker a fresh, empty view: from now on its calls, and those of the
+// processes it starts, are answered there. The processes fenced at the previous request's end
+// are killed first.
+func (w *WarmWorker) BeginRequest() error {
+	if w.view.Load() != nil {
+		return errors.New("[bug] fsvirt: warm worker: a request is running already")
+	}
+	w.killLeftover()
+	v, err := w.h.st.newView(w.h.ns)
+	if err != nil {
+		return err
+	}
+	for _, f := range []*os.File{w.h.cfg.Stdin, w.h.cfg.Stdout, w.h.cfg.Stderr} {
+		if f != nil {
+			v.inherited = append(v.inherited, int(f.Fd()))
+		}
+	}
+	w.view.Store(v)
+	return nil
+}
+
+// EndRequest ends the running request (see the comment at the top of this file) and returns what it
+// changed. It may be called after the worker has exited.
+func (w *WarmWorker) EndRequest() (*WarmRequest, error) {
+	v := w.view.Swap(nil)
+	if v == nil {
+		return nil, errors.New("[bug] fsvirt: warm worker: no request is running")
+	}
+	v.busy.end()
+	fenced := w.lineage.endWarm(v)
+	w.mu.Lock()
+	w.leftover = append(w.leftover, fenced...)
+	w.mu.Unlock()
+	res := &WarmRequest{Stats: v.Stats(), Usage: v.Usage(), Fenced: len(fenced)}
+	var result *multierror.Error
+	if v.created.Load() {
+		res.Changes = v.Changes()
+		res.Tainted = reachesInto(w.pid, v.dir)
+	}
+	if err := v.remove(); err != nil {
+		result = multierror.Append(result, fmt.Errorf("remove private layer: %w", err))
+	}
+	return res, result.ErrorOrNil()
+}
+
+// Kill kills the worker, every process it started that can still be found, and waits for the worker.
+// A request still running must be ended afterwards.
+func (w *WarmWorker) Kill() {
+	w.mu.Lock()
+	ids := append(w.leftover, w.lineage.fencedIDs()...)
+	w.leftover = nil
+	w.mu.Unlock()
+	// The process group first (one signal for the usual case), then what left it.
+	unix.Kill(-w.pid, unix.SIGKILL)
+	for _, id := range append(descendants(procID{w.pid, 0}), ids...) {
+		killProc(id)
+	}
+	w.proc.Kill()
+	<-w.exited
+	w.h.mu.Lock()
+	delete(w.h.workers, w)
+	w.h.mu.Unlock()
+}
+
+// killLeftover kills the processes fenced at earlier ends, and their descendants.
+func (w *WarmWorker) killLeftover() {
+	w.mu.Lock()
+	ids := w.leftover
+	w.leftover = nil
+	w.mu.Unlock()
+	var all []procID
+	for _, id := range ids {
+		all = append(all, id)
+		all = append(all, descendants(id)...)
+	}
+	for _, id := range all {
+		killProc(id)
+	}
+}
+
+// Close kills every worker still running, stops the supervisor and removes the store.
+func (h *Warm) Close() error {
+	h.mu.Lock()
+	h.closed = true
+	ws := make([]*WarmWorker, 0, len(h.workers))
+	for w := range h.workers {
+		ws = append(ws, w)
+	}
+	h.mu.Unlock()
+	for _, w := range ws {
+		w.Kill()
+		if w.view.Load() != nil {
+			w.EndRequest()
+		}
+	}
+	h.sup.stop()
+	return h.st.close()
+}
+
+// endWarm fences, at the end of v's request, the processes of the worker (root) other than the
+// worker itself that are still running: those seen during it, and the worker's children. It
+// returns them, to be killed.
+func (l *lineage) endWarm(v *View) []procID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.fenced {
+		if !alive(id) {
+			delete(l.fenced, id)
+		}
+	}
+	if l.fenced == nil {
+		l.fenced = map[procID]bool{}
+	}
+	var out []procID
+	fence := func(id procID) {
+		if id.pid != l.root && !l.fenced[id] {
+			l.fenced[id] = true
+			out = append(out, id)
+		}
+	}
+	if l.view == v {
+		for _, id := range l.seen {
+			if alive(id) {
+				fence(id)
+			}
+		}
+	}
+	for _, pid := range children(l.root) {
+		if _, start, err := procStat(pid); err == nil {
+			fence(procID{pid, start})
+		}
+	}
+	l.view, l.seen = nil, nil
+	return out
+}
+
+// fencedIDs returns the processes fenced so far.
+func (l *lineage) fencedIDs() []procID {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]procID, 0, len(l.fenced))
+	for id := range l.fenced {
+		out = append(out, id)
+	}
+	return out
+}
+
+// children lists the child processes of process pid, of all its threads.
+func children(pid int) []int {
+	tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	var out []int
+	for _, t := range tasks {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + t.Name() + "/children")
+		for _, f := range bytes.Fields(b) {
+			if c, err := strconv.Atoi(string(f)); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// descendants lists the descendants of process id (any start time when id.start is 0) that are
+// still its descendants: an orphan has left the tree.
+func descendants(id procID) []procID {
+	if id.start != 0 && !alive(id) {
+		return nil
+	}
+	var out []procID
+	queue := []int{id.pid}
+	for len(queue) > 0 && len(out) < 4096 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children(p) {
+			if _, start, err := procStat(c); err == nil {
+				out = append(out, procID{c, start})
+				queue = append(queue, c)
+			}
+		}
+	}
+	return out
+}
+
+// killProc sends SIGKILL to process id, through a pidfd checked to name that process: its pid may
+// have been reused.
+func killProc(id procID) {
+	fd, err := unix.PidfdOpen(id.pid, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if _, start, err := procStat(id.pid); err != nil || start != id.start {
+		return
+	}
+	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
+// reachesInto says what of process pid still reaches into directory dir ("" for nothing): a
+// descriptor, its working directory or root, a file mapping.
+func reachesInto(pid int, dir string) string {
+	proc := "/proc/" + strconv.Itoa(pid)
+	in := func(target string) bool { return within(strings.TrimSuffix(target, " (deleted)"), dir) }
+	for _, name := range []string{"cwd", "root"} {
+		if t, err := os.Readlink(proc + "/" + name); err == nil && in(t) {
+			return "its working directory " + t
+		}
+	}
+	fds, _ := os.ReadDir(proc + "/fd")
+	for _, e := range fds {
+		if t, err := os.Readlink(filepath.Join(proc, "fd", e.Name())); err == nil && in(t) {
+			return "descriptor " + e.Name() + " of " + t
+		}
+	}
+	maps, _ := os.ReadFile(proc + "/maps")
+	for _, line := range strings.Split(string(maps), "\n") {
+		// address perms offset dev inode path: the path is everything after the fifth field.
+		f := strings.Fields(line)
+		if len(f) >= 6 {
+			if i := strings.Index(line, "/"); i >= 0 && in(line[i:]) {
+				return "a mapping of " + line[i:]
+			}
+		}
+	}
+	return ""
+}
