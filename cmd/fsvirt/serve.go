@@ -308,6 +308,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)
+	w.Header().Set("Fsvirt-Worker", strconv.Itoa(a.worker))
 	switch changes {
 	case "json":
 		list := []change{}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// serveFixture is a running `fsvirt serve` with one of examples/lambda's handlers, on a private
+// copy of its data directory (the shared tree).
+type serveFixture struct {
+	t      *testing.T
+	tree   string // holds data/ and the handler's copy
+	store  string
+	cmd    *exec.Cmd
+	client *http.Client
+	stderr *lockedBuffer
+	exited chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// lambdaHandlers are examples/lambda's handlers: how to run each, given its copy in dir.
+var lambdaHandlers = []struct {
+	name, file string
+	need       string // a program that must be installed
+	argv       func(dir string) []string
+}{
+	{"python", "handler.py", "python3", func(d string) []string { return []string{"python3", filepath.Join(d, "handler.py")} }},
+	{"node", "handler.js", "node", func(d string) []string { return []string{"node", filepath.Join(d, "handler.js")} }},
+	{"shell", "handler.sh", "curl", func(d string) []string { return []string{"sh", filepath.Join(d, "handler.sh")} }},
+	{"go", "handler.go", "go", func(d string) []string { return []string{filepath.Join(d, "handler")} }},
+}
+
+// startServe starts fsvirt serve with handler h (one of lambdaHandlers) and flags.
+func startServe(t *testing.T, handler string, flags ...string) *serveFixture {
+	t.Helper()
+	requireEngine(t)
+	var h = lambdaHandlers[0]
+	for _, x := range lambdaHandlers {
+		if x.name == handler {
+			h = x
+		}
+	}
+	if _, err := exec.LookPath(h.need); err != nil {
+		t.Fatalf("%s is needed for the %s handler (scripts/test.sh installs it): %v", h.need, h.name, err)
+	}
+	tree := t.TempDir()
+	src := filepath.Join("..", "..", "examples", "lambda")
+	if err := os.CopyFS(tree, os.DirFS(src)); err != nil {
+		t.Fatal(err)
+	}
+	if h.name == "go" {
+		build := exec.Command("go", "build", "-o", filepath.Join(tree, "handler"), filepath.Join(tree, "handler.go"))
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("go build handler.go: %v\n%s", err, out)
+		}
+	}
+	f := &serveFixture{t: t, tree: tree, store: t.TempDir(), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
+	sock := filepath.Join(t.TempDir(), "gw.sock")
+	args := append([]string{"serve", "--listen", "unix:" + sock, "--tree", tree, "--store", f.store}, flags...)
+	args = append(append(args, "--"), h.argv(tree)...)
+	f.cmd = exec.Command(fsvirtBin, args...)
+	f.cmd.Env = append(os.Environ(), "FSVIRT_EXAMPLE_DATA="+filepath.Join(tree, "data"))
+	f.cmd.Stderr = f.stderr
+	stdout, err := f.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { f.exited <- f.cmd.Wait() }()
+	t.Cleanup(func() {
+		f.cmd.Process.Kill()
+		<-f.exited
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "fsvirt serve: listening on unix:") {
+		t.Fatalf("first line %q, %v; stderr:\n%s", line, err, f.stderr)
+	}
+	go io.Copy(io.Discard, stdout)
+	f.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	return f
+}
+
+type serveAnswer struct {
+	status int
+	body   string
+	header http.Header
+}
+
+// post sends one request with the event tag.
+func (f *serveFixture) post(tag string, header ...string) serveAnswer {
+	f.t.Helper()
+	req, _ := http.NewRequest("POST", "http://fsvirt/", strings.NewReader(tag))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		f.t.Fatalf("POST %q: %v; stderr:\n%s", tag, err, f.stderr)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return serveAnswer{resp.StatusCode, string(b), resp.Header}
+}
+
+// stop sends SIGTERM and waits for fsvirt to exit.
+func (f *serveFixture) stop() error {
+	f.t.Helper()
+	f.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-f.exited:
+		f.exited <- err // for the cleanup
+		return err
+	case <-time.After(20 * time.Second):
+		f.t.Fatalf("fsvirt serve still running 20 s after SIGTERM; stderr:\n%s", f.stderr)
+		return nil
+	}
+}
+
+// handlerProcesses lists the processes still running a program from the fixture's tree.
+func (f *serveFixture) handlerProcesses() []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), f.tree) && !strings.Contains(string(b), "serve\x00") {
+			out = append(out, p+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// TestServeHandlers runs each example handler behind fsvirt serve with two workers: concurrent
+// requests each see their own append to the log only, so do consecutive ones on one worker, the
+// shared tree is unchanged, and the changes come back on request.
+func TestServeHandlers(t *testing.T) {
+	for _, h := range lambdaHandlers {
+		t.Run(h.name, func(t *testing.T) {
+			f := startServe(t, h.name, "--workers", "2")
+			before := hashDir(t, f.tree)
+			const n = 6
+			var wg sync.WaitGroup
+			answers := make([]serveAnswer, n)
+			for i := range answers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					answers[i] = f.post(fmt.Sprintf("req%d", i))
+				}()
+			}
+			wg.Wait()
+			perWorker := map[string]int{}
+			for i, a := range answers {
+				if want := fmt.Sprintf("base\nreq%d\n", i); a.status != 200 || a.body != want {
+					t.Errorf("request %d: %d %q, want 200 %q", i, a.status, a.body, want)
+				}
+				perWorker[a.header.Get("Fsvirt-Worker")]++
+			}
+			// Six requests on two workers: at least one served several, one after another, and
+			// each saw only its own append.
+			if len(perWorker) > 2 || perWorker["0"]+perWorker["1"] != n {
+				t.Errorf("requests per worker: %v", perWorker)
+			}
+			a := f.post("tagged", "Fsvirt-Changes", "json")
+			var changes []change
+			if err := json.Unmarshal([]byte(a.header.Get("Fsvirt-Changes")), &changes); err != nil {
+				t.Errorf("Fsvirt-Changes %q: %v", a.header.Get("Fsvirt-Changes"), err)
+			}
+			log := filepath.Join(f.tree, "data", "log.txt")
+			if len(changes) != 1 || changes[0] != (change{"M", log}) {
+				t.Errorf("changes %v, want M %s", changes, log)
+			}
+			if err := f.stop(); err != nil {
+				t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
+			}
+			if after := hashDir(t, f.tree); after != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+// hashDir describes every file under root: name, mode and content.
+func hashDir(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v %d\n", p, fi.Mode(), fi.Size())
+		if fi.Mode().IsRegular() {
+			c, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "%x\n", c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// TestServeTimeoutCrashShutdown: a request past --timeout is answered 504 and its worker killed and
+// replaced, a worker that exits is answered 502 and replaced, and SIGTERM answers the request in
+// flight before fsvirt exits 0, leaving no worker and no store behind.
+func TestServeTimeoutCrashShutdown(t *testing.T) {
+	f := startServe(t, "python", "--workers", "1", "--timeout", "1s")
+	if a := f.post("sleep"); a.status != http.StatusGatewayTimeout {
+		t.Errorf("sleep: %d %q, want 504", a.status, a.body)
+	}
+	if a := f.post("after-timeout"); a.status != 200 || a.body != "base\nafter-timeout\n" {
+		t.Errorf("after the timeout: %d %q", a.status, a.body)
+	}
+	if a := f.post("crash"); a.status != http.StatusBadGateway || !strings.Contains(a.body, "WorkerExited") {
+		t.Errorf("crash: %d %q, want 502 WorkerExited", a.status, a.body)
+	}
+	if a := f.post("after-crash"); a.status != 200 || a.body != "base\nafter-crash\n" {
+		t.Errorf("after the crash: %d %q", a.status, a.body)
+	}
+	if ps := f.handlerProcesses(); len(ps) != 1 {
+		t.Errorf("handler processes: %q, want the one worker", ps)
+	}
+	inflight := make(chan serveAnswer, 1)
+	go func() { inflight <- f.post("sleep") }()
+	time.Sleep(300 * time.Millisecond) // let it reach the worker; a queued one is answered alike
+	if err := f.stop(); err != nil {
+		t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
+	}
+	if a := <-inflight; a.status != http.StatusGatewayTimeout {
+		t.Errorf("request in flight at SIGTERM: %d %q, want 504", a.status, a.body)
+	}
+	if ps := f.handlerProcesses(); len(ps) != 0 {
+		t.Errorf("handler processes left after exit: %q", ps)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.store, "fsvirt-*", "store-*")); len(left) != 0 {
+		t.Errorf("stores left: %v", left)
+	}
+}
+
+func TestServeUsage(t *testing.T) {
+	out, err := exec.Command(fsvirtBin, "serve", "--help").Output()
+	if err != nil || !strings.Contains(string(out), "AWS_LAMBDA_RUNTIME_API") {
+		t.Errorf("serve --help: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--workers", "0", "--", "true"}, "--workers 0: want 1 to 1024"},
+		{[]string{"--timeout", "0s", "--", "true"}, "--timeout 0s: want a positive duration"},
+		{[]string{"--listen", "0.0.0.0:0", "--", "true"}, "not a loopback address"},
+		{[]string{"--listen", "unix:", "--", "true"}, "no socket path"},
+		{[]string{"--workers", "1"}, "no command given"},
+		{[]string{"--", "/nonexistent/handler"}, "/nonexistent/handler"},
+		{[]string{"--max-event", "x", "--", "true"}, "not a size"},
+	} {
+		cmd := exec.Command(fsvirtBin, append([]string{"serve"}, tc.args...)...)
+		out, err := cmd.CombinedOutput()
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 125 || !strings.Contains(string(out), tc.want) {
+			t.Errorf("serve %q: %v %q, want exit 125 and %q", tc.args, err, out, tc.want)
+		}
+	}
+}
