@@ -70,7 +70,7 @@ func startServe(t *testing.T, handler string, flags ...string) *serveFixture {
 		}
 	}
 	if _, err := exec.LookPath(h.need); err != nil {
-		t.Fatalf("%s is needed for the %s handler (scripts/test.sh installs it): %v", h.need, h.name, err)
+		t.Skipf("%s is not installed (scripts/test.sh installs it; the kernel matrix's VMs lack it): %v", h.need, err)
 	}
 	tree := t.TempDir()
 	src := filepath.Join("..", "..", "examples", "lambda")
