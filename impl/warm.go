@@ -60,6 +60,10 @@ type WarmConfig struct {
 	// Stdin nil means /dev/null; Stdout and Stderr nil the corresponding file of this process.
 	// Descriptors the workers inherit never follow copy-ups (see followCopyUps).
 	Stdin, Stdout, Stderr *os.File
+
+	// Unisolated starts the workers without filter or view: they see and change the host's
+	// files. For measuring what isolation costs (fsvirt serve --no-isolation), nothing else.
+	Unisolated bool
 }
 
 // Warm starts and serves warm worker processes: one store, one namespace, one supervisor.
@@ -182,7 +186,11 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 	}
 	env = append(env[:len(env):len(env)], extraEnv...)
 	// A process group of its own: a timeout kills the worker and what it started at once.
-	proc, err := os.StartProcess("/proc/self/exe", initArgv(true, 3, "", h.cfg.Path, h.cfg.Args),
+	prog, argv := "/proc/self/exe", initArgv(true, 3, "", h.cfg.Path, h.cfg.Args)
+	if h.cfg.Unisolated {
+		prog, argv, files = h.cfg.Path, h.cfg.Args, files[:3]
+	}
+	proc, err := os.StartProcess(prog, argv,
 		&os.ProcAttr{Dir: h.cfg.Dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}})
 	child.Close()
 	if err != nil {
@@ -199,12 +207,18 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 		<-w.exited
 		return nil, fmt.Errorf("start %s: %w", h.cfg.Path, err)
 	}
+	w.lineage = newLineage(w.pid)
+	w.lineage.root = w.pid
+	if h.cfg.Unisolated {
+		h.mu.Lock()
+		h.workers[w] = true
+		h.mu.Unlock()
+		return w, nil
+	}
 	lfd, err := recvListener(sock)
 	if err != nil {
 		return fail(err)
 	}
-	w.lineage = newLineage(w.pid)
-	w.lineage.root = w.pid
 	w.lis = &listener{fd: lfd, view: w.current, lineage: w.lineage, fence: h.fence, owned: true}
 	if err := h.sup.add(w.lis); err != nil {
 		unix.Close(lfd)
@@ -253,6 +267,10 @@ func (w *WarmWorker) BeginRequest() error {
 		return errors.New("[bug] fsvirt: warm worker: a request is running already")
 	}
 	w.killLeftover()
+	if w.h.cfg.Unisolated {
+		w.view.Store(w.h.fence) // only to mark the request as running
+		return nil
+	}
 	v, err := w.h.st.newView(w.h.ns)
 	if err != nil {
 		return err
@@ -272,6 +290,9 @@ func (w *WarmWorker) EndRequest() (*WarmRequest, error) {
 	v := w.view.Swap(nil)
 	if v == nil {
 		return nil, errors.New("[bug] fsvirt: warm worker: no request is running")
+	}
+	if w.h.cfg.Unisolated {
+		return &WarmRequest{}, nil
 	}
 	v.busy.end()
 	fenced := w.lineage.endWarm(v)

@@ -69,6 +69,8 @@ Flags:
                   as for fsvirt run (see fsvirt run --help); the limits bound each request's
                   private layer
   --log           log each request (id, worker, status, duration) to stderr
+  --no-isolation  run the workers without fsvirt: no filter, no view, the host's files read and
+                  changed. Only for measuring what isolation costs (docs/benchmarks.md).
 
 On start it prints "fsvirt serve: listening on ADDR" to stdout. SIGTERM or SIGINT shuts it down
 gracefully: no new requests are taken, those taken are answered (each within --timeout), then
@@ -102,6 +104,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		timeout  = fs.Duration("timeout", 30*time.Second, "")
 		queue    = fs.Int("queue", 256, "")
 		logReqs  = fs.Bool("log", false, "")
+		noIso    = fs.Bool("no-isolation", false, "")
 		maxEvent = int64(6 << 20)
 		limits   impl.Limits
 	)
@@ -156,7 +159,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ln.Close()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	h, err := impl.NewWarm(impl.WarmConfig{Trees: trees, Store: *store, Policy: pol, Limits: limits,
-		Logger: logger, Path: path, Args: cmd})
+		Logger: logger, Path: path, Args: cmd, Unisolated: *noIso})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
