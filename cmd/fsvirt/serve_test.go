@@ -21,7 +21,7 @@ import (
 // serveFixture is a running `fsvirt serve` with one of examples/lambda's handlers, on a private
 // copy of its data directory (the shared tree).
 type serveFixture struct {
-	t      *testing.T
+	t      testing.TB
 	tree   string // holds data/ and the handler's copy
 	store  string
 	cmd    *exec.Cmd
@@ -60,7 +60,7 @@ var lambdaHandlers = []struct {
 }
 
 // startServe starts fsvirt serve with handler h (one of lambdaHandlers) and flags.
-func startServe(t *testing.T, handler string, flags ...string) *serveFixture {
+func startServe(t testing.TB, handler string, flags ...string) *serveFixture {
 	t.Helper()
 	requireEngine(t)
 	var h = lambdaHandlers[0]
@@ -214,7 +214,7 @@ func TestServeHandlers(t *testing.T) {
 }
 
 // hashDir describes every file under root: name, mode and content.
-func hashDir(t *testing.T, root string) string {
+func hashDir(t testing.TB, root string) string {
 	t.Helper()
 	var b strings.Builder
 	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
