@@ -196,17 +196,16 @@ func (s *slot) next(inst *instance, rw http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-		select {
-		case <-inv.gone: // its client left while it waited
-			continue
-		default:
-		}
 		s.mu.Lock()
 		if s.inst != inst { // replaced meanwhile: the next worker takes it
 			s.mu.Unlock()
 			go func() { s.g.queue <- inv }()
 			http.Error(rw, `{"errorType":"WorkerReplaced"}`, http.StatusGone)
 			return
+		}
+		if !inv.state.CompareAndSwap(invQueued, invTaken) { // its client left, or it waited too long
+			s.mu.Unlock()
+			continue
 		}
 		if err := inst.w.BeginRequest(); err != nil {
 			s.mu.Unlock()

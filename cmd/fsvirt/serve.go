@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,8 +38,9 @@ answer's body is the handler's response (200), as with a Lambda function URL. Ot
   502  the handler reported an error (its error JSON is the body), or the worker exited while
        answering (it is replaced)
   504  the request ran past --timeout: the worker and its processes are killed, and replaced
-  503  the queue is full (more than --queue requests waiting for a worker), or fsvirt is
-       shutting down
+  503  the queue is full (--queue requests wait for a worker already; with --queue 0 a
+       request is taken only when a worker is free), no worker was free within --timeout, or
+       fsvirt is shutting down
   413  the event is larger than --max-event
 To have the request's changes returned with the answer, add the header "Fsvirt-Changes: json"
 (or the query parameter fsvirt-changes=json): the answer carries them in its header
@@ -253,8 +255,16 @@ type invocation struct {
 	changes  string // "", "json" or "diff"
 	deadline time.Time
 	done     chan answer // buffered: the one answer
-	gone     chan struct{}
+	// state: queued, taken by a worker, or abandoned by the gateway (its client left, or it
+	// waited --timeout for a worker); whoever moves it from queued first decides.
+	state atomic.Int32
 }
+
+const (
+	invQueued int32 = iota
+	invTaken
+	invAbandoned
+)
 
 type answer struct {
 	status  int
@@ -289,8 +299,7 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "fsvirt serve: reading the event: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	inv := &invocation{id: newRequestID(), event: event, changes: changes, done: make(chan answer, 1),
-		gone: make(chan struct{})}
+	inv := &invocation{id: newRequestID(), event: event, changes: changes, done: make(chan answer, 1)}
 	select {
 	case <-g.stopping:
 		http.Error(w, "fsvirt serve: shutting down", http.StatusServiceUnavailable)
@@ -304,14 +313,27 @@ func (g *gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var a answer
+	wait := time.NewTimer(g.cfg.timeout)
 	select {
 	case a = <-inv.done:
 	case <-r.Context().Done():
-		close(inv.gone) // a worker that has not taken it yet skips it
-		return
+		if inv.state.CompareAndSwap(invQueued, invAbandoned) {
+			return // no worker will take it
+		}
+		a = <-inv.done // a worker has it: its view must still be ended
+	case <-wait.C:
+		if inv.state.CompareAndSwap(invQueued, invAbandoned) {
+			a = answer{status: http.StatusServiceUnavailable, worker: -1,
+				body: errorJSON("NoWorker", fmt.Sprintf("no worker was free within --timeout %v", g.cfg.timeout)), ctype: "application/json"}
+		} else {
+			a = <-inv.done
+		}
 	}
+	wait.Stop()
 	w.Header().Set("Lambda-Runtime-Aws-Request-Id", inv.id)
-	w.Header().Set("Fsvirt-Worker", strconv.Itoa(a.worker))
+	if a.worker >= 0 {
+		w.Header().Set("Fsvirt-Worker", strconv.Itoa(a.worker))
+	}
 	switch changes {
 	case "json":
 		list := []change{}

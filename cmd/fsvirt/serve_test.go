@@ -307,3 +307,40 @@ func TestServeUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestServeQueueFull: with --queue 0, a request that finds no worker free is answered 503 at once;
+// the busy worker's own request is unaffected.
+func TestServeQueueFull(t *testing.T) {
+	f := startServe(t, "python", "--workers", "1", "--queue", "0", "--timeout", "2s")
+	busy := make(chan serveAnswer, 1)
+	go func() {
+		for { // 503 until the worker asks for its first event
+			if a := f.post("sleep"); a.status != http.StatusServiceUnavailable {
+				busy <- a
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	// Wait until the worker sleeps in the request: clock_nanosleep, syscall 230 on x86-64.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ps := f.handlerProcesses()
+		if len(ps) == 1 {
+			b, _ := os.ReadFile(strings.TrimSuffix(strings.SplitN(ps[0], ":", 2)[0], "cmdline") + "syscall")
+			if strings.HasPrefix(string(b), "230 ") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never slept in its request: %q", ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a := f.post("extra"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "queue full") {
+		t.Errorf("a request with the one worker busy and --queue 0: %d %q, want 503 queue full", a.status, a.body)
+	}
+	if a := <-busy; a.status != http.StatusGatewayTimeout {
+		t.Errorf("the busy worker's request: %d %q, want 504", a.status, a.body)
+	}
+}
