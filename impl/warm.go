@@ -17,7 +17,6 @@ import (
 	"syscall"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
-	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,6 +72,8 @@ type Warm struct {
 	ns    *namespace
 	sup   *supervisor
 	fence *View
+
+	removing sync.WaitGroup // private layers of ended requests being removed
 
 	mu      sync.Mutex
 	workers map[*WarmWorker]bool
@@ -285,8 +286,11 @@ func (w *WarmWorker) BeginRequest() error {
 }
 
 // EndRequest ends the running request (see the comment at the top of this file) and returns what it
-// changed. It may be called after the worker has exited.
-func (w *WarmWorker) EndRequest() (*WarmRequest, error) {
+// did; its changes and usage (which cost a comparison with the shared tree and a walk of the layer)
+// only when report is set. The private layer is removed in the background (Close waits for it; a
+// failure goes to the logger): no view reaches it any more. It may be called after the worker has
+// exited.
+func (w *WarmWorker) EndRequest(report bool) (*WarmRequest, error) {
 	v := w.view.Swap(nil)
 	if v == nil {
 		return nil, errors.New("[bug] fsvirt: warm worker: no request is running")
@@ -299,16 +303,21 @@ func (w *WarmWorker) EndRequest() (*WarmRequest, error) {
 	w.mu.Lock()
 	w.leftover = append(w.leftover, fenced...)
 	w.mu.Unlock()
-	res := &WarmRequest{Stats: v.Stats(), Usage: v.Usage(), Fenced: len(fenced)}
-	var result *multierror.Error
+	res := &WarmRequest{Stats: v.Stats(), Fenced: len(fenced)}
 	if v.created.Load() {
-		res.Changes = v.Changes()
+		if report {
+			res.Changes, res.Usage = v.Changes(), v.Usage()
+		}
 		res.Tainted = reachesInto(w.pid, v.dir)
 	}
-	if err := v.remove(); err != nil {
-		result = multierror.Append(result, fmt.Errorf("remove private layer: %w", err))
-	}
-	return res, result.ErrorOrNil()
+	w.h.removing.Add(1)
+	go func() {
+		defer w.h.removing.Done()
+		if err := v.remove(); err != nil {
+			w.h.cfg.Logger.Error("remove private layer", "dir", v.dir, "err", err)
+		}
+	}()
+	return res, nil
 }
 
 // Kill kills the worker, every process it started that can still be found, and waits for the worker.
@@ -358,9 +367,10 @@ func (h *Warm) Close() error {
 	for _, w := range ws {
 		w.Kill()
 		if w.view.Load() != nil {
-			w.EndRequest()
+			w.EndRequest(false)
 		}
 	}
+	h.removing.Wait()
 	h.sup.stop()
 	return h.st.close()
 }

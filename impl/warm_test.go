@@ -72,7 +72,7 @@ func (s *warmShell) request(line string) (string, *WarmRequest) {
 		s.t.Fatal(err)
 	}
 	out := s.do(line)
-	res, err := s.w.EndRequest()
+	res, err := s.w.EndRequest(true)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestWarmLeftoverProcessesFencedAndKilled(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := s.w.EndRequest(); err != nil {
+	if _, err := s.w.EndRequest(true); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -87,7 +87,7 @@ func (s *slot) failLocked(status int, body []byte) {
 	s.cur = nil
 	s.timer.Stop()
 	s.inst.w.Kill()
-	res, err := s.inst.w.EndRequest()
+	res, err := s.inst.w.EndRequest(inv.changes != "")
 	if err != nil {
 		s.g.logf("worker %d: %v", s.n, err)
 	}
@@ -102,8 +102,8 @@ func (s *slot) failLocked(status int, body []byte) {
 func (s *slot) replaceLocked(inst *instance, why string) {
 	close(inst.dead)
 	if inst.w != nil {
+		inst.w.Kill() // before its API goes: a worker seeing it gone would complain on stderr
 		go inst.srv.Close()
-		inst.w.Kill()
 	}
 	s.inst = nil
 	delay := time.Duration(0)
@@ -144,8 +144,8 @@ func (s *slot) stop() {
 		s.failLocked(http.StatusServiceUnavailable, errorJSON("ShuttingDown", "fsvirt serve is shutting down"))
 	}
 	close(s.inst.dead)
-	s.inst.srv.Close()
 	s.inst.w.Kill()
+	s.inst.srv.Close()
 	s.inst = nil
 }
 
@@ -261,7 +261,7 @@ func (s *slot) answer(inst *instance, id, kind string, rw http.ResponseWriter, r
 	inv := s.cur
 	s.cur = nil
 	s.timer.Stop()
-	res, err := inst.w.EndRequest()
+	res, err := inst.w.EndRequest(inv.changes != "")
 	if err != nil {
 		s.g.logf("worker %d: %v", s.n, err)
 	}
