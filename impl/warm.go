@@ -32,12 +32,14 @@ import (
 //   - processes the worker started that are still running are fenced, as thread mode fences the
 //     processes an invocation left running (see lineage), and killed when the next request begins
 //     (BeginRequest): by then the one that posted the answer has gone;
-//   - the worker process is checked for anything still reaching into the request's private layer:
-//     a descriptor, its working directory, a mapping. The layer is removed either way, but such a
-//     worker could read the old request's files during the next one; End reports it (Tainted),
-//     and the caller replaces the worker rather than handing it another request. Thread mode
-//     revokes such descriptors in place (revokeFDs); another process's descriptor table can only
-//     be changed while it waits in a notification, which a worker need not make;
+//   - the worker's descriptors of files in the request's private layer are revoked, as thread mode
+//     revokes them (revokeFDs): each is made a duplicate of an empty, sealed memfd. Another
+//     process's descriptor table can only be changed while a task that shares it waits in a
+//     notification (ADDFD with SETFD): that is done at the worker's first notified call after the
+//     end (an HTTP client's connect, say), and a worker that has made none by the time it is to
+//     begin the next request is refused it (ErrHeld), to be replaced. Its working directory or a
+//     mapping in the layer cannot be revoked: EndRequest reports them (Tainted), and the worker is
+//     to be replaced likewise;
 //   - the private layer is discarded, after its changes were read.
 //
 // What a worker keeps in memory between requests is its own: the view isolates file-system state,
@@ -72,6 +74,8 @@ type Warm struct {
 	ns    *namespace
 	sup   *supervisor
 	fence *View
+	// revoked is what the workers' descriptors of an ended request's layer become (newRevoked).
+	revoked int
 
 	removing sync.WaitGroup // private layers of ended requests being removed
 
@@ -93,6 +97,8 @@ type WarmWorker struct {
 
 	mu       sync.Mutex
 	leftover []procID // fenced at the last End; killed at the next BeginRequest
+	held     []heldFD // to be revoked at the worker's next notification
+	holding  atomic.Bool
 }
 
 // WarmRequest is what a request left in its view.
@@ -102,9 +108,23 @@ type WarmRequest struct {
 	Usage   Usage
 	// Fenced is how many processes the worker started for the request were still running.
 	Fenced int
-	// Tainted: the worker process still reaches into the request's private layer (a descriptor,
-	// its working directory, a mapping) and must not serve another request.
+	// Tainted: the worker process still reaches into the request's private layer through what
+	// cannot be revoked (its working directory, a mapping) and must not serve another request.
 	Tainted string
+	// Revoking is how many of the worker's descriptors reach into the layer: they are revoked at
+	// its next notified call, before which it cannot begin another request (ErrHeld).
+	Revoking int
+}
+
+// ErrHeld is BeginRequest's error for a worker that still holds descriptors of an earlier
+// request's private layer: it made no notified call since that request ended. Replace it.
+var ErrHeld = errors.New("fsvirt: the warm worker still holds descriptors of an ended request's private layer")
+
+// heldFD is a descriptor of the worker's in a private layer, to be revoked.
+type heldFD struct {
+	n        int
+	dev, ino uint64
+	cloexec  bool
 }
 
 // NewWarm prepares a host for warm workers of cfg's command. Like Run, it makes this process
@@ -142,12 +162,18 @@ func NewWarm(cfg WarmConfig) (*Warm, error) {
 		st.close()
 		return nil, err
 	}
-	sup, err := newSupervisor(cfg.Logger)
+	revoked, err := newRevoked()
 	if err != nil {
 		st.close()
 		return nil, err
 	}
-	h := &Warm{cfg: cfg, st: st, ns: ns, sup: sup, workers: map[*WarmWorker]bool{}}
+	sup, err := newSupervisor(cfg.Logger)
+	if err != nil {
+		unix.Close(revoked)
+		st.close()
+		return nil, err
+	}
+	h := &Warm{cfg: cfg, st: st, ns: ns, sup: sup, revoked: revoked, workers: map[*WarmWorker]bool{}}
 	h.fence, _ = newView(ns, st.dir+"/fence") // never made: nothing in it can change
 	h.fence.readOnly = true
 	return h, nil
@@ -220,7 +246,8 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 	if err != nil {
 		return fail(err)
 	}
-	w.lis = &listener{fd: lfd, view: w.current, lineage: w.lineage, fence: h.fence, owned: true}
+	w.lis = &listener{fd: lfd, view: w.current, lineage: w.lineage, fence: h.fence, owned: true,
+		notified: w.revokeHeld}
 	if err := h.sup.add(w.lis); err != nil {
 		unix.Close(lfd)
 		return fail(err)
@@ -251,6 +278,10 @@ func (w *WarmWorker) current() *View {
 	return w.h.fence
 }
 
+// Holds reports whether the worker still holds descriptors of an ended request's private layer,
+// which BeginRequest refuses (ErrHeld); they are revoked at its next notified call.
+func (w *WarmWorker) Holds() bool { return w.holding.Load() }
+
 // Pid is the worker process's.
 func (w *WarmWorker) Pid() int { return w.pid }
 
@@ -266,6 +297,9 @@ func (w *WarmWorker) ExitStatus() int { return w.status }
 func (w *WarmWorker) BeginRequest() error {
 	if w.view.Load() != nil {
 		return errors.New("[bug] fsvirt: warm worker: a request is running already")
+	}
+	if w.holding.Load() {
+		return ErrHeld
 	}
 	w.killLeftover()
 	if w.h.cfg.Unisolated {
@@ -309,6 +343,13 @@ func (w *WarmWorker) EndRequest(report bool) (*WarmRequest, error) {
 			res.Changes, res.Usage = v.Changes(), v.Usage()
 		}
 		res.Tainted = reachesInto(w.pid, v.dir)
+		if held := heldIn(w.pid, v.dir); len(held) > 0 {
+			w.mu.Lock()
+			w.held = held
+			w.holding.Store(true)
+			w.mu.Unlock()
+			res.Revoking = len(held)
+		}
 	}
 	w.h.removing.Add(1)
 	go func() {
@@ -372,6 +413,7 @@ func (h *Warm) Close() error {
 	}
 	h.removing.Wait()
 	h.sup.stop()
+	unix.Close(h.revoked)
 	return h.st.close()
 }
 
@@ -473,20 +515,14 @@ func killProc(id procID) {
 	unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
 }
 
-// reachesInto says what of process pid still reaches into directory dir ("" for nothing): a
-// descriptor, its working directory or root, a file mapping.
+// reachesInto says what of process pid, other than its descriptors, still reaches into directory
+// dir ("" for nothing): its working directory or root, a file mapping.
 func reachesInto(pid int, dir string) string {
 	proc := "/proc/" + strconv.Itoa(pid)
 	in := func(target string) bool { return within(strings.TrimSuffix(target, " (deleted)"), dir) }
 	for _, name := range []string{"cwd", "root"} {
 		if t, err := os.Readlink(proc + "/" + name); err == nil && in(t) {
 			return "its working directory " + t
-		}
-	}
-	fds, _ := os.ReadDir(proc + "/fd")
-	for _, e := range fds {
-		if t, err := os.Readlink(filepath.Join(proc, "fd", e.Name())); err == nil && in(t) {
-			return "descriptor " + e.Name() + " of " + t
 		}
 	}
 	maps, _ := os.ReadFile(proc + "/maps")
@@ -500,4 +536,59 @@ func reachesInto(pid int, dir string) string {
 		}
 	}
 	return ""
+}
+
+// heldIn lists the descriptors of process pid whose files lie in directory dir, deleted or not.
+func heldIn(pid int, dir string) []heldFD {
+	proc := "/proc/" + strconv.Itoa(pid)
+	fds, _ := os.ReadDir(proc + "/fd")
+	var out []heldFD
+	for _, e := range fds {
+		link := filepath.Join(proc, "fd", e.Name())
+		t, err := os.Readlink(link)
+		if err != nil || !within(strings.TrimSuffix(t, " (deleted)"), dir) {
+			continue
+		}
+		n, err1 := strconv.Atoi(e.Name())
+		var st unix.Stat_t
+		if err1 != nil || unix.Stat(link, &st) != nil {
+			continue
+		}
+		_, flags, ok := fdInfo(tracee{tid: pid}, n)
+		out = append(out, heldFD{n: n, dev: st.Dev, ino: st.Ino, cloexec: ok && flags&unix.O_CLOEXEC != 0})
+	}
+	return out
+}
+
+// revokeHeld revokes the worker's held descriptors while task tid, which shares its descriptor
+// table, waits in notification id: each becomes a duplicate of the host's revoked memfd, as
+// revokeFDs makes them in thread mode. A descriptor closed or replaced since it was found is left.
+func (w *WarmWorker) revokeHeld(lfd int, id uint64, tid int) {
+	if !w.holding.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.holding.Load() || (tid != w.pid && !sameFiles(w.pid, tid)) {
+		return
+	}
+	var left []heldFD
+	for _, h := range w.held {
+		var st unix.Stat_t
+		link := "/proc/" + strconv.Itoa(tid) + "/fd/" + strconv.Itoa(h.n)
+		if unix.Stat(link, &st) != nil || st.Dev != h.dev || st.Ino != h.ino {
+			continue // closed, or another file now
+		}
+		if err := notify.ReplaceFD(lfd, id, w.h.revoked, h.n, h.cloexec); err != nil {
+			left = append(left, h) // the call was withdrawn: at the next one
+		}
+	}
+	w.held = left
+	w.holding.Store(len(left) > 0)
+}
+
+// sameFiles reports whether tasks a and b share one descriptor table (kcmp KCMP_FILES).
+func sameFiles(a, b int) bool {
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpFiles, 0, 0, 0)
+	return errno == 0 && r == 0
 }

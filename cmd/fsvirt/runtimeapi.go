@@ -185,6 +185,11 @@ func (s *slot) next(inst *instance, rw http.ResponseWriter, r *http.Request) {
 		s.failLocked(http.StatusBadGateway, errorJSON("NoResponse", "the worker asked for the next event without answering"))
 		s.replaceLocked(inst, fmt.Sprintf("worker %d skipped a response", s.n))
 	}
+	if s.inst == inst && inst.w.Holds() {
+		// It kept descriptors of its last request's layer and made no call since, at which they
+		// would have been revoked (an HTTP client that keeps its connection makes none).
+		s.replaceLocked(inst, fmt.Sprintf("worker %d holds descriptors of a finished request's private layer", s.n))
+	}
 	s.mu.Unlock()
 	for {
 		var inv *invocation
