@@ -30,8 +30,10 @@ const serveUsage = `Usage: fsvirt serve [flags] -- CMD [ARGS...]
 Starts --workers processes of CMD and keeps them warm. Each request is handed to a free worker
 in a fresh private view; when the worker has answered, the view is discarded, and processes the
 worker started for the request are fenced (from then on they see the shared tree read-only and
-nothing of any request) and killed when the worker's next request begins. A request never sees
-another request's files; what a worker keeps in its memory between requests is its own.
+nothing of any request) and killed when the worker's next request begins; the worker's own
+descriptors of the request's files are revoked (a worker that keeps one it cannot be made to
+give up, or a mapping of one, is replaced). A request never sees another request's files; what
+a worker keeps in its memory between requests is its own.
 
 The gateway: HTTP on --listen. A POST (any path) is a request: its body is the event, and the
 answer's body is the handler's response (200), as with a Lambda function URL. Other statuses:
