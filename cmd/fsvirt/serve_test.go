@@ -203,6 +203,10 @@ func TestServeHandlers(t *testing.T) {
 			if len(changes) != 1 || changes[0] != (change{"M", log}) {
 				t.Errorf("changes %v, want M %s", changes, log)
 			}
+			a = f.post("diffed", "Fsvirt-Changes", "diff")
+			if d := a.header.Values("Fsvirt-Diff"); len(d) != 1 || d[0] != "M "+log {
+				t.Errorf("Fsvirt-Diff %q, want [M %s]", d, log)
+			}
 			if err := f.stop(); err != nil {
 				t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
 			}
@@ -242,7 +246,8 @@ func hashDir(t testing.TB, root string) string {
 }
 
 // TestServeTimeoutCrashShutdown: a request past --timeout is answered 504 and its worker killed and
-// replaced, a worker that exits is answered 502 and replaced, and SIGTERM answers the request in
+// replaced, a handler's error is answered 502 with its body, a worker that exits is answered 502
+// and replaced, and SIGTERM answers the request in
 // flight before fsvirt exits 0, leaving no worker and no store behind.
 func TestServeTimeoutCrashShutdown(t *testing.T) {
 	f := startServe(t, "python", "--workers", "1", "--timeout", "1s")
@@ -251,6 +256,9 @@ func TestServeTimeoutCrashShutdown(t *testing.T) {
 	}
 	if a := f.post("after-timeout"); a.status != 200 || a.body != "base\nafter-timeout\n" {
 		t.Errorf("after the timeout: %d %q", a.status, a.body)
+	}
+	if a := f.post("fail"); a.status != http.StatusBadGateway || !strings.Contains(a.body, `"errorType":"Failed"`) {
+		t.Errorf("fail: %d %q, want 502 with the handler's error", a.status, a.body)
 	}
 	if a := f.post("crash"); a.status != http.StatusBadGateway || !strings.Contains(a.body, "WorkerExited") {
 		t.Errorf("crash: %d %q, want 502 WorkerExited", a.status, a.body)
