@@ -26,7 +26,7 @@ import (
 // and between requests the host's fence view: read-only, empty, so that nothing a worker does
 // outside a request reaches the shared tree or a later request.
 //
-// A request ends (WarmWorker.End) when the worker has answered it. Then:
+// A request ends (WarmWorker.EndRequest) when the worker has answered it. Then:
 //   - the worker's calls are answered in the fence view again, and the request's view takes no
 //     more calls (View.busy);
 //   - processes the worker started that are still running are fenced, as thread mode fences the
@@ -55,7 +55,7 @@ type WarmConfig struct {
 
 	Path string   // the program to execute, already looked up
 	Args []string // its argv, Args[0] included
-	Env  []string // its environment; each worker's Extra is appended
+	Env  []string // its environment (nil: this process's); Start's extraEnv is appended
 	Dir  string   // its working directory; "" means the current one
 
 	// Stdin nil means /dev/null; Stdout and Stderr nil the corresponding file of this process.
@@ -368,9 +368,11 @@ func (w *WarmWorker) Kill() {
 	ids := append(w.leftover, w.lineage.fencedIDs()...)
 	w.leftover = nil
 	w.mu.Unlock()
-	// The process group first (one signal for the usual case), then what left it.
+	// Its descendants are listed first: once it is dead, its children are reparented. Then the
+	// process group (one signal for the usual case), then what left it.
+	ids = append(ids, descendants(procID{w.pid, 0})...)
 	unix.Kill(-w.pid, unix.SIGKILL)
-	for _, id := range append(descendants(procID{w.pid, 0}), ids...) {
+	for _, id := range ids {
 		killProc(id)
 	}
 	w.proc.Kill()

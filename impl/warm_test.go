@@ -206,3 +206,44 @@ func TestWarmTaintedWorker(t *testing.T) {
 		t.Errorf("Tainted = %q after the mapping was closed", res.Tainted)
 	}
 }
+
+// TestWarmKillTakesDescendants: killing a worker (a timeout) kills the processes it started, also
+// one that left its process group.
+func TestWarmKillTakesDescendants(t *testing.T) {
+	setsid, err := exec.LookPath("setsid")
+	if err != nil {
+		t.Skip("setsid is not installed")
+	}
+	tree := t.TempDir()
+	h, s := startWarmShell(t, tree)
+	defer h.Close()
+	if err := s.w.BeginRequest(); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.do(setsid + ` sleep 100 & echo $!`)
+	state := func() string {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return "gone"
+		}
+		return string(b)
+	}
+	// Until it is sleep, in a session of its own: the worker's process group no longer holds it.
+	deadline := time.Now().Add(5 * time.Second)
+	for f := strings.Fields(state()); len(f) < 6 || f[1] != "(sleep)" || f[5] != pid; f = strings.Fields(state()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %s never became a session of its own: %s", pid, state())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.w.Kill()
+	if _, err := s.w.EndRequest(false); err != nil {
+		t.Fatal(err)
+	}
+	for st := state(); st != "gone" && !strings.Contains(st, ") Z "); st = state() {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %s outlived its worker's Kill: %s", pid, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
