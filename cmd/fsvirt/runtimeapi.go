@@ -100,11 +100,11 @@ func (s *slot) failLocked(status int, body []byte) {
 
 // replaceLocked gives inst up and starts another worker in its place. Preconditions: s.mu is held.
 func (s *slot) replaceLocked(inst *instance, why string) {
-	close(inst.dead)
 	if inst.w != nil {
 		inst.w.Kill() // before its API goes: a worker seeing it gone would complain on stderr
 		go inst.srv.Close()
 	}
+	close(inst.dead)
 	s.inst = nil
 	delay := time.Duration(0)
 	if inst.served == 0 { // it may fail again at once: do not spin
@@ -143,8 +143,8 @@ func (s *slot) stop() {
 	if s.cur != nil {
 		s.failLocked(http.StatusServiceUnavailable, errorJSON("ShuttingDown", "fsvirt serve is shutting down"))
 	}
+	s.inst.w.Kill() // first, as in replaceLocked
 	close(s.inst.dead)
-	s.inst.w.Kill()
 	s.inst.srv.Close()
 	s.inst = nil
 }
