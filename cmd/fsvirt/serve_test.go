@@ -59,7 +59,8 @@ var lambdaHandlers = []struct {
 	{"go", "handler.go", "go", func(d string) []string { return []string{filepath.Join(d, "handler")} }},
 }
 
-// startServe starts fsvirt serve with handler h (one of lambdaHandlers) and flags.
+// startServe starts fsvirt serve with handler (the name of one of lambdaHandlers, or "sh:SCRIPT"
+// for a shell script that needs curl) and flags.
 func startServe(t testing.TB, handler string, flags ...string) *serveFixture {
 	t.Helper()
 	requireEngine(t)
@@ -68,6 +69,10 @@ func startServe(t testing.TB, handler string, flags ...string) *serveFixture {
 		if x.name == handler {
 			h = x
 		}
+	}
+	if script, ok := strings.CutPrefix(handler, "sh:"); ok {
+		h.name, h.need = "script", "curl"
+		h.argv = func(string) []string { return []string{"sh", "-c", script} }
 	}
 	if _, err := exec.LookPath(h.need); err != nil {
 		t.Skipf("%s is not installed (scripts/test.sh installs it; the kernel matrix's VMs lack it): %v", h.need, err)
@@ -350,5 +355,22 @@ func TestServeQueueFull(t *testing.T) {
 	}
 	if a := <-busy; a.status != http.StatusGatewayTimeout {
 		t.Errorf("the busy worker's request: %d %q, want 504", a.status, a.body)
+	}
+}
+
+// TestServeInitError: a worker that reports an init error is replaced (with a growing pause), and
+// a request that finds no worker within --timeout is answered 503.
+func TestServeInitError(t *testing.T) {
+	f := startServe(t, `sh:curl -sS -o /dev/null -d '{"errorMessage":"no config","errorType":"InitFailed"}' `+
+		`"http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime/init/error"; sleep 100`, "--timeout", "1s")
+	if a := f.post("event"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "NoWorker") {
+		t.Errorf("a request with no worker ready: %d %q, want 503 NoWorker", a.status, a.body)
+	}
+	if log := f.stderr.String(); !strings.Contains(log, `worker 0 reported an init error: {"errorMessage":"no config"`) ||
+		!strings.Contains(log, "replacing it") {
+		t.Errorf("stderr does not report the init error and the replacement:\n%s", log)
+	}
+	if err := f.stop(); err != nil {
+		t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
 	}
 }
