@@ -282,6 +282,28 @@ func (w *WarmWorker) current() *View {
 // which BeginRequest refuses (ErrHeld); they are revoked at its next notified call.
 func (w *WarmWorker) Holds() bool { return w.holding.Load() }
 
+// Owns reports whether process pid is the worker or one of the processes it started that no ended
+// request left behind: those that may speak for it (a shell handler's curl). Processes a request
+// left running (fenced, see lineage) and orphans do not.
+func (w *WarmWorker) Owns(pid int) bool {
+	if pid == w.pid {
+		return true
+	}
+	w.lineage.mu.Lock()
+	defer w.lineage.mu.Unlock()
+	_, ok := w.lineage.trace(pid, pid)
+	return ok
+}
+
+// Processes lists the worker's pid and those of its descendants.
+func (w *WarmWorker) Processes() []int {
+	out := []int{w.pid}
+	for _, id := range descendants(procID{w.pid, 0}) {
+		out = append(out, id.pid)
+	}
+	return out
+}
+
 // Pid is the worker process's.
 func (w *WarmWorker) Pid() int { return w.pid }
 

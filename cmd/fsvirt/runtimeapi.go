@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,9 @@ type instance struct {
 	served int
 }
 
+// peerKey marks, in a Runtime API connection's context, whether its client may use the API.
+type peerKey struct{}
+
 // start starts a worker process in s with its Runtime API. Preconditions: s.mu is held, or s is
 // not yet shared.
 func (s *slot) start() error {
@@ -57,8 +61,18 @@ func (s *slot) start() error {
 	}
 	inst.w = w
 	inst.srv = &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if owned, _ := r.Context().Value(peerKey{}).(bool); !owned {
+			http.Error(rw, `{"errorMessage":"only the worker and its processes may use its Runtime API","errorType":"Forbidden"}`, http.StatusForbidden)
+			return
+		}
 		s.api(inst, rw, r)
-	}), ReadHeaderTimeout: 10 * time.Second}
+	}), ReadHeaderTimeout: 10 * time.Second,
+		// Once per connection: is its client the worker, or a process it started that no ended
+		// request left behind? Any local process can connect to a loopback port.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			pid, err := tcpPeerPID(c, w.Processes())
+			return context.WithValue(ctx, peerKey{}, err == nil && pid != 0 && w.Owns(pid))
+		}}
 	go inst.srv.Serve(ln)
 	s.inst = inst
 	go s.watch(inst)

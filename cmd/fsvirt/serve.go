@@ -57,8 +57,8 @@ Lambda-Runtime-Aws-Request-Id, Lambda-Runtime-Deadline-Ms, Lambda-Runtime-Invoke
 and Lambda-Runtime-Trace-Id), then POSTs the answer to
 /2018-06-01/runtime/invocation/ID/response, or an error to .../invocation/ID/error; a worker
 that cannot start POSTs /2018-06-01/runtime/init/error. examples/lambda/ has such loops in
-Python, Node, shell and Go. Like the gateway, the Runtime API has no authentication: any
-local process that finds its port can take the worker's next event. Outside a request (its start-up included) a worker reads the shared
+Python, Node, shell and Go. The Runtime API answers only the worker and processes it
+started that no finished request left behind (403 for any other local process). Outside a request (its start-up included) a worker reads the shared
 tree and can change nothing in it (EROFS); outside the trees (with --tree), files are the host's
 own, as for fsvirt run.
 

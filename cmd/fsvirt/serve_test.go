@@ -374,3 +374,41 @@ func TestServeInitError(t *testing.T) {
 		t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
 	}
 }
+
+// TestServeRuntimeAPIRefusesStrangers: a process that is not the worker or one of its own cannot
+// take the worker's events from its Runtime API.
+func TestServeRuntimeAPIRefusesStrangers(t *testing.T) {
+	f := startServe(t, "python", "--workers", "1", "--timeout", "5s")
+	if a := f.post("first"); a.status != 200 {
+		t.Fatalf("first request: %d %q", a.status, a.body)
+	}
+	ps := f.handlerProcesses()
+	if len(ps) != 1 {
+		t.Fatalf("handler processes %q, want one", ps)
+	}
+	env, err := os.ReadFile(strings.TrimSuffix(strings.SplitN(ps[0], ":", 2)[0], "cmdline") + "environ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := ""
+	for _, kv := range strings.Split(string(env), "\x00") {
+		if v, ok := strings.CutPrefix(kv, "AWS_LAMBDA_RUNTIME_API="); ok {
+			api = "http://" + v + "/2018-06-01/runtime/invocation/"
+		}
+	}
+	if api == "" {
+		t.Fatal("the worker has no AWS_LAMBDA_RUNTIME_API")
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(api + "next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET next from the test process: %d, want 403", resp.StatusCode)
+	}
+	if a := f.post("second"); a.status != 200 || a.body != "base\nsecond\n" {
+		t.Errorf("the worker's own next request: %d %q", a.status, a.body)
+	}
+}
