@@ -36,7 +36,8 @@ give up, or a mapping of one, is replaced). A request never sees another request
 a worker keeps in its memory between requests is its own.
 
 The gateway: HTTP on --listen. A POST (any path) is a request: its body is the event, and the
-answer's body is the handler's response (200), as with a Lambda function URL. Other statuses:
+answer's body is the handler's response (200), as with a Lambda function URL; its header
+Fsvirt-Worker says which worker (0 to N-1) answered. Other statuses:
   502  the handler reported an error (its error JSON is the body), or the worker exited while
        answering (it is replaced)
   504  the request ran past --timeout: the worker and its processes are killed, and replaced
@@ -57,18 +58,19 @@ Lambda-Runtime-Aws-Request-Id, Lambda-Runtime-Deadline-Ms, Lambda-Runtime-Invoke
 and Lambda-Runtime-Trace-Id), then POSTs the answer to
 /2018-06-01/runtime/invocation/ID/response, or an error to .../invocation/ID/error; a worker
 that cannot start POSTs /2018-06-01/runtime/init/error. examples/lambda/ has such loops in
-Python, Node, shell and Go. The Runtime API answers only the worker and processes it
-started that no finished request left behind (403 for any other local process). Outside a request (its start-up included) a worker reads the shared
-tree and can change nothing in it (EROFS); outside the trees (with --tree), files are the host's
-own, as for fsvirt run.
+Python, Node, shell and Go. The Runtime API answers only the worker and processes it started
+that no finished request left behind (403 for any other local process). Outside a request (its
+start-up included) a worker reads the shared tree and can change nothing in it (EROFS); outside
+the trees (with --tree), files are the host's own, as for fsvirt run.
 
 Flags:
   --workers N     warm worker processes (default 1)
   --listen ADDR   where the gateway listens: HOST:PORT on a loopback address (default
                   127.0.0.1:8080; port 0 picks one) or unix:PATH for a UNIX socket
-  --timeout D     how long one request may take once a worker has it (default 30s; a Go
-                  duration: 500ms, 2s, 1m)
-  --queue N       requests that may wait for a free worker (default 256)
+  --timeout D     how long one request may take once a worker has it, and how long it may
+                  wait for one (default 30s; a Go duration: 500ms, 2s, 1m)
+  --queue N       requests that may wait for a free worker (default 256; 0: a request is
+                  taken only when a worker is free)
   --max-event SIZE
                   the largest event accepted (default 6M, Lambda's own)
   --tree, --store, --policy, --max-bytes, --max-files
