@@ -174,6 +174,9 @@ func (f *serveFixture) handlerProcesses() []string {
 func TestServeHandlers(t *testing.T) {
 	for _, h := range lambdaHandlers {
 		t.Run(h.name, func(t *testing.T) {
+			if testing.Short() && h.name != "python" && h.name != "shell" {
+				t.Skip("-short runs the python and shell handlers only")
+			}
 			f := startServe(t, h.name, "--workers", "2")
 			before := hashDir(t, f.tree)
 			const n = 6
