@@ -81,7 +81,7 @@ func probeEngine() string {
 }
 
 // requireEngine skips a test that runs a command when the kernel cannot (Linux < 5.9).
-func requireEngine(t *testing.T) {
+func requireEngine(t testing.TB) {
 	t.Helper()
 	if noEngine != "" {
 		t.Skip(noEngine)
