@@ -341,8 +341,8 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if (typ == unix.S_IFCHR || typ == unix.S_IFBLK) && !c.privileged() {
-		// The kernel wants CAP_MKNOD. A privileged caller gets its device node in the private
+	if (typ == unix.S_IFCHR || typ == unix.S_IFBLK) && !c.capable(unix.CAP_MKNOD) {
+		// The kernel wants CAP_MKNOD. A caller that holds it gets its device node in the private
 		// layer, as on overlayfs: opening it opens the host's device, as the node would natively.
 		return reply{}, unix.EPERM
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,16 @@ func TestMain(m *testing.M) {
 	}
 	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
 		os.Exit(runLiveness(root))
+	}
+	if script := os.Getenv("FSVIRT_TEST_SH_AS_CAPLESS_ROOT"); script != "" {
+		// A shell as root without any capability.
+		if err := dropCapabilities(); err != nil {
+			fmt.Fprintln(os.Stderr, "drop capabilities:", err)
+			os.Exit(2)
+		}
+		argv := append([]string{"sh", "-c", script, "sh"}, os.Args[1:]...)
+		fmt.Fprintln(os.Stderr, syscall.Exec("/bin/sh", argv, os.Environ()))
+		os.Exit(2)
 	}
 	if script := os.Getenv("FSVIRT_TEST_SH_AS_NOBODY"); script != "" {
 		// A shell as nobody, for tests that compare an unprivileged caller in the view with the
@@ -433,6 +444,44 @@ ls rootdir nobodydir sticky | tr '\n' ' '
 // the kernel refuses it, and gets what the kernel gives it (the set-group-ID bit dropped by a
 // chmod from outside the file's group): the same script as nobody in the view and on a copy.
 func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
+	compareCallerWithKernel(t, "FSVIRT_TEST_SH_AS_NOBODY", unprivScript, "as nobody")
+}
+
+// TestProcessRootWithoutCapabilitiesMatchesKernel: root that dropped every capability is refused,
+// in the view, what the kernel refuses it (writes to others' files, chmod, chown, mknod of a
+// device), though its fsuid is 0: the same script in the view and on a copy.
+func TestProcessRootWithoutCapabilitiesMatchesKernel(t *testing.T) {
+	compareCallerWithKernel(t, "FSVIRT_TEST_SH_AS_CAPLESS_ROOT", unprivScript+capScript, "as root without capabilities")
+}
+
+// capScript adds to unprivScript what only capabilities decide for root.
+const capScript = `r mknod rootdir/null c 1 3
+r sh -c 'echo x >> nobodydir/x'
+r chmod 700 nobodydir
+r ls nobodydir
+`
+
+// dropCapabilities empties the calling thread's capability sets and bounding set, so that
+// what it executes runs without any, even as root. It locks the goroutine to its thread, which
+// is to execute next.
+func dropCapabilities() error {
+	runtime.LockOSThread()
+	for c := 0; c <= 63; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err == unix.EINVAL {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	return unix.Capset(&hdr, &data[0])
+}
+
+// compareCallerWithKernel runs script, through this test binary with env set (which switches the
+// shell's credentials), in the view and on a copy of a tree of two owners, and wants the same
+// output from both.
+func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build a tree of two owners")
 	}
@@ -466,18 +515,18 @@ func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
 		t.Fatalf("cp -a: %v: %s", err, out)
 	}
 	native := exec.Command(self, ref)
-	native.Env = append(os.Environ(), "FSVIRT_TEST_SH_AS_NOBODY="+unprivScript)
+	native.Env = append(os.Environ(), env+"="+script)
 	want, _ := native.Output()
 	before := hashTree(t, shared)
-	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + unprivScript}, self, shared)
+	got, res := runCmd(t, shared, []string{env + "=" + script}, self, shared)
 	if res.ExitStatus != 0 {
 		t.Fatalf("exit status %d", res.ExitStatus)
 	}
-	if !strings.Contains(string(want), "rootfile 644 0:0") {
+	if !strings.Contains(string(want), "nobodydir: ") { // the listing at the script's end
 		t.Fatalf("the script did not run to its end on the copy:\n%s", want)
 	}
 	if got != string(want) {
-		t.Errorf("as nobody, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", got, want)
+		t.Errorf("%s, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", who, got, want)
 	}
 	if hashTree(t, shared) != before {
 		t.Error("the shared tree changed")

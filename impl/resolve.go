@@ -343,7 +343,7 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // walk, and the kernel checks as the caller (hostMay). A dir that cannot be located is left to the
 // lookup in it, which fails as it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
-	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).privileged() {
+	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && ((*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE)) {
 		return nil
 	}
 	l, lst, err := v.locate(dir)
