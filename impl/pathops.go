@@ -1002,6 +1002,9 @@ const (
 // trusted, and so does a shared object whose name the host removed while another remains.
 func (v *View) placeOf(obj int) (string, place, error) {
 	target, err := readlink(fdPath(obj))
+	if err == unix.ENAMETOOLONG {
+		target, err = v.deepOwnFile(obj)
+	}
 	if err != nil {
 		return "", 0, err
 	}
@@ -1036,6 +1039,33 @@ func (v *View) placeOf(obj int) (string, place, error) {
 		return p, placeTree, nil
 	}
 	return p, placeOutside, nil
+}
+
+// deepOwnFile returns the private layer's path of the file behind the supervisor's descriptor obj
+// whose path is longer than the kernel writes out for a magic link (readlink, ENAMETOOLONG), and
+// that no ".." leads up from (not a directory: longDirPath): it looks for it among the view's own
+// files whose paths are that long, by device and inode. ENAMETOOLONG for anything else (a shared
+// file that deep).
+func (v *View) deepOwnFile(obj int) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return "", err
+	}
+	var deep []string
+	v.mu.Lock()
+	for p := range v.entries {
+		if len(v.upper)+len(p) >= maxPath-len(" (deleted)") {
+			deep = append(deep, p)
+		}
+	}
+	v.mu.Unlock()
+	for _, p := range deep {
+		var at unix.Stat_t
+		if long.Lstat(v.upperPath(p), &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino {
+			return v.upperPath(p), nil
+		}
+	}
+	return "", unix.ENAMETOOLONG
 }
 
 // getxattr is getxattr, lgetxattr, listxattr and llistxattr.

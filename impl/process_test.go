@@ -306,6 +306,7 @@ chmod 600 $p/f && stat -c %a $p/f
 mv $p/f $p/g && ln $p/g $p/h && ln -s g $p/s && cat $p/s && stat -c %h $p/g
 mkfifo $p/fifo && stat -c %F $p/fifo
 ls $p
+touch -d 2001-01-01 $p/g && stat -c %y $p/g | cut -c1-10
 rm $p/g $p/h $p/s $p/fifo && rmdir $p/d && ls $p && echo removed
 `
 
