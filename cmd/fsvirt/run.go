@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,10 @@ Flags:
 
 Exit status: CMD's own (128+N when killed by signal N); 125 when fsvirt fails, 126 when CMD
 cannot be executed, 127 when CMD is not found.
+
+Environment:
+  FSVIRT_CPUPROFILE=FILE  write a CPU profile of fsvirt itself, the supervisor, to FILE
+                  (go tool pprof FILE); the command is not in it.
 
 Example:
   fsvirt run -- sh -c 'echo changed >> /etc/motd; cat /etc/motd'
@@ -114,6 +119,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stderr, "fsvirt: %s: %v\n", cmd[0], unwrapExec(err))
 		return exitError{code}
 	}
+	if prof := os.Getenv("FSVIRT_CPUPROFILE"); prof != "" {
+		stop, err := startCPUProfile(prof)
+		if err != nil {
+			return fmt.Errorf("run: FSVIRT_CPUPROFILE: %w", err)
+		}
+		defer stop()
+	}
 	res, err := impl.Run(ctx, impl.RunConfig{
 		Trees: trees, Store: *store, Policy: pol, Limits: limits,
 		Path: path, Args: cmd,
@@ -129,6 +141,19 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return exitError{res.ExitStatus}
 	}
 	return nil
+}
+
+// startCPUProfile profiles this process into file until stop is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func unwrapExec(err error) error {
