@@ -103,13 +103,15 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 	rest := splitPath(unsafePath)
 	// plain: cur was reached from "/" through directories only, each looked up at its own path.
 	plain := cur == "/" && !beneath
-	if plain {
-		if n, dir := v.knownDir(rest); n > 0 {
-			cur, rest = dir, rest[n:]
-		}
-	}
 	links := 0
 	var curSt *unix.Stat_t // cur's, when known
+	if plain {
+		// The lstat that found the known directory is also what maySearch would look at: the
+		// view has not changed the directory (no entry at or above it), so it is the shared one.
+		if n, dir, st := v.knownDir(rest); n > 0 {
+			cur, rest, curSt = dir, rest[n:], st
+		}
+	}
 	for len(rest) > 0 {
 		name := rest[0]
 		rest = rest[1:]
@@ -418,19 +420,25 @@ func (v *View) startDir(t tracee, dirfd int) (start, error) {
 		}
 		link = "fd/" + strconv.Itoa(dirfd)
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(t.procPath(link), &st); err != nil {
-		if dirfd == unix.AT_FDCWD {
+	var target string
+	if dirfd == unix.AT_FDCWD {
+		// A working directory is always a directory: one readlink, no stat.
+		var err error
+		if target, err = readlink(t.procPath(link)); err != nil {
 			return start{}, errTraceeGone
 		}
-		return start{}, unix.EBADF
-	}
-	target, err := readlink(t.procPath(link))
-	if err != nil {
-		return start{}, unix.EBADF
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return start{}, unix.ENOTDIR
+	} else {
+		var st unix.Stat_t
+		if err := unix.Stat(t.procPath(link), &st); err != nil {
+			return start{}, unix.EBADF
+		}
+		var err error
+		if target, err = readlink(t.procPath(link)); err != nil {
+			return start{}, unix.EBADF
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return start{}, unix.ENOTDIR
+		}
 	}
 	if !strings.HasPrefix(target, "/") {
 		return start{}, unix.ENOENT
@@ -525,19 +533,19 @@ func (c *dirCache) get(p string) (devIno, bool) {
 // knownDir lets a walk from "/" skip the lookups of leading components of rest: it returns how many
 // components (never the last one) lead to a directory the cache knows, which this view has not
 // changed (no entry at it or above it), and which still is that directory (one lstat: same device
-// and inode). A walk lstats every component to see symlinks and the view's changes; for the
+// and inode), and that lstat's status. A walk lstats every component to see symlinks and the view's changes; for the
 // directories above a file that costs one syscall each, where this costs one in all. An lstat that
 // finds the same directory has reached it by the same route unless the shared tree was rearranged
 // under the invocation (a directory moved and a symlink put in its old place), which fsvirt does not
 // support while an invocation runs; the cache lives as long as the invocation.
-func (v *View) knownDir(rest []string) (int, string) {
+func (v *View) knownDir(rest []string) (int, string, *unix.Stat_t) {
 	// The deepest prefix, not counting the last component, made of plain names.
 	n := 0
 	for n < len(rest)-1 && rest[n] != "." && rest[n] != ".." && len(rest[n]) <= unix.NAME_MAX {
 		n++
 	}
 	if n == 0 {
-		return 0, ""
+		return 0, "", nil
 	}
 	prefix := "/" + strings.Join(rest[:n], "/")
 	for ; n > 0; n-- {
@@ -545,13 +553,13 @@ func (v *View) knownDir(rest []string) (int, string) {
 		if ok && v.unchangedAbove(prefix) {
 			var st unix.Stat_t
 			if unix.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
-				return n, prefix
+				return n, prefix, &st
 			}
-			return 0, ""
+			return 0, "", nil
 		}
 		prefix = path.Dir(prefix)
 	}
-	return 0, ""
+	return 0, "", nil
 }
 
 // unchangedAbove reports whether the view changed neither p nor a directory above it, and p is not

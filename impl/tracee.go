@@ -18,6 +18,19 @@ const maxPath = 4096
 // tracee is the task whose syscall is being answered, named by its TID.
 type tracee struct {
 	tid int
+	// call, when set, holds what was read of the task while one of its calls is answered.
+	call *callState
+}
+
+// callState is what the supervisor read of a task during one of its calls. The task is blocked
+// in that call, and a task's credentials change only by its own calls (setuid, setgroups...), so
+// what /proc/TID/status said of them holds until the call is answered: reading it once per call
+// answers as the kernel does, which takes the caller's credentials once, at the call. (Umask is
+// shared by CLONE_FS threads, and the kernel too reads it once.)
+type callState struct {
+	creds    creds
+	credsErr error
+	haveCred bool
 }
 
 // readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when
@@ -84,7 +97,20 @@ type creds struct {
 	hasUmk bool
 }
 
+// status returns the task's credentials, tgid, ppid and umask, from /proc/TID/status: read once
+// per call answered (see callState).
 func (t tracee) status() (creds, error) {
+	if t.call == nil {
+		return t.readStatus()
+	}
+	if !t.call.haveCred {
+		t.call.creds, t.call.credsErr = t.readStatus()
+		t.call.haveCred = true
+	}
+	return t.call.creds, t.call.credsErr
+}
+
+func (t tracee) readStatus() (creds, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(t.tid) + "/status")
 	if err != nil {
 		return creds{}, errTraceeGone
