@@ -340,15 +340,22 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // own credentials, and a call it answers itself would otherwise reach what the caller cannot. A
 // directory every class may search (a+x) is not looked at further (an ACL entry of a named user
 // that refuses it is not seen); for another, the caller's credentials are read into *c once per
-// walk, and the kernel checks as the caller (hostMay). A dir that cannot be located is left to the
+// walk, and the kernel checks as the caller (hostMay), unless the caller has fsuid 0, which
+// searches every directory (CAP_DAC_READ_SEARCH). A dir that cannot be located is left to the
 // lookup in it, which fails as it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
 	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).privileged() {
 		return nil
 	}
-	l, lst, err := v.locate(dir)
-	if err != nil || lst.Mode&0o111 == 0o111 {
-		return nil
+	located := false
+	var l loc
+	if st == nil {
+		var lst unix.Stat_t
+		var err error
+		if l, lst, err = v.locate(dir); err != nil || lst.Mode&0o111 == 0o111 {
+			return nil
+		}
+		located = true
 	}
 	if *c == nil {
 		cr, err := t.status()
@@ -356,6 +363,15 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 			return err
 		}
 		*c = &cr
+	}
+	if (*c).privileged() { // as above, for the first directory that needs the credentials
+		return nil
+	}
+	if !located {
+		var err error
+		if l, _, err = v.locate(dir); err != nil {
+			return nil
+		}
 	}
 	return hostMay(**c, l.host, unix.X_OK)
 }
