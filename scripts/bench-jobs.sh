@@ -268,7 +268,7 @@ summary=$out/summary.md
 	echo "Median wall time of each job (ms), and its ratio to native; every mode of a job in one hyperfine run."
 	echo
 } >"$summary"
-declare -A med
+declare -A med cpu
 for j in ${jobs//,/ }; do
 	r=$runs
 	if [ -z "$r" ]; then
@@ -292,9 +292,10 @@ for j in ${jobs//,/ }; do
 	# A failing run fails the whole measurement: a job must do the same work in every mode.
 	hyperfine -N -w "$warm" -r "$r" --style basic --export-csv "$out/$j.csv" "${args[@]}" >"$out/$j.txt" 2>&1 ||
 		{ cat "$out/$j.txt" >&2; die "$j failed in one of the modes (above)"; }
-	while IFS=, read -r cmd mean sd median rest; do
+	while IFS=, read -r cmd mean sd median user system rest; do
 		[ "$cmd" = command ] && continue
 		med[$j,$cmd]=$median
+		cpu[$j,$cmd]=$(awk -v u="$user" -v s="$system" 'BEGIN{print u+s}')
 	done <"$out/$j.csv"
 	if [[ " ${names[*]} " == *" fsvirt "* ]]; then
 		calls=$(cd "$F/${j/#true/}" && "$fsvirt" run --json -- sh -c "$(job_cmd "$j")" 2>&1 >/dev/null | tail -1 |
@@ -307,15 +308,17 @@ done
 # Modes are the hyperfine names, in the order given; the table has one column per mode.
 header="| job |" sep="|---|"
 for m in ${modes//,/ }; do [ -n "${why[$m]:-}" ] && continue; header="$header $m |"; sep="$sep---|"; done
-{
+# table NAME: one row per job of NAME[job,mode] in ms, with its ratio to native.
+table() {
+	local -n t=$1
 	echo "$header"
 	echo "$sep"
 	for j in ${jobs//,/ }; do
 		row="| $j |"
-		base=${med[$j,native]:-}
+		base=${t[$j,native]:-}
 		for m in ${modes//,/ }; do
 			[ -n "${why[$m]:-}" ] && continue
-			v=${med[$j,$m]:-}
+			v=${t[$j,$m]:-}
 			if [ -z "$v" ]; then row="$row |"; continue; fi
 			if [ -n "$base" ]; then
 				row="$row $(awk -v v="$v" -v b="$base" 'BEGIN{printf "%.1f (%.2fx)", v*1000, v/b}') |"
@@ -325,6 +328,14 @@ for m in ${modes//,/ }; do [ -n "${why[$m]:-}" ] && continue; header="$header $m
 		done
 		echo "$row"
 	done
+}
+{
+	table med
+	echo
+	echo "CPU time (user + system, mean, ms) of each job and everything it started, fsvirt's supervisor"
+	echo "included, and its ratio to native: less sensitive than wall time to other load on the machine."
+	echo
+	table cpu
 	echo
 	if [ -f "$W/calls" ]; then
 		echo "Calls fsvirt intercepted per job (one \`fsvirt run --json\`, default tree), and fsvirt's added time per call"

@@ -58,7 +58,9 @@ cannot be executed, 127 when CMD is not found.
 
 Environment:
   FSVIRT_CPUPROFILE=FILE  write a CPU profile of fsvirt itself, the supervisor, to FILE
-                  (go tool pprof FILE); the command is not in it.
+                  (go tool pprof FILE); the command is not in it. The threads that answer
+                  calls block signals while they answer, SIGPROF too, so their time shows up
+                  as the rt_sigprocmask that unblocks it; perf record -g sees where it goes.
 
 Example:
   fsvirt run -- sh -c 'echo changed >> /etc/motd; cat /etc/motd'
