@@ -340,9 +340,10 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // own credentials, and a call it answers itself would otherwise reach what the caller cannot. A
 // directory every class may search (a+x) is not looked at further (an ACL entry of a named user
 // that refuses it is not seen); for another, the caller's credentials are read into *c once per
-// walk, and the kernel checks as the caller (hostMay), unless the caller has fsuid 0, which
-// searches every directory (CAP_DAC_READ_SEARCH). A dir that cannot be located is left to the
-// lookup in it, which fails as it would.
+// walk (by a supervisor that is root: another checks as itself), and the kernel checks as the
+// caller (hostMay), unless the caller has fsuid 0, which searches every directory
+// (CAP_DAC_READ_SEARCH). A dir that cannot be located is left to the lookup in it, which fails as
+// it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
 	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).privileged() {
 		return nil
@@ -357,15 +358,22 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 		}
 		located = true
 	}
-	if *c == nil {
+	// A supervisor that is not root checks as itself whatever the caller's credentials
+	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
+	me := selfIDs()
+	caller := creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups}
+	if *c == nil && me.uid == 0 {
 		cr, err := t.status()
 		if err != nil {
 			return err
 		}
 		*c = &cr
 	}
-	if (*c).privileged() { // as above, for the first directory that needs the credentials
-		return nil
+	if *c != nil {
+		if (*c).privileged() { // as above, for the first directory that needs the credentials
+			return nil
+		}
+		caller = **c
 	}
 	if !located {
 		var err error
@@ -373,7 +381,7 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 			return nil
 		}
 	}
-	return hostMay(**c, l.host, unix.X_OK)
+	return hostMay(caller, l.host, unix.X_OK)
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
