@@ -17,7 +17,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if err := v.ensureDir(path.Dir(p)); err != nil {
 		return err
 	}
-	sfd, err := unix.Open(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	sfd, err := long.Open(src, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
@@ -26,6 +26,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if err := unix.Fstat(sfd, &st); err != nil {
 		return err
 	}
+	v.noteOrigin(src, &st)
 	parent := v.upperPath(path.Dir(p))
 	dst, named, err := openTmp(parent)
 	if err != nil {
@@ -34,7 +35,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	defer unix.Close(dst)
 	fail := func(err error) error {
 		if named != "" {
-			unix.Unlink(named)
+			long.Unlink(named)
 		}
 		return err
 	}
@@ -57,12 +58,12 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if named == "" {
 		// Link the finished file under a temporary name, then rename it over the placeholder.
 		named = parent + "/.fsvirt-copyup-" + strconv.Itoa(dst)
-		if err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, named, unix.AT_SYMLINK_FOLLOW); err != nil {
+		if err := long.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, named, unix.AT_SYMLINK_FOLLOW); err != nil {
 			named = ""
 			return err
 		}
 	}
-	if err := unix.Rename(named, up); err != nil {
+	if err := long.Rename(named, up); err != nil {
 		return fail(err)
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: src})
@@ -74,7 +75,7 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 // openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE, a named one
 // whose name it returns.
 func openTmp(dir string) (fd int, named string, err error) {
-	fd, err = unix.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	fd, err = long.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		return fd, "", nil
 	}
@@ -83,7 +84,7 @@ func openTmp(dir string) (fd int, named string, err error) {
 	}
 	for i := 0; ; i++ {
 		named = dir + "/.fsvirt-copyup-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
-		fd, err = unix.Open(named, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		fd, err = long.Open(named, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 		if err != unix.EEXIST {
 			return fd, named, err
 		}

@@ -55,6 +55,9 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	}
 	v.mu.Lock()
 	c, ok := v.cwds[key]
+	if ok && !thread && !v.sameProcessLocked(key, c) {
+		ok = false
+	}
 	v.mu.Unlock()
 	if ok || thread {
 		return c.path, c.removed, ok && c.path != ""
@@ -87,8 +90,8 @@ const maxAncestors = 64
 // inherits what the newest process the view knows that has exited since had, started before it,
 // in the same kernel working directory (see settleCwd). Preconditions: v.mu is held.
 func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
+	ppid, start, err := procStat(pid)
 	for range maxAncestors {
-		ppid, start, err := procStat(pid)
 		if err != nil {
 			return virtualCwd{}, false
 		}
@@ -104,12 +107,36 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 		case ppid == selfPid || ppid <= 1: // reparented: pid's parent has exited
 			return v.orphanCwdLocked(start, kernel)
 		}
-		if c, ok := v.cwds[ppid]; ok {
+		// The entry under ppid is the parent's only if it was made for a process with the
+		// parent's start time: pids are reused (pid_max is 32768 on small machines), and an
+		// entry outlives its process, for the orphans it leaves (orphanCwdLocked).
+		pppid, pstart, perr := procStat(ppid)
+		if perr != nil { // the parent has just exited: pid is being reparented
+			return v.orphanCwdLocked(start, kernel)
+		}
+		if c, ok := v.cwds[ppid]; ok && c.start == pstart {
 			return c, c.kernel == kernel
 		}
-		pid = ppid
+		ppid, start = pppid, pstart
 	}
 	return virtualCwd{}, false
+}
+
+// sameProcessLocked reports whether c, the entry under key, was made for the process that now has
+// pid key, and forgets it if not: the process it was made for has exited and its pid has been
+// given to another, which inherits nothing from it. Start times are in clock ticks (10 ms): a pid
+// given again within the tick its first process started in is not told apart, which takes the
+// pids to wrap (32,768 forks) within that tick, or a write to ns_last_pid. Preconditions: v.mu is
+// held.
+func (v *View) sameProcessLocked(key int, c virtualCwd) bool {
+	if c.thread {
+		return true
+	}
+	if _, start, err := procStat(key); err == nil && start == c.start {
+		return true
+	}
+	delete(v.cwds, key)
+	return false
 }
 
 // orphanCwdLocked finds what an orphan (started at start, in kernel working directory kernel)
@@ -148,7 +175,8 @@ func (v *View) settleCwd(t tracee) {
 		return
 	}
 	v.mu.Lock()
-	_, known := v.cwds[key]
+	c, known := v.cwds[key]
+	known = known && v.sameProcessLocked(key, c)
 	v.mu.Unlock()
 	if known {
 		return
@@ -236,10 +264,10 @@ func (v *View) makeGhost(g *ghost) error {
 	}
 	v.ghostSeq++
 	dir := v.dir + "/ghost-" + strconv.Itoa(v.ghostSeq)
-	if err := unix.Mkdir(dir, 0o700); err != nil {
+	if err := long.Mkdir(dir, 0o700); err != nil {
 		return err
 	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	opened := err == nil
 	if opened {
 		if err = unix.Fchown(fd, int(g.st.Uid), int(g.st.Gid)); err == nil {
@@ -247,7 +275,7 @@ func (v *View) makeGhost(g *ghost) error {
 		}
 	}
 	// Removed in any case: the ghost is a removed directory, and a failed one leaves nothing.
-	if rerr := unix.Rmdir(dir); err == nil {
+	if rerr := long.Rmdir(dir); err == nil {
 		err = rerr
 	}
 	if err != nil {
@@ -341,7 +369,9 @@ func (v *View) viewOfLowerLocked(h string) string {
 // the task, and the path in the task's memory is rewritten to /dev/fd/N, padded with leading
 // slashes to its length, before the kernel runs the call: the kernel then executes the view's
 // file (a script's interpreter opens /dev/fd/N, which the view resolves to it too). A path too
-// short to hold /dev/fd/N fails with ENOEXEC.
+// short to hold /dev/fd/N fails with ENOEXEC where running the file with /bin/sh, what execvp
+// and shells do then, runs it as the kernel would (a "#!/bin/sh" script); else with EOPNOTSUPP:
+// on ENOEXEC a binary's bytes would run as shell commands.
 func (v *View) exec(t tracee, o op) (reply, error) {
 	v.settleCwd(t)
 	if o.pathErr != nil { // execveat copies the path in before it checks its flags
@@ -375,11 +405,12 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if err := hostMay(c, r.host, unix.X_OK); err != nil {
 		return reply{}, err
 	}
-	fd, err := unix.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(r.host, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return reply{}, err
 	}
-	if interp, ok := shebang(fd); ok {
+	interp, script := shebang(fd)
+	if script {
 		// The kernel looks a script's interpreter up itself, on the host. One that only the view
 		// has, or whose view differs from the host's, it would not find, or find another: the
 		// call fails as it would without that interpreter, before anything of the task changes.
@@ -392,10 +423,17 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
+	// What execvp and shells do on ENOEXEC, running the file with /bin/sh, runs it as the kernel
+	// would: a "#!/bin/sh" script, or a file of no format the kernel knows, which it refuses
+	// with ENOEXEC itself.
+	shRuns := script && (interp == "/bin/sh" || interp == "/usr/bin/sh") || !script && !isELF(fd)
 	rewrite := func(newfd int) error {
 		short := "/dev/fd/" + strconv.Itoa(newfd)
 		if len(short) > o.pathLen {
-			return unix.ENOEXEC
+			if shRuns {
+				return unix.ENOEXEC
+			}
+			return unix.EOPNOTSUPP
 		}
 		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
 		keepArgv0(t, o)
@@ -414,6 +452,13 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return nil
 	}
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
+}
+
+// isELF reports whether file fd starts as an ELF binary does.
+func isELF(fd int) bool {
+	var magic [4]byte
+	n, _ := unix.Pread(fd, magic[:], 0)
+	return n == 4 && string(magic[:]) == "\x7fELF"
 }
 
 // shebang returns the interpreter a script in file fd names in its "#!" line, as the kernel reads

@@ -44,6 +44,12 @@
 // Process mode ([Run]): the command and every process it starts share one view; the filter is
 // loaded in the child between fork and exec and is inherited by everything it starts.
 //
+// Warm workers ([NewWarm], [Warm.Start], [WarmWorker.BeginRequest], [WarmWorker.EndRequest]): a
+// process started as in process mode and kept running, whose listener answers in a fresh view per
+// request and, between requests, in a read-only view of the shared tree; at a request's end the
+// processes it started are fenced as in thread mode, and a worker still holding something of the
+// request's private layer is reported, to be replaced (see warm.go). fsvirt serve is built on it.
+//
 // # Policies and what they guarantee
 //
 // [PolicyFast] answers read-only opens of unchanged, plainly resolved paths with CONTINUE. The

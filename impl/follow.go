@@ -94,7 +94,7 @@ func (v *View) copiedUpShared() map[string]string {
 // with a descriptor of view path p's object, if n qualifies (see above).
 func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string) {
 	var fst, hst unix.Stat_t
-	if unix.Stat(link, &fst) != nil || unix.Lstat(host, &hst) != nil || fst.Dev != hst.Dev || fst.Ino != hst.Ino {
+	if long.Stat(link, &fst) != nil || long.Lstat(host, &hst) != nil || fst.Dev != hst.Dev || fst.Ino != hst.Ino {
 		return // host now names another object than the descriptor's
 	}
 	pos, flags, ok := fdInfo(t, n)
@@ -120,7 +120,7 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string)
 		}
 	}
 	keep := unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME | unix.O_DIRECTORY | unix.O_SYNC | unix.O_DSYNC | unix.O_LARGEFILE
-	fd, err := unix.Open(v.upperPath(p), flags&keep|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(v.upperPath(p), flags&keep|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
@@ -136,7 +136,7 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string)
 	}
 	// The descriptor may have been closed or replaced by another thread of the task since it was
 	// read: checked once more, as close to the replacement as can be (docs/kernel.md).
-	if unix.Stat(link, &hst) != nil || hst.Dev != fst.Dev || hst.Ino != fst.Ino {
+	if long.Stat(link, &hst) != nil || hst.Dev != fst.Dev || hst.Ino != fst.Ino {
 		return
 	}
 	notify.ReplaceFD(lfd, id, fd, n, flags&unix.O_CLOEXEC != 0)

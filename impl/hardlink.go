@@ -23,7 +23,7 @@ func (v *View) linkShared(lower string, to string) error {
 	if err := v.addable(path.Dir(to)); err != nil {
 		return err
 	}
-	if err := unix.Mknod(v.upperPath(to), unix.S_IFREG|0o600, 0); err != nil {
+	if err := long.Mknod(v.upperPath(to), unix.S_IFREG|0o600, 0); err != nil {
 		return err
 	}
 	v.setEntry(to, &entry{kind: entryObj, lower: lower})
@@ -96,11 +96,11 @@ func (v *View) relink(p, lower string) error {
 	for _, q := range names {
 		up := v.upperPath(q)
 		tmp := path.Dir(up) + "/.fsvirt-link-" + strconv.Itoa(os.Getpid())
-		if err := unix.Link(src, tmp); err != nil {
+		if err := long.Link(src, tmp); err != nil {
 			return err
 		}
-		if err := unix.Rename(tmp, up); err != nil {
-			unix.Unlink(tmp)
+		if err := long.Rename(tmp, up); err != nil {
+			long.Unlink(tmp)
 			return err
 		}
 		v.setEntry(q, &entry{kind: entryObj, own: true, lower: lower})

@@ -32,6 +32,8 @@ import (
 type ids struct {
 	uid, gid int
 	groups   []int
+	// capEff and capPrm are the effective and permitted capability sets.
+	capEff, capPrm uint64
 }
 
 var (
@@ -44,6 +46,12 @@ func selfIDs() ids {
 	selfOnce.Do(func() {
 		self.uid, self.gid = os.Geteuid(), os.Getegid()
 		self.groups, _ = unix.Getgroups()
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if unix.Capget(&hdr, &data[0]) == nil {
+			self.capEff = uint64(data[0].Effective) | uint64(data[1].Effective)<<32
+			self.capPrm = uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
+		}
 	})
 	return self
 }
@@ -61,7 +69,7 @@ func selfIDs() ids {
 // Preconditions: the caller is locked to its OS thread (the supervisor loop is).
 func asCaller(c creds, fn func() error) error {
 	me := selfIDs()
-	if c.fsuid == me.uid && c.fsgid == me.gid && slices.Equal(c.groups, me.groups) || me.uid != 0 {
+	if me.uid != 0 || c.fsuid == me.uid && c.fsgid == me.gid && slices.Equal(c.groups, me.groups) && c.capEff == me.capEff {
 		return fn()
 	}
 	if err := unix.Setgroups(c.groups); err != nil {
@@ -69,12 +77,30 @@ func asCaller(c creds, fn func() error) error {
 	}
 	unix.Setfsgid(c.fsgid)
 	unix.Setfsuid(c.fsuid)
+	// The caller's effective capabilities, where they are not what the switch of fsuid left: root
+	// that dropped some, a caller that holds some without being root.
+	capsSet := c.capEff != me.capEff && setEffectiveCaps(c.capEff&me.capPrm) == nil
 	defer func() {
+		if capsSet {
+			setEffectiveCaps(me.capEff)
+		}
 		unix.Setfsuid(me.uid)
 		unix.Setfsgid(me.gid)
 		unix.Setgroups(me.groups)
 	}()
 	return fn()
+}
+
+// setEffectiveCaps makes eff the calling thread's effective capability set (capset(2) acts on
+// the calling thread only), its permitted and inheritable sets kept.
+func setEffectiveCaps(eff uint64) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return err
+	}
+	data[0].Effective, data[1].Effective = uint32(eff), uint32(eff>>32)
+	return unix.Capset(&hdr, &data[0])
 }
 
 // openHost opens host path p, which the view resolved (every symlink on it followed already),
@@ -90,7 +116,7 @@ func openHost(p string, flags int, mode uint32) (int, error) {
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	}
 	for {
-		fd, err := unix.Openat2(unix.AT_FDCWD, p, &how)
+		fd, err := long.Openat2(unix.AT_FDCWD, p, &how)
 		if err != unix.EAGAIN && err != unix.EINTR {
 			return fd, err
 		}
@@ -129,7 +155,7 @@ func (t tracee) taskObject(fd int) (obj int, shared bool, err error) {
 			return obj, err == nil, err
 		}
 	}
-	obj, err = unix.Open(t.procPath("fd/"+strconv.Itoa(fd)), unix.O_PATH|unix.O_CLOEXEC, 0)
+	obj, err = long.Open(t.procPath("fd/"+strconv.Itoa(fd)), unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err == unix.ENOENT {
 		return -1, false, unix.EBADF
 	}
@@ -176,7 +202,7 @@ func (v *View) bindRaw(t tracee, o op, raw []byte) (reply, error) {
 			if err != nil {
 				return reply{}, err
 			}
-			if c.fsuid != 0 && selfIDs().uid == 0 {
+			if !c.capable(unix.CAP_NET_BIND_SERVICE) && selfIDs().uid == 0 {
 				return reply{}, unix.EACCES
 			}
 		}

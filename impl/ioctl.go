@@ -215,7 +215,7 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 		unix.Close(obj)
-		if obj, err = unix.Open(v.upperPath(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+		if obj, err = long.Open(v.upperPath(p), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}
 	}
@@ -229,7 +229,7 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 		fd := obj
 		if fl, err := unix.FcntlInt(uintptr(obj), unix.F_GETFL, 0); err == nil && fl&unix.O_PATH != 0 {
 			// An O_PATH descriptor takes no ioctl: the object opened for reading takes it.
-			if fd, err = unix.Open(fdPath(obj), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
+			if fd, err = long.Open(fdPath(obj), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err != nil {
 				return err
 			}
 			defer unix.Close(fd)
@@ -259,7 +259,7 @@ func clearFlags(dir string) {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 {
 			return nil
 		}
-		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err := long.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil
 		}

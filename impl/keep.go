@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 
+	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,6 +24,10 @@ import (
 //     shared directory's listing shows through it.
 //
 // Sockets and device nodes are not kept.
+//
+// Beside the changeset, at its root, the record (layer.RecordName) lists the changes and, for each
+// shared object modified or deleted, what it was when the view first copied it up or removed it,
+// which apply compares with the tree before it changes anything (docs/layers.md).
 
 // checkKeepDir refuses a directory to keep a layer in that exists and is not empty, before the
 // command runs: merging into it would mix layers, and a refusal after the run would lose the
@@ -45,9 +50,14 @@ func checkKeepDir(dir string) error {
 	return nil
 }
 
-// keep writes the view's changes to dst (see above).
-func (v *View) keep(dst string) error {
+// keep writes the view's changes to dst (see above), and their record (layer.RecordName). prev,
+// if not nil, is the record of the layer the view started from (RunConfig.Layer): what it says
+// of a shared object was seen first.
+func (v *View) keep(dst string, prev *layer.Record) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	if err := v.writeRecord(dst, prev); err != nil {
 		return err
 	}
 	made := map[string]bool{"/": true} // view directories made in dst, to get their times at the end
@@ -75,8 +85,8 @@ func (v *View) keep(dst string) error {
 	for _, c := range v.Changes() {
 		out := path.Join(dst, c.Path)
 		if c.Kind == 'D' {
-			if _, _, err := v.locate(path.Dir(c.Path)); err != nil {
-				continue // its directory is gone too: that directory's whiteout covers it
+			if _, st, err := v.locate(path.Dir(c.Path)); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue // its directory is gone too, or now something else: the change there covers it
 			}
 		}
 		if err := parents(c.Path); err != nil {
@@ -110,7 +120,7 @@ func (v *View) keep(dst string) error {
 			continue
 		}
 		if _, st, err := v.locate(p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			unix.UtimesNanoAt(unix.AT_FDCWD, path.Join(dst, p), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+			long.UtimesNanoAt(unix.AT_FDCWD, path.Join(dst, p), []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 		}
 	}
 	return nil
@@ -147,4 +157,37 @@ func (v *View) keepLink(p, out string, links map[devIno]string) (bool, error) {
 	}
 	links[key] = out
 	return false, nil
+}
+
+// writeRecord writes the record of the view's changes into dst.
+func (v *View) writeRecord(dst string, prev *layer.Record) error {
+	seen := map[string]*layer.Origin{}
+	if prev != nil {
+		for _, c := range prev.Changes {
+			if c.Origin != nil {
+				seen[c.Path] = c.Origin
+			}
+		}
+	}
+	changes := v.Changes()
+	rec := &layer.Record{Changes: make([]layer.Change, 0, len(changes))}
+	for _, c := range changes {
+		rc := layer.Change{Kind: layer.KindWord(c.Kind), Path: c.Path}
+		if c.Kind != 'A' {
+			if rc.Origin = seen[c.Path]; rc.Origin == nil {
+				v.mu.Lock()
+				st, ok := v.origins[c.Path]
+				// Deleted, or removed and made again (opaque): apply removes what is under it.
+				whole := c.Kind == 'D' || v.removed[c.Path]
+				v.mu.Unlock()
+				if ok {
+					rc.Origin = layer.Describe(c.Path, &st, whole)
+				} else {
+					rc.Origin = layer.Describe(c.Path, nil, whole)
+				}
+			}
+		}
+		rec.Changes = append(rec.Changes, rc)
+	}
+	return layer.WriteRecord(dst, rec)
 }

@@ -2,6 +2,8 @@ package impl
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -128,7 +131,7 @@ func applyLayer(t *testing.T, layer, root string) {
 				return fmt.Errorf("cp: %v: %s", err, out)
 			}
 		}
-		return keepMeta(dst, &st)
+		return keepMeta(p, dst, &st)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -169,4 +172,113 @@ func layoutOf(t *testing.T, root string) string {
 	}
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// TestKeepRecordsOrigins: the layer's record lists every change with its kind as a word, and
+// for what the view modified or deleted, the shared object as it was before the run: its inode,
+// size, times and a digest of its data.
+func TestKeepRecordsOrigins(t *testing.T) {
+	shared := filepath.Join(t.TempDir(), "tree")
+	os.Mkdir(shared, 0o755)
+	mkTree(t, shared, keepTree...)
+	before := map[string]unix.Stat_t{}
+	for _, p := range []string{"f", "docs/a", "docs/c"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(shared, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		before[filepath.Join(shared, p)] = st
+	}
+	keep := filepath.Join(t.TempDir(), "kept")
+	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(), Keep: keep,
+		Path: "/bin/sh", Args: []string{"sh", "-c", "cd " + shared + " && " + keepScript}})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	rec, err := layer.ReadRecord(keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Changes) != len(res.Changes) {
+		t.Fatalf("record has %d changes, the run %d", len(rec.Changes), len(res.Changes))
+	}
+	for i, c := range rec.Changes {
+		if r := res.Changes[i]; c.Path != r.Path || layer.KindLetter(c.Kind) != r.Kind {
+			t.Errorf("record change %d is %s %s, the run's %c %s", i, c.Kind, c.Path, r.Kind, r.Path)
+		}
+		st, ok := before[c.Path]
+		if !ok {
+			continue
+		}
+		o := c.Origin
+		if o == nil {
+			t.Errorf("%s %s: no origin", c.Kind, c.Path)
+			continue
+		}
+		if o.Ino != st.Ino || o.Dev != st.Dev || o.Size != st.Size || o.Mtime != st.Mtim.Nano() || o.Ctime != st.Ctim.Nano() || o.Type != "file" {
+			t.Errorf("%s: origin %+v, the file before the run %+v", c.Path, o, st)
+		}
+		data, _ := os.ReadFile(c.Path)
+		if sum := sha256.Sum256(data); o.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("%s: digest %s, the file's %x", c.Path, o.SHA256, sum)
+		}
+	}
+	// The record is AUFS metadata to an OCI runtime: skipped, like every .wh..wh. name but the
+	// opaque marker.
+	if !strings.HasPrefix(layer.RecordName, ".wh..wh.") || layer.RecordName == ".wh..wh..opq" {
+		t.Errorf("record name %q would be unpacked as a file", layer.RecordName)
+	}
+}
+
+// TestKeepOriginIsAtCopyUp: a shared file that changes after the view copied it up is recorded as
+// it was at the copy-up, without a digest (its data is no longer the data the view copied).
+func TestKeepOriginIsAtCopyUp(t *testing.T) {
+	shared := t.TempDir()
+	f := filepath.Join(shared, "f")
+	os.WriteFile(f, []byte("shared\n"), 0o644)
+	var before unix.Stat_t
+	unix.Lstat(f, &before)
+	sig := t.TempDir() // outside the tree: the host's
+	ready, gate := filepath.Join(sig, "ready"), filepath.Join(sig, "gate")
+	script := fmt.Sprintf("echo more >> %s && touch %s && while [ ! -e %s ]; do sleep 0.01; done", f, ready, gate)
+	keep := filepath.Join(t.TempDir(), "kept")
+	done := make(chan error, 1)
+	go func() {
+		res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(), Keep: keep,
+			Path: "/bin/sh", Args: []string{"sh", "-c", script}})
+		if err == nil && res.ExitStatus != 0 {
+			err = fmt.Errorf("exit status %d", res.ExitStatus)
+		}
+		done <- err
+	}()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if i == 3000 {
+			t.Fatal("the command did not copy f up within 30 s")
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
+	}
+	if err := os.WriteFile(f, []byte("changed on the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(gate, nil, 0o644)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rec, err := layer.ReadRecord(keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Changes) != 1 || rec.Changes[0].Origin == nil {
+		t.Fatalf("record: %+v", rec)
+	}
+	o := rec.Changes[0].Origin
+	if o.Ino != before.Ino || o.Size != before.Size || o.Mtime != before.Mtim.Nano() || o.SHA256 != "" {
+		t.Errorf("origin %+v, want the file before the run (ino %d size %d mtime %d) without a digest", o, before.Ino, before.Size, before.Mtim.Nano())
+	}
+	if ok, _ := o.Unchanged(f); ok {
+		t.Error("Unchanged says the file changed on the host is unchanged")
+	}
 }

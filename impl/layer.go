@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,7 +114,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 		default: // a placeholder or a mirrored directory: the shared object speaks for it
 			l.host = e.lower
 		}
-		err := unix.Lstat(l.host, &st)
+		err := long.Lstat(l.host, &st)
 		return l, st, err
 	}
 	if !strings.HasPrefix(lower, "/") { // no shared directory backs the parent
@@ -123,7 +124,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 		}
 		return loc{}, st, unix.ENOENT
 	}
-	err := unix.Lstat(lower, &st)
+	err := long.Lstat(lower, &st)
 	return loc{host: lower}, st, err
 }
 
@@ -152,7 +153,7 @@ func (v *View) goneFromRemadeLocked(p string, out []Change) []Change {
 		switch {
 		case e == nil:
 			out = append(out, Change{Kind: 'D', Path: c})
-		case e.kind == entryDir && e.lower != c && unix.Lstat(c, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		case e.kind == entryDir && e.lower != c && long.Lstat(c, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 			out = v.goneFromRemadeLocked(c, out)
 		}
 	}
@@ -169,7 +170,30 @@ func (v *View) noteRemoved(p string) {
 			v.removed = map[string]bool{}
 		}
 		v.removed[p] = true
+		var st unix.Stat_t
+		if long.Lstat(p, &st) == nil {
+			v.noteOriginLocked(p, &st)
+		}
 	}
+}
+
+// noteOriginLocked records st as what shared object host was when the view first copied it up
+// or removed it, for the kept layer's record. Preconditions: v.mu is held.
+func (v *View) noteOriginLocked(host string, st *unix.Stat_t) {
+	if _, ok := v.origins[host]; ok {
+		return
+	}
+	if v.origins == nil {
+		v.origins = map[string]unix.Stat_t{}
+	}
+	v.origins[host] = *st
+}
+
+// noteOrigin is noteOriginLocked for a caller that does not hold v.mu.
+func (v *View) noteOrigin(host string, st *unix.Stat_t) {
+	v.mu.Lock()
+	v.noteOriginLocked(host, st)
+	v.mu.Unlock()
 }
 
 // dropTree forgets the entries at p and below.
@@ -243,18 +267,18 @@ func (v *View) ensureDir(p string) error {
 		if v.readOnly {
 			return unix.EROFS
 		}
-		if err := unix.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
+		if err := long.Mkdir(v.dir, 0o700); err != nil && err != unix.EEXIST {
 			return err
 		}
-		if v.ns.limits.set() {
-			if err := mountLimits(v.dir, v.ns.limits); err != nil {
-				unix.Rmdir(v.dir)
+		if l := v.layerLimits(); l.set() {
+			if err := mountLimits(v.dir, l); err != nil {
+				long.Rmdir(v.dir)
 				return err
 			}
 		}
 		v.created.Store(true)
 	}
-	if err := unix.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
+	if err := long.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
 		return err
 	}
 	if err := copyMeta(up, &st); err != nil {
@@ -264,30 +288,34 @@ func (v *View) ensureDir(p string) error {
 	return nil
 }
 
-// keepMeta gives the kept copy p the view's owner (where the supervisor may), permission bits
-// and times; a symlink its owner and times.
-func keepMeta(p string, st *unix.Stat_t) error {
-	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+// keepMeta gives the kept copy p of the view's object at host path src the view's owner (where
+// the supervisor may), extended attributes, permission bits and times; a symlink its owner,
+// extended attributes and times.
+func keepMeta(src, p string, st *unix.Stat_t) error {
+	if err := long.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return err
+	}
+	if err := layer.CopyXattrs(src, p); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Chmod(p, st.Mode&07777); err != nil {
+		if err := long.Chmod(p, st.Mode&07777); err != nil {
 			return err
 		}
 	}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+	return long.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // copyMeta gives host object p (not a symlink) st's permission bits, owner and times.
 func copyMeta(p string, st *unix.Stat_t) error {
-	if err := unix.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+	if err := long.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
 		return err
 	}
-	if err := unix.Chmod(p, st.Mode&07777); err != nil {
+	if err := long.Chmod(p, st.Mode&07777); err != nil {
 		return err
 	}
 	ts := []unix.Timespec{st.Atim, st.Mtim}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	return long.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // materialize makes view directory p's upper directory list all of its children, creating a
@@ -304,7 +332,7 @@ func (v *View) materialize(p string) error {
 	}
 	up := v.upperPath(p)
 	var st unix.Stat_t
-	if err := unix.Lstat(up, &st); err != nil {
+	if err := long.Lstat(up, &st); err != nil {
 		return err
 	}
 	if e.lower != "" {
@@ -315,13 +343,13 @@ func (v *View) materialize(p string) error {
 	// The upper directory was a placeholder or a mirror, and creating placeholders changed its
 	// times: from now on its metadata is the view's, which is the shared directory's.
 	if e.lower != "" && !e.own && !e.partial {
-		if err := unix.Lstat(e.lower, &st); err != nil {
+		if err := long.Lstat(e.lower, &st); err != nil {
 			return err
 		}
 		if err := copyMeta(up, &st); err != nil {
 			return err
 		}
-	} else if err := unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	} else if err := long.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return err
 	}
 	v.mu.Lock()
@@ -354,7 +382,7 @@ func (v *View) addable(p string) error {
 	// From now on the directory's metadata is the view's: the shared directory's, as ensureDir
 	// copied it, with the times the mirrors just changed put back.
 	var st unix.Stat_t
-	if err := unix.Lstat(e.lower, &st); err != nil {
+	if err := long.Lstat(e.lower, &st); err != nil {
 		return err
 	}
 	if err := copyMeta(up, &st); err != nil {
@@ -392,7 +420,7 @@ func (v *View) prepareRemove(p string) error {
 	v.mu.Unlock()
 	if partial {
 		var st unix.Stat_t
-		if err := unix.Lstat(path.Join(e.lower, path.Base(p)), &st); err == unix.ENOENT {
+		if err := long.Lstat(path.Join(e.lower, path.Base(p)), &st); err == unix.ENOENT {
 			return nil
 		}
 	}
@@ -415,7 +443,7 @@ func (v *View) isPartial(e *entry) bool {
 // from the listing (d_type), so that a directory of n files costs about n syscalls, not 3n path
 // walks.
 func (v *View) placeholders(p, lower, up string, dirsOnly bool) error {
-	lfd, err := unix.Open(lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	lfd, err := long.Open(lower, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -425,7 +453,7 @@ func (v *View) placeholders(p, lower, up string, dirsOnly bool) error {
 	if err != nil {
 		return err
 	}
-	ufd, err := unix.Open(up, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	ufd, err := long.Open(up, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -473,10 +501,11 @@ func placeholder(lfd, ufd int, name string, t os.FileMode) (entryKind, error) {
 }
 
 func readDirNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
+	fd, err := long.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
+	f := os.NewFile(uintptr(fd), dir)
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
@@ -493,6 +522,14 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
 	case l.ent != nil && l.ent.own:
 		return nil
+	}
+	if l.ent == nil {
+		v.noteOrigin(l.host, &st)
+	} else if l.ent.lower != "" { // l.host may be the upper directory
+		var lst unix.Stat_t
+		if long.Lstat(l.ent.lower, &lst) == nil {
+			v.noteOrigin(l.ent.lower, &lst)
+		}
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFDIR:
@@ -512,7 +549,7 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 	}
 	up := v.upperPath(p)
 	if l.ent != nil { // a placeholder: replace it
-		if err := unix.Unlink(up); err != nil {
+		if err := long.Unlink(up); err != nil {
 			return err
 		}
 	}
@@ -522,18 +559,18 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		if err != nil {
 			return err
 		}
-		if err := unix.Symlink(target, up); err != nil {
+		if err := long.Symlink(target, up); err != nil {
 			return err
 		}
-		if err := unix.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		if err := long.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
 			return err
 		}
-		err = unix.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
+		err = long.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 		if err != nil {
 			return err
 		}
 	default:
-		if err := unix.Mknod(up, st.Mode, int(st.Rdev)); err != nil {
+		if err := long.Mknod(up, st.Mode, int(st.Rdev)); err != nil {
 			return err
 		}
 		if err := copyMeta(up, &st); err != nil {
@@ -555,7 +592,7 @@ func (v *View) Changes() []Change {
 	var out []Change
 	var st unix.Stat_t
 	for p, e := range v.entries {
-		shared := unix.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p)
+		shared := long.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p)
 		changed := e.own || e.lower != p && !v.movedWithParent(p, e)
 		switch {
 		case changed && shared:
@@ -567,7 +604,7 @@ func (v *View) Changes() []Change {
 	// What the view removed of the shared tree, and has not made again: not what the host has in
 	// a directory the view changed, which the host may have added to since.
 	for p := range v.removed {
-		if unix.Lstat(p, &st) != nil || !v.ns.inTree(p) || v.ns.hidden(p) {
+		if long.Lstat(p, &st) != nil || !v.ns.inTree(p) || v.ns.hidden(p) {
 			continue
 		}
 		switch {
@@ -582,7 +619,7 @@ func (v *View) Changes() []Change {
 	}
 	// A shared file the view gave another name (linkShared) has a link more: modified.
 	for lower := range v.linked {
-		if orig := v.viewOfLowerLocked(lower); orig == lower && v.entries[orig] == nil && !v.removed[orig] && v.ns.inTree(orig) && unix.Lstat(orig, &st) == nil {
+		if orig := v.viewOfLowerLocked(lower); orig == lower && v.entries[orig] == nil && !v.removed[orig] && v.ns.inTree(orig) && long.Lstat(orig, &st) == nil {
 			out = append(out, Change{Kind: 'M', Path: orig})
 		}
 	}
@@ -630,14 +667,14 @@ func (v *View) copyView(p, out string, recursive bool) error {
 				}
 			}
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFREG:
-		src, err := unix.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		src, err := long.Open(l.host, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(src)
-		dst, err := unix.Open(out, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, st.Mode&07777)
+		dst, err := long.Open(out, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC|unix.O_NOFOLLOW, st.Mode&07777)
 		if err != nil {
 			return err
 		}
@@ -645,23 +682,23 @@ func (v *View) copyView(p, out string, recursive bool) error {
 		if _, err := copyData(dst, src, st.Size); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFLNK:
 		target, err := readlink(l.host)
 		if err != nil {
 			return err
 		}
 		os.Remove(out)
-		if err := unix.Symlink(target, out); err != nil {
+		if err := long.Symlink(target, out); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	case unix.S_IFIFO:
 		os.Remove(out)
 		if err := unix.Mkfifo(out, 0o600); err != nil {
 			return err
 		}
-		return keepMeta(out, &st)
+		return keepMeta(l.host, out, &st)
 	}
 	return nil // sockets and devices are not kept
 }

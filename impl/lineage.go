@@ -40,6 +40,9 @@ import (
 // pool's, so the store stays out of their reach as it does for any view.
 type lineage struct {
 	worker int // the worker thread's tid: its own calls are always the invocation's
+	// root, for a warm worker process (warm.go), is its pid: its threads and its descendants are
+	// the request's; 0 in thread mode, where they are this process's.
+	root int
 
 	mu     sync.Mutex
 	view   *View           // the view seen holds the tasks of
@@ -93,6 +96,14 @@ func (l *lineage) trace(tgid, tid int) (procID, bool) {
 		id := procID{tid, start}
 		return id, err == nil && !l.fenced[id]
 	}
+	if l.root != 0 && tgid == l.root { // a thread of the warm worker
+		_, start, err := procStat(tgid)
+		return procID{tgid, start}, err == nil
+	}
+	top := selfPid
+	if l.root != 0 {
+		top = l.root
+	}
 	var first procID
 	for p, depth := tgid, 0; depth < 64; depth++ {
 		ppid, start, err := procStat(p)
@@ -107,9 +118,9 @@ func (l *lineage) trace(tgid, tid int) (procID, bool) {
 			return first, false
 		}
 		switch ppid {
-		case selfPid:
+		case top:
 			return first, true
-		case 0, 1:
+		case 0, 1, selfPid: // selfPid: reparented to this process, a subreaper (warm workers)
 			return first, false // orphaned: where it came from is lost
 		}
 		p = ppid

@@ -287,7 +287,7 @@ func openViewFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
 // here. Waiting on another thread would need a deferred answer, which the supervisor does not
 // give; a writer's open cannot be continued (docs/kernel.md, "CONTINUE re-reads memory").
 func openFD(p string, flags int, cloexec bool) (reply, error) {
-	fd, err := unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	return fdReply(fd, err, flags, cloexec)
 }
 
@@ -322,7 +322,7 @@ func openHostFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
 	// O_NOFOLLOW would refuse the magic link itself; the O_PATH open followed nothing.
 	reopen := flags&^unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
 	err = asCaller(c, func() (err error) {
-		fd, err = unix.Open(fdPath(obj), reopen, 0)
+		fd, err = long.Open(fdPath(obj), reopen, 0)
 		return err
 	})
 	return fdReply(fd, err, flags, cloexec)
@@ -339,7 +339,7 @@ func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply,
 	}
 	var fd int
 	err = asCaller(c, func() (err error) {
-		fd, err = unix.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		fd, err = long.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {
@@ -392,7 +392,7 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	}
 	var fd int
 	if r.inTree {
-		fd, err = unix.Open(p, flags|unix.O_CLOEXEC, 0o600)
+		fd, err = long.Open(p, flags|unix.O_CLOEXEC, 0o600)
 	} else {
 		// On the host, as the caller: the kernel checks its right to the directory and makes it
 		// the owner; nothing the view did not follow is followed on the way.
@@ -432,7 +432,7 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	}
 	if !tmpfile && r.inTree {
 		v.setEntry(r.path, &entry{kind: entryObj, own: true})
-		undo = func() { unix.Unlink(p); v.dropTree(r.path) }
+		undo = func() { long.Unlink(p); v.dropTree(r.path) }
 	}
 	return reply{kind: replyFD, fd: fd, cloexec: cloexec, undo: undo}, nil
 }

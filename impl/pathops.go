@@ -27,7 +27,7 @@ func (v *View) do(t tracee, o op) (reply, error) {
 		return v.chdir(t, o)
 	case opFchdir:
 		var st unix.Stat_t
-		if err := unix.Stat(t.procPath("fd/"+strconv.Itoa(o.fd)), &st); err != nil {
+		if err := long.Stat(t.procPath("fd/"+strconv.Itoa(o.fd)), &st); err != nil {
 			return reply{}, unix.EBADF
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
@@ -124,7 +124,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	if o.kind == opStatx {
 		var stx unix.Statx_t
 		flags := int(o.flags)&(statxSyncType) | unix.AT_SYMLINK_NOFOLLOW
-		if err := as(func() error { return unix.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx) }); err != nil {
+		if err := as(func() error { return long.Statx(unix.AT_FDCWD, host, flags, int(o.mask), &stx) }); err != nil {
 			return reply{}, err
 		}
 		if removedCwd {
@@ -136,7 +136,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
-	if err := as(func() error { return unix.Lstat(host, &st) }); err != nil {
+	if err := as(func() error { return long.Lstat(host, &st) }); err != nil {
 		return reply{}, err
 	}
 	if removedCwd {
@@ -173,7 +173,7 @@ func (v *View) access(t tracee, o op) (reply, error) {
 		return okReply, hostMay(c, r.host, o.mask)
 	}
 	err = asCaller(c, func() error {
-		return unix.Faccessat2(unix.AT_FDCWD, r.host, o.mask, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
+		return long.Faccessat2(unix.AT_FDCWD, r.host, o.mask, unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW)
 	})
 	if err == unix.EROFS && r.inTree {
 		err = nil
@@ -341,8 +341,8 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if (typ == unix.S_IFCHR || typ == unix.S_IFBLK) && !c.privileged() {
-		// The kernel wants CAP_MKNOD. A privileged caller gets its device node in the private
+	if (typ == unix.S_IFCHR || typ == unix.S_IFBLK) && !c.capable(unix.CAP_MKNOD) {
+		// The kernel wants CAP_MKNOD. A caller that holds it gets its device node in the private
 		// layer, as on overlayfs: opening it opens the host's device, as the node would natively.
 		return reply{}, unix.EPERM
 	}
@@ -364,28 +364,32 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	host := v.upperPath(r.path)
 	switch o.kind {
 	case opMkdir:
-		err = unix.Mkdir(host, 0o700)
+		err = long.Mkdir(host, 0o700)
 	case opMknod:
-		err = unix.Mknod(host, typ|0o600, int(o.dev))
+		err = long.Mknod(host, typ|0o600, int(o.dev))
 	case opSymlink:
-		err = unix.Symlink(o.target, host)
+		err = long.Symlink(o.target, host)
 	}
 	if err != nil {
 		return reply{}, err
 	}
 	var st unix.Stat_t
-	if err = unix.Lstat(host, &st); err == nil && o.kind != opSymlink {
+	if err = long.Lstat(host, &st); err == nil && o.kind != opSymlink {
 		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
-		err = unix.Chmod(host, perm|st.Mode&unix.S_ISGID)
+		err = long.Chmod(host, perm|st.Mode&unix.S_ISGID)
 	}
 	gid := newGid(c, path.Dir(host))
 	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
-		if err = unix.Lchown(host, c.fsuid, gid); err == unix.EPERM {
+		if err = long.Lchown(host, c.fsuid, gid); err == unix.EPERM {
 			err = nil
 		}
 	}
 	if err != nil {
-		os.Remove(host)
+		if o.kind == opMkdir {
+			long.Rmdir(host)
+		} else {
+			long.Unlink(host)
+		}
 		return reply{}, err
 	}
 	if r.inTree {
@@ -427,7 +431,7 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return unix.EEXIST // replaced by a symlink since: changed nothing through it
 	}
-	return unix.Fchmodat(unix.AT_FDCWD, fdPath(fd), perm|st.Mode&unix.S_ISGID, 0)
+	return long.Fchmodat(unix.AT_FDCWD, fdPath(fd), perm|st.Mode&unix.S_ISGID, 0)
 }
 
 func pathDir(p string) string { return path.Dir(p) }
@@ -435,7 +439,7 @@ func pathDir(p string) string { return path.Dir(p) }
 // sameObject reports whether host paths a and b name one object.
 func sameObject(a, b string) bool {
 	var sa, sb unix.Stat_t
-	return a == b || unix.Lstat(a, &sa) == nil && unix.Lstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
+	return a == b || long.Lstat(a, &sa) == nil && long.Lstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // newGid is the group the kernel gives a new object of caller c in host directory dir, where the
@@ -443,7 +447,7 @@ func sameObject(a, b string) bool {
 // else c's fsgid.
 func newGid(c creds, dir string) int {
 	var st unix.Stat_t
-	if unix.Stat(dir, &st) == nil && st.Mode&unix.S_ISGID != 0 {
+	if long.Stat(dir, &st) == nil && st.Mode&unix.S_ISGID != 0 {
 		return int(st.Gid)
 	}
 	return c.fsgid
@@ -525,7 +529,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	up := v.upperPath(r.path)
 	if !rmdir {
-		if err := unix.Unlink(up); err != nil {
+		if err := long.Unlink(up); err != nil {
 			return reply{}, err
 		}
 		v.noteRemoved(r.path)
@@ -534,7 +538,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	// What a task that still holds the directory will see of it (see ghost).
 	var st unix.Stat_t
-	if err := unix.Lstat(r.host, &st); err != nil {
+	if err := long.Lstat(r.host, &st); err != nil {
 		return reply{}, err
 	}
 	// A mirrored directory's upper directory holds only copies of shared children, and the
@@ -543,7 +547,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		if err := os.RemoveAll(up); err != nil {
 			return reply{}, err
 		}
-	} else if err := unix.Rmdir(up); err != nil {
+	} else if err := long.Rmdir(up); err != nil {
 		return reply{}, err
 	}
 	v.noteRemoved(r.path)
@@ -626,7 +630,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 				return err
 			}
 			defer unix.Close(toDir)
-			return unix.Renameat2(fromDir, fromName, toDir, toName, uint(o.flags))
+			return long.Renameat2(fromDir, fromName, toDir, toName, uint(o.flags))
 		})
 	}
 	if v.isTreeRoot(from.path) || v.isTreeRoot(to.path) {
@@ -686,7 +690,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
+	if err := long.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
 	if to.exists && !exchange && from.path != to.path {
@@ -694,7 +698,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	}
 	// A name renamed onto another link of its file stays where it was, as rename(2) leaves both.
 	var st unix.Stat_t
-	if from.path == to.path || !exchange && unix.Lstat(v.upperPath(from.path), &st) == nil {
+	if from.path == to.path || !exchange && long.Lstat(v.upperPath(from.path), &st) == nil {
 		return okReply, nil
 	}
 	if !exchange {
@@ -818,14 +822,14 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		if err := v.copyUpObj(fromPath, false); err != nil {
 			return reply{}, err
 		}
-		if obj, err = unix.Open(v.upperPath(fromPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+		if obj, err = long.Open(v.upperPath(fromPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}
 	}
 	// Through the magic link of the supervisor's descriptor, to the object itself.
 	if !to.inTree {
 		return okReply, atHost(t, to.path, func(dirfd int, name string) error {
-			return unix.Linkat(unix.AT_FDCWD, fdPath(obj), dirfd, name, unix.AT_SYMLINK_FOLLOW)
+			return long.Linkat(unix.AT_FDCWD, fdPath(obj), dirfd, name, unix.AT_SYMLINK_FOLLOW)
 		})
 	}
 	if err := v.mayCreate(t, pathDir(to.path)); err != nil {
@@ -834,7 +838,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if err := v.addable(pathDir(to.path)); err != nil {
 		return reply{}, err
 	}
-	if err := unix.Linkat(unix.AT_FDCWD, fdPath(obj), unix.AT_FDCWD, v.upperPath(to.path), unix.AT_SYMLINK_FOLLOW); err != nil {
+	if err := long.Linkat(unix.AT_FDCWD, fdPath(obj), unix.AT_FDCWD, v.upperPath(to.path), unix.AT_SYMLINK_FOLLOW); err != nil {
 		return reply{}, err
 	}
 	v.setEntry(to.path, &entry{kind: entryObj, own: true})
@@ -907,7 +911,7 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 			// The host's object, opened without following anything the view did not follow. A
 			// removed directory the caller still holds (gone) is the supervisor's own ghost.
 			if r.gone {
-				obj, err = unix.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
+				obj, err = long.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
 			} else {
 				outside = true
 				err = asCaller(c, func() (err error) {
@@ -935,7 +939,7 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 		var err error
-		if obj, err = unix.Open(v.upperPath(viewPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
+		if obj, err = long.Open(v.upperPath(viewPath), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err != nil {
 			return reply{}, err
 		}
 	}
@@ -961,24 +965,24 @@ func setattrObj(obj int, o op) error {
 				return unix.EOPNOTSUPP
 			}
 		}
-		return unix.Fchmodat(unix.AT_FDCWD, p, o.mode&07777, 0)
+		return long.Fchmodat(unix.AT_FDCWD, p, o.mode&07777, 0)
 	case opChown:
 		return unix.Fchownat(obj, "", o.uid, o.gid, unix.AT_EMPTY_PATH)
 	case opTruncate:
 		if o.length < 0 {
 			return unix.EINVAL
 		}
-		return unix.Truncate(p, o.length)
+		return long.Truncate(p, o.length)
 	case opUtimens:
 		ts := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
 		if o.times != nil {
 			ts = o.times[:]
 		}
-		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0)
+		return long.UtimesNanoAt(unix.AT_FDCWD, p, ts, 0)
 	case opSetxattr:
-		return unix.Setxattr(p, o.name, o.value, int(o.flags>>32))
+		return long.Setxattr(p, o.name, o.value, int(o.flags>>32))
 	case opRemovexattr:
-		return unix.Removexattr(p, o.name)
+		return long.Removexattr(p, o.name)
 	}
 	return fmt.Errorf("[bug] setattr of op kind %d", o.kind)
 }
@@ -998,6 +1002,9 @@ const (
 // trusted, and so does a shared object whose name the host removed while another remains.
 func (v *View) placeOf(obj int) (string, place, error) {
 	target, err := readlink(fdPath(obj))
+	if err == unix.ENAMETOOLONG {
+		target, err = v.deepOwnFile(obj)
+	}
 	if err != nil {
 		return "", 0, err
 	}
@@ -1024,7 +1031,7 @@ func (v *View) placeOf(obj int) (string, place, error) {
 		}
 		return "", 0, unix.EAGAIN
 	}
-	if err := unix.Lstat(h, &at); err != nil || at.Dev != st.Dev || at.Ino != st.Ino {
+	if err := long.Lstat(h, &at); err != nil || at.Dev != st.Dev || at.Ino != st.Ino {
 		return "", 0, unix.EAGAIN
 	}
 	p := v.viewOfLower(h)
@@ -1032,6 +1039,33 @@ func (v *View) placeOf(obj int) (string, place, error) {
 		return p, placeTree, nil
 	}
 	return p, placeOutside, nil
+}
+
+// deepOwnFile returns the private layer's path of the file behind the supervisor's descriptor obj
+// whose path is longer than the kernel writes out for a magic link (readlink, ENAMETOOLONG), and
+// that no ".." leads up from (not a directory: longDirPath): it looks for it among the view's own
+// files whose paths are that long, by device and inode. ENAMETOOLONG for anything else (a shared
+// file that deep).
+func (v *View) deepOwnFile(obj int) (string, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return "", err
+	}
+	var deep []string
+	v.mu.Lock()
+	for p := range v.entries {
+		if len(v.upper)+len(p) >= maxPath-len(" (deleted)") {
+			deep = append(deep, p)
+		}
+	}
+	v.mu.Unlock()
+	for _, p := range deep {
+		var at unix.Stat_t
+		if long.Lstat(v.upperPath(p), &at) == nil && at.Dev == st.Dev && at.Ino == st.Ino {
+			return v.upperPath(p), nil
+		}
+	}
+	return "", unix.ENAMETOOLONG
 }
 
 // getxattr is getxattr, lgetxattr, listxattr and llistxattr.
@@ -1057,9 +1091,9 @@ func (v *View) getxattr(t tracee, o op) (reply, error) {
 		if serr != nil {
 			return reply{}, serr
 		}
-		n, err = unix.Lgetxattr(r.host, o.name, buf)
+		n, err = long.Lgetxattr(r.host, o.name, buf)
 	} else {
-		n, err = unix.Llistxattr(r.host, buf)
+		n, err = long.Llistxattr(r.host, buf)
 	}
 	if err != nil {
 		return reply{}, err
@@ -1082,7 +1116,7 @@ func (v *View) statfs(t tracee, o op) (reply, error) {
 		return reply{kind: replyContinue}, nil
 	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(r.host, &st); err != nil {
+	if err := long.Statfs(r.host, &st); err != nil {
 		return reply{}, err
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
@@ -1138,7 +1172,7 @@ func (v *View) precheck(p string, o op) error {
 		if strings.HasPrefix(o.name, "user.") && typ != unix.S_IFREG && typ != unix.S_IFDIR {
 			return unix.EPERM
 		}
-		_, err := unix.Lgetxattr(l.host, o.name, nil)
+		_, err := long.Lgetxattr(l.host, o.name, nil)
 		exists := err == nil || err == unix.ERANGE
 		if err != nil && err != unix.ENODATA && !exists {
 			return err
@@ -1233,7 +1267,7 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	}
 	// The private layer's path may be longer than sun_path holds: name the socket file through
 	// the supervisor's descriptor of its directory instead.
-	dir, err := unix.Open(path.Dir(host), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir, err := long.Open(path.Dir(host), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return reply{}, err
 	}

@@ -16,12 +16,20 @@ import (
 // changes nothing. Access bits are checked by the kernel itself, with faccessat2(AT_EACCESS) on
 // the object run as the caller (asCaller); ownership rules are written out here.
 //
-// A caller with fsuid 0 is taken to hold root's capabilities (CAP_DAC_OVERRIDE, CAP_FOWNER,
-// CAP_CHOWN): the checks pass. A root caller that dropped them is not refused what the kernel
-// would refuse it.
+// Capabilities count as the kernel counts them: from the caller's effective set, whatever its uid
+// (root that dropped CAP_DAC_OVERRIDE is refused what nobody is; asCaller gives the supervisor's
+// thread the caller's set for the checks the kernel makes).
 
-// privileged reports whether the kernel would let caller c past every check made here.
-func (c creds) privileged() bool { return c.fsuid == 0 }
+// fsCaps are the capabilities that the checks made here let a caller past.
+const fsCaps = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH |
+	1<<unix.CAP_FOWNER | 1<<unix.CAP_FSETID | 1<<unix.CAP_MKNOD | 1<<unix.CAP_SYS_ADMIN
+
+// capable reports whether caller c holds capability cap in its effective set.
+func (c creds) capable(cap int) bool { return c.capEff&(1<<cap) != 0 }
+
+// privileged reports whether the kernel would let caller c past every check made here: it holds
+// every capability of fsCaps.
+func (c creds) privileged() bool { return c.capEff&fsCaps == fsCaps }
 
 // inGroup reports whether c has group gid: its fsgid or a supplementary group.
 func (c creds) inGroup(gid uint32) bool {
@@ -31,7 +39,7 @@ func (c creds) inGroup(gid uint32) bool {
 // callerMay checks that caller c may access the view's object at view path p with mask (R_OK,
 // W_OK, X_OK), as the kernel would. A tree on a read-only mount is writable in the view.
 func (v *View) callerMay(c creds, p string, mask uint32) error {
-	if mask == 0 || c.privileged() && mask&unix.X_OK == 0 { // root may execute only what has an x bit
+	if mask == 0 || c.capable(unix.CAP_DAC_OVERRIDE) && mask&unix.X_OK == 0 { // root may execute only what has an x bit
 		return nil
 	}
 	l, _, err := v.locate(p)
@@ -44,10 +52,10 @@ func (v *View) callerMay(c creds, p string, mask uint32) error {
 // hostMay is callerMay for the object at host path h, which the supervisor opens itself (the
 // store is not the caller's to walk).
 func hostMay(c creds, h string, mask uint32) error {
-	if mask == 0 || c.privileged() && mask&unix.X_OK == 0 { // root may execute only what has an x bit
+	if mask == 0 || c.capable(unix.CAP_DAC_OVERRIDE) && mask&unix.X_OK == 0 { // root may execute only what has an x bit
 		return nil
 	}
-	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -57,11 +65,11 @@ func hostMay(c creds, h string, mask uint32) error {
 
 // fdMay is callerMay for the object behind the supervisor's descriptor fd.
 func fdMay(c creds, fd int, mask uint32) error {
-	if mask == 0 || c.privileged() && mask&unix.X_OK == 0 { // root may execute only what has an x bit
+	if mask == 0 || c.capable(unix.CAP_DAC_OVERRIDE) && mask&unix.X_OK == 0 { // root may execute only what has an x bit
 		return nil
 	}
 	err := asCaller(c, func() error {
-		return unix.Faccessat2(fd, "", mask, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
+		return long.Faccessat2(fd, "", mask, unix.AT_EACCESS|unix.AT_EMPTY_PATH)
 	})
 	if err == unix.EROFS {
 		return nil
@@ -85,6 +93,9 @@ func (v *View) mayRemove(c creds, p string) error {
 	dir := path.Dir(p)
 	if err := v.mayMakeIn(c, dir); err != nil {
 		return err
+	}
+	if c.capable(unix.CAP_FOWNER) {
+		return nil
 	}
 	_, dst, err := v.locate(dir)
 	if err != nil {
@@ -134,17 +145,19 @@ func maySetattr(c creds, obj int, o op) error {
 	if err := unix.Fstat(obj, &st); err != nil {
 		return err
 	}
-	owner := st.Uid == uint32(c.fsuid)
+	owner := st.Uid == uint32(c.fsuid) || c.capable(unix.CAP_FOWNER) // inode_owner_or_capable
 	switch o.kind {
 	case opChmod:
 		if !owner {
 			return unix.EPERM
 		}
 	case opChown:
+		chown := c.capable(unix.CAP_CHOWN)
 		switch {
-		case o.uid != -1 && uint32(o.uid) != st.Uid, !owner && (o.uid != -1 || o.gid != -1):
+		case !chown && o.uid != -1 && uint32(o.uid) != st.Uid,
+			!chown && st.Uid != uint32(c.fsuid) && (o.uid != -1 || o.gid != -1):
 			return unix.EPERM
-		case o.gid != -1 && uint32(o.gid) != st.Gid && !c.inGroup(uint32(o.gid)):
+		case !chown && o.gid != -1 && uint32(o.gid) != st.Gid && !c.inGroup(uint32(o.gid)):
 			return unix.EPERM
 		case !owner && st.Mode&unix.S_IFMT != unix.S_IFDIR && (st.Mode&unix.S_ISUID != 0 ||
 			st.Mode&unix.S_ISGID != 0 && (st.Mode&unix.S_IXGRP != 0 || !c.inGroup(st.Gid))):
@@ -176,7 +189,9 @@ func maySetattr(c creds, obj int, o op) error {
 				return unix.EPERM
 			}
 		case strings.HasPrefix(o.name, "trusted."):
-			return unix.EPERM
+			if !c.capable(unix.CAP_SYS_ADMIN) {
+				return unix.EPERM
+			}
 		}
 		// Anything else (security.*) the kernel decides, as the caller, on the copy.
 	}
@@ -187,7 +202,7 @@ func maySetattr(c creds, obj int, o op) error {
 // owns it, the object must be a regular file it may read and write, and not set-user-ID, nor
 // set-group-ID and group-executable (may_linkat).
 func mayLink(c creds, obj int) error {
-	if c.privileged() || !protectedHardlinks() {
+	if c.capable(unix.CAP_FOWNER) || !protectedHardlinks() {
 		return nil
 	}
 	var st unix.Stat_t
@@ -266,7 +281,7 @@ func (v *View) mayChangeAttr(c creds, p string, o op) error {
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Open(l.host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(l.host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -280,7 +295,7 @@ func (v *View) mayLinkPath(t tracee, h string) error {
 	if err != nil || c.privileged() {
 		return err
 	}
-	fd, err := unix.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(h, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
@@ -297,10 +312,13 @@ func mayGetxattr(c creds, h, name string) error {
 	case c.privileged(), strings.HasPrefix(name, "security."), strings.HasPrefix(name, "system."):
 		return nil
 	case strings.HasPrefix(name, "trusted."):
+		if c.capable(unix.CAP_SYS_ADMIN) {
+			return nil
+		}
 		return unix.ENODATA
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(h, &st); err != nil {
+	if err := long.Lstat(h, &st); err != nil {
 		return err
 	}
 	if typ := st.Mode & unix.S_IFMT; strings.HasPrefix(name, "user.") && typ != unix.S_IFREG && typ != unix.S_IFDIR {

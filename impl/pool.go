@@ -168,7 +168,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		}
 		sups = append(sups, sup)
 	}
-	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	cwd, err := long.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		stopAll()
 		st.close()

@@ -36,6 +36,10 @@ type RunConfig struct {
 
 	// Keep, when set, receives a copy of the private layer before it is removed.
 	Keep string
+	// Layer, when set, is a named layer (see layerrun.go): the view starts from its changes,
+	// and they and the command's are saved back into it at the end, whatever the command's
+	// exit status. Not with Keep.
+	Layer string
 	// Reap makes this process a child subreaper that reaps the command's orphaned descendants,
 	// which keep the view alive until they exit. Set it only in a process that starts no other
 	// children of its own (the CLI).
@@ -53,6 +57,18 @@ type Result struct {
 	Changes    []Change
 	Stats      Stats
 	Usage      Usage // what the private layer held at the end
+	// Signal is the signal that killed the command, 0 if it exited.
+	Signal int
+	// NotRun, when set, says why the command could not be executed in the view (ExitStatus
+	// is then ExitCannotRun or ExitNotFound): "exec PATH: ERROR" or "chdir DIR: ERROR".
+	NotRun string
+}
+
+// commandEnd is how a command run in a view ended.
+type commandEnd struct {
+	status int    // exit status, 128+N for signal N
+	signal int    // the signal that killed it, or 0
+	notRun string // why fsvirt-init could not execute it, or ""
 }
 
 // initArg0 marks a re-executed fsvirt that is to become the command (see init).
@@ -199,9 +215,19 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 		return nil, err
 	}
 	if cfg.Keep != "" {
+		if cfg.Layer != "" {
+			return nil, errors.New("a layer (Layer) is saved in its own directory: Keep too is refused")
+		}
 		if err := checkKeepDir(cfg.Keep); err != nil {
 			return nil, err
 		}
+	}
+	var named *namedLayer
+	if cfg.Layer != "" {
+		if named, err = openLayer(cfg.Layer); err != nil {
+			return nil, err
+		}
+		defer named.close()
 	}
 	// The command must not reach the supervisor through ptrace, process_vm_*, pidfd_getfd or
 	// /proc/PID/{mem,fd,...}: the filter denies the calls, the view the entries (supervisorOnly),
@@ -234,6 +260,11 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err := st.limit(ns, cfg.Limits); err != nil {
 		return nil, err
 	}
+	if named != nil {
+		if err := named.checkTrees(ns); err != nil {
+			return nil, err
+		}
+	}
 	v, err := st.newView(ns)
 	if err != nil {
 		return nil, err
@@ -244,26 +275,38 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	}
 	defer sup.stop()
 
-	status, err := v.runCommand(ctx, sup, cfg)
+	if named != nil {
+		if err := named.load(ctx, v, sup, cfg); err != nil {
+			v.closeGhosts()
+			return nil, err
+		}
+	}
+	end, err := v.runCommand(ctx, sup, cfg)
 	v.closeGhosts()
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{ExitStatus: status, Changes: v.Changes(), Stats: v.Stats(), Usage: v.Usage()}
+	res = &Result{ExitStatus: end.status, Signal: end.signal, NotRun: end.notRun,
+		Changes: v.Changes(), Stats: v.Stats(), Usage: v.Usage()}
 	if cfg.Keep != "" {
-		if kerr := v.keep(cfg.Keep); kerr != nil {
+		if kerr := v.keep(cfg.Keep, nil); kerr != nil {
 			cleanup = multierror.Append(cleanup, fmt.Errorf("keep private layer in %s: %w", cfg.Keep, kerr))
+		}
+	}
+	if named != nil {
+		if serr := named.save(v); serr != nil {
+			cleanup = multierror.Append(cleanup, serr)
 		}
 	}
 	return res, nil
 }
 
 // runCommand starts the command through fsvirt-init, serves its view, and returns its exit status
-// once every task that used the filter has gone.
-func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (int, error) {
+// once every task that used the filter has gone, and why fsvirt-init could not execute it, if so.
+func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (commandEnd, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return 0, fmt.Errorf("socketpair: %w", err)
+		return commandEnd{}, fmt.Errorf("socketpair: %w", err)
 	}
 	parentSock, childSock := fds[0], fds[1]
 	defer unix.Close(parentSock)
@@ -276,7 +319,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	if cfg.Reap {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 			files[3].Close()
-			return 0, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
+			return commandEnd{}, fmt.Errorf("prctl(PR_SET_CHILD_SUBREAPER): %w", err)
 		}
 	}
 	// The socket is the last of files; cfg.Dir is the kernel's to change to, before the filter.
@@ -284,7 +327,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
 	files[3].Close()
 	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", initArg0, err)
+		return commandEnd{}, fmt.Errorf("start %s: %w", initArg0, err)
 	}
 
 	for _, f := range files[:3] {
@@ -302,9 +345,9 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	if recvErr != nil {
 		ps, _ := proc.Wait() // fsvirt-init said why on stderr
 		if ps != nil && ps.ExitCode() > 0 {
-			return ps.ExitCode(), nil
+			return commandEnd{status: ps.ExitCode()}, nil
 		}
-		return 0, fmt.Errorf("receive listener: %w", recvErr)
+		return commandEnd{}, fmt.Errorf("receive listener: %w", recvErr)
 	}
 	defer unix.Close(lfd)
 
@@ -326,7 +369,28 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		go reapOrphans(hup)
 	}
 	<-hup
-	return exitStatus(ps), nil
+	end := commandEnd{status: exitStatus(ps), notRun: initFailure(parentSock, cfg)}
+	if ps != nil {
+		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			end.signal = int(ws.Signal())
+		}
+	}
+	return end, nil
+}
+
+// initFailure reads what fsvirt-init sent on sock before it exited, if it could not change to
+// the directory or execute the command, and says so; "" when it executed it.
+func initFailure(sock int, cfg RunConfig) string {
+	var msg [5]byte
+	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, unix.MSG_DONTWAIT)
+	if err != nil || n != len(msg) {
+		return ""
+	}
+	errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
+	if msg[0] == initFailChdir {
+		return fmt.Sprintf("chdir %s: %v", cfg.Dir, errno)
+	}
+	return fmt.Sprintf("exec %s: %v", cfg.Path, errno)
 }
 
 func orStd(f, std *os.File) *os.File {
@@ -402,7 +466,7 @@ func sameForegroundGroup(pid int) bool {
 	if err != nil || pgid != unix.Getpgrp() {
 		return false
 	}
-	tty, err := unix.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	tty, err := long.Open("/dev/tty", unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return false // no controlling terminal: nobody else sends it
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,16 @@ func TestMain(m *testing.M) {
 	}
 	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
 		os.Exit(runLiveness(root))
+	}
+	if script := os.Getenv("FSVIRT_TEST_SH_AS_CAPLESS_ROOT"); script != "" {
+		// A shell as root without any capability.
+		if err := dropCapabilities(); err != nil {
+			fmt.Fprintln(os.Stderr, "drop capabilities:", err)
+			os.Exit(2)
+		}
+		argv := append([]string{"sh", "-c", script, "sh"}, os.Args[1:]...)
+		fmt.Fprintln(os.Stderr, syscall.Exec("/bin/sh", argv, os.Environ()))
+		os.Exit(2)
 	}
 	if script := os.Getenv("FSVIRT_TEST_SH_AS_NOBODY"); script != "" {
 		// A shell as nobody, for tests that compare an unprivileged caller in the view with the
@@ -244,6 +255,85 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 	}
 }
 
+// TestProcessPidReuseWorkingDirectory: a process that gets the pid of one that exited inherits
+// nothing from it. The first process runs in a directory made in the view and exits; the next
+// process given its pid (forced through ns_last_pid) starts from the shared directory, where its
+// parent is, and makes a file by a relative name there, whether it executes a program first
+// (exec) or is a plain fork (fork). With 32,768 pids, a long run (a file-system test suite)
+// reuses them by the thousand.
+func TestProcessPidReuseWorkingDirectory(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting ns_last_pid needs CAP_SYS_ADMIN")
+	}
+	for _, c := range []struct{ name, child string }{
+		{"exec", `sh -c 'if [ $$ = '$p' ]; then : > made; echo hit; fi'`},
+		{"fork", `read -r pid rest < /proc/self/stat; if [ "$pid" = $p ]; then : > made; echo hit; fi`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			shared := t.TempDir()
+			mkTree(t, shared, "file f shared\n")
+			before := hashTree(t, shared)
+			script := `cd ` + shared + ` && mkdir v && cd v && sh -c 'echo $$ > ../pid' && cd .. && p=$(cat pid) && rm pid
+sleep 0.05 # start times are in clock ticks; a reuse without ns_last_pid takes a wrap of the pids
+i=0
+while [ $i -lt 500 ]; do
+	echo $((p - 1)) > /proc/sys/kernel/ns_last_pid
+	[ "$(` + c.child + `)" = hit ] && break
+	i=$((i + 1))
+done
+[ $i -lt 500 ] || { echo "pid $p not given again in 500 tries"; exit 1; }
+ls; ls v`
+			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", script)
+			if want := "f\nmade\nv\n"; out != want || res.ExitStatus != 0 {
+				t.Errorf("stdout %q, status %d; want %q: the process with the reused pid took the old one's working directory", out, res.ExitStatus, want)
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+// longPathScript works, by path, on files whose full paths are longer than PATH_MAX (4,096 bytes),
+// as the kernel allows: each path it passes is relative, from its working directory, and shorter.
+// The supervisor's own paths to them, on the host and in the private layer, are longer still.
+const longPathScript = `c=$(printf '%0200d' 0)
+p=$c; i=1; while [ $i -lt 20 ]; do p=$p/$c; i=$((i + 1)); done
+echo ${#p}
+mkdir -p $p/d && echo made
+echo data > $p/f && cat $p/f
+chmod 600 $p/f && stat -c %a $p/f
+mv $p/f $p/g && ln $p/g $p/h && ln -s g $p/s && cat $p/s && stat -c %h $p/g
+mkfifo $p/fifo && stat -c %F $p/fifo
+ls $p
+touch -d 2001-01-01 $p/g && stat -c %y $p/g | cut -c1-10
+rm $p/g $p/h $p/s $p/fifo && rmdir $p/d && ls $p && echo removed
+`
+
+// TestProcessLongPaths: calls on files whose full paths are longer than PATH_MAX, by relative
+// paths that are not, give what they give on a copy (pjdfstest's .../03.t cases).
+func TestProcessLongPaths(t *testing.T) {
+	copyDir := t.TempDir()
+	want, err := exec.Command("/bin/sh", "-c", "cd "+copyDir+" && "+longPathScript).CombinedOutput()
+	if err != nil {
+		t.Fatalf("on a copy: %v: %s", err, want)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			shared := t.TempDir()
+			mkTree(t, shared, "file f shared\n")
+			before := hashTree(t, shared)
+			out, res := runPolicyCmd(t, shared, policy, nil, "/bin/sh", "-c", "cd "+shared+" && "+longPathScript+" 2>&1")
+			if out != string(want) || res.ExitStatus != 0 {
+				t.Errorf("stdout %q, status %d; on a copy %q", out, res.ExitStatus, want)
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
 // hasProgram reports whether prog is on PATH.
 func hasProgram(prog string) bool {
 	_, err := exec.LookPath(prog)
@@ -355,6 +445,44 @@ ls rootdir nobodydir sticky | tr '\n' ' '
 // the kernel refuses it, and gets what the kernel gives it (the set-group-ID bit dropped by a
 // chmod from outside the file's group): the same script as nobody in the view and on a copy.
 func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
+	compareCallerWithKernel(t, "FSVIRT_TEST_SH_AS_NOBODY", unprivScript, "as nobody")
+}
+
+// TestProcessRootWithoutCapabilitiesMatchesKernel: root that dropped every capability is refused,
+// in the view, what the kernel refuses it (writes to others' files, chmod, chown, mknod of a
+// device), though its fsuid is 0: the same script in the view and on a copy.
+func TestProcessRootWithoutCapabilitiesMatchesKernel(t *testing.T) {
+	compareCallerWithKernel(t, "FSVIRT_TEST_SH_AS_CAPLESS_ROOT", unprivScript+capScript, "as root without capabilities")
+}
+
+// capScript adds to unprivScript what only capabilities decide for root.
+const capScript = `r mknod rootdir/null c 1 3
+r sh -c 'echo x >> nobodydir/x'
+r chmod 700 nobodydir
+r ls nobodydir
+`
+
+// dropCapabilities empties the calling thread's capability sets and bounding set, so that
+// what it executes runs without any, even as root. It locks the goroutine to its thread, which
+// is to execute next.
+func dropCapabilities() error {
+	runtime.LockOSThread()
+	for c := 0; c <= 63; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err == unix.EINVAL {
+			break
+		} else if err != nil {
+			return err
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	return unix.Capset(&hdr, &data[0])
+}
+
+// compareCallerWithKernel runs script, through this test binary with env set (which switches the
+// shell's credentials), in the view and on a copy of a tree of two owners, and wants the same
+// output from both.
+func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build a tree of two owners")
 	}
@@ -388,18 +516,18 @@ func TestProcessUnprivilegedMatchesKernel(t *testing.T) {
 		t.Fatalf("cp -a: %v: %s", err, out)
 	}
 	native := exec.Command(self, ref)
-	native.Env = append(os.Environ(), "FSVIRT_TEST_SH_AS_NOBODY="+unprivScript)
+	native.Env = append(os.Environ(), env+"="+script)
 	want, _ := native.Output()
 	before := hashTree(t, shared)
-	got, res := runCmd(t, shared, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + unprivScript}, self, shared)
+	got, res := runCmd(t, shared, []string{env + "=" + script}, self, shared)
 	if res.ExitStatus != 0 {
 		t.Fatalf("exit status %d", res.ExitStatus)
 	}
-	if !strings.Contains(string(want), "rootfile 644 0:0") {
+	if !strings.Contains(string(want), "nobodydir: ") { // the listing at the script's end
 		t.Fatalf("the script did not run to its end on the copy:\n%s", want)
 	}
 	if got != string(want) {
-		t.Errorf("as nobody, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", got, want)
+		t.Errorf("%s, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", who, got, want)
 	}
 	if hashTree(t, shared) != before {
 		t.Error("the shared tree changed")

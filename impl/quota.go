@@ -160,9 +160,9 @@ func (v *View) usage() Usage {
 	if !v.created.Load() {
 		return Usage{}
 	}
-	if v.ns.limits.set() {
+	if v.layerLimits().set() {
 		var st unix.Statfs_t
-		if unix.Statfs(v.dir, &st) == nil {
+		if long.Statfs(v.dir, &st) == nil {
 			return Usage{Bytes: int64(st.Blocks-st.Bfree) * st.Bsize, Files: max(int64(st.Files-st.Ffree)-layerInodes, 0)}
 		}
 	}
@@ -173,7 +173,7 @@ func (v *View) usage() Usage {
 			return nil
 		}
 		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || seen[st.Ino] {
+		if long.Lstat(p, &st) != nil || seen[st.Ino] {
 			return nil
 		}
 		seen[st.Ino] = true
@@ -184,4 +184,38 @@ func (v *View) usage() Usage {
 		return nil
 	})
 	return u
+}
+
+// SetLimits bounds this invocation's private layer by l instead of the pool's Config.Limits. It
+// must be called before the invocation changes anything (first thing in the function), and
+// fails, as NewPool does, when l cannot be enforced: it needs root (CAP_SYS_ADMIN).
+func (inv *Invocation) SetLimits(l Limits) error {
+	v := inv.view
+	if v.created.Load() {
+		return errors.New("fsvirt: SetLimits after the invocation changed something")
+	}
+	// A probe of its own beside the invocation's directory (invocations probe concurrently),
+	// made off the worker's thread, whose view does not see the store.
+	err := v.offThread(func() error {
+		dir, err := os.MkdirTemp(filepath.Dir(v.dir), "probe-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(dir)
+		return checkLimits(l, dir)
+	})
+	if err != nil {
+		return err
+	}
+	v.mu.Lock()
+	v.limits = l
+	v.mu.Unlock()
+	return nil
+}
+
+// layerLimits are the limits of v's private layer.
+func (v *View) layerLimits() Limits {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.limits
 }

@@ -1,8 +1,10 @@
 package impl
 
 import (
+	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -329,7 +331,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 // another mode or owner than the object itself.
 func metaDiffers(lower string, st *unix.Stat_t) bool {
 	var lst unix.Stat_t
-	if unix.Lstat(lower, &lst) != nil {
+	if long.Lstat(lower, &lst) != nil {
 		return true
 	}
 	return lst.Mode != st.Mode || lst.Uid != st.Uid || lst.Gid != st.Gid
@@ -341,11 +343,11 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // directory every class may search (a+x) is not looked at further (an ACL entry of a named user
 // that refuses it is not seen); for another, the caller's credentials are read into *c once per
 // walk (by a supervisor that is root: another checks as itself), and the kernel checks as the
-// caller (hostMay), unless the caller has fsuid 0, which searches every directory
-// (CAP_DAC_READ_SEARCH). A dir that cannot be located is left to the lookup in it, which fails as
-// it would.
+// caller (hostMay), unless the caller holds CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE, which
+// search every directory. A dir that cannot be located is left to the lookup in it, which fails
+// as it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
-	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).privileged() {
+	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && ((*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE)) {
 		return nil
 	}
 	located := false
@@ -361,7 +363,7 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 	// A supervisor that is not root checks as itself whatever the caller's credentials
 	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
 	me := selfIDs()
-	caller := creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups}
+	caller := creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups, capEff: me.capEff}
 	if *c == nil && me.uid == 0 {
 		cr, err := t.status()
 		if err != nil {
@@ -370,7 +372,8 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 		*c = &cr
 	}
 	if *c != nil {
-		if (*c).privileged() { // as above, for the first directory that needs the credentials
+		// As above, for the first directory that needs the credentials.
+		if (*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE) {
 			return nil
 		}
 		caller = **c
@@ -446,14 +449,19 @@ func (v *View) startDir(t tracee, dirfd int) (start, error) {
 	}
 	var target string
 	if dirfd == unix.AT_FDCWD {
-		// A working directory is always a directory: one readlink, no stat.
+		// A working directory is always a directory: one readlink, and a stat only to tell why
+		// the readlink failed.
 		var err error
 		if target, err = readlink(t.procPath(link)); err != nil {
-			return start{}, errTraceeGone
+			var st unix.Stat_t
+			if long.Stat(t.procPath(link), &st) != nil {
+				return start{}, errTraceeGone
+			}
+			return start{}, unix.EBADF
 		}
 	} else {
 		var st unix.Stat_t
-		if err := unix.Stat(t.procPath(link), &st); err != nil {
+		if err := long.Stat(t.procPath(link), &st); err != nil {
 			return start{}, unix.EBADF
 		}
 		var err error
@@ -503,13 +511,90 @@ func splitPath(p string) []string {
 	return out
 }
 
-func readlink(p string) (string, error) { return readlinkat(unix.AT_FDCWD, p) }
+// readlink is readlinkat(AT_FDCWD, p). Of a magic link (/proc/.../fd/N, cwd) to a directory whose
+// path is longer than the kernel writes out (ENAMETOOLONG), it returns the path that longDirPath
+// finds.
+func readlink(p string) (string, error) {
+	target, err := readlinkat(unix.AT_FDCWD, p)
+	if err == unix.ENAMETOOLONG && strings.HasPrefix(p, "/proc/") {
+		return longDirPath(p)
+	}
+	return target, err
+}
+
+// longDirPath returns the path of the directory that magic link link leads to by climbing from it
+// with ".." to the root, as getcwd did before the kernel had it: at each level, the parent's entry
+// whose device and inode are the child's is its name. ENAMETOOLONG where link leads to anything
+// else.
+func longDirPath(link string) (string, error) {
+	fd, err := unix.Open(link, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if err == unix.ENOTDIR {
+			err = unix.ENAMETOOLONG
+		}
+		return "", err
+	}
+	var names []string
+	for range maxPath {
+		var st, pst unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return "", err
+		}
+		parent, err := unix.Openat(fd, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return "", err
+		}
+		if err := unix.Fstat(parent, &pst); err != nil {
+			unix.Close(parent)
+			return "", err
+		}
+		if pst.Dev == st.Dev && pst.Ino == st.Ino { // the root
+			unix.Close(parent)
+			slices.Reverse(names)
+			return "/" + strings.Join(names, "/"), nil
+		}
+		name, err := entryNamed(parent, st.Dev, st.Ino)
+		if err != nil {
+			unix.Close(parent)
+			return "", err
+		}
+		names = append(names, name)
+		fd = parent
+	}
+	unix.Close(fd)
+	return "", unix.ELOOP
+}
+
+// entryNamed returns the name in directory dirfd of the object with device dev and inode ino (a
+// mount point's name gives the mounted root's).
+func entryNamed(dirfd int, dev, ino uint64) (string, error) {
+	dup, err := unix.Openat(dirfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", err
+	}
+	f := os.NewFile(uintptr(dup), ".")
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			var st unix.Stat_t
+			if unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == dev && st.Ino == ino {
+				return n, nil
+			}
+		}
+		if err != nil {
+			return "", unix.ENOENT // a removed directory: no name leads to it
+		}
+	}
+}
 
 // readlinkat is readlinkat(2) with a buffer that grows to fit the target.
 func readlinkat(dirfd int, p string) (string, error) {
 	buf := make([]byte, 256)
 	for {
-		n, err := unix.Readlinkat(dirfd, p, buf)
+		n, err := long.Readlinkat(dirfd, p, buf)
 		if err != nil {
 			return "", err
 		}
@@ -576,7 +661,7 @@ func (v *View) knownDir(rest []string) (int, string, *unix.Stat_t) {
 		want, ok := v.dirs.get(prefix)
 		if ok && v.unchangedAbove(prefix) {
 			var st unix.Stat_t
-			if unix.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
+			if long.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
 				return n, prefix, &st
 			}
 			return 0, "", nil

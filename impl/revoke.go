@@ -43,7 +43,7 @@ func newRevoked() (int, error) {
 // another file, between the readlink that finds it in dir and the dup3 that replaces it would be
 // replaced all the same; only code that outlived its invocation can close such a descriptor then.
 func revokeFDs(dir string, revoked int) (int, error) {
-	d, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	d, err := long.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open /proc/self/fd: %w", err)
 	}
@@ -63,7 +63,7 @@ func revokeFDs(dir string, revoked int) (int, error) {
 		// inode needs no readlink, which costs several times this statx. DONT_SYNC: the type
 		// is known without asking a network or FUSE file system.
 		var stx unix.Statx_t
-		if unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx) != nil {
+		if long.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx) != nil {
 			continue
 		}
 		switch stx.Mode & unix.S_IFMT {

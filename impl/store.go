@@ -82,7 +82,7 @@ func openStore(root string) (*store, error) {
 		return nil, fmt.Errorf("store %s: %w", user, err)
 	}
 	dir := filepath.Join(user, filepath.Base(tmp)[1:])
-	lock, err := unix.Open(filepath.Join(tmp, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	lock, err := long.Open(filepath.Join(tmp, "lock"), unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
 	if err == nil {
 		if err = unix.Flock(lock, unix.LOCK_EX|unix.LOCK_NB); err == nil {
 			if err = os.Rename(tmp, dir); err != nil {
@@ -106,11 +106,11 @@ func openStore(root string) (*store, error) {
 func userRoot(root string) (string, error) {
 	euid := os.Geteuid()
 	dir := filepath.Join(root, userRootPrefix+strconv.Itoa(euid))
-	if err := unix.Mkdir(dir, 0o700); err != nil && err != unix.EEXIST {
+	if err := long.Mkdir(dir, 0o700); err != nil && err != unix.EEXIST {
 		return "", fmt.Errorf("store %s: %w", dir, err)
 	}
 	var st unix.Stat_t
-	if err := unix.Lstat(dir, &st); err != nil {
+	if err := long.Lstat(dir, &st); err != nil {
 		return "", fmt.Errorf("store %s: %w", dir, err)
 	}
 	const refuse = "store %s: %s; fsvirt keeps private layers only in a directory of this user's " +
@@ -132,7 +132,14 @@ func userRoot(root string) (string, error) {
 func sweep(root string) {
 	matches, _ := filepath.Glob(filepath.Join(root, storePrefix+"*"))
 	for _, dir := range matches {
-		fd, err := unix.Open(filepath.Join(dir, "lock"), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		fd, err := long.Open(filepath.Join(dir, "lock"), unix.O_RDWR|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err == unix.ENOENT {
+			// A store has its lock from its creation until close removes it: its owner was
+			// killed while removing it, or is finishing that now.
+			unmountUnder(dir)
+			os.RemoveAll(dir)
+			continue
+		}
 		if err != nil {
 			continue
 		}

@@ -233,11 +233,13 @@ func TestStoreRootNotListed(t *testing.T) {
 }
 
 // TestStoreSweepsDeadStores: a new store sweeps the stores in the user's store root whose process
-// has died (their lock is free), and leaves those of live processes.
+// has died (their lock is free, or gone: killed while removing its store), and leaves those of
+// live processes.
 func TestStoreSweepsDeadStores(t *testing.T) {
 	storeDir := t.TempDir()
 	user := userStoreRoot(storeDir)
-	mkTree(t, user, "dir store-dead/inv-3/upper", "file store-dead/lock", "dir store-live", "file store-live/lock")
+	mkTree(t, user, "dir store-dead/inv-3/upper", "file store-dead/lock", "dir store-live", "file store-live/lock",
+		"dir store-half-removed/inv-1/upper")
 	if err := os.Chmod(user, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,9 @@ type listener struct {
 	fence *View
 	// owned: the supervisor closes fd, at hup or when it stops (Invocation.Start's listeners).
 	owned bool
+	// notified, when set, is called with every notification before it is answered, while ADDFD
+	// can still act on the task (a warm worker's revocations, see warm.go).
+	notified func(lfd int, id uint64, tid int)
 
 	id      uint64      // set by add; epoll reports it, since fd numbers are reused after close
 	closing atomic.Bool // the receivers are to leave
@@ -365,6 +368,9 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	}
 	if v != nil {
 		defer v.busy.leave()
+	}
+	if l.notified != nil {
+		l.notified(l.fd, n.ID, int(n.Pid))
 	}
 	r := s.answer(l.fd, v, n)
 	s.respond(l.fd, n, r)

@@ -96,6 +96,9 @@ type creds struct {
 	fsgid  int
 	groups []int // supplementary groups
 	hasUmk bool
+	// capEff is the effective capability set (CapEff), in which the kernel already dropped the
+	// file-system capabilities of a task whose fsuid is not 0.
+	capEff uint64
 }
 
 // status returns the task's credentials, tgid, ppid and umask, from /proc/TID/status: read once
@@ -145,6 +148,8 @@ func (t tracee) readStatus() (creds, error) {
 			if len(fields) >= 4 {
 				c.fsgid, _ = strconv.Atoi(fields[3])
 			}
+		case "CapEff":
+			c.capEff, _ = strconv.ParseUint(fields[0], 16, 64)
 		case "Groups":
 			for _, f := range fields {
 				if g, err := strconv.Atoi(f); err == nil {

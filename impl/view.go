@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Policy chooses how read-only opens of files the invocation has not changed are answered.
@@ -176,7 +178,7 @@ type Change struct {
 
 // View is one invocation's private copy-on-write view.
 //
-// Lock order: View.turn, then View.mu; mu guards entries and stats. The supervisor is the only
+// Lock order: View.turn, then View.mu; mu guards entries, stats and limits. The supervisor is the only
 // writer of the private layer; readers (Stats, Changes) run after the invocation's function returned.
 type View struct {
 	ns       *namespace
@@ -204,12 +206,17 @@ type View struct {
 	// outside it (see supervisor and View.waitOutsideTurn).
 	turn sync.Mutex
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// limits bound the private layer: the namespace's, or the invocation's own (SetLimits).
+	limits  Limits
 	entries map[string]*entry
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
 	removed map[string]bool    // shared names the view removed (see noteRemoved)
-	renamed bool               // a directory was renamed: lower paths no longer equal view paths
+	// origins are the shared objects the view copied up or removed, by host path, as they were
+	// then: the kept layer's record of them (see keep).
+	origins map[string]unix.Stat_t
+	renamed bool // a directory was renamed: lower paths no longer equal view paths
 	// linked: shared files (by host path) that the view gave another name (see linkShared).
 	linked map[string]bool
 	// ghosts are the shared directories the view removed, by host path; ghostFDs the descriptors
@@ -239,7 +246,7 @@ func newView(ns *namespace, dir string) (*View, error) {
 	dir = upper[:len(dir)] // one string for both
 	// The maps are made on first use: most invocations of a function that touches no file
 	// would allocate them for nothing.
-	return &View{ns: ns, dir: dir, upper: upper}, nil
+	return &View{ns: ns, dir: dir, upper: upper, limits: ns.limits}, nil
 }
 
 // upperPath is where view path p lives in the private layer.
@@ -295,7 +302,7 @@ func (v *View) remove() error {
 	if !v.created.Load() {
 		return nil
 	}
-	if v.ns.limits.set() {
+	if v.layerLimits().set() {
 		if err := unmountUnder(v.dir); err != nil {
 			return err
 		}

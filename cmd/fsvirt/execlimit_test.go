@@ -12,8 +12,7 @@ func execProbeArgv() []string {
 }
 
 // execProbe copies /bin/true into the view under a short and a long name, executes each with a
-// bare execve (os.execv: no shell or execvp falling back to /bin/sh on ENOEXEC) and prints how
-// each went.
+// bare execve (os.execv: no shell or execvp) and prints how each went.
 const execProbe = `import os, shutil
 shutil.copy("/bin/true", "t")
 os.mkdir("progs")
@@ -32,8 +31,9 @@ for path in ["./t", "./progs/true-copy"]:
 
 // TestExecShortPathLimit documents a known limitation (README, "Limits of this version"): a
 // program that exists only in the private layer is executed through /dev/fd/N, written over the
-// caller's path string, so a path shorter than /dev/fd/N ("./t") fails with ENOEXEC (errno 8),
-// where the kernel on a copy runs it. The scenarios run programs made in the view by longer
+// caller's path string, so a path shorter than /dev/fd/N ("./t") fails with EOPNOTSUPP (errno
+// 95; not ENOEXEC, on which execvp and shells would run the binary as a shell script), where the
+// kernel on a copy runs it. The scenarios run programs made in the view by longer
 // paths. This test asserts today's behaviour: when the limit is lifted, it fails, and the want
 // below becomes "./t exit 0".
 func TestExecShortPathLimit(t *testing.T) {
@@ -47,7 +47,7 @@ func TestExecShortPathLimit(t *testing.T) {
 			args := []string{"run", "--tree", f.tree, "--store", f.store, "--policy", policy, "--"}
 			r := fsvirtIn(t, f.tree, append(args, execProbeArgv()...)...)
 			assertStoreEmpty(t, f.store)
-			const want = "./t: errno 8\n./t exit 100\n./progs/true-copy exit 0\n"
+			const want = "./t: errno 95\n./t exit 100\n./progs/true-copy exit 0\n"
 			if r.code != 0 || r.stdout != want {
 				t.Errorf("exit status %d, stdout:\n%s\nstderr:\n%s\nwant exit status 0, stdout:\n%s", r.code, r.stdout, r.stderr, want)
 			}

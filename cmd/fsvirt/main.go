@@ -43,6 +43,10 @@ layer is discarded. Nothing the program does reaches the shared tree.
 
 Usage:
   fsvirt run [flags] -- CMD [ARGS...]   run CMD and all its children in one private view
+  fsvirt apply [--dry-run] [--json] [--root DIR] LAYER
+                                        write a kept layer into the real tree, refusing conflicts
+  fsvirt serve [flags] -- CMD [ARGS...] keep CMD warm in --workers processes behind an HTTP
+                                        gateway; every request gets a fresh view (--help)
   fsvirt syscalls [--json]              print the syscall table: how each syscall is handled
   fsvirt features                       print the kernel features fsvirt found and will use
   fsvirt bench [flags]                  measure fsvirt against other isolation modes (--help)
@@ -68,6 +72,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "apply":
+		return cmdApply(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr)
 	case "syscalls":
 		return cmdSyscalls(args[1:], stdout)
 	case "features":

@@ -29,6 +29,15 @@ var (
 var runTimeout = 30 * time.Second
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(listEnv); dir != "" {
+		l, err := contentList(dir)
+		fmt.Print(l)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(testMain(m))
 }
 
@@ -72,7 +81,7 @@ func probeEngine() string {
 }
 
 // requireEngine skips a test that runs a command when the kernel cannot (Linux < 5.9).
-func requireEngine(t *testing.T) {
+func requireEngine(t testing.TB) {
 	t.Helper()
 	if noEngine != "" {
 		t.Skip(noEngine)

@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/fsvirt/fsvirt/impl"
+	"github.com/fsvirt/fsvirt/internal/layer"
 )
 
 const runUsage = `Usage: fsvirt run [flags] -- CMD [ARGS...]
@@ -36,8 +37,20 @@ Flags:
   --diff          on exit, print one line per changed path to stderr: "A PATH" added,
                   "M PATH" modified, "D PATH" deleted.
   --keep DIR      before cleanup, write the private layer to DIR as an OCI image layer changeset
-                  (.wh.NAME whiteouts, parents with their modes; impl/keep.go). DIR must be
-                  missing or empty: checked before CMD runs.
+                  (data, modes, owners, times, xattrs; .wh.NAME whiteouts, .wh..wh..opq opaque
+                  directories, parents with their modes), with the record .wh..wh..fsvirt of
+                  what each changed shared file was when the command first changed it, which
+                  'fsvirt apply DIR' checks against (docs/layers.md). DIR must be missing or
+                  empty: checked before CMD runs.
+  --layer DIR     a named layer: start from the changes kept in DIR (made if missing), and save
+                  the view's changes, those included, back into DIR when the run ends, whatever
+                  CMD's exit status; successive runs accumulate, like a persistent overlay upper
+                  directory. The save is atomic: a killed run leaves DIR as it was or as the run
+                  left it. A lock (DIR.lock beside it) refuses a second run on DIR meanwhile.
+                  Not with --keep.
+  --apply         after CMD exited 0, write its changes (with --layer, the layer's) into the real
+                  tree as 'fsvirt apply' does: refused, with the paths named and nothing written,
+                  when a file the command changed has changed in the tree since (exit 125).
   --max-bytes SIZE
                   bound the private layer's file data to SIZE bytes of allocated blocks (a
                   number with an optional k, M, G or T suffix, powers of 1024). The write,
@@ -49,9 +62,17 @@ Flags:
                   With either limit the private layer is a tmpfs of its own (in memory), which
                   needs root (CAP_SYS_ADMIN). Without them there is no limit: a command can fill
                   the file system that holds the store.
-  --json          on exit, print a machine-readable summary to stderr: exit status, changes,
-                  intercepted calls per syscall, copy-ups, bytes copied, the private layer's
-                  usage (bytes, files) and limits.
+  --json          on exit, print a machine-readable summary to stderr, one line of JSON, for
+                  every outcome: "schema" (1), "outcome" (exited, signaled, not_run, failed),
+                  "exit_status", "signal", "error" (why fsvirt failed, or could not run CMD),
+                  "changes" (kind "added", "modified" or "deleted", and path), intercepted
+                  "calls" per syscall, "copy_ups", "bytes_copied", the private layer's "usage"
+                  and "limits", "keep", "layer", and "apply" (applied, conflicts).
+                  docs/json.md describes it; docs/fsvirt-run.schema.json is its JSON Schema.
+  --json-fd N     write the same summary to descriptor N (which must be open) instead.
+  --json-file PATH
+                  write the same summary to PATH instead (written aside and renamed into
+                  place). --json, --json-fd and --json-file can be given together.
 
 Exit status: CMD's own (128+N when killed by signal N); 125 when fsvirt fails, 126 when CMD
 cannot be executed, 127 when CMD is not found.
@@ -81,7 +102,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		policy = fs.String("policy", "fast", "")
 		diff   = fs.Bool("diff", false, "")
 		keep   = fs.String("keep", "", "")
+		named  = fs.String("layer", "", "")
+		apply  = fs.Bool("apply", false, "")
 		asJSON = fs.Bool("json", false, "")
+		jsonFD = fs.Int("json-fd", -1, "")
+		jsonTo = fs.String("json-file", "", "")
 		limits impl.Limits
 	)
 	fs.Func("max-bytes", "", func(s string) (err error) {
@@ -97,20 +122,48 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return nil
 	})
 	fs.Var(&trees, "tree", "")
+	s := summary{Schema: jsonSchema, Changes: []change{}}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, runUsage)
 			return nil
 		}
-		return fmt.Errorf("run: %v (see fsvirt run --help)", err)
+		err = fmt.Errorf("run: %v (see fsvirt run --help)", err)
+		if out, oerr := newJSONOut(*asJSON, *jsonFD, *jsonTo, stderr); oerr == nil {
+			out.emit(&s, nil, err) // the JSON flags before the bad one
+		}
+		return err
 	}
-	pol, err := impl.ParsePolicy(*policy)
+	out, err := newJSONOut(*asJSON, *jsonFD, *jsonTo, stderr)
 	if err != nil {
-		return fmt.Errorf("run: --policy: %v", err)
+		err = fmt.Errorf("run: %v (see fsvirt run --help)", err)
+		if out, oerr := newJSONOut(*asJSON, -1, "", stderr); oerr == nil {
+			out.emit(&s, nil, err)
+		}
+		return err
 	}
-	cmd := fs.Args()
+	s.Keep, s.Layer = *keep, *named
+	if limits.Bytes > 0 || limits.Files > 0 {
+		s.Limits = &limitsJSON{Bytes: limits.Bytes, Files: limits.Files}
+	}
+	res, err := execute(ctx, fs.Args(), trees, *store, *policy, limits, *keep, *named, *apply, *diff, stderr, &s)
+	out.emit(&s, res, err)
+	return err
+}
+
+// execute runs the command as cmdRun's flags say, and fills s with what --json reports of it
+// but its outcome, which cmdRun adds.
+func execute(ctx context.Context, cmd []string, trees []string, store, policy string, limits impl.Limits,
+	keep, named string, apply, diff bool, stderr io.Writer, s *summary) (*impl.Result, error) {
+	pol, err := impl.ParsePolicy(policy)
+	if err != nil {
+		return nil, fmt.Errorf("run: --policy: %v", err)
+	}
 	if len(cmd) == 0 {
-		return errors.New("run: no command given (usage: fsvirt run [flags] -- CMD [ARGS...])")
+		return nil, errors.New("run: no command given (usage: fsvirt run [flags] -- CMD [ARGS...])")
+	}
+	if keep != "" && named != "" {
+		return nil, errors.New("run: --keep and --layer together: a layer is saved in its own directory (see fsvirt run --help)")
 	}
 	path, err := exec.LookPath(cmd[0])
 	if err != nil {
@@ -118,29 +171,74 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EISDIR) {
 			code = impl.ExitCannotRun
 		}
-		fmt.Fprintf(stderr, "fsvirt: %s: %v\n", cmd[0], unwrapExec(err))
-		return exitError{code}
+		s.Error = fmt.Sprintf("%s: %v", cmd[0], unwrapExec(err))
+		fmt.Fprintf(stderr, "fsvirt: %s\n", s.Error)
+		return nil, exitError{code}
+	}
+	keepDir := keep
+	if apply && keepDir == "" && named == "" {
+		tmp, err := os.MkdirTemp("", "fsvirt-apply-")
+		if err != nil {
+			return nil, fmt.Errorf("run: --apply: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		keepDir = filepath.Join(tmp, "layer")
 	}
 	if prof := os.Getenv("FSVIRT_CPUPROFILE"); prof != "" {
 		stop, err := startCPUProfile(prof)
 		if err != nil {
-			return fmt.Errorf("run: FSVIRT_CPUPROFILE: %w", err)
+			return nil, fmt.Errorf("run: FSVIRT_CPUPROFILE: %w", err)
 		}
 		defer stop()
 	}
 	res, err := impl.Run(ctx, impl.RunConfig{
-		Trees: trees, Store: *store, Policy: pol, Limits: limits,
+		Trees: trees, Store: store, Policy: pol, Limits: limits,
 		Path: path, Args: cmd,
-		Keep: *keep, Reap: true, ForwardSignals: true,
+		Keep: keepDir, Layer: named, Reap: true, ForwardSignals: true,
 	})
 	if res != nil {
-		report(stderr, res, limits, *diff, *asJSON)
+		if diff {
+			for _, c := range res.Changes {
+				fmt.Fprintf(stderr, "%c %s\n", c.Kind, c.Path)
+			}
+		}
+		s.fill(res)
 	}
 	if err != nil {
-		return err
+		return res, err
 	}
 	if res.ExitStatus != 0 {
-		return exitError{res.ExitStatus}
+		return res, exitError{res.ExitStatus}
+	}
+	if apply {
+		dir := keepDir
+		if dir == "" {
+			dir = named
+		}
+		s.Apply = &applyJSON{Conflicts: []conflictJSON{}}
+		err := applyLayer(dir, stderr, s.Apply)
+		s.Apply.Applied = err == nil
+		return res, err
+	}
+	return res, nil
+}
+
+// applyLayer applies layer dir to "/" for run --apply, and notes the conflicts in aj.
+func applyLayer(dir string, stderr io.Writer, aj *applyJSON) error {
+	_, err := layer.Apply(dir, layer.Options{})
+	var ce *layer.ConflictError
+	if errors.As(err, &ce) {
+		for _, c := range ce.Conflicts {
+			aj.Conflicts = append(aj.Conflicts, conflictJSON{Path: c.Path, Reason: c.Why})
+		}
+		fmt.Fprintf(stderr, "fsvirt: --apply refused, nothing applied: %d conflict(s):\n", len(ce.Conflicts))
+		for _, c := range ce.Conflicts {
+			fmt.Fprintf(stderr, "  %s: %s\n", c.Path, c.Why)
+		}
+		return applyRefused{len(ce.Conflicts)}
+	}
+	if err != nil {
+		return fmt.Errorf("--apply: %w", err)
 	}
 	return nil
 }
@@ -158,6 +256,13 @@ func startCPUProfile(file string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
+// applyRefused is --apply's refusal, said on stderr already: fsvirt exits 125.
+type applyRefused struct{ n int }
+
+func (e applyRefused) Error() string {
+	return fmt.Sprintf("--apply refused: %d conflict(s), nothing applied", e.n)
+}
+
 func unwrapExec(err error) error {
 	var ee *exec.Error
 	if errors.As(err, &ee) {
@@ -167,48 +272,6 @@ func unwrapExec(err error) error {
 		return ee.Err
 	}
 	return err
-}
-
-// summary is the --json output.
-type summary struct {
-	ExitStatus  int            `json:"exit_status"`
-	Changes     []change       `json:"changes"`
-	Calls       map[string]int `json:"calls"`
-	CopyUps     int            `json:"copy_ups"`
-	BytesCopied int64          `json:"bytes_copied"`
-	Usage       impl.Usage     `json:"usage"`
-	Limits      *limitsJSON    `json:"limits,omitempty"` // absent: none
-}
-
-// limitsJSON are --max-bytes and --max-files; 0: not bounded.
-type limitsJSON struct {
-	Bytes int64 `json:"bytes"`
-	Files int64 `json:"files"`
-}
-
-type change struct {
-	Kind string `json:"kind"`
-	Path string `json:"path"`
-}
-
-func report(w io.Writer, res *impl.Result, limits impl.Limits, diff, asJSON bool) {
-	if diff {
-		for _, c := range res.Changes {
-			fmt.Fprintf(w, "%c %s\n", c.Kind, c.Path)
-		}
-	}
-	if asJSON {
-		s := summary{ExitStatus: res.ExitStatus, Changes: []change{}, Calls: res.Stats.Calls,
-			CopyUps: res.Stats.CopyUps, BytesCopied: res.Stats.BytesCopied, Usage: res.Usage}
-		if limits.Bytes > 0 || limits.Files > 0 {
-			s.Limits = &limitsJSON{Bytes: limits.Bytes, Files: limits.Files}
-		}
-		for _, c := range res.Changes {
-			s.Changes = append(s.Changes, change{Kind: string(c.Kind), Path: c.Path})
-		}
-		b, _ := json.Marshal(s)
-		fmt.Fprintf(w, "%s\n", b)
-	}
 }
 
 // oneLine folds a (possibly multi-error) message onto one line.

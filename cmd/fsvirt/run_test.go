@@ -143,7 +143,12 @@ func TestDiffNoChanges(t *testing.T) {
 
 // summary mirrors the --json output; decoding into it checks the field names.
 type jsonSummary struct {
-	ExitStatus *int `json:"exit_status"`
+	Schema     int    `json:"schema"`
+	Outcome    string `json:"outcome"`
+	ExitStatus *int   `json:"exit_status"`
+	Signal     int    `json:"signal"`
+	SignalName string `json:"signal_name"`
+	Error      string `json:"error"`
 	Changes    []struct {
 		Kind string `json:"kind"`
 		Path string `json:"path"`
@@ -159,6 +164,22 @@ type jsonSummary struct {
 		Bytes int64 `json:"bytes"`
 		Files int64 `json:"files"`
 	} `json:"limits"`
+	Keep  string `json:"keep"`
+	Layer string `json:"layer"`
+	Apply *struct {
+		Applied   bool `json:"applied"`
+		Conflicts []struct {
+			Path   string `json:"path"`
+			Reason string `json:"reason"`
+		} `json:"conflicts"`
+	} `json:"apply"`
+}
+
+// jsonDecode decodes line into s, refusing fields s does not know.
+func jsonDecode(line string, s *jsonSummary) error {
+	dec := json.NewDecoder(strings.NewReader(line))
+	dec.DisallowUnknownFields()
+	return dec.Decode(s)
 }
 
 // lastJSON decodes stderr's last line.
@@ -186,15 +207,15 @@ func TestJSON(t *testing.T) {
 		t.Errorf("exit status %d, want 4", r.code)
 	}
 	s := lastJSON(t, r.stderr)
-	if *s.ExitStatus != 4 {
-		t.Errorf("exit_status %d, want 4", *s.ExitStatus)
+	if *s.ExitStatus != 4 || s.Schema != 1 || s.Outcome != "exited" {
+		t.Errorf("schema %d, outcome %q, exit_status %d; want 1, exited, 4", s.Schema, s.Outcome, *s.ExitStatus)
 	}
 	type change struct{ kind, path string }
 	var got []change
 	for _, c := range s.Changes {
 		got = append(got, change{c.Kind, c.Path})
 	}
-	want := []change{{"M", f.motd}, {"A", filepath.Join(f.tree, "new")}}
+	want := []change{{"modified", f.motd}, {"added", filepath.Join(f.tree, "new")}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
 		t.Errorf("changes %+v, want %+v", got, want)
 	}

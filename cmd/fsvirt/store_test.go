@@ -81,8 +81,12 @@ func TestStoreRootAcrossRuns(t *testing.T) {
 	if strings.Contains(r.stderr, "D ") {
 		t.Errorf("--diff reports a deletion: %q", r.stderr)
 	}
-	if ents, err := os.ReadDir(keep); err != nil || len(ents) != 0 {
-		t.Errorf("--keep wrote %v (%v), want nothing", ents, err)
+	// Nothing but the layer's record, which lists no change.
+	if ents, err := os.ReadDir(keep); err != nil || len(ents) != 1 || ents[0].Name() != ".wh..wh..fsvirt" {
+		t.Errorf("--keep wrote %v (%v), want the record only", ents, err)
+	}
+	if rec, err := os.ReadFile(filepath.Join(keep, ".wh..wh..fsvirt")); err != nil || !strings.Contains(string(rec), `"changes": []`) {
+		t.Errorf("--keep's record: %s (%v), want no change", rec, err)
 	}
 	stdin.Close()
 	if err := first.Wait(); err != nil {
