@@ -30,45 +30,71 @@ type variant struct {
 	name string
 	// run starts the variant's thread and returns a function that runs n iterations there and
 	// returns their time, and one that ends the thread.
-	run func(b *testing.B) (iter func(n int) time.Duration, stop func())
+	run func(b *testing.B) (iter func(n int) []time.Duration, stop func())
 }
 
+// latency is a variant's time per iteration: mean, median and 99th percentile, in ns.
+type latency struct{ mean, p50, p99 float64 }
+
 // interleave runs b.N iterations of each variant, in rounds of at most 200 per variant, and
-// reports each variant's time per iteration as NAME-ns/op. It returns those times by name.
-func interleave(b *testing.B, vs []variant) map[string]float64 {
+// reports each variant's time per iteration as NAME-ns/op (the mean), NAME-p50-ns and
+// NAME-p99-ns: Go's scheduler makes a few iterations far slower than the rest, which moves the
+// mean and not the median. It returns those times by name.
+func interleave(b *testing.B, vs []variant) map[string]latency {
 	b.Helper()
-	iters := make([]func(int) time.Duration, len(vs))
+	iters := make([]func(int) []time.Duration, len(vs))
 	for i, v := range vs {
 		iter, stop := v.run(b)
 		defer stop()
 		iters[i] = iter
 		iter(min(b.N, 50)) // warm up: first touches, page cache, wake-up affinity
 	}
-	total := make([]time.Duration, len(vs))
+	lats := make([][]time.Duration, len(vs))
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		k := min(200, b.N-done)
 		for i := range vs {
-			total[i] += iters[i](k)
+			lats[i] = append(lats[i], iters[i](k)...)
 		}
 		done += k
 	}
 	b.StopTimer()
-	out := map[string]float64{}
+	out := map[string]latency{}
 	for i, v := range vs {
-		ns := float64(total[i]) / float64(b.N)
-		out[v.name] = ns
-		b.ReportMetric(ns, v.name+"-ns/op")
+		var total time.Duration
+		for _, d := range lats[i] {
+			total += d
+		}
+		slices.Sort(lats[i])
+		q := func(p float64) float64 { return float64(lats[i][int(p*float64(len(lats[i])-1))]) }
+		l := latency{mean: float64(total) / float64(len(lats[i])), p50: q(0.5), p99: q(0.99)}
+		out[v.name] = l
+		b.ReportMetric(l.mean, v.name+"-ns/op")
+		b.ReportMetric(l.p50, v.name+"-p50-ns")
+		b.ReportMetric(l.p99, v.name+"-p99-ns")
 	}
 	return out
 }
 
+// timeEach runs body n times and returns the time of each run.
+func timeEach(n int, body func() error) ([]time.Duration, error) {
+	lat := make([]time.Duration, n)
+	for i := range lat {
+		start := time.Now()
+		if err := body(); err != nil {
+			return nil, err
+		}
+		lat[i] = time.Since(start)
+	}
+	return lat, nil
+}
+
 // lockedThread runs fn on a new goroutine locked to a new thread that exits with it (and takes any
 // filter with it). setup runs first, on the thread; iterations are requested over a channel.
-func lockedThread(b *testing.B, setup func() error, body func() error) (func(int) time.Duration, func()) {
+func lockedThread(b *testing.B, setup func() error, body func() error) (func(int) []time.Duration, func()) {
 	b.Helper()
 	req := make(chan int)
-	resp := make(chan time.Duration)
+	resp := make(chan []time.Duration)
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread, and its filter, end with the goroutine
@@ -84,19 +110,17 @@ func lockedThread(b *testing.B, setup func() error, body func() error) (func(int
 		}
 		ready <- nil
 		for n := range req {
-			start := time.Now()
-			for i := 0; i < n; i++ {
-				if err := body(); err != nil {
-					panic(err)
-				}
+			lat, err := timeEach(n, body)
+			if err != nil {
+				panic(err)
 			}
-			resp <- time.Since(start)
+			resp <- lat
 		}
 	}()
 	if err := <-ready; err != nil {
 		b.Fatal(err)
 	}
-	return func(n int) time.Duration { req <- n; return <-resp }, func() { close(req) }
+	return func(n int) []time.Duration { req <- n; return <-resp }, func() { close(req) }
 }
 
 func openClose(path string, flags int) func() error {
@@ -154,7 +178,7 @@ func bareSupervisor(lfd int, syncWake bool, answer func(n *notify.Notif) error) 
 
 // kernelVariant: a thread with the bare filter, served by a bare supervisor answering with answer.
 func kernelVariant(name, path string, syncWake bool, answer func(lfd int, n *notify.Notif) error) variant {
-	return variant{name: name, run: func(b *testing.B) (func(int) time.Duration, func()) {
+	return variant{name: name, run: func(b *testing.B) (func(int) []time.Duration, func()) {
 		setup := func() error {
 			lfd, err := notify.LoadFilter(bareFilter(), notify.Features().WaitKillableRecv)
 			if err != nil {
@@ -169,13 +193,13 @@ func kernelVariant(name, path string, syncWake bool, answer func(lfd int, n *not
 // poolVariant: the body runs inside one long invocation of a one-worker pool; prepare runs first,
 // in the same invocation.
 func poolVariant(name string, cfg Config, prepare, body func() error) variant {
-	return variant{name: name, run: func(b *testing.B) (func(int) time.Duration, func()) {
+	return variant{name: name, run: func(b *testing.B) (func(int) []time.Duration, func()) {
 		p, err := NewPool(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}
 		req := make(chan int)
-		resp := make(chan time.Duration)
+		resp := make(chan []time.Duration)
 		done := make(chan error, 1)
 		go func() {
 			done <- p.Invoke(context.Background(), func(*Invocation) error {
@@ -186,18 +210,16 @@ func poolVariant(name string, cfg Config, prepare, body func() error) variant {
 					}
 				}
 				for n := range req {
-					start := time.Now()
-					for i := 0; i < n; i++ {
-						if err := body(); err != nil {
-							return err
-						}
+					lat, err := timeEach(n, body)
+					if err != nil {
+						return err
 					}
-					resp <- time.Since(start)
+					resp <- lat
 				}
 				return nil
 			})
 		}()
-		iter := func(n int) time.Duration {
+		iter := func(n int) []time.Duration {
 			req <- n
 			d, ok := <-resp
 			if !ok {
@@ -221,7 +243,8 @@ func poolVariant(name string, cfg Config, prepare, body func() error) variant {
 // descriptor the supervisor opens for each call; and fsvirt's pass-through open (fast policy),
 // redirected open of an already copied file, and strict-policy open of an unchanged file. It
 // reports passthrough/continue and redirected/addfd (issue 7's targets: at most 1.3), with
-// SYNC_WAKE_UP on and off.
+// SYNC_WAKE_UP on and off, as ratios of the means and, with -p50 and -p99, of the medians and the
+// 99th percentiles.
 func BenchmarkOpenVsKernelFloor(b *testing.B) {
 	if err := notify.Require(); err != nil {
 		b.Skip(err)
@@ -254,7 +277,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 			strict.Policy, strict.Store = PolicyStrict, b.TempDir()
 
 			res := interleave(b, []variant{
-				{name: "native", run: func(b *testing.B) (func(int) time.Duration, func()) {
+				{name: "native", run: func(b *testing.B) (func(int) []time.Duration, func()) {
 					return lockedThread(b, nil, openClose(shared, unix.O_RDONLY))
 				}},
 				kernelVariant("continue", shared, syncWake, func(lfd int, n *notify.Notif) error {
@@ -277,10 +300,13 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 				poolVariant("redirected", fast, openClose(copied, unix.O_RDWR), openClose(copied, unix.O_RDONLY)),
 				poolVariant("strict", strict, nil, openClose(shared, unix.O_RDONLY)),
 			})
-			b.ReportMetric(res["passthrough"]/res["continue"], "passthrough/continue")
-			b.ReportMetric(res["redirected"]/res["addfd"], "redirected/addfd")
-			b.ReportMetric(res["redirected"]/res["addfd+open"], "redirected/addfd+open")
-			b.ReportMetric(res["continue"]/res["native"], "continue/native")
+			for _, r := range [][2]string{{"passthrough", "continue"}, {"redirected", "addfd"},
+				{"redirected", "addfd+open"}, {"continue", "native"}} {
+				a, z := res[r[0]], res[r[1]]
+				b.ReportMetric(a.mean/z.mean, r[0]+"/"+r[1])
+				b.ReportMetric(a.p50/z.p50, r[0]+"/"+r[1]+"-p50")
+				b.ReportMetric(a.p99/z.p99, r[0]+"/"+r[1]+"-p99")
+			}
 		})
 	}
 }

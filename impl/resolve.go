@@ -105,13 +105,15 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 	rest := splitPath(unsafePath)
 	// plain: cur was reached from "/" through directories only, each looked up at its own path.
 	plain := cur == "/" && !beneath
-	if plain {
-		if n, dir := v.knownDir(rest); n > 0 {
-			cur, rest = dir, rest[n:]
-		}
-	}
 	links := 0
 	var curSt *unix.Stat_t // cur's, when known
+	if plain {
+		// The lstat that found the known directory is also what maySearch would look at: the
+		// view has not changed the directory (no entry at or above it), so it is the shared one.
+		if n, dir, st := v.knownDir(rest); n > 0 {
+			cur, rest, curSt = dir, rest[n:], st
+		}
+	}
 	for len(rest) > 0 {
 		name := rest[0]
 		rest = rest[1:]
@@ -340,24 +342,49 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // own credentials, and a call it answers itself would otherwise reach what the caller cannot. A
 // directory every class may search (a+x) is not looked at further (an ACL entry of a named user
 // that refuses it is not seen); for another, the caller's credentials are read into *c once per
-// walk, and the kernel checks as the caller (hostMay). A dir that cannot be located is left to the
-// lookup in it, which fails as it would.
+// walk (by a supervisor that is root: another checks as itself), and the kernel checks as the
+// caller (hostMay), unless the caller holds CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE, which
+// search every directory. A dir that cannot be located is left to the lookup in it, which fails
+// as it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
 	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && ((*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE)) {
 		return nil
 	}
-	l, lst, err := v.locate(dir)
-	if err != nil || lst.Mode&0o111 == 0o111 {
-		return nil
+	located := false
+	var l loc
+	if st == nil {
+		var lst unix.Stat_t
+		var err error
+		if l, lst, err = v.locate(dir); err != nil || lst.Mode&0o111 == 0o111 {
+			return nil
+		}
+		located = true
 	}
-	if *c == nil {
+	// A supervisor that is not root checks as itself whatever the caller's credentials
+	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
+	me := selfIDs()
+	caller := creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups, capEff: me.capEff}
+	if *c == nil && me.uid == 0 {
 		cr, err := t.status()
 		if err != nil {
 			return err
 		}
 		*c = &cr
 	}
-	return hostMay(**c, l.host, unix.X_OK)
+	if *c != nil {
+		// As above, for the first directory that needs the credentials.
+		if (*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE) {
+			return nil
+		}
+		caller = **c
+	}
+	if !located {
+		var err error
+		if l, _, err = v.locate(dir); err != nil {
+			return nil
+		}
+	}
+	return hostMay(caller, l.host, unix.X_OK)
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
@@ -420,19 +447,30 @@ func (v *View) startDir(t tracee, dirfd int) (start, error) {
 		}
 		link = "fd/" + strconv.Itoa(dirfd)
 	}
-	var st unix.Stat_t
-	if err := long.Stat(t.procPath(link), &st); err != nil {
-		if dirfd == unix.AT_FDCWD {
-			return start{}, errTraceeGone
+	var target string
+	if dirfd == unix.AT_FDCWD {
+		// A working directory is always a directory: one readlink, and a stat only to tell why
+		// the readlink failed.
+		var err error
+		if target, err = readlink(t.procPath(link)); err != nil {
+			var st unix.Stat_t
+			if long.Stat(t.procPath(link), &st) != nil {
+				return start{}, errTraceeGone
+			}
+			return start{}, unix.EBADF
 		}
-		return start{}, unix.EBADF
-	}
-	target, err := readlink(t.procPath(link))
-	if err != nil {
-		return start{}, unix.EBADF
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return start{}, unix.ENOTDIR
+	} else {
+		var st unix.Stat_t
+		if err := long.Stat(t.procPath(link), &st); err != nil {
+			return start{}, unix.EBADF
+		}
+		var err error
+		if target, err = readlink(t.procPath(link)); err != nil {
+			return start{}, unix.EBADF
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return start{}, unix.ENOTDIR
+		}
 	}
 	if !strings.HasPrefix(target, "/") {
 		return start{}, unix.ENOENT
@@ -604,19 +642,19 @@ func (c *dirCache) get(p string) (devIno, bool) {
 // knownDir lets a walk from "/" skip the lookups of leading components of rest: it returns how many
 // components (never the last one) lead to a directory the cache knows, which this view has not
 // changed (no entry at it or above it), and which still is that directory (one lstat: same device
-// and inode). A walk lstats every component to see symlinks and the view's changes; for the
+// and inode), and that lstat's status. A walk lstats every component to see symlinks and the view's changes; for the
 // directories above a file that costs one syscall each, where this costs one in all. An lstat that
 // finds the same directory has reached it by the same route unless the shared tree was rearranged
 // under the invocation (a directory moved and a symlink put in its old place), which fsvirt does not
 // support while an invocation runs; the cache lives as long as the invocation.
-func (v *View) knownDir(rest []string) (int, string) {
+func (v *View) knownDir(rest []string) (int, string, *unix.Stat_t) {
 	// The deepest prefix, not counting the last component, made of plain names.
 	n := 0
 	for n < len(rest)-1 && rest[n] != "." && rest[n] != ".." && len(rest[n]) <= unix.NAME_MAX {
 		n++
 	}
 	if n == 0 {
-		return 0, ""
+		return 0, "", nil
 	}
 	prefix := "/" + strings.Join(rest[:n], "/")
 	for ; n > 0; n-- {
@@ -624,13 +662,13 @@ func (v *View) knownDir(rest []string) (int, string) {
 		if ok && v.unchangedAbove(prefix) {
 			var st unix.Stat_t
 			if long.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
-				return n, prefix
+				return n, prefix, &st
 			}
-			return 0, ""
+			return 0, "", nil
 		}
 		prefix = path.Dir(prefix)
 	}
-	return 0, ""
+	return 0, "", nil
 }
 
 // unchangedAbove reports whether the view changed neither p nor a directory above it, and p is not

@@ -394,7 +394,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		s.log.Error("[bug] notification for a syscall the table does not virtualize", "nr", n.Data.Nr)
 		return errnoReply(unix.EIO)
 	}
-	t := tracee{tid: int(n.Pid)}
+	t := tracee{tid: int(n.Pid), call: &callState{}}
 	o, err := e.decode(t, &n.Data)
 	if v == nil { // a worker thread outside any invocation: read-only opens only
 		if err == nil && (o.kind == opOpen && !mayWrite(o.flags) || o.kind.readOnly()) {

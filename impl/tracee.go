@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,19 @@ const maxPath = 4096
 // tracee is the task whose syscall is being answered, named by its TID.
 type tracee struct {
 	tid int
+	// call, when set, holds what was read of the task while one of its calls is answered.
+	call *callState
+}
+
+// callState is what the supervisor read of a task during one of its calls. The task is blocked
+// in that call, and a task's credentials change only by its own calls (setuid, setgroups...), so
+// what /proc/TID/status said of them holds until the call is answered: reading it once per call
+// answers as the kernel does, which takes the caller's credentials once, at the call. (Umask is
+// shared by CLONE_FS threads, and the kernel too reads it once.)
+type callState struct {
+	creds    creds
+	credsErr error
+	haveCred bool
 }
 
 // readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when
@@ -87,13 +101,27 @@ type creds struct {
 	capEff uint64
 }
 
+// status returns the task's credentials, tgid, ppid and umask, from /proc/TID/status: read once
+// per call answered (see callState).
 func (t tracee) status() (creds, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(t.tid) + "/status")
+	if t.call == nil {
+		return t.readStatus()
+	}
+	if !t.call.haveCred {
+		t.call.creds, t.call.credsErr = t.readStatus()
+		t.call.haveCred = true
+	}
+	return t.call.creds, t.call.credsErr
+}
+
+func (t tracee) readStatus() (creds, error) {
+	b, err := readProcFile(t.procPath("status"))
 	if err != nil {
 		return creds{}, errTraceeGone
 	}
 	var c creds
-	for _, line := range strings.Split(string(b), "\n") {
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSuffix(line, "\n")
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
@@ -176,7 +204,7 @@ func (t tracee) stackPointer() (uint64, error) {
 	var b []byte
 	for i := 0; ; i++ {
 		var err error
-		if b, err = os.ReadFile(t.procPath("syscall")); err != nil {
+		if b, err = readProcFile(t.procPath("syscall")); err != nil {
 			return 0, err
 		}
 		if !bytes.HasPrefix(b, []byte("running")) || i == 200 {
@@ -214,4 +242,31 @@ func (t tracee) getfd(fd int) (int, error) {
 		return -1, err
 	}
 	return dup, nil
+}
+
+// readProcFile reads a small /proc file with plain syscalls: os.ReadFile would also stat it and
+// register it with the runtime's poller, six syscalls more on a path taken for many calls.
+func readProcFile(name string) ([]byte, error) {
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	b := make([]byte, 0, 4096)
+	for {
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+		if len(b) == cap(b) {
+			b = slices.Grow(b, len(b))
+		}
+	}
 }

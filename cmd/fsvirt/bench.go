@@ -41,8 +41,9 @@ that change files and read them back), fibonacci (first 50), hashing (replace a 
 by its SHA-256), misc (one of the others at random).
 
 Flags:
-  --out DIR           where to write results.csv, summary.md and the PNG figures
-                      (default "fsvirt-bench"; created if missing)
+  --out DIR           where to write results.csv, summary.md and figures.json, from which
+                      fsvirt-plot DIR draws the figures (default "fsvirt-bench"; created
+                      if missing)
   --quick             a smaller run that finishes in under two minutes: executions 10,40,
                       threads 4, supervisors 1,2 (300 executions), a 90 s budget, and
                       --settle 2s
@@ -231,7 +232,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, tg := range bench.Targets(rep) {
 		fmt.Fprintf(stdout, "target %q: %s (%s)\n", tg.Name, tg.Verdict(), tg.Detail)
 	}
-	fmt.Fprintf(stdout, "results in %s (summary.md, results.csv, figures)\n", o.out)
+	fmt.Fprintf(stdout, "results in %s (summary.md, results.csv; figures: go run ./cmd/fsvirt-plot %s)\n", o.out, o.out)
 	if runErr != nil {
 		return fmt.Errorf("bench: stopped early: %w", runErr)
 	}
@@ -250,15 +251,22 @@ func writeBenchOutputs(dir string, rep *bench.Report, command string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	figures, err := bench.WriteFigures(dir, rep)
+	f, err = os.Create(filepath.Join(dir, bench.FiguresFile))
 	if err != nil {
+		return err
+	}
+	if err := bench.WriteFigures(f, bench.FiguresOf(rep)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	f, err = os.Create(filepath.Join(dir, "summary.md"))
 	if err != nil {
 		return err
 	}
-	if err := bench.WriteMarkdown(f, rep, command, figures); err != nil {
+	if err := bench.WriteMarkdown(f, rep, command); err != nil {
 		f.Close()
 		return err
 	}

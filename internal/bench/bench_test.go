@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -314,11 +315,11 @@ func sampleReport() *Report {
 
 func TestOverheadPerCall(t *testing.T) {
 	rep := sampleReport()
-	r := find(rep.Rows, ModeThreadFast, Misc, 50, 1000)
+	r := FindRow(rep.Rows, ModeThreadFast, Misc, 50, 1000)
 	if !r.HasOverhead || r.OverheadPerCall != 40*time.Microsecond {
 		t.Errorf("overhead per call = %v (%v), want (300-100)/5 = 40µs", r.OverheadPerCall, r.HasOverhead)
 	}
-	if r := find(rep.Rows, ModeChroot, Misc, 50, 1000); r.HasOverhead {
+	if r := FindRow(rep.Rows, ModeChroot, Misc, 50, 1000); r.HasOverhead {
 		t.Errorf("chroot intercepts nothing but has an overhead per call: %v", r.OverheadPerCall)
 	}
 }
@@ -377,7 +378,7 @@ func TestWriteCSV(t *testing.T) {
 
 func TestWriteMarkdown(t *testing.T) {
 	var buf bytes.Buffer
-	if err := WriteMarkdown(&buf, sampleReport(), "fsvirt bench --quick", []string{"time-hello-t50.png"}); err != nil {
+	if err := WriteMarkdown(&buf, sampleReport(), "fsvirt bench --quick"); err != nil {
 		t.Fatal(err)
 	}
 	md := buf.String()
@@ -389,7 +390,6 @@ func TestWriteMarkdown(t *testing.T) {
 		"| 2 | 1500 | 1.50x |",
 		"| thread-fast | 50 | 3 | 20.00 | 0.400 |", // the median of three starts
 		"chroot misc t=50 n=1000: 1 errors",
-		"![time-hello-t50.png](time-hello-t50.png)",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary lacks %q:\n%s", want, md)
@@ -400,21 +400,26 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 }
 
-func TestWriteFigures(t *testing.T) {
-	dir := t.TempDir()
-	names, err := WriteFigures(dir, sampleReport())
+// TestFiguresRoundTrip: what cmd/fsvirt-plot reads back is what the report holds.
+func TestFiguresRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	rep := sampleReport()
+	if err := WriteFigures(&buf, FiguresOf(rep)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ReadFigures(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"time-hello-t50.png", "time-misc-t50.png", "memory-t50.png", "supervisors.png"}
-	if strings.Join(names, " ") != strings.Join(want, " ") {
-		t.Errorf("figures %v, want %v", names, want)
+	if fmt.Sprint(f.Threads, f.Workloads, len(f.Modes), len(f.Rows), len(f.Scaling)) !=
+		fmt.Sprint(rep.Config.Threads, []string{"hello", "misc"}, len(rep.Modes), len(rep.Rows), len(rep.Scaling)) {
+		t.Errorf("read back %+v", f)
 	}
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil || !bytes.HasPrefix(b, []byte("\x89PNG")) {
-			t.Errorf("%s is not a PNG (%v)", n, err)
-		}
+	if f.Rows[0] != rep.Rows[0] {
+		t.Errorf("row %+v, want %+v", f.Rows[0], rep.Rows[0])
+	}
+	if _, err := ReadFigures(strings.NewReader("{}")); err == nil || !strings.Contains(err.Error(), "not written by fsvirt bench") {
+		t.Errorf("empty figures: err = %v", err)
 	}
 }
 

@@ -78,8 +78,8 @@ func (t Target) Verdict() string {
 	}
 }
 
-// find returns the row of mode and workload at threads and executions, or nil.
-func find(rows []Row, mode, workload string, threads, n int) *Row {
+// FindRow returns the row of mode and workload at threads and executions, or nil.
+func FindRow(rows []Row, mode, workload string, threads, n int) *Row {
 	for i := range rows {
 		r := &rows[i]
 		if r.Mode == mode && r.Workload == workload && r.Threads == threads && r.Executions == n {
@@ -106,7 +106,7 @@ func Targets(rep *Report) []Target {
 	at := fmt.Sprintf("%d threads, %d executions", t, n)
 	ratio := func(name, num, den, workload string, limit float64, atMost bool) Target {
 		tg := Target{Name: name, Limit: limit, AtMost: atMost}
-		a, b := find(rep.Rows, num, workload, t, n), find(rep.Rows, den, workload, t, n)
+		a, b := FindRow(rep.Rows, num, workload, t, n), FindRow(rep.Rows, den, workload, t, n)
 		if a == nil || b == nil || a.Errors > 0 || b.Errors > 0 || a.Mean <= 0 || b.Mean <= 0 {
 			tg.Detail = "needs " + num + " and " + den + " " + workload + " at " + at + " without errors"
 			return tg
@@ -125,7 +125,7 @@ func Targets(rep *Report) []Target {
 	// Peak RSS: the largest ratio over the workloads measured in both modes.
 	rss := Target{Name: "peak RSS of thread mode at most 1.1x none", Limit: 1.1, AtMost: true}
 	for _, w := range rep.Config.Workloads {
-		a, b := find(rep.Rows, ModeThreadFast, w.Name, t, n), find(rep.Rows, ModeNone, w.Name, t, n)
+		a, b := FindRow(rep.Rows, ModeThreadFast, w.Name, t, n), FindRow(rep.Rows, ModeNone, w.Name, t, n)
 		if a == nil || b == nil || b.PeakRSSKiB <= 0 {
 			continue
 		}
@@ -180,8 +180,8 @@ func fmtBytes(b float64) string {
 	return strconv.FormatFloat(b, 'f', 0, 64) + " B"
 }
 
-// WriteMarkdown writes a human-readable summary of rep; figures are the PNG files to link.
-func WriteMarkdown(w io.Writer, rep *Report, command string, figures []string) error {
+// WriteMarkdown writes a human-readable summary of rep. cmd/fsvirt-plot adds the figures.
+func WriteMarkdown(w io.Writer, rep *Report, command string) error {
 	var b strings.Builder
 	m := rep.Machine
 	fmt.Fprintf(&b, "# fsvirt bench\n\n")
@@ -232,9 +232,9 @@ func WriteMarkdown(w io.Writer, rep *Report, command string, figures []string) e
 		fmt.Fprintf(&b, "| workload | %s |\n|---|%s\n", strings.Join(modes, " | "), strings.Repeat("---|", len(modes)))
 		for _, wl := range rep.Config.Workloads {
 			fmt.Fprintf(&b, "| %s |", wl.Name)
-			base := find(rep.Rows, ModeNone, wl.Name, threads, n)
+			base := FindRow(rep.Rows, ModeNone, wl.Name, threads, n)
 			for _, mode := range modes {
-				r := find(rep.Rows, mode, wl.Name, threads, n)
+				r := FindRow(rep.Rows, mode, wl.Name, threads, n)
 				switch {
 				case r == nil:
 					fmt.Fprintf(&b, " - |")
@@ -292,12 +292,6 @@ func WriteMarkdown(w io.Writer, rep *Report, command string, figures []string) e
 	}
 	if len(rep.Skipped) > 0 {
 		fmt.Fprintf(&b, "\n## Skipped (time budget)\n\n- %s\n", strings.Join(rep.Skipped, "\n- "))
-	}
-	if len(figures) > 0 {
-		fmt.Fprintf(&b, "\n## Figures\n\n")
-		for _, f := range figures {
-			fmt.Fprintf(&b, "![%s](%s)\n", f, f)
-		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -1,4 +1,4 @@
-package bench
+package main
 
 import (
 	"fmt"
@@ -7,16 +7,17 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/fsvirt/fsvirt/internal/bench"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
 )
 
-// WriteFigures draws the research's figures into dir and returns their file names: for each
+// drawFigures draws the research's figures into dir and returns their file names: for each
 // thread count, mean time per invocation against executions, one figure per workload and one line
 // per mode; peak memory per mode; and throughput against supervisor threads.
-func WriteFigures(dir string, rep *Report) ([]string, error) {
+func drawFigures(dir string, rep bench.Figures) ([]string, error) {
 	var names []string
 	save := func(p *plot.Plot, name string, w, h vg.Length) error {
 		if err := p.Save(w, h, filepath.Join(dir, name)); err != nil {
@@ -25,25 +26,25 @@ func WriteFigures(dir string, rep *Report) ([]string, error) {
 		names = append(names, name)
 		return nil
 	}
-	for _, t := range rep.Config.Threads {
-		for _, wl := range rep.Config.Workloads {
+	for _, t := range rep.Threads {
+		for _, wl := range rep.Workloads {
 			p := plot.New()
-			p.Title.Text = fmt.Sprintf("%s, %d threads", wl.Name, t)
+			p.Title.Text = fmt.Sprintf("%s, %d threads", wl, t)
 			p.X.Label.Text = "executions"
 			p.Y.Label.Text = "mean time per invocation (µs)"
 			p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, logTicks{}
 			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 			p.Legend.Top, p.Legend.Left = true, true
 			var lines []any
-			for _, st := range rep.Modes {
+			for _, mode := range rep.Modes {
 				var pts plotter.XYs
-				for _, n := range rep.Config.Executions {
-					if r := find(rep.Rows, st.Mode.Name, wl.Name, t, n); r != nil && r.Mean > 0 {
+				for _, n := range rep.Executions {
+					if r := bench.FindRow(rep.Rows, mode, wl, t, n); r != nil && r.Mean > 0 {
 						pts = append(pts, plotter.XY{X: float64(n), Y: float64(r.Mean) / 1e3})
 					}
 				}
 				if len(pts) > 0 {
-					lines = append(lines, st.Mode.Name, pts)
+					lines = append(lines, mode, pts)
 				}
 			}
 			if len(lines) == 0 {
@@ -55,7 +56,7 @@ func WriteFigures(dir string, rep *Report) ([]string, error) {
 			// Room above the lines for the legend, and around a single execution count.
 			p.Y.Max *= 30
 			p.X.Min, p.X.Max = p.X.Min/1.5, p.X.Max*1.5
-			if err := save(p, fmt.Sprintf("time-%s-t%d.png", wl.Name, t), 6*vg.Inch, 4.5*vg.Inch); err != nil {
+			if err := save(p, fmt.Sprintf("time-%s-t%d.png", wl, t), 6*vg.Inch, 4.5*vg.Inch); err != nil {
 				return names, err
 			}
 		}
@@ -86,19 +87,19 @@ func WriteFigures(dir string, rep *Report) ([]string, error) {
 
 // memoryFigure draws, for each mode, the largest peak RSS of the bench process and of one
 // invocation's process over the workloads at t threads.
-func memoryFigure(rep *Report, t int, save func(*plot.Plot, string, vg.Length, vg.Length) error) error {
+func memoryFigure(rep bench.Figures, t int, save func(*plot.Plot, string, vg.Length, vg.Length) error) error {
 	var names []string
 	var self, child plotter.Values
-	for _, st := range rep.Modes {
+	for _, mode := range rep.Modes {
 		var s, c int64
 		found := false
 		for _, r := range rep.Rows {
-			if r.Mode == st.Mode.Name && r.Threads == t {
+			if r.Mode == mode && r.Threads == t {
 				s, c, found = max(s, r.PeakRSSKiB), max(c, r.ChildRSSKiB), true
 			}
 		}
 		if found {
-			names = append(names, st.Mode.Name)
+			names = append(names, mode)
 			self = append(self, float64(s)/1024)
 			child = append(child, float64(c)/1024)
 		}
