@@ -326,7 +326,8 @@ func (v *View) ghostOfLower(h, p string) *ghost {
 	return g
 }
 
-// closeGhosts closes the ghosts' descriptors once the view's tasks have gone.
+// closeGhosts closes the ghosts' descriptors, and the O_PATH proxies', once the view's tasks have
+// gone.
 func (v *View) closeGhosts() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -334,6 +335,10 @@ func (v *View) closeGhosts() {
 		unix.Close(fd)
 	}
 	v.ghostFDs = nil
+	for _, fd := range v.proxies {
+		unix.Close(fd)
+	}
+	v.proxies = nil
 }
 
 // viewOfLower maps a shared host path that a task's descriptor or working directory names to the

@@ -154,7 +154,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
 		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
-			return opathProxy(r.path, cloexec)
+			return v.opathProxy(r.path, cloexec)
 		}
 		ro := flags&^(unix.O_PATH|unix.O_NOFOLLOW) | unix.O_RDONLY | unix.O_NONBLOCK
 		if r.own || r.gone {
@@ -447,28 +447,60 @@ const resolveCached = 0x20
 // /proc/self/fd/N).
 const opathPrefix = "fsvirt-opath:"
 
-func opathProxy(p string, cloexec bool) (reply, error) {
+// opathProxy makes the O_PATH proxy of the view's symlink at p. A task can make a memfd with
+// such a name too: only the memfds the view made are proxies. The
+// view keeps a descriptor of each, until it ends, so that no other file gets its inode number,
+// and knows them by device and inode (View.proxies).
+func (v *View) opathProxy(p string, cloexec bool) (reply, error) {
 	fd, err := unix.MemfdCreate(opathPrefix+p, unix.MFD_CLOEXEC)
 	if err != nil {
 		return reply{}, unix.ELOOP // a name too long for a memfd: as if O_NOFOLLOW refused it
 	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return reply{}, err
+	}
+	held, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return reply{}, err
+	}
+	v.mu.Lock()
+	if v.proxies == nil {
+		v.proxies = map[devIno]int{}
+	}
+	v.proxies[devIno{st.Dev, st.Ino}] = held
+	v.mu.Unlock()
 	return reply{kind: replyFD, fd: fd, cloexec: cloexec}, nil
 }
 
-// proxyPath returns the view path an O_PATH proxy stands for, given what /proc/TID/fd/N reads.
-func proxyPath(target string) (string, bool) {
+// proxyOf returns the view path an O_PATH proxy stands for, given what readlink of a magic link
+// to it reads and the object's own stat; false for anything but a memfd this view made.
+func (v *View) proxyOf(target string, st *unix.Stat_t) (string, bool) {
 	s, ok := strings.CutPrefix(target, "/memfd:"+opathPrefix)
 	if !ok {
+		return "", false
+	}
+	v.mu.Lock()
+	_, made := v.proxies[devIno{st.Dev, st.Ino}]
+	v.mu.Unlock()
+	if !made {
 		return "", false
 	}
 	return strings.TrimSuffix(s, " (deleted)"), true
 }
 
 // fdProxy returns the view path that the task's descriptor fd stands for, when it is a proxy.
-func fdProxy(t tracee, fd int) (string, bool) {
-	target, err := readlink(t.procPath("fd/" + strconv.Itoa(fd)))
-	if err != nil {
+func (v *View) fdProxy(t tracee, fd int) (string, bool) {
+	link := t.procPath("fd/" + strconv.Itoa(fd))
+	target, err := readlink(link)
+	if err != nil || !strings.HasPrefix(target, "/memfd:"+opathPrefix) {
 		return "", false
 	}
-	return proxyPath(target)
+	var st unix.Stat_t
+	if err := unix.Stat(link, &st); err != nil {
+		return "", false
+	}
+	return v.proxyOf(target, &st)
 }

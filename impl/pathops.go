@@ -73,7 +73,7 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 		return r, false, o.pathErr
 	}
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
-		if p, ok := fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
+		if p, ok := v.fdProxy(t, o.dirfd); ok { // an O_PATH proxy names the object it stands for
 			r, err = v.resolve(t, unix.AT_FDCWD, p, resolveOpts{named: true})
 			return r, false, err
 		}
@@ -1008,8 +1008,14 @@ func (v *View) placeOf(obj int) (string, place, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	if p, ok := proxyPath(target); ok { // an O_PATH proxy stands for a symlink of the view
-		return p, placeTree, nil
+	if strings.HasPrefix(target, "/memfd:"+opathPrefix) {
+		var st unix.Stat_t
+		if err := unix.Fstat(obj, &st); err != nil {
+			return "", 0, err
+		}
+		if p, ok := v.proxyOf(target, &st); ok { // an O_PATH proxy stands for a symlink of the view
+			return p, placeTree, nil
+		}
 	}
 	if !strings.HasPrefix(target, "/") {
 		return "", placeOutside, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,9 @@ func TestMain(m *testing.M) {
 	}
 	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
 		os.Exit(runLiveness(root))
+	}
+	if target := os.Getenv("FSVIRT_TEST_FORGED_PROXY"); target != "" {
+		os.Exit(forgeProxy(target))
 	}
 	if script := os.Getenv("FSVIRT_TEST_SH_AS_CAPLESS_ROOT"); script != "" {
 		// A shell as root without any capability.
@@ -329,6 +333,70 @@ func TestProcessLongPaths(t *testing.T) {
 			}
 			if hashTree(t, shared) != before {
 				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+// forgeProxy, as nobody, makes a memfd named as fsvirt names its O_PATH proxies, for target, and
+// prints what reading it through /proc/self/fd/N and fstat of it find: the memfd's (nothing, 0
+// bytes), as the kernel has it, not target's.
+func forgeProxy(target string) int {
+	if err := dropTo(65534); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	// Dumpable again, as after an exec: /proc/self/fd is then nobody's.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fd, err := unix.MemfdCreate("fsvirt-opath:"+target, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	b, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(fd))
+	fmt.Printf("read %q %v\n", b, err)
+	var st unix.Stat_t
+	err = unix.Fstatat(fd, "", &st, unix.AT_EMPTY_PATH)
+	fmt.Printf("fstatat size %d %v\n", st.Size, err)
+	return 0
+}
+
+// TestProcessForgedProxyIgnored: a task's own memfd named as fsvirt's O_PATH proxies are is a
+// memfd, not a name for any view path it likes: through it nobody would reach a file in root's
+// 0700 directory, which no search permission lets it reach.
+func TestProcessForgedProxyIgnored(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a directory nobody cannot search")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-proxy-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	shared := filepath.Join(base, "tree")
+	mkTree(t, shared, "dir private", "file private/secret secret")
+	os.Chmod(filepath.Join(shared, "private"), 0o700)
+	os.Chmod(filepath.Join(shared, "private/secret"), 0o644)
+	target := filepath.Join(shared, "private/secret")
+	native := exec.Command(self)
+	native.Env = append(os.Environ(), "FSVIRT_TEST_FORGED_PROXY="+target)
+	want, err := native.Output()
+	if err != nil || !strings.Contains(string(want), "fstatat size 0 <nil>") {
+		t.Fatalf("natively: %v: %s", err, want)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			got, res := runPolicyCmd(t, shared, policy, []string{"FSVIRT_TEST_FORGED_PROXY=" + target}, self)
+			if got != string(want) || res.ExitStatus != 0 {
+				t.Errorf("in the view: %q (status %d); natively: %q", got, res.ExitStatus, want)
 			}
 		})
 	}

@@ -225,7 +225,7 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 				if o.resolve&(unix.RESOLVE_NO_MAGICLINKS|unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0 {
 					return r, unix.ELOOP
 				}
-				mapped, ok, err := v.magicTarget(target)
+				mapped, ok, err := v.magicTarget(target, l.host)
 				if err != nil {
 					return r, err
 				}
@@ -391,9 +391,18 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 // object has none (pipes, sockets, anonymous inodes, deleted files). A target in the store root
 // that is not in this view's own private layer, deleted or not, is ENOENT: another view's file,
 // which a task of the same user can name by /proc/PID/fd/N, is not in this view.
-func (v *View) magicTarget(target string) (string, bool, error) {
-	if p, ok := proxyPath(target); ok {
-		return p, true, nil
+//
+// link is the magic link's host path, whose object tells an O_PATH proxy from a task's memfd of
+// the same name.
+func (v *View) magicTarget(target, link string) (string, bool, error) {
+	if strings.HasPrefix(target, "/memfd:"+opathPrefix) {
+		var st unix.Stat_t
+		if err := long.Stat(link, &st); err != nil {
+			return "", false, err
+		}
+		if p, ok := v.proxyOf(target, &st); ok {
+			return p, true, nil
+		}
 	}
 	if !strings.HasPrefix(target, "/") {
 		return "", false, nil

@@ -223,6 +223,9 @@ type View struct {
 	// of the ghosts made (see ghost).
 	ghosts   map[string]*ghost
 	ghostFDs []int
+	// proxies are the O_PATH proxies the view made (opathProxy), by device and inode, with the
+	// supervisor's own descriptor of each, held until the view ends.
+	proxies  map[devIno]int
 	ghostSeq int
 
 	// dirs remembers shared directories that a walk from "/" reached through directories only:
