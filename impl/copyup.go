@@ -4,6 +4,7 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,10 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 		}
 	}
 	if err := unix.Fchown(dst, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
+		return fail(err)
+	}
+	// After the chown, which would clear security.capability.
+	if err := copyXattrsFD(sfd, dst); err != nil {
 		return fail(err)
 	}
 	if err := unix.Fchmod(dst, st.Mode&07777); err != nil {
@@ -147,6 +152,55 @@ func futimens(fd int, atime, mtime unix.Timespec) error {
 	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
 	if errno != 0 {
 		return errno
+	}
+	return nil
+}
+
+// Extended attributes go with a copy-up, as overlayfs copies them: user.* (which getfattr in the
+// view would otherwise find gone), ACLs, trusted.* and security.* where the supervisor may set
+// them. One the supervisor may not set, or the private layer's file system does not take, is
+// left out; running out of space is a failed copy-up.
+
+// copyXattrs copies the extended attributes of host path src to dst, neither followed.
+func copyXattrs(src, dst string) error {
+	return copyXattrsWith(func(b []byte) (int, error) { return long.Llistxattr(src, b) },
+		func(n string, b []byte) (int, error) { return long.Lgetxattr(src, n, b) },
+		func(n string, b []byte) error { return long.Lsetxattr(dst, n, b, 0) })
+}
+
+// copyXattrsFD is copyXattrs between open files.
+func copyXattrsFD(src, dst int) error {
+	return copyXattrsWith(func(b []byte) (int, error) { return unix.Flistxattr(src, b) },
+		func(n string, b []byte) (int, error) { return unix.Fgetxattr(src, n, b) },
+		func(n string, b []byte) error { return unix.Fsetxattr(dst, n, b, 0) })
+}
+
+func copyXattrsWith(list func([]byte) (int, error), get func(string, []byte) (int, error), set func(string, []byte) error) error {
+	size, err := list(nil)
+	if err != nil || size == 0 {
+		return nil // none, or a file system without them
+	}
+	names := make([]byte, size)
+	if size, err = list(names); err != nil {
+		return nil
+	}
+	var value []byte
+	for _, name := range strings.Split(strings.TrimRight(string(names[:size]), "\x00"), "\x00") {
+		n, err := get(name, nil)
+		if err != nil {
+			continue
+		}
+		if cap(value) < n {
+			value = make([]byte, n)
+		}
+		if n, err = get(name, value[:n]); err != nil {
+			continue
+		}
+		switch err := set(name, value[:n]); err {
+		case nil, unix.EPERM, unix.EACCES, unix.ENOTSUP, unix.EINVAL:
+		default:
+			return err
+		}
 	}
 	return nil
 }

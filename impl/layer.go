@@ -281,7 +281,7 @@ func (v *View) ensureDir(p string) error {
 	if err := long.Mkdir(up, 0o700); err != nil && err != unix.EEXIST {
 		return err
 	}
-	if err := copyMeta(up, &st); err != nil {
+	if err := copyMeta(l.host, up, &st); err != nil {
 		return err
 	}
 	v.setEntry(p, &entry{kind: entryDir, lower: l.host})
@@ -307,9 +307,14 @@ func keepMeta(src, p string, st *unix.Stat_t) error {
 }
 
 // copyMeta gives host object p (not a symlink) st's permission bits, owner and times.
-func copyMeta(p string, st *unix.Stat_t) error {
+func copyMeta(src, p string, st *unix.Stat_t) error {
 	if err := long.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
 		return err
+	}
+	if src != "" {
+		if err := copyXattrs(src, p); err != nil {
+			return err
+		}
 	}
 	if err := long.Chmod(p, st.Mode&07777); err != nil {
 		return err
@@ -346,7 +351,7 @@ func (v *View) materialize(p string) error {
 		if err := long.Lstat(e.lower, &st); err != nil {
 			return err
 		}
-		if err := copyMeta(up, &st); err != nil {
+		if err := copyMeta("", up, &st); err != nil { // its xattrs were copied when it was made
 			return err
 		}
 	} else if err := long.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -385,7 +390,7 @@ func (v *View) addable(p string) error {
 	if err := long.Lstat(e.lower, &st); err != nil {
 		return err
 	}
-	if err := copyMeta(up, &st); err != nil {
+	if err := copyMeta("", up, &st); err != nil {
 		return err
 	}
 	v.mu.Lock()
@@ -562,6 +567,9 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		if err := long.Symlink(target, up); err != nil {
 			return err
 		}
+		if err := copyXattrs(l.host, up); err != nil {
+			return err
+		}
 		if err := long.Lchown(up, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
 			return err
 		}
@@ -573,7 +581,7 @@ func (v *View) copyUpObj(p string, truncate bool) error {
 		if err := long.Mknod(up, st.Mode, int(st.Rdev)); err != nil {
 			return err
 		}
-		if err := copyMeta(up, &st); err != nil {
+		if err := copyMeta(l.host, up, &st); err != nil {
 			return err
 		}
 	}

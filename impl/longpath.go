@@ -221,6 +221,10 @@ func (longCalls) Setxattr(p, attr string, data []byte, flags int) error {
 	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Setxattr(magicPath(d, r), attr, data, flags) })
 }
 
+func (longCalls) Lsetxattr(p, attr string, data []byte, flags int) error {
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Lsetxattr(magicPath(d, r), attr, data, flags) })
+}
+
 func (longCalls) Removexattr(p, attr string) error {
 	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Removexattr(magicPath(d, r), attr) })
 }
