@@ -364,23 +364,11 @@ func forgeProxy(target string) int {
 	return 0
 }
 
-// TestProcessForgedProxyIgnored: a task's own memfd named as fsvirt's O_PATH proxies are is a
-// memfd, not a name for any view path it likes: through it nobody would reach a file in root's
+// TestProcessForgedProxyIgnored: a task's own memfd, named as fsvirt names its O_PATH proxies, is
+// a memfd, not a name for any view path it likes: through it nobody would reach a file in root's
 // 0700 directory, which no search permission lets it reach.
 func TestProcessForgedProxyIgnored(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to make a directory nobody cannot search")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-proxy-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	self, base := rootTestBase(t, "needs root to make a directory nobody cannot search", "fsvirt-proxy-test-")
 	shared := filepath.Join(base, "tree")
 	mkTree(t, shared, "dir private", "file private/secret secret")
 	os.Chmod(filepath.Join(shared, "private"), 0o700)
@@ -428,6 +416,27 @@ func TestProcessCopyUpKeepsXattrs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rootTestBase skips t unless it runs as root (why says what for), and returns this test binary,
+// which tests run as their command, and a fresh directory that every user may search (a
+// t.TempDir is not), removed when t ends.
+func rootTestBase(t *testing.T, why, prefix string) (self, base string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err = os.MkdirTemp(defaultStoreRoot(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	return self, base
 }
 
 // hasProgram reports whether prog is on PATH.
@@ -579,20 +588,7 @@ func dropCapabilities() error {
 // shell's credentials), in the view and on a copy of a tree of two owners, and wants the same
 // output from both.
 func compareCallerWithKernel(t *testing.T, env, script, who string) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to build a tree of two owners")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Under a directory nobody may search (t.TempDir's are not).
-	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-unpriv-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	self, base := rootTestBase(t, "needs root to build a tree of two owners", "fsvirt-unpriv-test-")
 	shared := filepath.Join(base, "tree")
 	os.Mkdir(shared, 0o755)
 	mkTree(t, shared, "file rootfile r", "file nobodyfile n", "file groupfile g", "file nobodyfile-rootgroup n",
@@ -662,19 +658,7 @@ r ./prog-0711
 // execute permission with access(2), as itself, until rapid found chdir into a 0700 directory
 // renamed in the view succeeding as nobody): the same scripts in the view and on a copy.
 func TestProcessUnprivilegedAfterRootChanges(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to change the tree as root and then drop to nobody")
-	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-unpriv-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	os.Chmod(base, 0o755)
+	self, base := rootTestBase(t, "needs root to change the tree as root and then drop to nobody", "fsvirt-unpriv-test-")
 	shared := filepath.Join(base, "tree")
 	os.Mkdir(shared, 0o755)
 	mkTree(t, shared, "dir rootdir", "file rootdir/inner i")
