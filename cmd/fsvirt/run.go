@@ -109,18 +109,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		jsonTo = fs.String("json-file", "", "")
 		limits impl.Limits
 	)
-	fs.Func("max-bytes", "", func(s string) (err error) {
-		limits.Bytes, err = parseSize(s)
-		return err
-	})
-	fs.Func("max-files", "", func(s string) error {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("not a positive number of files: %q", s)
-		}
-		limits.Files = n
-		return nil
-	})
+	limitFlags(fs, &limits)
 	fs.Var(&trees, "tree", "")
 	s := summary{Schema: jsonSchema, Changes: []change{}}
 	if err := fs.Parse(args); err != nil {
@@ -292,4 +281,20 @@ func parseSize(s string) (int64, error) {
 		return 0, bad
 	}
 	return n << sh, nil
+}
+
+// limitFlags defines --max-bytes and --max-files, which set l, on fs.
+func limitFlags(fs *flag.FlagSet, l *impl.Limits) {
+	fs.Func("max-bytes", "", func(s string) (err error) {
+		l.Bytes, err = parseSize(s)
+		return err
+	})
+	fs.Func("max-files", "", func(s string) error {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("not a positive number of files: %q", s)
+		}
+		l.Files = n
+		return nil
+	})
 }

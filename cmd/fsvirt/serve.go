@@ -120,18 +120,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		maxEvent, err = parseSize(s)
 		return err
 	})
-	fs.Func("max-bytes", "", func(s string) (err error) {
-		limits.Bytes, err = parseSize(s)
-		return err
-	})
-	fs.Func("max-files", "", func(s string) error {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("not a positive number of files: %q", s)
-		}
-		limits.Files = n
-		return nil
-	})
+	limitFlags(fs, &limits)
 	fs.Var(&trees, "tree", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
