@@ -26,7 +26,8 @@
 #   --vm      run step 4 even with --quick
 #
 # Longer property runs: RAPID_CHECKS=5000 scripts/test.sh (internal/propcheck/doc.go). The whole
-# run is to stay under 25 minutes on two cores (CI's budget); it took about 13 (798 s at db1b9d6, with the machine loaded by other work).
+# run is to stay under 25 minutes on two cores (CI's budget); it took about 13 (798 s at
+# db1b9d6, with the machine loaded by other work).
 # Exit status: non-zero when anything failed.
 set -euo pipefail
 
