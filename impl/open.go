@@ -337,6 +337,18 @@ func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply,
 	if err != nil {
 		return reply{}, err
 	}
+	if n, ok := ownFDLink(p, t.tid, c.tgid); ok {
+		// The caller's own descriptor, which the kernel lets it reach whatever the modes of its
+		// /proc directory (root's, once it changed its credentials): reopened through the
+		// supervisor's own copy, whose magic link the supervisor may follow as the caller; the
+		// object's own permissions are checked as usual.
+		obj, _, err := t.taskObject(n)
+		if err != nil {
+			return reply{}, err
+		}
+		defer unix.Close(obj)
+		p = fdPath(obj)
+	}
 	var fd int
 	err = asCaller(c, func() (err error) {
 		fd, err = long.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -353,6 +365,20 @@ func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply,
 		return reply{}, err
 	}
 	return fdReply(fd, nil, flags, cloexec)
+}
+
+// ownFDLink returns N when p is /proc/PID/fd/N or /proc/PID/task/TID/fd/N of the caller's own
+// process (tgid) or thread (tid).
+func ownFDLink(p string, tid, tgid int) (int, bool) {
+	if !ownProc(p, tid, tgid) {
+		return 0, false
+	}
+	dir, name := path.Split(p)
+	if !strings.HasSuffix(dir, "/fd/") {
+		return 0, false
+	}
+	n, err := strconv.Atoi(name)
+	return n, err == nil && n >= 0
 }
 
 // fdReply answers with descriptor fd, opened with O_NONBLOCK added to flags, or with err.

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
 		os.Exit(runLiveness(root))
 	}
+	if os.Getenv("FSVIRT_TEST_OWN_PROC") != "" {
+		os.Exit(readOwnProc())
+	}
 	if target := os.Getenv("FSVIRT_TEST_FORGED_PROXY"); target != "" {
 		os.Exit(forgeProxy(target))
 	}
@@ -362,6 +365,45 @@ func forgeProxy(target string) int {
 	err = unix.Fstatat(fd, "", &st, unix.AT_EMPTY_PATH)
 	fmt.Printf("fstatat size %d %v\n", st.Size, err)
 	return 0
+}
+
+// readOwnProc, as nobody and so no longer dumpable, reads a memfd of its own through
+// /proc/self/fd/N and prints what it found.
+func readOwnProc() int {
+	if err := dropTo(65534); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fd, err := unix.MemfdCreate("mine", 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	unix.Write(fd, []byte("hi"))
+	b, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(fd))
+	fmt.Printf("read %q %v\n", b, err)
+	return 0
+}
+
+// TestProcessOwnProcAfterCredentialChange: a process that changed its credentials (and so is no
+// longer dumpable, its /proc/PID/fd root's, mode 0500) reaches its own descriptors through
+// /proc/self/fd, as the kernel lets it.
+func TestProcessOwnProcAfterCredentialChange(t *testing.T) {
+	self, base := rootTestBase(t, "needs root to change credentials", "fsvirt-ownproc-test-")
+	native := exec.Command(self)
+	native.Env = append(os.Environ(), "FSVIRT_TEST_OWN_PROC=1")
+	want, err := native.Output()
+	if err != nil || string(want) != "read \"hi\" <nil>\n" {
+		t.Fatalf("natively: %v: %q", err, want)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			got, res := runPolicyCmd(t, base, policy, []string{"FSVIRT_TEST_OWN_PROC=1"}, self)
+			if got != string(want) || res.ExitStatus != 0 {
+				t.Errorf("in the view: %q (status %d); natively: %q", got, res.ExitStatus, want)
+			}
+		})
+	}
 }
 
 // TestProcessForgedProxyIgnored: a task's own memfd, named as fsvirt names its O_PATH proxies, is

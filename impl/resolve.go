@@ -377,6 +377,9 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 			return nil
 		}
 		caller = **c
+		if ownProc(dir, t.tid, caller.tgid) {
+			return nil
+		}
 	}
 	if !located {
 		var err error
@@ -385,6 +388,18 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 		}
 	}
 	return hostMay(caller, l.host, unix.X_OK)
+}
+
+// ownProc reports whether dir is the /proc directory of the caller's own process (tgid) or
+// thread (tid), or lies in it: the kernel lets a task into its own whatever their modes (a process
+// that changed its credentials is not dumpable, and its /proc/PID/fd is root's, mode 0500).
+func ownProc(dir string, tid, tgid int) bool {
+	rest, ok := strings.CutPrefix(dir, "/proc/")
+	if !ok {
+		return false
+	}
+	pid, _, _ := strings.Cut(rest, "/")
+	return pid == strconv.Itoa(tgid) || pid == strconv.Itoa(tid)
 }
 
 // magicTarget turns what readlink says of a magic link into a view path, or reports that the
