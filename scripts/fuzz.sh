@@ -13,7 +13,7 @@ Runs each fuzz target of ./fuzz with Go's fuzzing engine for DURATION (a Go dura
   TARGET  kernel K  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
 
 TARGET is one of the package's fuzz targets (FuzzOpenatFlags, FuzzRelativeDirfds, FuzzSymlinks,
-FuzzRacingThread, FuzzProcessTree); default all. A failing input is written to
+FuzzRacingThread, FuzzProcessTree, FuzzCreds); default all. A failing input is written to
 fuzz/testdata/fuzz/TARGET/ (commit it: go test replays it as a regression test); new corpus
 entries stay in Go's fuzz cache. The full output of each run goes to a log in $FUZZ_LOGDIR
 (default: a new temporary directory). $FUZZ_PARALLEL sets the number of fuzzing workers (default
