@@ -231,10 +231,21 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case !mayWrite(uint64(flags)) && fast && r.pure && !creat:
 		return reply{kind: replyContinue}, nil
 	case r.mode == unix.S_IFREG && r.inTree && writesData(flags):
-		if err := v.copyUp(r.path, r.host, flags&unix.O_TRUNC != 0); err != nil {
+		trunc := flags&unix.O_TRUNC != 0
+		if err := v.copyUp(r.path, r.host, trunc); err != nil {
 			return reply{}, err
 		}
-		return openFD(v.upperPath(r.path), flags, cloexec)
+		rep, err := openFD(v.upperPath(r.path), flags, cloexec)
+		if err != nil && trunc {
+			// The open failed after a copy-up that left the data out (a flag the private layer's
+			// file system refuses, O_DIRECT on tmpfs before 6.6, say), where the kernel fails
+			// before it truncates: the data is copied again from the shared file, which is
+			// unchanged. The file stays the view's own copy, with the shared file's content.
+			if cerr := v.copyUp(r.path, r.host, false); cerr != nil {
+				return reply{}, cerr
+			}
+		}
+		return rep, err
 	}
 	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
 	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
