@@ -513,31 +513,33 @@ func (v *View) opathProxy(p string, cloexec bool) (reply, error) {
 }
 
 // proxyOf returns the view path an O_PATH proxy stands for, given what readlink of a magic link
-// to it reads and the object's own stat; false for anything but a memfd this view made.
-func (v *View) proxyOf(target string, st *unix.Stat_t) (string, bool) {
+// to it reads; false for anything but a memfd this view made, which stat, the object's own stat,
+// tells from a task's memfd of the same name (it is called only for a name that could be one).
+func (v *View) proxyOf(target string, stat func(*unix.Stat_t) error) (string, bool, error) {
 	s, ok := strings.CutPrefix(target, "/memfd:"+opathPrefix)
 	if !ok {
-		return "", false
+		return "", false, nil
+	}
+	var st unix.Stat_t
+	if err := stat(&st); err != nil {
+		return "", false, err
 	}
 	v.mu.Lock()
 	_, made := v.proxies[devIno{st.Dev, st.Ino}]
 	v.mu.Unlock()
 	if !made {
-		return "", false
+		return "", false, nil
 	}
-	return strings.TrimSuffix(s, " (deleted)"), true
+	return strings.TrimSuffix(s, " (deleted)"), true, nil
 }
 
 // fdProxy returns the view path that the task's descriptor fd stands for, when it is a proxy.
 func (v *View) fdProxy(t tracee, fd int) (string, bool) {
 	link := t.procPath("fd/" + strconv.Itoa(fd))
 	target, err := readlink(link)
-	if err != nil || !strings.HasPrefix(target, "/memfd:"+opathPrefix) {
+	if err != nil {
 		return "", false
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(link, &st); err != nil {
-		return "", false
-	}
-	return v.proxyOf(target, &st)
+	p, ok, _ := v.proxyOf(target, func(st *unix.Stat_t) error { return unix.Stat(link, st) })
+	return p, ok
 }

@@ -1008,14 +1008,12 @@ func (v *View) placeOf(obj int) (string, place, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	if strings.HasPrefix(target, "/memfd:"+opathPrefix) {
-		var st unix.Stat_t
-		if err := unix.Fstat(obj, &st); err != nil {
-			return "", 0, err
-		}
-		if p, ok := v.proxyOf(target, &st); ok { // an O_PATH proxy stands for a symlink of the view
-			return p, placeTree, nil
-		}
+	p, ok, err := v.proxyOf(target, func(st *unix.Stat_t) error { return unix.Fstat(obj, st) })
+	if err != nil {
+		return "", 0, err
+	}
+	if ok { // an O_PATH proxy stands for a symlink of the view
+		return p, placeTree, nil
 	}
 	if !strings.HasPrefix(target, "/") {
 		return "", placeOutside, nil
@@ -1040,7 +1038,7 @@ func (v *View) placeOf(obj int) (string, place, error) {
 	if err := long.Lstat(h, &at); err != nil || at.Dev != st.Dev || at.Ino != st.Ino {
 		return "", 0, unix.EAGAIN
 	}
-	p := v.viewOfLower(h)
+	p = v.viewOfLower(h)
 	if v.ns.inTree(p) {
 		return p, placeTree, nil
 	}

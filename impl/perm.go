@@ -27,6 +27,12 @@ const fsCaps = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_RE
 // capable reports whether caller c holds capability cap in its effective set.
 func (c creds) capable(cap int) bool { return c.capEff&(1<<cap) != 0 }
 
+// searchesAll reports whether caller c may search every directory (CAP_DAC_READ_SEARCH, or
+// CAP_DAC_OVERRIDE, which implies it for directories).
+func (c creds) searchesAll() bool {
+	return c.capable(unix.CAP_DAC_READ_SEARCH) || c.capable(unix.CAP_DAC_OVERRIDE)
+}
+
 // privileged reports whether the kernel would let caller c past every check made here: it holds
 // every capability of fsCaps.
 func (c creds) privileged() bool { return c.capEff&fsCaps == fsCaps }

@@ -347,7 +347,7 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 // search every directory. A dir that cannot be located is left to the lookup in it, which fails
 // as it would.
 func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
-	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && ((*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE)) {
+	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).searchesAll() {
 		return nil
 	}
 	located := false
@@ -373,7 +373,7 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 	}
 	if *c != nil {
 		// As above, for the first directory that needs the credentials.
-		if (*c).capable(unix.CAP_DAC_READ_SEARCH) || (*c).capable(unix.CAP_DAC_OVERRIDE) {
+		if (*c).searchesAll() {
 			return nil
 		}
 		caller = **c
@@ -410,14 +410,8 @@ func ownProc(dir string, tid, tgid int) bool {
 // link is the magic link's host path, whose object tells an O_PATH proxy from a task's memfd of
 // the same name.
 func (v *View) magicTarget(target, link string) (string, bool, error) {
-	if strings.HasPrefix(target, "/memfd:"+opathPrefix) {
-		var st unix.Stat_t
-		if err := long.Stat(link, &st); err != nil {
-			return "", false, err
-		}
-		if p, ok := v.proxyOf(target, &st); ok {
-			return p, true, nil
-		}
+	if p, ok, err := v.proxyOf(target, func(st *unix.Stat_t) error { return long.Stat(link, st) }); err != nil || ok {
+		return p, ok, err
 	}
 	if !strings.HasPrefix(target, "/") {
 		return "", false, nil
