@@ -32,8 +32,8 @@ import (
 type ids struct {
 	uid, gid int
 	groups   []int
-	// capEff and capPrm are the effective and permitted capability sets.
-	capEff, capPrm uint64
+	// capEff, capPrm and capInh are the effective, permitted and inheritable capability sets.
+	capEff, capPrm, capInh uint64
 }
 
 var (
@@ -51,6 +51,7 @@ func selfIDs() ids {
 		if unix.Capget(&hdr, &data[0]) == nil {
 			self.capEff = uint64(data[0].Effective) | uint64(data[1].Effective)<<32
 			self.capPrm = uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
+			self.capInh = uint64(data[0].Inheritable) | uint64(data[1].Inheritable)<<32
 		}
 	})
 	return self
@@ -92,14 +93,15 @@ func asCaller(c creds, fn func() error) error {
 }
 
 // setEffectiveCaps makes eff the calling thread's effective capability set (capset(2) acts on
-// the calling thread only), its permitted and inheritable sets kept.
+// the calling thread only), its permitted and inheritable sets the supervisor's (selfIDs), which
+// no thread of it changes: one system call, on the path of every unprivileged caller's check.
 func setEffectiveCaps(eff uint64) error {
+	me := selfIDs()
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return err
+	data := [2]unix.CapUserData{
+		{Effective: uint32(eff), Permitted: uint32(me.capPrm), Inheritable: uint32(me.capInh)},
+		{Effective: uint32(eff >> 32), Permitted: uint32(me.capPrm >> 32), Inheritable: uint32(me.capInh >> 32)},
 	}
-	data[0].Effective, data[1].Effective = uint32(eff), uint32(eff>>32)
 	return unix.Capset(&hdr, &data[0])
 }
 
