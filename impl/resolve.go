@@ -118,8 +118,16 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 		name := rest[0]
 		rest = rest[1:]
 		last := len(rest) == 0
-		if !gone && !o.named {
-			if err := v.maySearch(t, &creds, cur, curSt); err != nil {
+		if !o.named {
+			var err error
+			if !gone {
+				err = v.maySearch(t, &creds, cur, curSt)
+			} else if ghost != "" {
+				// A removed directory keeps its mode: the kernel checks it before it finds
+				// nothing there.
+				err = v.maySearchHost(t, &creds, cur, ghost)
+			}
+			if err != nil {
 				return r, err
 			}
 		}
@@ -360,26 +368,9 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 		}
 		located = true
 	}
-	// A supervisor that is not root checks as itself whatever the caller's credentials
-	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
-	me := selfIDs()
-	caller := creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups, capEff: me.capEff}
-	if *c == nil && me.uid == 0 {
-		cr, err := t.status()
-		if err != nil {
-			return err
-		}
-		*c = &cr
-	}
-	if *c != nil {
-		// As above, for the first directory that needs the credentials.
-		if (*c).searchesAll() {
-			return nil
-		}
-		caller = **c
-		if ownProc(dir, t.tid, caller.tgid) {
-			return nil
-		}
+	caller, all, err := walkCaller(t, c, dir)
+	if err != nil || all {
+		return err
 	}
 	if !located {
 		var err error
@@ -388,6 +379,47 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 		}
 	}
 	return hostMay(caller, l.host, unix.X_OK)
+}
+
+// maySearchHost is maySearch for view directory dir that the supervisor reaches at host path h
+// rather than by locating dir: a directory the view removed, which the caller still holds.
+func (v *View) maySearchHost(t tracee, c **creds, dir, h string) error {
+	var st unix.Stat_t
+	if long.Stat(h, &st) != nil || st.Mode&0o111 == 0o111 || *c != nil && (*c).searchesAll() {
+		return nil
+	}
+	caller, all, err := walkCaller(t, c, dir)
+	if err != nil || all {
+		return err
+	}
+	return hostMay(caller, h, unix.X_OK)
+}
+
+// walkCaller returns the credentials a walk checks search permission with, reading the caller's
+// into *c once per walk, and all when they search dir whatever its mode.
+func walkCaller(t tracee, c **creds, dir string) (caller creds, all bool, err error) {
+	// A supervisor that is not root checks as itself whatever the caller's credentials
+	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
+	me := selfIDs()
+	caller = creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups, capEff: me.capEff}
+	if *c == nil && me.uid == 0 {
+		cr, err := t.status()
+		if err != nil {
+			return caller, false, err
+		}
+		*c = &cr
+	}
+	if *c != nil {
+		// As above, for the first directory that needs the credentials.
+		if (*c).searchesAll() {
+			return caller, true, nil
+		}
+		caller = **c
+		if ownProc(dir, t.tid, caller.tgid) {
+			return caller, true, nil
+		}
+	}
+	return caller, false, nil
 }
 
 // ownProc reports whether dir is the /proc directory of the caller's own process (tgid) or
