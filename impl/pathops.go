@@ -690,11 +690,26 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
+	// A directory the rename replaces is removed: what a task that holds it will see (see ghost).
+	var replaced *unix.Stat_t
+	if to.exists && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
+		replaced = new(unix.Stat_t)
+		if err := long.Lstat(to.host, replaced); err != nil {
+			return reply{}, err
+		}
+	}
 	if err := long.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
 	if to.exists && !exchange && from.path != to.path {
 		v.noteRemoved(to.path) // the name now shows another object: a shared one it replaced is deleted
+	}
+	if replaced != nil {
+		lower := to.host
+		if to.ent != nil {
+			lower = to.ent.lower
+		}
+		v.removedDir(to.path, lower, replaced)
 	}
 	// A name renamed onto another link of its file stays where it was, as rename(2) leaves both.
 	var st unix.Stat_t

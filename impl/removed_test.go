@@ -1,10 +1,14 @@
 package impl
 
 import (
+	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt"
+	"github.com/fsvirt/fsvirt/internal/sysexec"
 )
 
 // statDot logs what a stat of path relative to dirfd says: mode and links. An empty path stats
@@ -57,6 +61,16 @@ func (r *rec) removedDir(dirfd int, recreate string, selfStat bool) {
 	r.statDot("./../g", dirfd, "./../g")
 	r.close(r.openat(dirfd, "../made", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
 	r.statDot("made", unix.AT_FDCWD, r.p("made"))
+}
+
+// getcwd logs the working directory, or why there is none.
+func (r *rec) getcwd() {
+	buf := make([]byte, unix.PathMax)
+	n, err := unix.Getcwd(buf)
+	if err != nil {
+		n = 1
+	}
+	r.logf("getcwd = %s %q", errStr(err), buf[:n-1])
 }
 
 // removedCases: a working directory or directory descriptor whose directory the invocation
@@ -115,12 +129,92 @@ var removedCases = []openCase{
 		r.removedDir(fd, "n", true)
 		r.close(fd)
 	}},
+	// A rename of another directory onto it removes a directory just as rmdir does.
+	{"cwd-private-replaced-by-rename", baseTree, func(r *rec) {
+		r.call("mkdir a/n", unix.Mkdir(r.p("a/n"), 0o700))
+		r.call("mkdir a/m", unix.Mkdir(r.p("a/m"), 0o750))
+		r.call("chdir", unix.Chdir(r.p("a/n")))
+		r.call("rename a/m onto a/n", unix.Rename(r.p("a/m"), r.p("a/n")))
+		r.getcwd()
+		r.call("rename a", unix.Rename(r.p("a"), r.p("z")))
+		r.getcwd()
+		r.statDot("z/n", unix.AT_FDCWD, r.p("z/n"))
+		r.removedDir(unix.AT_FDCWD, "z/n", true)
+	}},
+	{"cwd-shared-replaced-by-rename", baseTree, func(r *rec) {
+		r.call("mkdir m", unix.Mkdir(r.p("m"), 0o750))
+		r.call("chdir", unix.Chdir(r.p("d")))
+		r.call("rename m onto d", unix.Rename(r.p("m"), r.p("d")))
+		r.getcwd()
+		r.removedDir(unix.AT_FDCWD, "d", true)
+	}},
+	{"dirfd-shared-replaced-by-rename", baseTree, func(r *rec) {
+		fd := r.open("d", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.call("mkdir m", unix.Mkdir(r.p("m"), 0o750))
+		r.call("rename m onto d", unix.Rename(r.p("m"), r.p("d")))
+		r.removedDir(fd, "d", false)
+		r.close(fd)
+	}},
 	{"dirfd-shared", baseTree, func(r *rec) {
 		fd := r.open("d", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		r.call("rmdir", unix.Rmdir(r.p("d")))
 		r.removedDir(fd, "d", false)
 		r.close(fd)
 	}},
+}
+
+// asNobody runs fn with the calling thread's effective IDs nobody's, then root's again.
+func (r *rec) asNobody(fn func()) {
+	if err := sysexec.SetCred(fsvirt.Cred{Uid: 65534, Gid: 65534}); err != nil {
+		r.logf("as nobody: %s", errStr(err))
+		return
+	}
+	defer func() {
+		if err := sysexec.SetCred(fsvirt.Cred{}); err != nil {
+			panic(err) // the thread cannot go on as root
+		}
+	}()
+	fn()
+}
+
+// removedModeCases: a removed directory keeps its mode, which the kernel checks before it finds
+// nothing in it (rapid found the view answering ENOENT where the kernel refuses with EACCES).
+var removedModeCases = []openCase{
+	{"dirfd-private-0700", baseTree, func(r *rec) {
+		r.call("mkdir n", unix.Mkdir(r.p("n"), 0o700))
+		fd := r.open("n", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		r.call("rmdir n", unix.Rmdir(r.p("n")))
+		r.asNobody(func() {
+			r.statDot("x", fd, "x")
+			r.statDot(".", fd, ".")
+			r.close(r.openat(fd, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+			r.call("mkdir x", unix.Mkdirat(fd, "x", 0o755))
+		})
+		r.close(fd)
+	}},
+	{"cwd-shared-0700", baseTree, func(r *rec) {
+		r.call("chmod d", unix.Chmod(r.p("d"), 0o700))
+		r.call("chdir d", unix.Chdir(r.p("d")))
+		r.call("rmdir d", unix.Rmdir(r.p("d")))
+		r.asNobody(func() {
+			r.statDot("x", unix.AT_FDCWD, "x")
+			r.statDot("..", unix.AT_FDCWD, "..")
+			r.close(r.openat(unix.AT_FDCWD, "x", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644))
+		})
+	}},
+}
+
+// TestRemovedDirectoryMode: as nobody, in a directory of root's, mode 0700, that the view removed
+// while the task held it, the view refuses what the kernel refuses (see removedModeCases).
+func TestRemovedDirectoryMode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch a thread to nobody and back")
+	}
+	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+		for _, c := range removedModeCases {
+			t.Run(pol.String()+"/"+c.name, func(t *testing.T) { runOpenCase(t, c, pol) })
+		}
+	}
 }
 
 // TestRemovedDirectories compares, with a private copy, what a task can still do in a working
