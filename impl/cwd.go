@@ -104,6 +104,11 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 				}
 			}
 			return virtualCwd{}, false
+		case ppid == selfPid && (procID{pid, start}) == v.top:
+			// The process the supervisor started, which has no entry: the chain ends at a
+			// working directory the kernel holds. (Taken for an orphan, it inherited what a
+			// child that had exited had, when the two started in one clock tick.)
+			return virtualCwd{}, false
 		case ppid == selfPid || ppid <= 1: // reparented: pid's parent has exited
 			return v.orphanCwdLocked(start, kernel)
 		}
@@ -117,7 +122,7 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 		if c, ok := v.cwds[ppid]; ok && c.start == pstart {
 			return c, c.kernel == kernel
 		}
-		ppid, start = pppid, pstart
+		pid, ppid, start = ppid, pppid, pstart
 	}
 	return virtualCwd{}, false
 }

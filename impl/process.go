@@ -333,6 +333,11 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	for _, f := range files[:3] {
 		v.inherited = append(v.inherited, int(f.Fd()))
 	}
+	if _, start, err := procStat(proc.Pid); err == nil { // it waits for the listener to be taken
+		v.mu.Lock()
+		v.top = procID{proc.Pid, start}
+		v.mu.Unlock()
+	}
 	lfd, recvErr := recvListener(parentSock)
 	hup := make(chan struct{})
 	if recvErr == nil {

@@ -212,7 +212,11 @@ type View struct {
 	entries map[string]*entry
 	stats   Stats
 	cwds    map[int]virtualCwd // by task (thread mode) or process
-	removed map[string]bool    // shared names the view removed (see noteRemoved)
+	// top is the process the supervisor started for the view (process mode), the ancestor of all
+	// its others: a process it started whose parent is the supervisor is not an orphan, and
+	// inherits nothing (see inheritedLocked).
+	top     procID
+	removed map[string]bool // shared names the view removed (see noteRemoved)
 	// origins are the shared objects the view copied up or removed, by host path, as they were
 	// then: the kept layer's record of them (see keep).
 	origins map[string]unix.Stat_t

@@ -337,6 +337,9 @@ func (w *WarmWorker) BeginRequest() error {
 			v.inherited = append(v.inherited, int(f.Fd()))
 		}
 	}
+	if _, start, err := procStat(w.pid); err == nil {
+		v.top = procID{w.pid, start} // the request's processes descend from the worker
+	}
 	w.view.Store(v)
 	return nil
 }
