@@ -600,12 +600,14 @@ func (v *View) Changes() []Change {
 	var out []Change
 	var st unix.Stat_t
 	for p, e := range v.entries {
-		shared := long.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p)
-		changed := e.own || e.lower != p && !v.movedWithParent(p, e)
-		switch {
-		case changed && shared:
+		if !e.own && (e.lower == p || v.movedWithParent(p, e)) {
+			// Unchanged, and not looked at: a lookup of a mirror entry on a file system whose
+			// server has stopped (slowfs.go) would hold up the end of the run.
+			continue
+		}
+		if long.Lstat(p, &st) == nil && v.ns.inTree(p) && !v.ns.hidden(p) {
 			out = append(out, Change{Kind: 'M', Path: p})
-		case changed:
+		} else {
 			out = append(out, Change{Kind: 'A', Path: p})
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -309,5 +310,128 @@ func TestPanicAnsweredEIO(t *testing.T) {
 	})
 	if err != nil {
 		t.Error(err)
+	}
+}
+
+// runStuckLookup is the command of TestStuckLookupDelaysNoOtherCall's run: one thread makes a call
+// ("stat:", "statx:" or "creat:" and the path) on a path on a file system whose server is stopped,
+// the main one makes its calls on root. It
+// prints "slowest median" and exits 0 (the stuck thread dies with the process), or prints why not.
+func runStuckLookup(stuck, root string) int {
+	kind, stuck, _ := strings.Cut(stuck, ":")
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // a thread of its own; every thread of the command is in the view
+		switch kind {
+		case "stat":
+			var st unix.Stat_t
+			done <- unix.Stat(stuck, &st)
+		case "statx":
+			var stx unix.Statx_t
+			done <- unix.Statx(unix.AT_FDCWD, stuck, 0, unix.STATX_BASIC_STATS, &stx)
+		case "creat":
+			fd, err := unix.Open(stuck, unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+			if err == nil {
+				unix.Close(fd)
+			}
+			done <- err
+		default:
+			done <- fmt.Errorf("unknown call %q", kind)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the stat reach the supervisor, and wait there
+	select {
+	case err := <-done:
+		fmt.Println("the stat of the stopped file system did not wait:", err)
+		return 1
+	default:
+	}
+	// Calls that change the view too, not only lookups.
+	if err := os.WriteFile(filepath.Join(root, "new"), []byte("x"), 0o644); err != nil {
+		fmt.Println("write:", err)
+		return 1
+	}
+	slowest, median, err := timeCalls(filepath.Join(root, "f"), livenessCalls)
+	if err != nil {
+		fmt.Println(err)
+		return 1
+	}
+	fmt.Println(slowest, median)
+	return 0
+}
+
+// TestStuckLookupDelaysNoOtherCall: process mode, one view; a thread of the command looks up a path
+// on a FUSE file system under the tree whose server is stopped (fuse-overlayfs, SIGSTOP), while
+// another thread of it makes its calls on the tree. The supervisor looks such paths up outside the
+// view's turn (slowfs.go); before, the stuck lookup held the turn and every call of the view
+// waited for the server.
+func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a FUSE file system")
+	}
+	fuse, err := exec.LookPath("fuse-overlayfs")
+	if err != nil {
+		t.Skip("needs fuse-overlayfs (Debian: fuse-overlayfs), which scripts/test.sh installs")
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("needs /dev/fuse")
+	}
+	for _, c := range []struct {
+		call   string
+		policy Policy
+	}{{"stat", PolicyFast}, {"creat", PolicyStrict}} { // each run ends after receiverGrace: ~5 s
+		policy := c.policy
+		t.Run(c.call+"/"+policy.String(), func(t *testing.T) {
+			shared, aside := t.TempDir(), t.TempDir()
+			mkTree(t, shared, "file f x", "dir mnt")
+			mkTree(t, aside, "dir lower", "file lower/y y", "dir upper", "dir work")
+			mnt := filepath.Join(shared, "mnt")
+			cmd := exec.Command(fuse, "-f", "-o", "lowerdir="+aside+"/lower,upperdir="+aside+"/upper,workdir="+aside+"/work", mnt)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				cmd.Process.Signal(unix.SIGCONT)
+				unix.Unmount(mnt, unix.MNT_DETACH)
+				cmd.Process.Kill()
+				cmd.Wait()
+			})
+			mounted := false
+			for range 100 {
+				var st unix.Statfs_t
+				if unix.Statfs(mnt, &st) == nil && st.Type == unix.FUSE_SUPER_MAGIC {
+					mounted = true
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if !mounted {
+				t.Fatal("fuse-overlayfs did not mount")
+			}
+			before := hashTree(t, aside)
+			if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
+				t.Fatal(err)
+			}
+			// A watchdog: a supervisor that waits in the stuck lookup answers nothing else; let
+			// the server go on, so that the run ends and says so.
+			watchdog := time.AfterFunc(livenessWatchdog, func() { cmd.Process.Signal(unix.SIGCONT) })
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, res := runPolicyCmd(t, shared, policy,
+				[]string{"FSVIRT_TEST_STUCK_LOOKUP=" + c.call + ":" + mnt + "/nothere", "FSVIRT_TEST_ROOT=" + shared}, exe)
+			if !watchdog.Stop() {
+				t.Fatalf("stalled: the run ended only after the FUSE server was let go on: %s", out)
+			}
+			if res.ExitStatus != 0 {
+				t.Fatalf("exit %d: %s", res.ExitStatus, out)
+			}
+			checkLiveness(t, strings.TrimSpace(out))
+			cmd.Process.Signal(unix.SIGCONT)
+			if hashTree(t, aside) != before {
+				t.Error("the FUSE file system's layers changed")
+			}
+		})
 	}
 }

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if root := os.Getenv("FSVIRT_TEST_LIVENESS"); root != "" {
 		os.Exit(runLiveness(root))
 	}
+	if stuck := os.Getenv("FSVIRT_TEST_STUCK_LOOKUP"); stuck != "" {
+		os.Exit(runStuckLookup(stuck, os.Getenv("FSVIRT_TEST_ROOT")))
+	}
 	if os.Getenv("FSVIRT_TEST_OWN_PROC") != "" {
 		os.Exit(readOwnProc())
 	}

@@ -6,7 +6,9 @@
 # to date and for the static test binaries of the VMs; git, make, python3, python3-venv and attr,
 # which the scenario tests run inside fsvirt (cmd/fsvirt, as root and as nobody through
 # util-linux's setpriv; they compile with gcc); nodejs and curl, which with python3 run
-# examples/lambda's handlers behind fsvirt serve (cmd/fsvirt's TestServe*); qemu-system-x86, busybox-static and xz-utils for
+# examples/lambda's handlers behind fsvirt serve (cmd/fsvirt's TestServe*); fuse-overlayfs, a
+# FUSE file system the liveness test stops under a view (impl's TestStuckLookupDelaysNoOtherCall);
+# qemu-system-x86, busybox-static and xz-utils for
 # the kernel matrix, whose Debian kernels scripts/vm-kernels.sh fetches (once; they are cached in
 # ~/.cache/fsvirt-vmtest). Then, from the repository root:
 #   1. gofmt and go vet (also with -tags fsvirt_libseccomp);
@@ -52,7 +54,7 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 step() { printf '\n=== %s (%ds)\n' "$*" $((SECONDS - start)); }
 
-need=(gcc pkg-config libseccomp-dev git make python3 python3-venv attr nodejs curl)
+need=(gcc pkg-config libseccomp-dev git make python3 python3-venv attr nodejs curl fuse-overlayfs)
 [ $vm = no ] || need+=(qemu-system-x86 busybox-static xz-utils)
 missing=()
 for p in "${need[@]}"; do
