@@ -15,6 +15,9 @@ import (
 // discard it. The copy is built in an unnamed O_TMPFILE and put in place only when complete, so a
 // failed copy-up (a full disk, say) leaves nothing behind; it replaces p's placeholder, if any.
 func (v *View) copyUp(p, src string, truncate bool) error {
+	if err := v.mayGrow(); err != nil {
+		return err
+	}
 	if err := v.ensureDir(path.Dir(p)); err != nil {
 		return err
 	}

@@ -364,9 +364,18 @@ func (v *View) materialize(p string) error {
 	return nil
 }
 
-// addable makes view directory p ready to take a new child: partial (see above), unless it is
-// materialized already. Its shared subdirectories are mirrored, its other shared children are not.
+// addable makes view directory p ready to take a new child, when the store's file system has room
+// for it (mayGrow): partial (see above), unless it is materialized already. Its shared
+// subdirectories are mirrored, its other shared children are not.
 func (v *View) addable(p string) error {
+	if err := v.mayGrow(); err != nil {
+		return err
+	}
+	return v.addableDir(p)
+}
+
+// addableDir is addable whatever the free space: for a rename, which adds no object.
+func (v *View) addableDir(p string) error {
 	if err := v.ensureDir(p); err != nil {
 		return err
 	}
@@ -519,6 +528,9 @@ func readDirNames(dir string) ([]string, error) {
 // change: a regular file is copied up (its data too unless truncate), a symlink, FIFO or socket
 // recreated, a directory materialized.
 func (v *View) copyUpObj(p string, truncate bool) error {
+	if err := v.mayGrow(); err != nil {
+		return err
+	}
 	l, st, err := v.locate(p)
 	if err != nil {
 		return err

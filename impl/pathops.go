@@ -680,7 +680,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		if err := v.prepareRemove(from.path); err != nil {
 			return reply{}, err
 		}
-		if err := v.addable(pathDir(to.path)); err != nil {
+		if err := v.addableDir(pathDir(to.path)); err != nil {
 			return reply{}, err
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
@@ -62,13 +63,17 @@ type Result struct {
 	// NotRun, when set, says why the command could not be executed in the view (ExitStatus
 	// is then ExitCannotRun or ExitNotFound): "exec PATH: ERROR" or "chdir DIR: ERROR".
 	NotRun string
+	// Stopped, when set, says why fsvirt killed the command: the store's file system ran out of
+	// the free space Limits.MinFree keeps (guard.go).
+	Stopped string
 }
 
 // commandEnd is how a command run in a view ended.
 type commandEnd struct {
-	status int    // exit status, 128+N for signal N
-	signal int    // the signal that killed it, or 0
-	notRun string // why fsvirt-init could not execute it, or ""
+	status  int    // exit status, 128+N for signal N
+	signal  int    // the signal that killed it, or 0
+	notRun  string // why fsvirt-init could not execute it, or ""
+	stopped string // why the guard killed it, or ""
 }
 
 // initArg0 marks a re-executed fsvirt that is to become the command (see init).
@@ -286,7 +291,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{ExitStatus: end.status, Signal: end.signal, NotRun: end.notRun,
+	res = &Result{ExitStatus: end.status, Signal: end.signal, NotRun: end.notRun, Stopped: end.stopped,
 		Changes: v.Changes(), Stats: v.Stats(), Usage: v.Usage()}
 	if cfg.Keep != "" {
 		if kerr := v.keep(cfg.Keep, nil); kerr != nil {
@@ -358,6 +363,15 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 
 	stopFwd := forwardSignals(cfg.ForwardSignals, proc)
 	defer stopFwd()
+	var stopped atomic.Pointer[string]
+	if g := v.ns.guard; g != nil {
+		stopGuard := make(chan struct{})
+		defer close(stopGuard)
+		go g.watch(stopGuard, func(why string) {
+			stopped.Store(&why)
+			v.killCommand(cfg.Reap)
+		})
+	}
 	waited := make(chan *os.ProcessState, 1)
 	go func() {
 		ps, _ := proc.Wait()
@@ -375,6 +389,9 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 	}
 	<-hup
 	end := commandEnd{status: exitStatus(ps), notRun: initFailure(parentSock, cfg)}
+	if why := stopped.Load(); why != nil {
+		end.stopped = *why
+	}
 	if ps != nil {
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			end.signal = int(ws.Signal())

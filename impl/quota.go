@@ -31,6 +31,11 @@ type Limits struct {
 	// Files bounds the layer's inodes: files, directories, symlinks, the directories made to
 	// hold a changed file's path included.
 	Files int64
+	// MinFree is, without Bytes and Files, the free space to keep on the file system that holds
+	// the store (guard.go): under it, calls that would make a layer grow fail with ENOSPC, and Run
+	// kills the command once half of it is gone too. 0 means the default, 5% of the file system
+	// but at most half of what is free when the run or pool starts; a negative value, none.
+	MinFree int64
 }
 
 func (l Limits) set() bool { return l.Bytes > 0 || l.Files > 0 }

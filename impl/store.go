@@ -32,6 +32,13 @@ func (s *store) limit(ns *namespace, l Limits) error {
 		return err
 	}
 	ns.limits, s.limited = l, l.set()
+	if !l.set() {
+		g, err := newSpaceGuard(s.lock, l.MinFree) // the lock file is on the store's file system
+		if err != nil {
+			return err
+		}
+		ns.guard = g
+	}
 	return nil
 }
 

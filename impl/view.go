@@ -59,6 +59,9 @@ type namespace struct {
 	threadMode bool
 	// limits bound each view's private layer (see Limits).
 	limits Limits
+	// guard keeps free space on the store's file system when limits do not bound the layers
+	// (guard.go); nil for none.
+	guard *spaceGuard
 }
 
 func within(p, dir string) bool {

@@ -127,6 +127,7 @@ func (o *jsonOut) emit(s *summary, res *impl.Result, err error) {
 		s.Outcome, s.ExitStatus, s.Error = "not_run", ee.code, res.NotRun
 	case errors.As(err, &ee) && res != nil && res.Signal != 0:
 		s.Outcome, s.ExitStatus, s.Signal, s.SignalName = "signaled", ee.code, res.Signal, signalName(res.Signal)
+		s.Error = res.Stopped // why fsvirt killed it, if it did
 	case errors.As(err, &ee) && res != nil:
 		s.Outcome, s.ExitStatus = "exited", ee.code
 	case errors.As(err, &ee): // the command was not found or cannot be executed

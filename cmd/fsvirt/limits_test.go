@@ -75,3 +75,22 @@ func TestRunLimitsRefused(t *testing.T) {
 		t.Errorf("the command ran: %v", err)
 	}
 }
+
+// TestRunMinFree: --min-free takes a size, 0 for none; a floor above the store's free space is
+// refused with a clear error before the command runs, and a bad size names the flag.
+func TestRunMinFree(t *testing.T) {
+	requireEngine(t)
+	f := newFixture(t)
+	r := f.run(t, []string{"--min-free", "1000000T"}, "sh", "-c", `echo ran`)
+	if r.code != 125 || r.stdout != "" || !strings.Contains(r.stderr, "to keep free") {
+		t.Errorf("--min-free 1000000T: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = f.run(t, []string{"--min-free", "lots"}, "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "min-free") {
+		t.Errorf("--min-free lots: exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = f.run(t, []string{"--min-free", "0"}, "sh", "-c", `cd "$0" && echo x > made && cat made`, f.tree)
+	if r.code != 0 || r.stdout != "x\n" {
+		t.Errorf("--min-free 0: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -60,8 +60,14 @@ Flags:
                   directories made to hold a changed file's path included; past it, creation
                   fails with ENOSPC.
                   With either limit the private layer is a tmpfs of its own (in memory), which
-                  needs root (CAP_SYS_ADMIN). Without them there is no limit: a command can fill
-                  the file system that holds the store.
+                  needs root (CAP_SYS_ADMIN).
+  --min-free SIZE without --max-bytes and --max-files, the free space to keep on the file system
+                  that holds the store (default: 5% of it, at most half of what is free when
+                  the run starts; 0: none). Under it, calls that would make the private layer
+                  grow (create, open for writing, copy up) fail with ENOSPC; once half of it is
+                  gone too, through writes to files the command already had open, fsvirt kills
+                  the command and says so. It counts what other programs use of that file
+                  system too: it protects the host, it does not bound the layer.
   --json          on exit, print a machine-readable summary to stderr, one line of JSON, for
                   every outcome: "schema" (1), "outcome" (exited, signaled, not_run, failed),
                   "exit_status", "signal", "error" (why fsvirt failed, or could not run CMD),
@@ -186,6 +192,9 @@ func execute(ctx context.Context, cmd []string, trees []string, store, policy st
 		Keep: keepDir, Layer: named, Reap: true, ForwardSignals: true,
 	})
 	if res != nil {
+		if res.Stopped != "" {
+			fmt.Fprintf(stderr, "fsvirt: %s\n", res.Stopped)
+		}
 		if diff {
 			for _, c := range res.Changes {
 				fmt.Fprintf(stderr, "%c %s\n", c.Kind, c.Path)
@@ -283,10 +292,18 @@ func parseSize(s string) (int64, error) {
 	return n << sh, nil
 }
 
-// limitFlags defines --max-bytes and --max-files, which set l, on fs.
+// limitFlags defines --max-bytes, --max-files and --min-free, which set l, on fs.
 func limitFlags(fs *flag.FlagSet, l *impl.Limits) {
 	fs.Func("max-bytes", "", func(s string) (err error) {
 		l.Bytes, err = parseSize(s)
+		return err
+	})
+	fs.Func("min-free", "", func(s string) (err error) {
+		if s == "0" {
+			l.MinFree = -1 // none
+			return nil
+		}
+		l.MinFree, err = parseSize(s)
 		return err
 	})
 	fs.Func("max-files", "", func(s string) error {
