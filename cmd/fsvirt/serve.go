@@ -73,9 +73,10 @@ Flags:
                   taken only when a worker is free)
   --max-event SIZE
                   the largest event accepted (default 6M, Lambda's own)
-  --tree, --store, --policy, --max-bytes, --max-files
+  --tree, --store, --policy, --max-bytes, --max-files, --min-free
                   as for fsvirt run (see fsvirt run --help); the limits bound each request's
-                  private layer
+                  private layer. Under --min-free, what would add to a layer fails with ENOSPC,
+                  but a request's writes through descriptors it holds are not stopped
   --log           log each request (id, worker, status, duration) to stderr
   --no-isolation  run the workers without fsvirt: no filter, no view, the host's files read and
                   changed. Only for measuring what isolation costs (docs/benchmarks.md).
