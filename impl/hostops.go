@@ -53,8 +53,22 @@ func selfIDs() ids {
 			self.capPrm = uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
 			self.capInh = uint64(data[0].Inheritable) | uint64(data[1].Inheritable)<<32
 		}
+		if !initialUserNamespace() {
+			// fsvirt in a user namespace of its own (the CLI's, for limits without root)
+			// holds CAP_SYS_ADMIN there to mount the layers' tmpfs: over those, not over the
+			// trees, and its callers hold nothing (fsvirt-init clears the ambient set), as
+			// the checks that take the callers for the supervisor must see.
+			self.capEff, self.capPrm, self.capInh = 0, 0, 0
+		}
 	})
 	return self
+}
+
+// initialUserNamespace reports whether this process is in the initial user namespace, whose
+// uid_map maps every ID to itself.
+func initialUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	return err != nil || strings.Join(strings.Fields(string(b)), " ") == "0 0 4294967295"
 }
 
 // asCaller runs fn with c's fsuid, fsgid and supplementary groups on the calling OS thread, and

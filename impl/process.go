@@ -198,6 +198,12 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 			return report(initFailChdir, "chdir "+dir, err)
 		}
 	}
+	// The command inherits no ambient capability: an fsvirt in a user namespace of its own holds
+	// CAP_SYS_ADMIN there as an ambient one, to mount the layers (cmd/fsvirt, userns.go).
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		fmt.Fprintf(os.Stderr, "fsvirt: clear ambient capabilities: %v\n", err)
+		return ExitFailure
+	}
 	return report(initFailExec, path, unix.Exec(path, argv, os.Environ()))
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,34 +44,63 @@ func TestRunLimits(t *testing.T) {
 	}
 }
 
-// TestRunLimitsRefused: a user who may not mount gets a clear error before the command runs.
-func TestRunLimitsRefused(t *testing.T) {
+// TestRunLimitsWithoutRoot: a user who may not mount gets the limits all the same, from an fsvirt
+// in a user namespace of its own (userns.go): the write that would pass them fails with ENOSPC,
+// the command holds no capability (it cannot mount, nor undo the limit), the files of others show
+// the overflow uid, and nothing is left in the store or the tree.
+func TestRunLimitsWithoutRoot(t *testing.T) {
 	requireEngine(t)
 	if os.Geteuid() != 0 {
 		t.Skip("runs fsvirt as nobody, which only root can")
 	}
 	dir := attackBin(t) // a copy of fsvirt that nobody may run
 	bin := filepath.Join(dir, "fsvirt")
-	store := filepath.Join(dir, "store")
-	if err := os.Mkdir(store, 0o755); err != nil {
+	store, tree := filepath.Join(dir, "store"), filepath.Join(dir, "tree")
+	for _, d := range []string{store, tree} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rootFile := filepath.Join(dir, "rootfile")
+	if err := os.WriteFile(rootFile, []byte("r"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Chown(store, 65534, 65534); err != nil {
-		t.Fatal(err)
-	}
-	marker := filepath.Join(store, "ran")
-	cmd := exec.Command(bin, "run", "--tree", store, "--store", store, "--max-bytes", "1M", "--", "sh", "-c", "echo ran > "+marker)
+	cmd := exec.Command(bin, "run", "--store", store, "--max-bytes", "64k", "--max-files", "20", "--json", "--", "sh", "-c",
+		`cd "$0" && head -c 40000 /dev/zero > a && echo a made
+head -c 100000 /dev/zero > b 2>/dev/null || echo b refused
+grep CapEff /proc/self/status
+stat -c '%u' "$1"
+echo x >> "$1" 2>/dev/null || echo append refused`, tree, rootFile)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 125 {
-		t.Fatalf("%v: %s", err, out)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s%s", err, stdout.String(), stderr.String())
 	}
-	if !strings.Contains(string(out), "CAP_SYS_ADMIN") {
-		t.Errorf("output %q does not say what is missing", out)
+	if want := "a made\nb refused\nCapEff:\t0000000000000000\n65534\nappend refused\n"; stdout.String() != want {
+		t.Errorf("stdout %q, want %q (stderr %q)", stdout.String(), want, stderr.String())
 	}
-	if _, err := os.Stat(marker); !os.IsNotExist(err) {
-		t.Errorf("the command ran: %v", err)
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	var s summary
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &s); err != nil {
+		t.Fatalf("--json: %v in %q", err, stderr.String())
+	}
+	if s.Limits == nil || s.Limits.Bytes != 64<<10 || s.Usage.Bytes > 64<<10 || s.Usage.Bytes < 40000 {
+		t.Errorf("limits %+v, usage %+v", s.Limits, s.Usage)
+	}
+	ents, err := os.ReadDir(tree)
+	if err != nil || len(ents) != 0 {
+		t.Errorf("the tree has %v (%v)", ents, err)
+	}
+	if b, err := os.ReadFile(rootFile); err != nil || string(b) != "r" {
+		t.Errorf("root's file: %q, %v", b, err)
+	}
+	sub, err := filepath.Glob(filepath.Join(store, "fsvirt-*", "*"))
+	if err != nil || len(sub) != 0 {
+		t.Errorf("left in the store: %v (%v)", sub, err)
 	}
 }
 

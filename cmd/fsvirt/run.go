@@ -59,8 +59,10 @@ Flags:
   --max-files N   bound the private layer to N files, directories and symlinks, the
                   directories made to hold a changed file's path included; past it, creation
                   fails with ENOSPC.
-                  With either limit the private layer is a tmpfs of its own (in memory), which
-                  needs root (CAP_SYS_ADMIN).
+                  With either limit the private layer is a tmpfs of its own (in memory). Mounting
+                  it needs CAP_SYS_ADMIN: for another user than root, fsvirt runs itself in a
+                  user and mount namespace of its own, where the command sees other users'
+                  files as owned by 65534 (nobody); see the README's "Limits".
   --min-free SIZE without --max-bytes and --max-files, the free space to keep on the file system
                   that holds the store (default: 5% of it, at most half of what is free when
                   the run starts; 0: none). Under it, calls that would make the private layer
@@ -133,6 +135,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		err = fmt.Errorf("run: %v (see fsvirt run --help)", err)
 		if out, oerr := newJSONOut(*asJSON, -1, "", stderr); oerr == nil {
+			out.emit(&s, nil, err)
+		}
+		return err
+	}
+	if wantsUserNamespace(limits) { // the fsvirt started there reports, --json included
+		err := reexecInUserNamespace(append([]string{"run"}, args...), max(*jsonFD, 2))
+		if _, ok := err.(exitError); err != nil && !ok {
 			out.emit(&s, nil, err)
 		}
 		return err

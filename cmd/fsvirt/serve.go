@@ -138,6 +138,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *queue < 0:
 		return fmt.Errorf("serve: --queue %d: want 0 or more", *queue)
 	}
+	if wantsUserNamespace(limits) {
+		return reexecInUserNamespace(append([]string{"serve"}, args...), 2)
+	}
 	pol, err := impl.ParsePolicy(*policy)
 	if err != nil {
 		return fmt.Errorf("serve: --policy: %v", err)
