@@ -53,6 +53,11 @@ func TestRunLimitsWithoutRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("runs fsvirt as nobody, which only root can")
 	}
+	for file, off := range map[string]string{"/proc/sys/kernel/unprivileged_userns_clone": "0", "/proc/sys/user/max_user_namespaces": "0"} {
+		if b, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(b)) == off {
+			t.Skipf("unprivileged user namespaces are disabled here (%s is %s)", file, off)
+		}
+	}
 	dir := attackBin(t) // a copy of fsvirt that nobody may run
 	bin := filepath.Join(dir, "fsvirt")
 	store, tree := filepath.Join(dir, "store"), filepath.Join(dir, "tree")
