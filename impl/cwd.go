@@ -437,13 +437,19 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	// would: a "#!/bin/sh" script, or a file of no format the kernel knows, which it refuses
 	// with ENOEXEC itself.
 	shRuns := script && (interp == "/bin/sh" || interp == "/usr/bin/sh") || !script && !isELF(fd)
+	tooShort := unix.EOPNOTSUPP
+	if shRuns {
+		tooShort = unix.ENOEXEC
+	}
+	if o.pathLen < len("/dev/fd/0") {
+		// No descriptor's name fits: fail before one is installed, which the task would keep.
+		unix.Close(fd)
+		return reply{}, tooShort
+	}
 	rewrite := func(newfd int) error {
 		short := "/dev/fd/" + strconv.Itoa(newfd)
 		if len(short) > o.pathLen {
-			if shRuns {
-				return unix.ENOEXEC
-			}
-			return unix.EOPNOTSUPP
+			return tooShort // the descriptor stays in the task: close-on-exec unless a script's
 		}
 		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
 		keepArgv0(t, o)
@@ -461,7 +467,11 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		}
 		return nil
 	}
-	return reply{kind: replyExec, fd: fd, rewrite: rewrite}, nil
+	// The new program does not inherit the descriptor it was executed through, as it would not
+	// natively: the kernel opens the program before it closes close-on-exec descriptors. A
+	// script's stays open: the kernel refuses to run a script by a /dev/fd path whose descriptor
+	// is close-on-exec (the interpreter could not open it), so the interpreter inherits it.
+	return reply{kind: replyExec, fd: fd, rewrite: rewrite, cloexec: !script}, nil
 }
 
 // isELF reports whether file fd starts as an ELF binary does.

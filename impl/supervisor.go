@@ -490,7 +490,7 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 		err = notify.Send(lfd, id, r.val, 0)
 	case replyExec:
 		var newfd int
-		newfd, err = notify.InstallFD(lfd, id, r.fd, false)
+		newfd, err = notify.InstallFD(lfd, id, r.fd, r.cloexec)
 		unix.Close(r.fd)
 		if err != nil && err != unix.ENOENT {
 			// Every notification gets an answer: a full descriptor table (EMFILE) says so.

@@ -11,22 +11,28 @@ func execProbeArgv() []string {
 	return append(append([]string{"env", "-i"}, scenarioEnv...), "python3", "-c", execProbe)
 }
 
-// execProbe copies /bin/true into the view under a short and a long name, executes each with a
-// bare execve (os.execv: no shell or execvp) and prints how each went.
+// execProbe copies /bin/true into the view under a short and a long name, and /bin/ls under a
+// long one, executes each with a bare execve (os.execv: no shell or execvp) and prints how each
+// went: a failed exec says whether the task's descriptors are as before, and ls lists those the
+// new program has (0 to 2, and 3 for the directory it lists: none left from the exec).
 const execProbe = `import os, shutil
+os.closerange(3, 4096) # what the test's caller left open
 shutil.copy("/bin/true", "t")
 os.mkdir("progs")
 shutil.copy("/bin/true", "progs/true-copy")
-for path in ["./t", "./progs/true-copy"]:
+shutil.copy("/bin/ls", "progs/ls-copy")
+for path, argv in [("./t", ["./t"]), ("./progs/true-copy", ["true"]), ("./progs/ls-copy", ["ls", "/proc/self/fd"])]:
     pid = os.fork()
     if pid == 0:
+        before = sorted(os.listdir("/proc/self/fd"))
         try:
-            os.execv(path, [path])
+            os.execv(path, argv)
         except OSError as e:
-            os.write(1, ("%s: errno %d\n" % (path, e.errno)).encode())
+            kept = sorted(os.listdir("/proc/self/fd")) == before
+            os.write(1, ("%s: errno %d, descriptors %s\n" % (path, e.errno, "kept" if kept else "changed")).encode())
             os._exit(100)
     _, status = os.waitpid(pid, 0)
-    print(path, "exit", os.waitstatus_to_exitcode(status))
+    print(path, "exit", os.waitstatus_to_exitcode(status), flush=True)
 `
 
 // TestExecShortPathLimit documents a known limitation (README, "Limits of this version"): a
@@ -47,7 +53,8 @@ func TestExecShortPathLimit(t *testing.T) {
 			args := []string{"run", "--tree", f.tree, "--store", f.store, "--policy", policy, "--"}
 			r := fsvirtIn(t, f.tree, append(args, execProbeArgv()...)...)
 			assertStoreEmpty(t, f.store)
-			const want = "./t: errno 95\n./t exit 100\n./progs/true-copy exit 0\n"
+			const want = "./t: errno 95, descriptors kept\n./t exit 100\n./progs/true-copy exit 0\n" +
+				"0\n1\n2\n3\n./progs/ls-copy exit 0\n"
 			if r.code != 0 || r.stdout != want {
 				t.Errorf("exit status %d, stdout:\n%s\nstderr:\n%s\nwant exit status 0, stdout:\n%s", r.code, r.stdout, r.stderr, want)
 			}
@@ -64,7 +71,7 @@ func TestExecShortPathOnCopy(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r := runIn(t, dir, execProbeArgv())
-	if want := "./t exit 0\n./progs/true-copy exit 0\n"; r.code != 0 || r.stdout != want {
+	if want := "./t exit 0\n./progs/true-copy exit 0\n0\n1\n2\n3\n./progs/ls-copy exit 0\n"; r.code != 0 || r.stdout != want {
 		t.Errorf("exit status %d, stdout:\n%s\nstderr:\n%s\nwant exit status 0, stdout:\n%s", r.code, r.stdout, r.stderr, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "t")); err != nil {
