@@ -35,7 +35,8 @@ type callState struct {
 }
 
 // readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when
-// any part of a range is unmapped, and a path may end just before an unmapped page (trap 5).
+// any part of a range is unmapped, and a path may end just before an unmapped page
+// (docs/kernel.md, "Reading and writing a task's memory").
 func (t tracee) readString(addr uint64) (string, error) {
 	if addr == 0 {
 		return "", unix.EFAULT

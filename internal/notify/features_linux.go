@@ -20,7 +20,8 @@ type FeatureSet struct {
 	Addfd bool
 	// AddfdSend: SECCOMP_ADDFD_FLAG_SEND, inject and answer in one ioctl, 5.14 (0ae71c7720e3).
 	AddfdSend bool
-	// IDValidW: the corrected SECCOMP_IOCTL_NOTIF_ID_VALID number (_IOW), 5.17 (47e33c05f9f0).
+	// IDValidW: the corrected SECCOMP_IOCTL_NOTIF_ID_VALID number (_IOW), 5.9 (47e33c05f9f0;
+	// backported to 5.4.59): docs/kernel.md, "Versions".
 	IDValidW bool
 	// WaitKillableRecv: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, 5.19 (c2aa2dfef243): once received,
 	// only fatal signals interrupt the notified syscall.

@@ -68,8 +68,8 @@ var (
 	_ [unsafe.Sizeof(Addfd{}) - sizeofAddfd]byte
 )
 
-// idValidOld is SECCOMP_IOCTL_NOTIF_ID_VALID as defined before 5.17 (_IOR instead of _IOW); kernels
-// from 5.17 on accept both numbers, older ones only this one.
+// idValidOld is SECCOMP_IOCTL_NOTIF_ID_VALID as defined before 5.9 (_IOR instead of _IOW); kernels
+// from 5.9 on (and 5.4.59) accept both numbers, older ones only this one.
 const idValidOld = 0x80082102
 
 // CheckSizes asks the kernel for the sizes of the notification structs and fails when they are
