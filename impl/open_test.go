@@ -71,7 +71,16 @@ var openCases = []openCase{
 		r.close(fd)
 	}},
 	{"creat-legacy", baseTree, func(r *rec) {
-		fd, err := unix.Creat(r.p("g"), 0o600)
+		// The creat syscall itself: unix.Creat issues openat.
+		p, err := unix.BytePtrFromString(r.p("g"))
+		if err != nil {
+			panic(err)
+		}
+		r0, _, errno := unix.Syscall(unix.SYS_CREAT, uintptr(unsafe.Pointer(p)), 0o600, 0)
+		fd := int(r0)
+		if errno != 0 {
+			fd, err = -1, errno
+		}
 		r.logf("creat = %s", errStr(err))
 		r.write(fd, "c")
 		r.close(fd)
