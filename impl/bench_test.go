@@ -256,7 +256,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 				b.Skip("kernel lacks SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6)")
 			}
 			feat.SyncWakeUp = syncWake
-			restore := notify.SetForTest(feat) // read by the pool's supervisor when it adds a listener
+			restore := notify.SetForTest(feat) // captured by NewPool for its supervisors
 			defer restore()
 
 			dir := b.TempDir()
@@ -284,7 +284,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 					return notify.Continue(lfd, n.ID)
 				}),
 				kernelVariant("addfd", shared, syncWake, func(lfd int, n *notify.Notif) error {
-					_, err := notify.AddFD(lfd, n.ID, preopened, true)
+					_, err := feat.AddFD(lfd, n.ID, preopened, true)
 					return err
 				}),
 				kernelVariant("addfd+open", shared, syncWake, func(lfd int, n *notify.Notif) error {
@@ -293,7 +293,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 						return err
 					}
 					defer unix.Close(fd)
-					_, err = notify.AddFD(lfd, n.ID, fd, true)
+					_, err = feat.AddFD(lfd, n.ID, fd, true)
 					return err
 				}),
 				poolVariant("passthrough", fast, nil, openClose(shared, unix.O_RDONLY)),

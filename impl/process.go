@@ -97,16 +97,17 @@ const (
 
 // initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
 // fd sock, it changes to dir ("" for none) in the view and executes path with args. quiet keeps
-// its errors off stderr (they come over the socket only).
-func initArgv(quiet bool, sock int, dir, path string, args []string) []string {
+// its errors off stderr (they come over the socket only). feat, the serving supervisor's feature
+// set, says how it loads the filter and whether Landlock restricts it.
+func initArgv(feat notify.FeatureSet, quiet bool, sock int, dir, path string, args []string) []string {
 	var flags []string
 	if quiet {
 		flags = append(flags, initFlagQuiet)
 	}
-	if notify.Features().WaitKillableRecv {
+	if feat.WaitKillableRecv {
 		flags = append(flags, initFlagWaitKil)
 	}
-	if abi := landlockABI(); abi > 0 {
+	if abi := landlockABI(feat); abi > 0 {
 		flags = append(flags, initFlagLandlock+strconv.Itoa(abi))
 	}
 	opts := strings.Join(flags, ",")
@@ -216,10 +217,8 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 // Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
 // which the command must not be able to ptrace or read through /proc.
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
-	if err := notify.Require(); err != nil {
-		return nil, err
-	}
-	if err := notify.ProbeError(); err != nil {
+	feat, err := engineFeatures()
+	if err != nil {
 		return nil, err
 	}
 	if _, err := compiledFilter(); err != nil {
@@ -280,7 +279,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sup, err := newSupervisor(log)
+	sup, err := newSupervisor(log, feat)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +333,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		}
 	}
 	// The socket is the last of files; cfg.Dir is the kernel's to change to, before the filter.
-	proc, err := os.StartProcess("/proc/self/exe", initArgv(false, len(files)-1, "", cfg.Path, cfg.Args),
+	proc, err := os.StartProcess("/proc/self/exe", initArgv(sup.feat, false, len(files)-1, "", cfg.Path, cfg.Args),
 		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
 	files[3].Close()
 	if err != nil {
