@@ -76,7 +76,7 @@ type commandEnd struct {
 	stopped string // why the guard killed it, or ""
 }
 
-// initArg0 marks a re-executed fsvirt that is to become the command (see init).
+// initArg0 marks a re-executed fsvirt that is to become the command (see initRole).
 const initArg0 = "fsvirt-init"
 
 // Exit codes of the fsvirt-init stage, as env(1) uses them.
@@ -95,7 +95,7 @@ const (
 	initArgs         = 5
 )
 
-// initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
+// initArgv is the argv that makes this program fsvirt-init (see initRole): its socket to the parent is
 // fd sock, it changes to dir ("" for none) in the view and executes path with args. quiet keeps
 // its errors off stderr (they come over the socket only). feat, the serving supervisor's feature
 // set, says how it loads the filter and whether Landlock restricts it.
@@ -124,12 +124,11 @@ const (
 	initFailExec  = 'e'
 )
 
-// init turns a process started as "fsvirt-init" into the invocation's first task: it loads the
+// initRole turns a process started as "fsvirt-init" into the invocation's first task: it loads the
 // filter on its own thread, hands the listener to the parent over its socket, and executes the
-// command. Every binary that links this package (the CLI, each test binary, a program using
-// thread mode's Invocation.Start) can therefore start processes in a view by re-executing itself.
-func init() {
-	if len(os.Args) < initArgs+1 || os.Args[0] != initArg0 {
+// command. It runs from this package's init (reexec.go), before anything else of the program.
+func initRole() {
+	if len(os.Args) < initArgs+1 {
 		return
 	}
 	runtime.LockOSThread()
