@@ -136,12 +136,17 @@ func openClose(path string, flags int) func() error {
 // bareFilter notifies openat and allows everything else (other architectures included: the
 // benchmark thread makes no such calls).
 func bareFilter() []unix.SockFilter {
-	return []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_OPENAT, Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_USER_NOTIF},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	var b bpfBuilder
+	b.ld(dataNr)
+	b.jeq(unix.SYS_OPENAT, "", "allow")
+	b.ret(unix.SECCOMP_RET_USER_NOTIF)
+	b.label("allow")
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	prog, err := b.program()
+	if err != nil {
+		panic(err) // a constant program: TestBPFBuilder assembles it too
 	}
+	return prog
 }
 
 // bareSupervisor answers every notification of lfd with answer and nothing else, on an unfiltered
