@@ -136,12 +136,17 @@ func openClose(path string, flags int) func() error {
 // bareFilter notifies openat and allows everything else (other architectures included: the
 // benchmark thread makes no such calls).
 func bareFilter() []unix.SockFilter {
-	return []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_OPENAT, Jt: 0, Jf: 1},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_USER_NOTIF},
-		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	var b bpfBuilder
+	b.ld(dataNr)
+	b.jeq(unix.SYS_OPENAT, "", "allow")
+	b.ret(unix.SECCOMP_RET_USER_NOTIF)
+	b.label("allow")
+	b.ret(unix.SECCOMP_RET_ALLOW)
+	prog, err := b.program()
+	if err != nil {
+		panic(err) // a constant program: TestBPFBuilder assembles it too
 	}
+	return prog
 }
 
 // bareSupervisor answers every notification of lfd with answer and nothing else, on an unfiltered
@@ -256,7 +261,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 				b.Skip("kernel lacks SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (6.6)")
 			}
 			feat.SyncWakeUp = syncWake
-			restore := notify.SetForTest(feat) // read by the pool's supervisor when it adds a listener
+			restore := notify.SetForTest(feat) // captured by NewPool for its supervisors
 			defer restore()
 
 			dir := b.TempDir()
@@ -284,7 +289,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 					return notify.Continue(lfd, n.ID)
 				}),
 				kernelVariant("addfd", shared, syncWake, func(lfd int, n *notify.Notif) error {
-					_, err := notify.AddFD(lfd, n.ID, preopened, true)
+					_, err := feat.AddFD(lfd, n.ID, preopened, true)
 					return err
 				}),
 				kernelVariant("addfd+open", shared, syncWake, func(lfd int, n *notify.Notif) error {
@@ -293,7 +298,7 @@ func BenchmarkOpenVsKernelFloor(b *testing.B) {
 						return err
 					}
 					defer unix.Close(fd)
-					_, err = notify.AddFD(lfd, n.ID, fd, true)
+					_, err = feat.AddFD(lfd, n.ID, fd, true)
 					return err
 				}),
 				poolVariant("passthrough", fast, nil, openClose(shared, unix.O_RDONLY)),

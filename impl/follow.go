@@ -83,7 +83,7 @@ func (v *View) copiedUpShared() map[string]string {
 	defer v.mu.Unlock()
 	m := map[string]string{}
 	for p, e := range v.entries {
-		if e.lower != "" && (e.own || e.materialized || e.partial) {
+		if e.lower != "" && e.viewsOwn() {
 			m[e.lower] = p
 		}
 	}
@@ -113,7 +113,7 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string)
 	if dir {
 		v.mu.Lock()
 		e := v.entries[p]
-		partial := e != nil && e.partial
+		partial := e != nil && e.listing == listPartial
 		v.mu.Unlock()
 		if partial && v.materialize(p) != nil { // as an open of it for listing does
 			return

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/fsvirt/fsvirt/internal/notify"
 	"golang.org/x/sys/unix"
 )
 
@@ -165,7 +164,7 @@ func (t tracee) taskObject(fd int) (obj int, shared bool, err error) {
 	if fd < 0 {
 		return -1, false, unix.EBADF
 	}
-	if notify.Features().PidfdGetfd {
+	if t.pidfdGetfd {
 		obj, err := t.getfd(fd)
 		if err == nil || err == unix.EBADF || err == errTraceeGone {
 			return obj, err == nil, err

@@ -65,10 +65,10 @@ func restrictThread(abi int) error {
 	return nil
 }
 
-// landlockABI is the ABI version to restrict command threads with: 0 when the kernel has no
-// Landlock or FSVIRT_DISABLE=landlock turned it off.
-func landlockABI() int {
-	if f := notify.Features(); f.Landlock {
+// landlockABI is the ABI version to restrict command threads with, by feature set f: 0 when the
+// kernel has no Landlock or FSVIRT_DISABLE=landlock turned it off.
+func landlockABI(f notify.FeatureSet) int {
+	if f.Landlock {
 		return f.LandlockABI
 	}
 	return 0

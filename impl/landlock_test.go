@@ -20,7 +20,7 @@ import (
 // finds Landlock wherever the kernel has it.
 func requireLandlock(t *testing.T) int {
 	t.Helper()
-	if abi := landlockABI(); abi > 0 {
+	if abi := landlockABI(notify.Features()); abi > 0 {
 		return abi
 	}
 	if _, err := notify.LandlockVersion(); err != nil {

@@ -15,21 +15,23 @@ import (
 // in View.entries; a path without an entry is whatever the shared tree holds at the lower path of
 // its nearest recorded ancestor (the same path, unless a directory was renamed).
 //
-// A directory is in one of three states:
+// A directory is in one of four states: untouched, which has no entry, or one of the three that
+// its entry's listing field records:
 //
 //   - untouched: no entry; its listing and metadata are the shared directory's.
-//   - mirrored: an entry with an upper directory that holds only its changed children (copied-up
-//     files, mirrored subdirectories); its listing and metadata are still the lower directory's,
-//     which may live at another path (a renamed directory keeps its lower path).
-//   - partial: the view added children to it and removed none of the shared ones. Its upper
-//     directory holds the view's metadata, a mirror of every shared subdirectory (so that its link
-//     count is right), and the children the view made or changed; its listing is that of the upper
-//     directory and of the lower one together. Shared files have no placeholders yet.
-//   - materialized: its upper directory holds the complete listing. Children the invocation did not
-//     change are placeholders of the right file type that stand for a lower object (their entry has
-//     own == false), so the kernel lists the directory, and renames and unlinks in it, natively.
-//     Deleting a child is removing it from the upper directory: there are no whiteouts. The upper
-//     directory's metadata is the view's.
+//   - mirrored (listMirror): an entry with an upper directory that holds only its changed children
+//     (copied-up files, mirrored subdirectories); its listing and metadata are still the lower
+//     directory's, which may live at another path (a renamed directory keeps its lower path).
+//   - partial (listPartial): the view added children to it and removed none of the shared ones.
+//     Its upper directory holds the view's metadata, a mirror of every shared subdirectory (so
+//     that its link count is right), and the children the view made or changed; its listing is
+//     that of the upper directory and of the lower one together. Shared files have no
+//     placeholders yet.
+//   - materialized (listMaterialized): its upper directory holds the complete listing. Children
+//     the invocation did not change are placeholders of the right file type that stand for a
+//     lower object (their entry has own == false), so the kernel lists the directory, and renames
+//     and unlinks in it, natively. Deleting a child is removing it from the upper directory: there
+//     are no whiteouts. The upper directory's metadata is the view's.
 //
 // A new name in a directory (create, link, symlink, mkdir, mknod, the target of a rename) makes it
 // partial at least (addable). Removing a name that the shared directory also holds (unlink, rmdir,
@@ -46,6 +48,16 @@ const (
 	entryObj           // anything else: a regular file, symlink, FIFO, socket or device
 )
 
+// listing is where a directory entry's listing comes from: the states above. One field, so that
+// no entry can be in two of them.
+type listing uint8
+
+const (
+	listMirror       listing = iota // mirrored; also the value of every entry that is not a directory
+	listPartial                     // partial
+	listMaterialized                // materialized
+)
+
 type entry struct {
 	kind entryKind
 	// own: the upper object is the view's object (created, or copied up). Otherwise the upper object
@@ -53,17 +65,14 @@ type entry struct {
 	own bool
 	// lower is the host path of the shared object the entry stands for, "" when there is none.
 	lower string
-	// materialized: a directory whose upper directory lists all of its children.
-	materialized bool
-	// partial: a directory whose listing is its upper directory's and its lower one's together
-	// (see above); never also materialized.
-	partial bool
+	// listing is a directory's state (see above).
+	listing listing
 }
 
 // viewsOwn reports whether the upper object is what the view shows at the entry's path, its
 // metadata included: an object the view made or copied up, or a directory it materialized or added
 // to. Otherwise the upper object is a placeholder or a mirror, and the lower one speaks for it.
-func (e *entry) viewsOwn() bool { return e.own || e.materialized || e.partial }
+func (e *entry) viewsOwn() bool { return e.own || e.listing != listMirror }
 
 // loc is where a view path's object is.
 type loc struct {
@@ -77,7 +86,7 @@ type loc struct {
 func (v *View) lowerOf(p string) string {
 	for a := p; ; a = path.Dir(a) {
 		if e := v.entries[a]; e != nil {
-			if e.materialized && a != p {
+			if e.listing == listMaterialized && a != p {
 				return "" // every child of a materialized directory has an entry
 			}
 			if e.lower == "" {
@@ -99,7 +108,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 	e := v.entries[p]
 	var lower string
 	if e == nil && p != "/" {
-		if pe := v.entries[path.Dir(p)]; pe == nil || !pe.materialized {
+		if pe := v.entries[path.Dir(p)]; pe == nil || pe.listing != listMaterialized {
 			lower = path.Join(v.lowerOf(path.Dir(p)), path.Base(p))
 		}
 	} else if e == nil {
@@ -332,7 +341,7 @@ func (v *View) materialize(p string) error {
 	v.mu.Lock()
 	e := v.entries[p]
 	v.mu.Unlock()
-	if e.materialized {
+	if e.listing == listMaterialized {
 		return nil
 	}
 	up := v.upperPath(p)
@@ -347,7 +356,7 @@ func (v *View) materialize(p string) error {
 	}
 	// The upper directory was a placeholder or a mirror, and creating placeholders changed its
 	// times: from now on its metadata is the view's, which is the shared directory's.
-	if e.lower != "" && !e.own && !e.partial {
+	if e.lower != "" && !e.own && e.listing != listPartial {
 		if err := long.Lstat(e.lower, &st); err != nil {
 			return err
 		}
@@ -358,7 +367,7 @@ func (v *View) materialize(p string) error {
 		return err
 	}
 	v.mu.Lock()
-	e.materialized, e.partial = true, false
+	e.listing = listMaterialized
 	v.mu.Unlock()
 	v.copyGen.Add(1)
 	return nil
@@ -381,7 +390,7 @@ func (v *View) addableDir(p string) error {
 	}
 	v.mu.Lock()
 	e := v.entries[p]
-	done := e.materialized || e.partial
+	done := e.listing != listMirror
 	v.mu.Unlock()
 	switch {
 	case done:
@@ -403,7 +412,7 @@ func (v *View) addableDir(p string) error {
 		return err
 	}
 	v.mu.Lock()
-	e.partial = true
+	e.listing = listPartial
 	v.mu.Unlock()
 	v.copyGen.Add(1)
 	return nil
@@ -430,7 +439,7 @@ func (v *View) prepareRemove(p string) error {
 	dir := pathDir(p)
 	v.mu.Lock()
 	e := v.entries[dir]
-	partial := e != nil && e.partial
+	partial := e != nil && e.listing == listPartial
 	v.mu.Unlock()
 	if partial {
 		var st unix.Stat_t
@@ -448,7 +457,7 @@ func (v *View) isPartial(e *entry) bool {
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return e.partial
+	return e.listing == listPartial
 }
 
 // placeholders puts in upper directory up a placeholder for each child of shared directory lower
@@ -632,7 +641,7 @@ func (v *View) Changes() []Change {
 		switch {
 		case v.entries[p] == nil:
 			out = append(out, Change{Kind: 'D', Path: p})
-		case st.Mode&unix.S_IFMT == unix.S_IFDIR && v.entries[p].kind == entryDir && (v.entries[p].lower != p || v.entries[p].materialized):
+		case st.Mode&unix.S_IFMT == unix.S_IFDIR && v.entries[p].kind == entryDir && (v.entries[p].lower != p || v.entries[p].listing == listMaterialized):
 			// Removed, then made again; or a shared directory renamed away and back, which lists
 			// the shared names it still has once materialized, and not before
 			// (they all show through then).

@@ -32,8 +32,10 @@ import (
 // loadArg0 marks a re-executed fsvirt that is to load a layer into the view it runs in.
 const loadArg0 = "fsvirt-load"
 
-func init() {
-	if len(os.Args) != 2 || os.Args[0] != loadArg0 {
+// loadRole loads the layer named by the only argument into the view this process runs in, and
+// exits. It runs from this package's init (reexec.go), before anything else of the program.
+func loadRole() {
+	if len(os.Args) != 2 {
 		return
 	}
 	if _, err := layer.Apply(os.Args[1], layer.Options{NoCheck: true}); err != nil {

@@ -395,7 +395,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if r.inTree {
 		e := &entry{kind: entryObj, own: true}
 		if o.kind == opMkdir {
-			e = &entry{kind: entryDir, own: true, materialized: true}
+			e = &entry{kind: entryDir, own: true, listing: listMaterialized}
 		}
 		v.setEntry(r.path, e)
 	}
@@ -543,7 +543,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	// A mirrored directory's upper directory holds only copies of shared children, and the
 	// shared directory is empty: whatever is left there is not in the view.
-	if r.ent != nil && !r.ent.materialized {
+	if r.ent != nil && r.ent.listing != listMaterialized {
 		if err := os.RemoveAll(up); err != nil {
 			return reply{}, err
 		}

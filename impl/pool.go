@@ -117,10 +117,8 @@ func (inv *Invocation) Changes() []Change {
 
 // NewPool starts cfg.Workers worker threads, each loading the filter once.
 func NewPool(cfg Config) (*Pool, error) {
-	if err := notify.Require(); err != nil {
-		return nil, err
-	}
-	if err := notify.ProbeError(); err != nil {
+	feat, err := engineFeatures()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Workers <= 0 {
@@ -160,7 +158,7 @@ func NewPool(cfg Config) (*Pool, error) {
 		}
 	}
 	for i := 0; i < cfg.Supervisors; i++ {
-		sup, err := newSupervisor(log)
+		sup, err := newSupervisor(log, feat)
 		if err != nil {
 			stopAll()
 			st.close()
@@ -236,11 +234,11 @@ func (p *Pool) startWorker() (*worker, error) {
 		// Landlock first: once the filter is loaded, the calls that set it up would be the
 		// supervisor's to answer. It restricts this thread only (docs/kernel.md, "Landlock
 		// underneath").
-		if err := restrictThread(landlockABI()); err != nil {
+		if err := restrictThread(landlockABI(sup.feat)); err != nil {
 			ready <- err
 			return
 		}
-		fd, err := notify.LoadFilter(p.prog, notify.Features().WaitKillableRecv)
+		fd, err := notify.LoadFilter(p.prog, sup.feat.WaitKillableRecv)
 		if err != nil {
 			ready <- err
 			return

@@ -76,7 +76,7 @@ type commandEnd struct {
 	stopped string // why the guard killed it, or ""
 }
 
-// initArg0 marks a re-executed fsvirt that is to become the command (see init).
+// initArg0 marks a re-executed fsvirt that is to become the command (see initRole).
 const initArg0 = "fsvirt-init"
 
 // Exit codes of the fsvirt-init stage, as env(1) uses them.
@@ -95,18 +95,19 @@ const (
 	initArgs         = 5
 )
 
-// initArgv is the argv that makes this program fsvirt-init (see init): its socket to the parent is
+// initArgv is the argv that makes this program fsvirt-init (see initRole): its socket to the parent is
 // fd sock, it changes to dir ("" for none) in the view and executes path with args. quiet keeps
-// its errors off stderr (they come over the socket only).
-func initArgv(quiet bool, sock int, dir, path string, args []string) []string {
+// its errors off stderr (they come over the socket only). feat, the serving supervisor's feature
+// set, says how it loads the filter and whether Landlock restricts it.
+func initArgv(feat notify.FeatureSet, quiet bool, sock int, dir, path string, args []string) []string {
 	var flags []string
 	if quiet {
 		flags = append(flags, initFlagQuiet)
 	}
-	if notify.Features().WaitKillableRecv {
+	if feat.WaitKillableRecv {
 		flags = append(flags, initFlagWaitKil)
 	}
-	if abi := landlockABI(); abi > 0 {
+	if abi := landlockABI(feat); abi > 0 {
 		flags = append(flags, initFlagLandlock+strconv.Itoa(abi))
 	}
 	opts := strings.Join(flags, ",")
@@ -123,12 +124,11 @@ const (
 	initFailExec  = 'e'
 )
 
-// init turns a process started as "fsvirt-init" into the invocation's first task: it loads the
+// initRole turns a process started as "fsvirt-init" into the invocation's first task: it loads the
 // filter on its own thread, hands the listener to the parent over its socket, and executes the
-// command. Every binary that links this package (the CLI, each test binary, a program using
-// thread mode's Invocation.Start) can therefore start processes in a view by re-executing itself.
-func init() {
-	if len(os.Args) < initArgs+1 || os.Args[0] != initArg0 {
+// command. It runs from this package's init (reexec.go), before anything else of the program.
+func initRole() {
+	if len(os.Args) < initArgs+1 {
 		return
 	}
 	runtime.LockOSThread()
@@ -216,10 +216,8 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 // Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
 // which the command must not be able to ptrace or read through /proc.
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
-	if err := notify.Require(); err != nil {
-		return nil, err
-	}
-	if err := notify.ProbeError(); err != nil {
+	feat, err := engineFeatures()
+	if err != nil {
 		return nil, err
 	}
 	if _, err := compiledFilter(); err != nil {
@@ -280,7 +278,7 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sup, err := newSupervisor(log)
+	sup, err := newSupervisor(log, feat)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +332,7 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		}
 	}
 	// The socket is the last of files; cfg.Dir is the kernel's to change to, before the filter.
-	proc, err := os.StartProcess("/proc/self/exe", initArgv(false, len(files)-1, "", cfg.Path, cfg.Args),
+	proc, err := os.StartProcess("/proc/self/exe", initArgv(sup.feat, false, len(files)-1, "", cfg.Path, cfg.Args),
 		&os.ProcAttr{Dir: cfg.Dir, Env: env, Files: files})
 	files[3].Close()
 	if err != nil {

@@ -70,7 +70,7 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 		prog = filepath.Join(dir, prog)
 	}
 	cmd.Path = "/proc/self/exe"
-	cmd.Args = initArgv(true, 3+len(extra), dir, prog, args)
+	cmd.Args = initArgv(inv.w.sup.feat, true, 3+len(extra), dir, prog, args)
 	cmd.ExtraFiles = append(extra[:len(extra):len(extra)], child)
 	started := make(chan error, 1)
 	// Not on this thread: a goroutine that is not locked to a worker never runs on one.

@@ -73,6 +73,9 @@ type supervisor struct {
 	epfd int
 	wake int // eventfd: stop wakes the watcher
 	log  *slog.Logger
+	// feat is the kernel's feature set, captured once where the engine started (engineFeatures):
+	// it decides how every notification is answered, with no lock taken per call.
+	feat notify.FeatureSet
 
 	watcher chan struct{} // closed when the watcher has left
 
@@ -86,7 +89,18 @@ type supervisor struct {
 // delay its other calls.
 const maxReceivers = 64
 
-func newSupervisor(log *slog.Logger) (*supervisor, error) {
+// engineFeatures captures the kernel's feature set where an engine (a pool, a run, a warm host)
+// starts, and fails as the engine must when the kernel lacks the floor (ADDFD, 5.9) or
+// FSVIRT_DISABLE names an unknown feature. The engine's supervisors keep the set (supervisor.feat).
+func engineFeatures() (notify.FeatureSet, error) {
+	f := notify.Features()
+	if err := f.Require(); err != nil {
+		return f, err
+	}
+	return f, notify.ProbeError()
+}
+
+func newSupervisor(log *slog.Logger, feat notify.FeatureSet) (*supervisor, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("epoll_create1: %w", err)
@@ -101,7 +115,7 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	s := &supervisor{epfd: epfd, wake: wake, log: log, listeners: map[uint64]*listener{},
+	s := &supervisor{epfd: epfd, wake: wake, log: log, feat: feat, listeners: map[uint64]*listener{},
 		watcher: make(chan struct{})}
 	go s.watch()
 	return s, nil
@@ -109,7 +123,7 @@ func newSupervisor(log *slog.Logger) (*supervisor, error) {
 
 // add starts answering l's notifications.
 func (s *supervisor) add(l *listener) error {
-	if notify.Features().SyncWakeUp {
+	if s.feat.SyncWakeUp {
 		if err := notify.SetSyncWakeUp(l.fd); err != nil {
 			return fmt.Errorf("SECCOMP_IOCTL_NOTIF_SET_FLAGS: %w", err)
 		}
@@ -395,7 +409,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		s.log.Error("[bug] notification for a syscall the table does not virtualize", "nr", n.Data.Nr)
 		return errnoReply(unix.EIO)
 	}
-	t := tracee{tid: int(n.Pid), call: &callState{}}
+	t := tracee{tid: int(n.Pid), call: &callState{}, pidfdGetfd: s.feat.PidfdGetfd}
 	o, err := e.decode(t, &n.Data)
 	if v == nil { // a worker thread outside any invocation: read-only opens only
 		if err == nil && (o.kind == opOpen && !mayWrite(o.flags) || o.kind.readOnly()) {
@@ -437,7 +451,7 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 			r, stale, err = reply{}, false, unix.EIO
 		}
 	}()
-	if !o.lookupOnly() && notify.IDValid(lfd, n.ID) != nil {
+	if !o.lookupOnly() && s.feat.IDValid(lfd, n.ID) != nil {
 		// The call is no longer waiting: the task died, and its TID may have been reused, while
 		// its memory was read, or a signal withdrew the call while it waited for the turn, and
 		// the task has made it again, perhaps answered already. Checked within the turn, before
@@ -509,7 +523,7 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 		}
 	case replyFD:
 		var orphan int
-		orphan, err = notify.AddFD(lfd, id, r.fd, r.cloexec)
+		orphan, err = s.feat.AddFD(lfd, id, r.fd, r.cloexec)
 		unix.Close(r.fd)
 		if err != nil && orphan >= 0 {
 			// Injected, then the answer failed (before 5.14 only): the task will retry.

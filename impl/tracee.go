@@ -21,6 +21,9 @@ type tracee struct {
 	tid int
 	// call, when set, holds what was read of the task while one of its calls is answered.
 	call *callState
+	// pidfdGetfd: taskObject may take the task's open file with pidfd_getfd (the supervisor's
+	// feature set says the kernel has it). Otherwise it opens /proc/TID/fd/N.
+	pidfdGetfd bool
 }
 
 // callState is what the supervisor read of a task during one of its calls. The task is blocked

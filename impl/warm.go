@@ -130,10 +130,8 @@ type heldFD struct {
 // NewWarm prepares a host for warm workers of cfg's command. Like Run, it makes this process
 // non-dumpable, for good.
 func NewWarm(cfg WarmConfig) (*Warm, error) {
-	if err := notify.Require(); err != nil {
-		return nil, err
-	}
-	if err := notify.ProbeError(); err != nil {
+	feat, err := engineFeatures()
+	if err != nil {
 		return nil, err
 	}
 	if _, err := compiledFilter(); err != nil {
@@ -167,7 +165,7 @@ func NewWarm(cfg WarmConfig) (*Warm, error) {
 		st.close()
 		return nil, err
 	}
-	sup, err := newSupervisor(cfg.Logger)
+	sup, err := newSupervisor(cfg.Logger, feat)
 	if err != nil {
 		unix.Close(revoked)
 		st.close()
@@ -213,7 +211,7 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 	}
 	env = append(env[:len(env):len(env)], extraEnv...)
 	// A process group of its own: a timeout kills the worker and what it started at once.
-	prog, argv := "/proc/self/exe", initArgv(true, 3, "", h.cfg.Path, h.cfg.Args)
+	prog, argv := "/proc/self/exe", initArgv(h.sup.feat, true, 3, "", h.cfg.Path, h.cfg.Args)
 	if h.cfg.Unisolated {
 		prog, argv, files = h.cfg.Path, h.cfg.Args, files[:3]
 	}

@@ -79,6 +79,10 @@ var (
 
 // Features returns the cached probe results, less whatever FSVIRT_DISABLE turns off (a
 // comma-separated list of feature names, so that tests can force every fallback path).
+//
+// It takes a mutex, since SetForTest may replace the set at any time: an engine calls it once, when
+// it starts, and answers every notification with the set it got (FeatureSet's IDValid and AddFD),
+// so that a test's SetForTest before it starts decides what it does until it stops.
 func Features() FeatureSet {
 	mu.Lock()
 	defer mu.Unlock()
@@ -134,9 +138,12 @@ next:
 }
 
 // Require returns an error wrapping ErrNotSupported, naming the kernel, when the floor (ADDFD, 5.9)
-// is missing.
-func Require() error {
-	f := Features()
+// is missing from Features.
+func Require() error { return Features().Require() }
+
+// Require returns an error wrapping ErrNotSupported, naming the kernel, when the floor (ADDFD, 5.9)
+// is missing from f: for an engine that captured its feature set once, and checks that set.
+func (f FeatureSet) Require() error {
 	if f.UserNotif && f.Addfd {
 		return nil
 	}

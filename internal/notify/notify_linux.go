@@ -134,10 +134,10 @@ func Continue(fd int, id uint64) error {
 
 // IDValid reports whether notification id is still pending, i.e. its task has neither died nor
 // been interrupted. Call it after reading the task's memory and before acting on what was read: the
-// TID may belong to another task by then.
-func IDValid(fd int, id uint64) error {
+// TID may belong to another task by then. f says which number of the ioctl the kernel takes.
+func (f FeatureSet) IDValid(fd int, id uint64) error {
 	req := uintptr(unix.SECCOMP_IOCTL_NOTIF_ID_VALID)
-	if !Features().IDValidW {
+	if !f.IDValidW {
 		req = idValidOld
 	}
 	_, err := ioctl(fd, req, unsafe.Pointer(&id))
@@ -145,20 +145,20 @@ func IDValid(fd int, id uint64) error {
 }
 
 // AddFD installs srcfd in the notified task and completes the syscall with the new fd number. With
-// cloexec the new descriptor gets FD_CLOEXEC. On kernels without SECCOMP_ADDFD_FLAG_SEND (before
-// 5.14) it installs the fd, then sends its number as the return value: two ioctls. When the second
+// cloexec the new descriptor gets FD_CLOEXEC. Where f has no SECCOMP_ADDFD_FLAG_SEND (kernels
+// before 5.14) it installs the fd, then sends its number as the return value: two ioctls. When the second
 // fails (a signal withdrew the notification in between, and the syscall will restart), AddFD returns
 // the installed number with the error: that descriptor is in the task's table, unknown to it, and
 // only the caller can decide whether it can be closed. Otherwise an error comes with -1.
 //
 // The calling thread must block signals: with SECCOMP_ADDFD_FLAG_SEND a signal that interrupts the
 // ioctl's wait leaves the task's syscall answered with 0 and no fd (see the supervisor loop).
-func AddFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
+func (f FeatureSet) AddFD(fd int, id uint64, srcfd int, cloexec bool) (int, error) {
 	a := Addfd{ID: id, Srcfd: uint32(srcfd)}
 	if cloexec {
 		a.NewfdFlags = unix.O_CLOEXEC
 	}
-	send := Features().AddfdSend
+	send := f.AddfdSend
 	if send {
 		a.Flags = unix.SECCOMP_ADDFD_FLAG_SEND
 	}
