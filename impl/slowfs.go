@@ -40,8 +40,6 @@ type slowMounts struct {
 	read   bool     // points has been read
 }
 
-var slowFS = &slowMounts{fd: -1}
-
 // current returns the slow mount points; nil when there are none.
 func (s *slowMounts) current() []string {
 	s.mu.Lock()
@@ -64,6 +62,17 @@ func (s *slowMounts) current() []string {
 		s.reread()
 	}
 	return s.points
+}
+
+// close closes the descriptor of the mount table, if open, when the supervisor stops; a receiver
+// left behind (see endReceivers) keeps the table last read.
+func (s *slowMounts) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd >= 0 {
+		unix.Close(s.fd)
+		s.fd = -1
+	}
 }
 
 // reread reads the mount table through s.fd from its start. Preconditions: s.mu is held.
@@ -109,8 +118,8 @@ func (s *slowMounts) reread() {
 // it found. Every path, not only those under a slow mount point: a symlink or ".." on the way can
 // lead there. It reads nothing of the view; a path the view changed is looked up where the
 // shared tree has it, which warms at worst dentries the walk does not need.
-func prefetch(t tracee, o *op) {
-	points := slowFS.current()
+func (s *slowMounts) prefetch(t tracee, o *op) {
+	points := s.current()
 	if len(points) == 0 {
 		return
 	}

@@ -76,6 +76,9 @@ type supervisor struct {
 	// feat is the kernel's feature set, captured once where the engine started (engineFeatures):
 	// it decides how every notification is answered, with no lock taken per call.
 	feat notify.FeatureSet
+	// slow tracks the mounts of slow file systems (slowfs.go), its descriptor of the mount table
+	// closed with the supervisor.
+	slow slowMounts
 
 	watcher chan struct{} // closed when the watcher has left
 
@@ -116,7 +119,8 @@ func newSupervisor(log *slog.Logger, feat notify.FeatureSet) (*supervisor, error
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	s := &supervisor{epfd: epfd, wake: wake, log: log, feat: feat, listeners: map[uint64]*listener{},
-		watcher: make(chan struct{})}
+		watcher: make(chan struct{}), slow: slowMounts{fd: -1}}
+	s.slow.current() // opens the mount table now: the supervisor's descriptors are all made here
 	go s.watch()
 	return s, nil
 }
@@ -238,6 +242,7 @@ func (s *supervisor) stop() {
 	}
 	unix.Close(s.epfd)
 	unix.Close(s.wake)
+	s.slow.close()
 }
 
 // watch waits for listeners that no task uses any more, and ends their receivers.
@@ -425,7 +430,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		if o.kind == opChdir || o.kind == opFchdir {
 			v.chdired.Store(true)
 		}
-		prefetch(t, &o) // outside the turn: see slowfs.go
+		s.slow.prefetch(t, &o) // outside the turn: see slowfs.go
 		var r reply
 		var stale bool
 		r, stale, err = s.decide(lfd, v, t, o, n)
