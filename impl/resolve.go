@@ -17,8 +17,10 @@ const maxSymlinks = 40
 
 // resolved is where a path leads in a view.
 type resolved struct {
-	path   string // cleaned absolute view path of the final object (or where it would be created)
-	exists bool
+	kind resultKind // which of the exclusive outcomes
+	// path is the cleaned absolute view path of the final object (or where it would be created);
+	// for resFDObject, the magic link.
+	path   string
 	mode   uint32 // S_IFMT bits when exists
 	host   string // where the final object is on the host: its upper path or a shared path
 	own    bool   // the final object is the view's own (created, copied up, materialized)
@@ -31,24 +33,46 @@ type resolved struct {
 	// reachesLower: the kernel, resolving the same string, reaches the shared object at path: the
 	// view's object, or the shared directory that a directory the view materialized, or changed
 	// the metadata of, stands for. Implied by pure.
-	reachesLower bool
-	// fdObject is set when the path named a magic link to an object the view cannot name by path
-	// (a pipe, a socket, a deleted file): the supervisor reopens /proc/TID/fd/N itself.
-	fdObject string
-	// longName is set, with deferLong, when the final component is longer than NAME_MAX: the error
-	// its lookup gives, which the caller reports where the kernel looks the final name up.
-	longName      error
+	reachesLower  bool
 	trailingSlash bool
-	// dot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing can
-	// be created.
-	dot bool
-	// gone: the path named a directory the view removed that the caller still holds (see ghost):
-	// host is the ghost, and inTree is false, so that calls act on it directly.
-	gone bool
-	// deadDir: the final name is in such a removed directory: it does not exist, and cannot be
-	// made (ENOENT).
-	deadDir bool
 }
+
+// resultKind is which of a resolution's exclusive outcomes it had.
+type resultKind uint8
+
+const (
+	// resMissing: the final name is not there: path is where it would be made. The zero kind,
+	// that of a resolved made without a walk.
+	resMissing resultKind = iota
+	// resFound: the final component names an object: path, mode, host and ent are its.
+	resFound
+	// resDot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing
+	// can be created: path is the directory it reached.
+	resDot
+	// resGone: the path named a directory the view removed that the caller still holds (see
+	// ghost), ending as resDot does: host is the ghost, and inTree is false, so that calls act on
+	// it directly.
+	resGone
+	// resFDObject: the path named a magic link to an object the view cannot name by path (a
+	// pipe, a socket, a deleted file), path: the supervisor reopens /proc/TID/fd/N itself.
+	resFDObject
+	// resLongName: with deferLong, the final component is longer than NAME_MAX: its lookup fails
+	// with ENAMETOOLONG, which the caller reports where the kernel looks the final name up.
+	resLongName
+	// resDeadDir: the final name is in such a removed directory: it does not exist, and cannot be
+	// made (ENOENT).
+	resDeadDir
+)
+
+// exists reports whether the path leads to an object: one it named, a directory it ended in, or
+// an object without a path.
+func (r resolved) exists() bool {
+	return r.kind == resFound || r.kind == resDot || r.kind == resGone || r.kind == resFDObject
+}
+
+// dot reports whether the path ended in ".", ".." or "/", in a directory the view removed or
+// not.
+func (r resolved) dot() bool { return r.kind == resDot || r.kind == resGone }
 
 // resolveOpts carries the lookup rules of one call.
 type resolveOpts struct {
@@ -57,8 +81,8 @@ type resolveOpts struct {
 	// creat: the caller creates the final component (O_CREAT). A trailing slash then neither
 	// follows a final symlink nor requires a directory: open fails with EISDIR instead.
 	creat bool
-	// deferLong: a final component longer than NAME_MAX does not fail the walk but sets
-	// resolved.longName, for a call that makes other checks before it looks the final name up
+	// deferLong: a final component longer than NAME_MAX does not fail the walk but ends it in
+	// resLongName, for a call that makes other checks before it looks the final name up
 	// (rename; open with O_CREAT, which refuses a trailing slash first).
 	deferLong bool
 	// named: the caller named the object itself (AT_EMPTY_PATH): the kernel walks nothing, and
@@ -256,7 +280,7 @@ func (w *walk) inRemoved(name string, last bool) (done bool, err error) {
 	// The final name is not there; a call that would make it fails with ENOENT, after
 	// the checks the kernel makes before it looks the name up (open's EISDIR for a
 	// trailing slash with O_CREAT).
-	w.r.path, w.r.inTree, w.r.pure, w.r.deadDir = path.Join(w.cur, name), w.v.ns.inTree(w.cur), false, true
+	w.r.path, w.r.inTree, w.r.pure, w.r.kind = path.Join(w.cur, name), w.v.ns.inTree(w.cur), false, resDeadDir
 	return true, nil
 }
 
@@ -306,7 +330,7 @@ func (w *walk) lookup(next string, last bool) (done bool, err error) {
 		err, w.r.pure = unix.ENOENT, false // the kernel would find the store root
 	}
 	if err == unix.ENAMETOOLONG && last && w.o.deferLong {
-		w.r.path, w.r.inTree, w.r.longName = next, w.v.ns.inTree(next), err
+		w.r.path, w.r.inTree, w.r.kind = next, w.v.ns.inTree(next), resLongName
 		return true, nil
 	}
 	if err == unix.ENOENT {
@@ -331,7 +355,7 @@ func (w *walk) lookup(next string, last bool) (done bool, err error) {
 		return false, w.enter(next, l.ent, &st)
 	}
 	w.cur = next
-	w.r.exists, w.r.mode = true, st.Mode&unix.S_IFMT
+	w.r.kind, w.r.mode = resFound, st.Mode&unix.S_IFMT
 	w.r.host, w.r.ent = l.host, l.ent
 	return false, nil
 }
@@ -415,7 +439,7 @@ func (w *walk) magicLink(next, target, h string, st *unix.Stat_t, last bool) (st
 		if !last {
 			return "", false, unix.ENOTDIR
 		}
-		w.r.path, w.r.exists, w.r.fdObject = next, true, next
+		w.r.path, w.r.kind = next, resFDObject
 		w.r.inTree, w.r.pure = false, false
 		w.r.mode = st.Mode & unix.S_IFMT
 		return "", true, nil
@@ -438,12 +462,12 @@ func (w *walk) finish() (resolved, error) {
 		if w.ghost == "" {
 			return *r, unix.ENOENT
 		}
-		r.path, r.exists, r.mode, r.dot, r.gone = w.cur, true, unix.S_IFDIR, true, true
+		r.path, r.kind, r.mode = w.cur, resGone, unix.S_IFDIR
 		r.host, r.pure, r.inTree = w.ghost, false, false
 		return *r, nil
 	}
-	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
-		r.exists, r.mode, r.dot = true, unix.S_IFDIR, true
+	if r.kind != resFound { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
+		r.kind, r.mode = resDot, unix.S_IFDIR
 		l, _, err := w.deps.locate(w.cur)
 		if err != nil {
 			return *r, err

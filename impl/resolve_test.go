@@ -395,14 +395,14 @@ func viewWalk(t *testing.T, v *View, root string, c walkCase) reached {
 	}
 	var out reached
 	r, err := v.resolveWith(deps, unix.AT_FDCWD, p, o)
-	if err == nil && !r.exists {
+	if err == nil && !r.exists() {
 		err = unix.ENOENT
 	}
 	if out.err = err; err != nil {
 		return out
 	}
 	out.path = r.path
-	if r.fdObject != "" {
+	if r.kind == resFDObject {
 		out.fdObject = true
 		return out
 	}
