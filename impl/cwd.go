@@ -397,13 +397,13 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	switch {
 	case err != nil:
 		return reply{}, err
-	case !r.exists:
+	case !r.exists():
 		return reply{}, unix.ENOENT
 	case r.mode == unix.S_IFLNK:
 		return reply{}, unix.ELOOP
 	case r.mode != unix.S_IFREG:
 		return reply{}, unix.EACCES
-	case r.pure && r.fdObject == "":
+	case r.pure && r.kind != resFDObject:
 		return reply{kind: replyContinue}, nil
 	}
 	// The caller's permission, checked before anything is rewritten (access(2) would check the
@@ -425,7 +425,7 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		// has, or whose view differs from the host's, it would not find, or find another: the
 		// call fails as it would without that interpreter, before anything of the task changes.
 		ri, err := v.resolve(t, unix.AT_FDCWD, interp, resolveOpts{followFinal: true})
-		if err == nil && (!ri.exists || !ri.pure || ri.fdObject != "") {
+		if err == nil && (!ri.exists() || !ri.pure || ri.kind == resFDObject) {
 			err = unix.ENOENT
 		}
 		if err != nil {

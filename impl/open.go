@@ -130,7 +130,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	// A descriptor of a partial directory would list only what its upper directory holds: the
 	// listing is completed before any open of it, O_PATH included (what stands in for one is
 	// readable).
-	if r.exists && r.mode == unix.S_IFDIR && v.isPartial(r.ent) {
+	if r.exists() && r.mode == unix.S_IFDIR && v.isPartial(r.ent) {
 		if err := v.materialize(r.path); err != nil {
 			return reply{}, err
 		}
@@ -147,7 +147,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		// that the descriptor names the right file; it stays non-blocking: it stands for a
 		// descriptor without I/O.
 		switch {
-		case !r.exists:
+		case !r.exists():
 			return reply{}, unix.ENOENT
 		case r.pure:
 			return reply{kind: replyContinue}, nil
@@ -157,18 +157,18 @@ func (v *View) open(t tracee, o op) (reply, error) {
 			return v.opathProxy(r.path, cloexec)
 		}
 		ro := flags&^(unix.O_PATH|unix.O_NOFOLLOW) | unix.O_RDONLY | unix.O_NONBLOCK
-		if r.own || r.gone {
+		if r.own || r.kind == resGone {
 			return openFD(r.host, ro, cloexec)
 		}
 		return openHostFD(t, r.host, ro, cloexec)
-	case r.fdObject != "": // a pipe, socket or deleted file reopened through /proc/PID/fd/N
+	case r.kind == resFDObject: // a pipe, socket or deleted file reopened through /proc/PID/fd/N
 		if !mayWrite(o.flags) && fast {
 			return reply{kind: replyContinue}, nil
 		}
-		return v.openFDObject(t, r.fdObject, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
+		return v.openFDObject(t, r.path, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
 	case tmpfile:
 		switch {
-		case !r.exists:
+		case !r.exists():
 			return reply{}, unix.ENOENT
 		case r.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
@@ -182,17 +182,17 @@ func (v *View) open(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
-	case r.dot && excl:
+	case r.dot() && excl:
 		return reply{}, unix.EEXIST
-	case creat && (r.dot || r.trailingSlash):
+	case creat && (r.dot() || r.trailingSlash):
 		return reply{}, unix.EISDIR
-	case r.longName != nil:
-		return reply{}, r.longName
-	case !r.exists && (!creat || r.deadDir):
+	case r.kind == resLongName:
+		return reply{}, unix.ENAMETOOLONG
+	case !r.exists() && (!creat || r.kind == resDeadDir):
 		return reply{}, unix.ENOENT
-	case !r.exists && !r.inTree: // outside the virtualized trees: the host's file system
+	case !r.exists() && !r.inTree: // outside the virtualized trees: the host's file system
 		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
-	case !r.exists:
+	case !r.exists():
 		if err := v.mayCreate(t, path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
@@ -250,7 +250,7 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	// A shared file opened for reading, a directory (the kernel refuses to open one for writing),
 	// a device, a FIFO or a socket, or a file outside the virtualized trees: opening it writes
 	// nothing to the view's tree.
-	if r.gone {
+	if r.kind == resGone {
 		return openFD(r.host, flags, cloexec) // the supervisor's own ghost
 	}
 	if r.inTree && !r.pure {

@@ -84,14 +84,16 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 		return r, true, nil
 	}
 	r, err = v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: follow})
-	if err == nil && !r.exists {
+	if err == nil && !r.exists() {
 		err = unix.ENOENT
 	}
 	return r, false, err
 }
 
 // fast reports that a read-only call on r may be left to the kernel.
-func (v *View) fast(r resolved) bool { return v.ns.policy == PolicyFast && r.pure && r.fdObject == "" }
+func (v *View) fast(r resolved) bool {
+	return v.ns.policy == PolicyFast && r.pure && r.kind != resFDObject
+}
 
 // stat is stat, lstat, newfstatat and statx.
 func (v *View) stat(t tracee, o op) (reply, error) {
@@ -114,7 +116,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	// A shared object outside the trees is looked at as the caller, who needs search permission on
 	// the way to it; in the trees, the walk checked the view's way (resolve).
 	as := func(fn func() error) error { return fn() }
-	if !r.inTree && !r.own && !r.gone && !removedCwd && !v.ns.hidden(host) {
+	if !r.inTree && !r.own && r.kind != resGone && !removedCwd && !v.ns.hidden(host) {
 		c, err := t.status()
 		if err != nil {
 			return reply{}, err
@@ -167,7 +169,7 @@ func (v *View) access(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if r.own || r.gone || v.ns.hidden(r.host) || r.inTree {
+	if r.own || r.kind == resGone || v.ns.hidden(r.host) || r.inTree {
 		// The private layer is not the caller's to walk, nor are the shared tree's directories
 		// above an object the view reaches by another way: the walk checked the view's (resolve).
 		return okReply, hostMay(c, r.host, o.mask)
@@ -287,7 +289,7 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if r.gone { // "." in a removed working directory: it stays
+	if r.kind == resGone { // "." in a removed working directory: it stays
 		if err := hostMay(c, r.host, unix.X_OK); err != nil {
 			return reply{}, err
 		}
@@ -295,7 +297,7 @@ func (v *View) chdir(t tracee, o op) (reply, error) {
 	}
 	// The kernel checks the shared directory's permissions: when the view changed them, both
 	// must let the caller in.
-	if r.reachesLower && r.fdObject == "" &&
+	if r.reachesLower && r.kind != resFDObject &&
 		(r.ent == nil || !r.ent.own || hostMay(c, r.host, unix.X_OK) == nil && hostMay(c, r.ent.lower, unix.X_OK) == nil) {
 		v.clearCwd(t)
 		return reply{kind: replyContinue}, nil
@@ -332,9 +334,9 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		return reply{}, err
 	}
 	switch {
-	case r.dot || r.exists:
+	case r.dot() || r.exists():
 		return reply{}, unix.EEXIST
-	case r.deadDir, r.trailingSlash && o.kind != opMkdir:
+	case r.kind == resDeadDir, r.trailingSlash && o.kind != opMkdir:
 		return reply{}, unix.ENOENT
 	}
 	c, err := t.status()
@@ -472,9 +474,9 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		return reply{}, unix.EINVAL
 	case rmdir && base == "..":
 		return reply{}, unix.ENOTEMPTY
-	case r.dot:
+	case r.dot():
 		return reply{}, unix.EISDIR
-	case !r.exists:
+	case !r.exists():
 		return reply{}, unix.ENOENT
 	case !rmdir && r.trailingSlash && r.mode == unix.S_IFDIR:
 		return reply{}, unix.EISDIR
@@ -602,21 +604,21 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	switch {
 	case from.inTree != to.inTree:
 		return reply{}, unix.EXDEV
-	case from.dot:
+	case from.dot():
 		return reply{}, unix.EBUSY
-	case to.dot && o.flags&unix.RENAME_NOREPLACE != 0:
+	case to.dot() && o.flags&unix.RENAME_NOREPLACE != 0:
 		return reply{}, unix.EEXIST
-	case to.dot:
+	case to.dot():
 		return reply{}, unix.EBUSY
-	case from.longName != nil:
-		return reply{}, from.longName
-	case !from.exists:
+	case from.kind == resLongName:
+		return reply{}, unix.ENAMETOOLONG
+	case !from.exists():
 		return reply{}, unix.ENOENT
-	case to.longName != nil:
-		return reply{}, to.longName
-	case to.deadDir, exchange && !to.exists:
+	case to.kind == resLongName:
+		return reply{}, unix.ENAMETOOLONG
+	case to.kind == resDeadDir, exchange && !to.exists():
 		return reply{}, unix.ENOENT
-	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists:
+	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists():
 		return reply{}, unix.EEXIST
 	case !exchange && from.mode != unix.S_IFDIR && (from.trailingSlash || to.trailingSlash):
 		return reply{}, unix.ENOTDIR
@@ -643,13 +645,13 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 		switch {
 		case within(to.path, from.path) && to.path != from.path:
 			return reply{}, unix.EINVAL
-		case within(from.path, to.path) && !exchange && to.exists:
+		case within(from.path, to.path) && !exchange && to.exists():
 			return reply{}, unix.ENOTEMPTY
 		case within(from.path, to.path) && exchange:
 			return reply{}, unix.EINVAL
 		}
 	}
-	if from.path != to.path && to.exists && from.mode != unix.S_IFDIR && sameObject(from.host, to.host) {
+	if from.path != to.path && to.exists() && from.mode != unix.S_IFDIR && sameObject(from.host, to.host) {
 		// Two names of one file (see linkShared): vfs_rename changes nothing, with or without
 		// RENAME_EXCHANGE, before it checks permissions.
 		return okReply, nil
@@ -659,7 +661,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 		switch {
-		case !to.exists || exchange:
+		case !to.exists() || exchange:
 		case from.mode == unix.S_IFDIR && to.mode != unix.S_IFDIR:
 			return reply{}, unix.ENOTDIR
 		case from.mode != unix.S_IFDIR && to.mode == unix.S_IFDIR:
@@ -669,7 +671,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if exchange || from.path == to.path || to.exists { // a shared name may be replaced: complete listings
+	if exchange || from.path == to.path || to.exists() { // a shared name may be replaced: complete listings
 		if err := v.materialize(pathDir(from.path)); err != nil {
 			return reply{}, err
 		}
@@ -684,7 +686,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if to.exists && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
+	if to.exists() && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
 		// The kernel checks that a replaced directory is empty: its upper directory must list it.
 		if err := v.materialize(to.path); err != nil {
 			return reply{}, err
@@ -692,7 +694,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	}
 	// A directory the rename replaces is removed: what a task that holds it will see (see ghost).
 	var replaced *unix.Stat_t
-	if to.exists && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
+	if to.exists() && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
 		replaced = new(unix.Stat_t)
 		if err := long.Lstat(to.host, replaced); err != nil {
 			return reply{}, err
@@ -701,7 +703,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if err := long.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
-	if to.exists && !exchange && from.path != to.path {
+	if to.exists() && !exchange && from.path != to.path {
 		v.noteRemoved(to.path) // the name now shows another object: a shared one it replaced is deleted
 	}
 	if replaced != nil {
@@ -770,7 +772,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		switch {
 		case err != nil:
 			return reply{}, err
-		case !from.exists:
+		case !from.exists():
 			return reply{}, unix.ENOENT
 		}
 		oldInTree, oldDir = from.inTree, from.mode == unix.S_IFDIR
@@ -796,9 +798,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	switch {
 	case err != nil:
 		return reply{}, err
-	case to.exists || to.dot:
+	case to.exists() || to.dot():
 		return reply{}, unix.EEXIST
-	case to.deadDir, to.trailingSlash:
+	case to.kind == resDeadDir, to.trailingSlash:
 		return reply{}, unix.ENOENT
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
@@ -925,7 +927,7 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		if !r.inTree {
 			// The host's object, opened without following anything the view did not follow. A
 			// removed directory the caller still holds (gone) is the supervisor's own ghost.
-			if r.gone {
+			if r.kind == resGone {
 				obj, err = long.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
 			} else {
 				outside = true
@@ -1253,7 +1255,7 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 		return reply{kind: replyContinue}, nil
 	}
 	if !r.inTree { // bind outside the trees: made on the host, as the caller
-		if r.exists || r.dot {
+		if r.exists() || r.dot() {
 			return reply{}, unix.EADDRINUSE
 		}
 		fd, err := t.getfd(o.fd)
@@ -1271,17 +1273,17 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	}
 	host := r.host
 	if !connect {
-		if r.exists || r.dot {
+		if r.exists() || r.dot() {
 			return reply{}, unix.EADDRINUSE
 		}
-		if r.deadDir {
+		if r.kind == resDeadDir {
 			return reply{}, unix.ENOENT
 		}
 		if err := v.addable(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
 		host = v.upperPath(r.path)
-	} else if !r.exists {
+	} else if !r.exists() {
 		return reply{}, unix.ENOENT
 	}
 	// The private layer's path may be longer than sun_path holds: name the socket file through

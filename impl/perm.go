@@ -243,7 +243,7 @@ func (v *View) mayRename(t tracee, from, to resolved) error {
 	if err := v.mayRemove(c, from.path); err != nil {
 		return err
 	}
-	if to.exists {
+	if to.exists() {
 		return v.mayRemove(c, to.path)
 	}
 	return v.mayMakeIn(c, path.Dir(to.path))

@@ -17,8 +17,10 @@ const maxSymlinks = 40
 
 // resolved is where a path leads in a view.
 type resolved struct {
-	path   string // cleaned absolute view path of the final object (or where it would be created)
-	exists bool
+	kind resultKind // which of the exclusive outcomes
+	// path is the cleaned absolute view path of the final object (or where it would be created);
+	// for resFDObject, the magic link.
+	path   string
 	mode   uint32 // S_IFMT bits when exists
 	host   string // where the final object is on the host: its upper path or a shared path
 	own    bool   // the final object is the view's own (created, copied up, materialized)
@@ -31,24 +33,46 @@ type resolved struct {
 	// reachesLower: the kernel, resolving the same string, reaches the shared object at path: the
 	// view's object, or the shared directory that a directory the view materialized, or changed
 	// the metadata of, stands for. Implied by pure.
-	reachesLower bool
-	// fdObject is set when the path named a magic link to an object the view cannot name by path
-	// (a pipe, a socket, a deleted file): the supervisor reopens /proc/TID/fd/N itself.
-	fdObject string
-	// longName is set, with deferLong, when the final component is longer than NAME_MAX: the error
-	// its lookup gives, which the caller reports where the kernel looks the final name up.
-	longName      error
+	reachesLower  bool
 	trailingSlash bool
-	// dot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing can
-	// be created.
-	dot bool
-	// gone: the path named a directory the view removed that the caller still holds (see ghost):
-	// host is the ghost, and inTree is false, so that calls act on it directly.
-	gone bool
-	// deadDir: the final name is in such a removed directory: it does not exist, and cannot be
-	// made (ENOENT).
-	deadDir bool
 }
+
+// resultKind is which of a resolution's exclusive outcomes it had.
+type resultKind uint8
+
+const (
+	// resMissing: the final name is not there: path is where it would be made. The zero kind,
+	// that of a resolved made without a walk.
+	resMissing resultKind = iota
+	// resFound: the final component names an object: path, mode, host and ent are its.
+	resFound
+	// resDot: the path ended in ".", ".." or "/" (directly or through a symlink), where nothing
+	// can be created: path is the directory it reached.
+	resDot
+	// resGone: the path named a directory the view removed that the caller still holds (see
+	// ghost), ending as resDot does: host is the ghost, and inTree is false, so that calls act on
+	// it directly.
+	resGone
+	// resFDObject: the path named a magic link to an object the view cannot name by path (a
+	// pipe, a socket, a deleted file), path: the supervisor reopens /proc/TID/fd/N itself.
+	resFDObject
+	// resLongName: with deferLong, the final component is longer than NAME_MAX: its lookup fails
+	// with ENAMETOOLONG, which the caller reports where the kernel looks the final name up.
+	resLongName
+	// resDeadDir: the final name is in such a removed directory: it does not exist, and cannot be
+	// made (ENOENT).
+	resDeadDir
+)
+
+// exists reports whether the path leads to an object: one it named, a directory it ended in, or
+// an object without a path.
+func (r resolved) exists() bool {
+	return r.kind == resFound || r.kind == resDot || r.kind == resGone || r.kind == resFDObject
+}
+
+// dot reports whether the path ended in ".", ".." or "/", in a directory the view removed or
+// not.
+func (r resolved) dot() bool { return r.kind == resDot || r.kind == resGone }
 
 // resolveOpts carries the lookup rules of one call.
 type resolveOpts struct {
@@ -57,8 +81,8 @@ type resolveOpts struct {
 	// creat: the caller creates the final component (O_CREAT). A trailing slash then neither
 	// follows a final symlink nor requires a directory: open fails with EISDIR instead.
 	creat bool
-	// deferLong: a final component longer than NAME_MAX does not fail the walk but sets
-	// resolved.longName, for a call that makes other checks before it looks the final name up
+	// deferLong: a final component longer than NAME_MAX does not fail the walk but ends it in
+	// resLongName, for a call that makes other checks before it looks the final name up
 	// (rename; open with O_CREAT, which refuses a trailing slash first).
 	deferLong bool
 	// named: the caller named the object itself (AT_EMPTY_PATH): the kernel walks nothing, and
@@ -69,270 +93,423 @@ type resolveOpts struct {
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
 var magicLink = regexp.MustCompile(`^/proc/[0-9]+(/task/[0-9]+)?/(cwd|root|exe|fd/[0-9]+|map_files/[^/]+)$`)
 
+// walkDeps are what a walk reads outside its own state: of the caller, where a relative path
+// starts and its credentials; of the view and the host, what is at a path and what a symlink
+// says. The supervisor's (traceeDeps) reads the tracee's /proc entries; a test's reads a plain
+// tree for a caller it makes up, so that the walk's rules can be checked against the kernel's
+// without a seccomp notification.
+type walkDeps interface {
+	// startDir is where a relative path starts: the caller's working directory or its dirfd.
+	startDir(dirfd int) (start, error)
+	// status is the caller's credentials and thread group, as /proc/TID/status gives them.
+	status() (creds, error)
+	// tid is the caller's thread: /proc/thread-self's, and whose access to the supervisor's own
+	// /proc entries is refused (supervisorOnly).
+	tid() int
+	// locate looks view path p up, given that its parent directory exists in the view.
+	locate(p string) (loc, unix.Stat_t, error)
+	// readlink reads the symlink at host path h.
+	readlink(h string) (string, error)
+}
+
+// traceeDeps are the walk's dependencies while the supervisor answers a call of t in view v.
+type traceeDeps struct {
+	v *View
+	t tracee
+}
+
+func (d traceeDeps) startDir(dirfd int) (start, error)         { return d.v.startDir(d.t, dirfd) }
+func (d traceeDeps) status() (creds, error)                    { return d.t.status() }
+func (d traceeDeps) tid() int                                  { return d.t.tid }
+func (d traceeDeps) locate(p string) (loc, unix.Stat_t, error) { return d.v.locate(p) }
+func (d traceeDeps) readlink(h string) (string, error)         { return readlink(h) }
+
 // resolve walks unsafePath component by component in the view, starting at the caller's cwd or
 // dirfd, with the kernel's rules for "..", symlinks (ELOOP after maxSymlinks) and trailing slashes.
 // It never reads through the user's store root: a step into it fails with ENOENT, and a final name
 // that would find it finds nothing (see hides).
 func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
-	r := resolved{pure: true}
-	if unsafePath == "" {
-		return r, unix.ENOENT
+	return v.resolveWith(traceeDeps{v, t}, dirfd, unsafePath, o)
+}
+
+// resolveWith is resolve for the caller that deps describe.
+func (v *View) resolveWith(deps walkDeps, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
+	w := walk{v: v, deps: deps, o: o, r: resolved{pure: true}}
+	if err := w.begin(dirfd, unsafePath); err != nil {
+		return w.r, err
 	}
-	r.trailingSlash = strings.HasSuffix(unsafePath, "/")
-	beneath := o.resolve&(unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0
-	var root, cur string
-	// gone: cur is a directory the view removed, which the caller still holds (see start).
-	var gone bool
-	var ghost string
-	if strings.HasPrefix(unsafePath, "/") && o.resolve&unix.RESOLVE_IN_ROOT == 0 {
-		if o.resolve&unix.RESOLVE_BENEATH != 0 {
-			return r, unix.EXDEV
-		}
-		root, cur = "/", "/"
-	} else {
-		s, err := v.startDir(t, dirfd)
-		if err != nil {
-			return r, err
-		}
-		r.pure = r.pure && s.pure
-		cur, gone, ghost = s.path, s.gone, s.ghost
-		root = "/"
-		if beneath {
-			root = cur
+	for len(w.rest) > 0 {
+		if done, err := w.step(); err != nil || done {
+			return w.r, err
 		}
 	}
-	var creds *creds // read from /proc/TID/status only when /proc/self is walked
-	rest := splitPath(unsafePath)
+	return w.finish()
+}
+
+// walk is one resolution under way: where it stands, what is left of the path, and what it has
+// found out on the way. Its methods are the walk's steps: a component (step, lookup, enter),
+// "..", a symlink, a magic link of /proc, and the end of the path (finish).
+type walk struct {
+	v    *View
+	deps walkDeps
+	o    resolveOpts
+	// r is the outcome so far: pure and trailingSlash change on the way, the rest is set where the
+	// walk ends.
+	r resolved
+	// beneath: RESOLVE_BENEATH or RESOLVE_IN_ROOT keeps the walk under root.
+	beneath bool
+	// root is where ".." stops and an absolute symlink leads: "/", or with beneath, the
+	// directory the walk started from.
+	root  string
+	cur   string       // the directory the walk has reached (the final object, once found)
+	curSt *unix.Stat_t // cur's, when known
+	// rest are the components still to walk, those of the symlinks followed included.
+	rest []string
+	// gone: cur is a directory the view removed, which the caller still holds (see start); ghost
+	// is then its host path, "" when it has none.
+	gone  bool
+	ghost string
 	// plain: cur was reached from "/" through directories only, each looked up at its own path.
-	plain := cur == "/" && !beneath
-	links := 0
-	var curSt *unix.Stat_t // cur's, when known
-	if plain {
+	plain bool
+	links int    // symlinks followed, of maxSymlinks
+	creds *creds // read from /proc/TID/status only when /proc/self is walked, or a search needs them
+}
+
+// begin places the walk where unsafePath starts: at "/" for an absolute path, else at the caller's
+// working directory or dirfd, which RESOLVE_BENEATH and RESOLVE_IN_ROOT also make its root.
+func (w *walk) begin(dirfd int, unsafePath string) error {
+	if unsafePath == "" {
+		return unix.ENOENT
+	}
+	w.r.trailingSlash = strings.HasSuffix(unsafePath, "/")
+	w.beneath = w.o.resolve&(unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0
+	if strings.HasPrefix(unsafePath, "/") && w.o.resolve&unix.RESOLVE_IN_ROOT == 0 {
+		if w.o.resolve&unix.RESOLVE_BENEATH != 0 {
+			return unix.EXDEV
+		}
+		w.root, w.cur = "/", "/"
+	} else {
+		s, err := w.deps.startDir(dirfd)
+		if err != nil {
+			return err
+		}
+		w.r.pure = w.r.pure && s.pure
+		w.cur, w.gone, w.ghost = s.path, s.gone, s.ghost
+		w.root = "/"
+		if w.beneath {
+			w.root = w.cur
+		}
+	}
+	w.rest = splitPath(unsafePath)
+	w.plain = w.cur == "/" && !w.beneath
+	if w.plain {
 		// The lstat that found the known directory is also what maySearch would look at: the
 		// view has not changed the directory (no entry at or above it), so it is the shared one.
-		if n, dir, st := v.knownDir(rest); n > 0 {
-			cur, rest, curSt = dir, rest[n:], st
+		if n, dir, st := w.v.knownDir(w.rest); n > 0 {
+			w.cur, w.rest, w.curSt = dir, w.rest[n:], st
 		}
 	}
-	for len(rest) > 0 {
-		name := rest[0]
-		rest = rest[1:]
-		last := len(rest) == 0
-		if !o.named {
-			var err error
-			if !gone {
-				err = v.maySearch(t, &creds, cur, curSt)
-			} else if ghost != "" {
-				// A removed directory keeps its mode: the kernel checks it before it finds
-				// nothing there.
-				err = v.maySearchHost(t, &creds, cur, ghost)
-			}
-			if err != nil {
-				return r, err
-			}
+	return nil
+}
+
+// step walks the next component, once the caller may search the directory it is in. It reports
+// done when the outcome is known before the end of the path: a final name that is not there (or
+// cannot be), or an object without a path.
+func (w *walk) step() (done bool, err error) {
+	name := w.rest[0]
+	w.rest = w.rest[1:]
+	last := len(w.rest) == 0
+	if err := w.search(); err != nil {
+		return false, err
+	}
+	switch name {
+	case ".":
+		return false, nil
+	case "..":
+		return false, w.dotDot()
+	}
+	if w.gone {
+		return w.inRemoved(name, last)
+	}
+	if w.cur == "/proc" && (name == "self" || name == "thread-self") {
+		return false, w.procSelf(name)
+	}
+	return w.lookup(path.Join(w.cur, name), last)
+}
+
+// search checks that the caller may search cur, before the walk looks a component up in it,
+// unless the caller named the object itself.
+func (w *walk) search() error {
+	switch {
+	case w.o.named:
+		return nil
+	case !w.gone:
+		return w.maySearch(w.cur, w.curSt)
+	case w.ghost != "":
+		// A removed directory keeps its mode: the kernel checks it before it finds
+		// nothing there.
+		return w.maySearchHost(w.cur, w.ghost)
+	}
+	return nil
+}
+
+// dotDot is "..": the parent of cur, which at the walk's root is the root itself (EXDEV with
+// RESOLVE_BENEATH).
+func (w *walk) dotDot() error {
+	w.gone = false
+	w.plain = false
+	w.curSt = nil
+	if w.cur == w.root {
+		if w.o.resolve&unix.RESOLVE_BENEATH != 0 {
+			return unix.EXDEV
 		}
-		switch name {
-		case ".":
-			continue
-		case "..":
-			gone = false
-			plain = false
-			curSt = nil
-			if cur == root {
-				if o.resolve&unix.RESOLVE_BENEATH != 0 {
-					return r, unix.EXDEV
-				}
-				continue
-			}
-			cur = path.Dir(cur)
-			continue
-		}
-		if gone { // nothing is in a removed directory, nor can be made there
-			// Not even a name longer than NAME_MAX: the file system's lookup, which refuses
-			// it, is not asked.
-			if !last {
-				return r, unix.ENOENT
-			}
-			// The final name is not there; a call that would make it fails with ENOENT, after
-			// the checks the kernel makes before it looks the name up (open's EISDIR for a
-			// trailing slash with O_CREAT).
-			r.path, r.inTree, r.pure, r.deadDir = path.Join(cur, name), v.ns.inTree(cur), false, true
-			return r, nil
-		}
-		next := path.Join(cur, name)
-		if cur == "/proc" && (name == "self" || name == "thread-self") {
-			// The supervisor's own /proc/self is not the caller's.
-			if creds == nil {
-				c, err := t.status()
-				if err != nil {
-					return r, err
-				}
-				creds = &c
-			}
-			// The kernel takes the caller's own: a resolution through it stays pure.
-			next = "/proc/" + strconv.Itoa(creds.tgid)
-			if name == "thread-self" {
-				next += "/task/" + strconv.Itoa(t.tid)
-			}
-			plain = false
-			cur, curSt = next, nil
-			continue
-		}
-		if supervisorOnly(t, next) {
-			return r, unix.EACCES
-		}
-		l, st, err := v.locate(next)
-		if err == nil && v.hides(l.host) {
-			// The store root is not in any view. In a tree its name is free, as in a
-			// directory the view removed it from; outside the trees, where a new name is
-			// made on the host, it is not.
-			if !last || !v.ns.inTree(next) {
-				return r, unix.ENOENT
-			}
-			err, r.pure = unix.ENOENT, false // the kernel would find the store root
-		}
-		if err == unix.ENAMETOOLONG && last && o.deferLong {
-			r.path, r.inTree, r.longName = next, v.ns.inTree(next), err
-			return r, nil
-		}
-		if err == unix.ENOENT {
-			if !last {
-				return r, unix.ENOENT
-			}
-			r.path = next
-			r.inTree = v.ns.inTree(next)
-			return r, nil
-		}
+		return nil
+	}
+	w.cur = path.Dir(w.cur)
+	return nil
+}
+
+// inRemoved is a name in a directory the view removed (gone): nothing is in it, nor can be made
+// there.
+func (w *walk) inRemoved(name string, last bool) (done bool, err error) {
+	// Not even a name longer than NAME_MAX: the file system's lookup, which refuses
+	// it, is not asked.
+	if !last {
+		return false, unix.ENOENT
+	}
+	// The final name is not there; a call that would make it fails with ENOENT, after
+	// the checks the kernel makes before it looks the name up (open's EISDIR for a
+	// trailing slash with O_CREAT).
+	w.r.path, w.r.inTree, w.r.pure, w.r.kind = path.Join(w.cur, name), w.v.ns.inTree(w.cur), false, resDeadDir
+	return true, nil
+}
+
+// procSelf steps from /proc into "self" or "thread-self": the supervisor's own /proc/self is not
+// the caller's.
+func (w *walk) procSelf(name string) error {
+	c, err := w.caller()
+	if err != nil {
+		return err
+	}
+	// The kernel takes the caller's own: a resolution through it stays pure.
+	next := "/proc/" + strconv.Itoa(c.tgid)
+	if name == "thread-self" {
+		next += "/task/" + strconv.Itoa(w.deps.tid())
+	}
+	w.plain = false
+	w.cur, w.curSt = next, nil
+	return nil
+}
+
+// caller returns the caller's credentials, read once per walk.
+func (w *walk) caller() (*creds, error) {
+	if w.creds == nil {
+		c, err := w.deps.status()
 		if err != nil {
-			return r, err
+			return nil, err
 		}
-		if l.ent != nil && l.ent.lower != next {
-			r.pure = false // the kernel would find another object at this path
-		} else if r.pure && l.ent != nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && metaDiffers(next, &st) {
-			// The view changed the directory's mode or owner: the kernel would check the caller's
-			// rights on the shared one instead.
-			r.pure = false
+		w.creds = &c
+	}
+	return w.creds, nil
+}
+
+// lookup looks next up, a name in cur, and goes on from what it finds: a symlink to follow, a
+// directory to enter, or the final object.
+func (w *walk) lookup(next string, last bool) (done bool, err error) {
+	if supervisorOnly(tracee{tid: w.deps.tid()}, next) {
+		return false, unix.EACCES
+	}
+	l, st, err := w.deps.locate(next)
+	if err == nil && w.v.hides(l.host) {
+		// The store root is not in any view. In a tree its name is free, as in a
+		// directory the view removed it from; outside the trees, where a new name is
+		// made on the host, it is not.
+		if !last || !w.v.ns.inTree(next) {
+			return false, unix.ENOENT
 		}
-		// With O_CREAT a final name followed by a slash is never followed, also when the slash
-		// ends a symlink's target (s -> s/): open then fails with EISDIR.
-		creatSlash := o.creat && r.trailingSlash
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || o.followFinal && !creatSlash || r.trailingSlash && !o.creat) {
-			if o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
-				return r, unix.ELOOP
-			}
-			plain = false
-			links++
-			if links > maxSymlinks {
-				return r, unix.ELOOP
-			}
-			target, err := readlink(l.host)
-			if err != nil {
-				return r, err
-			}
-			if magicLink.MatchString(next) {
-				if o.resolve&(unix.RESOLVE_NO_MAGICLINKS|unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0 {
-					return r, unix.ELOOP
-				}
-				mapped, ok, err := v.magicTarget(target, l.host)
-				if err != nil {
-					return r, err
-				}
-				if !ok { // an object without a path in the view
-					if !last {
-						return r, unix.ENOTDIR
-					}
-					r.path, r.exists, r.fdObject = next, true, next
-					r.inTree, r.pure = false, false
-					r.mode = st.Mode & unix.S_IFMT
-					return r, nil
-				}
-				// The kernel jumps to the object itself. The view walks the target from the root
-				// instead, which for a shared object at its own path finds what the kernel finds
-				// (the walk checks the rest); an object in the private layer, or the symlink an
-				// O_PATH proxy stands for, the kernel would not find by the view path.
-				if mapped != target {
-					r.pure = false
-				}
-				target = mapped
-			}
-			if strings.HasPrefix(target, "/") {
-				curSt = nil
-				if beneath {
-					if o.resolve&unix.RESOLVE_BENEATH != 0 {
-						return r, unix.EXDEV
-					}
-					cur = root
-				} else {
-					cur = "/"
-				}
-			}
-			rest = append(splitPath(target), rest...)
-			if strings.HasSuffix(target, "/") && last {
-				r.trailingSlash = true
-			}
-			continue
-		}
+		err, w.r.pure = unix.ENOENT, false // the kernel would find the store root
+	}
+	if err == unix.ENAMETOOLONG && last && w.o.deferLong {
+		w.r.path, w.r.inTree, w.r.kind = next, w.v.ns.inTree(next), resLongName
+		return true, nil
+	}
+	if err == unix.ENOENT {
 		if !last {
-			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				return r, unix.ENOTDIR
-			}
-			// Only directories that every caller may search are known (knownDir skips them).
-			plain = plain && st.Mode&0o111 == 0o111
-			if plain && l.ent.transparent(next) {
-				v.dirs.add(next, &st)
-			}
-			cur, curSt = next, &st
-			continue
+			return false, unix.ENOENT
 		}
-		cur = next
-		r.exists, r.mode = true, st.Mode&unix.S_IFMT
-		r.host, r.ent = l.host, l.ent
+		w.r.path = next
+		w.r.inTree = w.v.ns.inTree(next)
+		return true, nil
 	}
-	if gone { // the path was "." in a removed directory: the supervisor acts on its ghost
-		if ghost == "" {
-			return r, unix.ENOENT
+	if err != nil {
+		return false, err
+	}
+	w.checkPure(next, l.ent, &st)
+	// With O_CREAT a final name followed by a slash is never followed, also when the slash
+	// ends a symlink's target (s -> s/): open then fails with EISDIR.
+	creatSlash := w.o.creat && w.r.trailingSlash
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || w.o.followFinal && !creatSlash || w.r.trailingSlash && !w.o.creat) {
+		return w.symlink(next, l.host, &st, last)
+	}
+	if !last {
+		return false, w.enter(next, l.ent, &st)
+	}
+	w.cur = next
+	w.r.kind, w.r.mode = resFound, st.Mode&unix.S_IFMT
+	w.r.host, w.r.ent = l.host, l.ent
+	return false, nil
+}
+
+// checkPure clears r.pure when what the view has at next (its entry e, and status st) is not
+// what the kernel would find there.
+func (w *walk) checkPure(next string, e *entry, st *unix.Stat_t) {
+	if e != nil && e.lower != next {
+		w.r.pure = false // the kernel would find another object at this path
+	} else if w.r.pure && e != nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && metaDiffers(next, st) {
+		// The view changed the directory's mode or owner: the kernel would check the caller's
+		// rights on the shared one instead.
+		w.r.pure = false
+	}
+}
+
+// enter steps into next, a component that is not the last one, which must be a directory.
+func (w *walk) enter(next string, e *entry, st *unix.Stat_t) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return unix.ENOTDIR
+	}
+	// Only directories that every caller may search are known (knownDir skips them).
+	w.plain = w.plain && st.Mode&0o111 == 0o111
+	if w.plain && e.transparent(next) {
+		w.v.dirs.add(next, st)
+	}
+	w.cur, w.curSt = next, st
+	return nil
+}
+
+// symlink follows the symlink at view path next, host path h (st its status): the walk goes on
+// with its target's components, from the root for an absolute target.
+func (w *walk) symlink(next, h string, st *unix.Stat_t, last bool) (done bool, err error) {
+	if w.o.resolve&unix.RESOLVE_NO_SYMLINKS != 0 {
+		return false, unix.ELOOP
+	}
+	w.plain = false
+	w.links++
+	if w.links > maxSymlinks {
+		return false, unix.ELOOP
+	}
+	target, err := w.deps.readlink(h)
+	if err != nil {
+		return false, err
+	}
+	if magicLink.MatchString(next) {
+		if target, done, err = w.magicLink(next, target, h, st, last); err != nil || done {
+			return done, err
 		}
-		r.path, r.exists, r.mode, r.dot, r.gone = cur, true, unix.S_IFDIR, true, true
-		r.host, r.pure, r.inTree = ghost, false, false
-		return r, nil
 	}
-	if !r.exists { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
-		r.exists, r.mode, r.dot = true, unix.S_IFDIR, true
-		l, _, err := v.locate(cur)
+	if strings.HasPrefix(target, "/") {
+		w.curSt = nil
+		if w.beneath {
+			if w.o.resolve&unix.RESOLVE_BENEATH != 0 {
+				return false, unix.EXDEV
+			}
+			w.cur = w.root
+		} else {
+			w.cur = "/"
+		}
+	}
+	w.rest = append(splitPath(target), w.rest...)
+	if strings.HasSuffix(target, "/") && last {
+		w.r.trailingSlash = true
+	}
+	return false, nil
+}
+
+// magicLink follows a /proc magic link (next, at host path h, st its status), which readlink
+// said leads to target: it returns the view path the walk goes on with, or done when the link
+// leads to an object without a path in the view.
+func (w *walk) magicLink(next, target, h string, st *unix.Stat_t, last bool) (string, bool, error) {
+	if w.o.resolve&(unix.RESOLVE_NO_MAGICLINKS|unix.RESOLVE_BENEATH|unix.RESOLVE_IN_ROOT) != 0 {
+		return "", false, unix.ELOOP
+	}
+	mapped, ok, err := w.v.magicTarget(target, h)
+	if err != nil {
+		return "", false, err
+	}
+	if !ok { // an object without a path in the view
+		if !last {
+			return "", false, unix.ENOTDIR
+		}
+		w.r.path, w.r.kind = next, resFDObject
+		w.r.inTree, w.r.pure = false, false
+		w.r.mode = st.Mode & unix.S_IFMT
+		return "", true, nil
+	}
+	// The kernel jumps to the object itself. The view walks the target from the root
+	// instead, which for a shared object at its own path finds what the kernel finds
+	// (the walk checks the rest); an object in the private layer, or the symlink an
+	// O_PATH proxy stands for, the kernel would not find by the view path.
+	if mapped != target {
+		w.r.pure = false
+	}
+	return mapped, false, nil
+}
+
+// finish completes a walk that reached the end of the path: cur is the final object, or the
+// directory the path ended in.
+func (w *walk) finish() (resolved, error) {
+	r := &w.r
+	if w.gone { // the path was "." in a removed directory: the supervisor acts on its ghost
+		if w.ghost == "" {
+			return *r, unix.ENOENT
+		}
+		r.path, r.kind, r.mode = w.cur, resGone, unix.S_IFDIR
+		r.host, r.pure, r.inTree = w.ghost, false, false
+		return *r, nil
+	}
+	if r.kind != resFound { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
+		r.kind, r.mode = resDot, unix.S_IFDIR
+		l, _, err := w.deps.locate(w.cur)
 		if err != nil {
-			return r, err
+			return *r, err
 		}
 		r.host, r.ent = l.host, l.ent
 	}
-	if r.mode == unix.S_IFDIR && r.host == v.ns.storeParent {
+	if r.mode == unix.S_IFDIR && r.host == w.v.ns.storeParent {
 		// The view shows the shared listing of the directory that holds the store root, which
 		// lists the store root: a listing of the view's own copy will not.
-		if ok, err := v.hideStore(cur); err != nil {
-			return r, err
+		if ok, err := w.v.hideStore(w.cur); err != nil {
+			return *r, err
 		} else if ok {
-			l, _, err := v.locate(cur)
+			l, _, err := w.deps.locate(w.cur)
 			if err != nil {
-				return r, err
+				return *r, err
 			}
 			r.host, r.ent = l.host, l.ent
 		}
 	}
-	r.reachesLower = r.pure && (r.ent == nil || r.ent.lower == cur)
+	w.finalPurity()
+	r.path = w.cur
+	r.inTree = w.v.ns.inTree(w.cur)
+	if r.trailingSlash && r.mode != unix.S_IFDIR && !w.o.creat {
+		return *r, unix.ENOTDIR
+	}
+	return *r, nil
+}
+
+// finalPurity sets what the kernel would reach of the final object, cur: r.reachesLower, and
+// r.pure and r.own from the view's entry there.
+func (w *walk) finalPurity() {
+	r := &w.r
+	r.reachesLower = r.pure && (r.ent == nil || r.ent.lower == w.cur)
 	if r.ent != nil {
 		r.own = r.ent.viewsOwn()
-		if r.own || r.ent.lower != cur {
+		if r.own || r.ent.lower != w.cur {
 			r.pure = false
 		}
 	}
-	if r.pure && r.mode != unix.S_IFDIR && v.isLinked(r.host) {
+	if r.pure && r.mode != unix.S_IFDIR && w.v.isLinked(r.host) {
 		r.pure = false // the kernel would not count the view's names of it (see linkShared)
 	}
-	r.path = cur
-	r.inTree = v.ns.inTree(cur)
-	if r.trailingSlash && r.mode != unix.S_IFDIR && !o.creat {
-		return r, unix.ENOTDIR
-	}
-	return r, nil
 }
 
 // metaDiffers reports whether the view's status st of the shared object at host path lower has
@@ -345,17 +522,17 @@ func metaDiffers(lower string, st *unix.Stat_t) bool {
 	return lst.Mode != st.Mode || lst.Uid != st.Uid || lst.Gid != st.Gid
 }
 
-// maySearch checks that the caller of t may search view directory dir (st, when known, its
+// maySearch checks that the walk's caller may search view directory dir (st, when known, its
 // status), as may_lookup does before each component of a walk: the supervisor resolves with its
 // own credentials, and a call it answers itself would otherwise reach what the caller cannot. A
 // directory every class may search (a+x) is not looked at further (an ACL entry of a named user
-// that refuses it is not seen); for another, the caller's credentials are read into *c once per
-// walk (by a supervisor that is root: another checks as itself), and the kernel checks as the
+// that refuses it is not seen); for another, the caller's credentials are read into w.creds once
+// per walk (by a supervisor that is root: another checks as itself), and the kernel checks as the
 // caller (hostMay), unless the caller holds CAP_DAC_READ_SEARCH or CAP_DAC_OVERRIDE, which
 // search every directory. A dir that cannot be located is left to the lookup in it, which fails
 // as it would.
-func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error {
-	if st != nil && st.Mode&0o111 == 0o111 || *c != nil && (*c).searchesAll() {
+func (w *walk) maySearch(dir string, st *unix.Stat_t) error {
+	if st != nil && st.Mode&0o111 == 0o111 || w.creds != nil && w.creds.searchesAll() {
 		return nil
 	}
 	located := false
@@ -363,18 +540,18 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 	if st == nil {
 		var lst unix.Stat_t
 		var err error
-		if l, lst, err = v.locate(dir); err != nil || lst.Mode&0o111 == 0o111 {
+		if l, lst, err = w.deps.locate(dir); err != nil || lst.Mode&0o111 == 0o111 {
 			return nil
 		}
 		located = true
 	}
-	caller, all, err := walkCaller(t, c, dir)
+	caller, all, err := w.searcher(dir)
 	if err != nil || all {
 		return err
 	}
 	if !located {
 		var err error
-		if l, _, err = v.locate(dir); err != nil {
+		if l, _, err = w.deps.locate(dir); err != nil {
 			return nil
 		}
 	}
@@ -383,39 +560,37 @@ func (v *View) maySearch(t tracee, c **creds, dir string, st *unix.Stat_t) error
 
 // maySearchHost is maySearch for view directory dir that the supervisor reaches at host path h
 // rather than by locating dir: a directory the view removed, which the caller still holds.
-func (v *View) maySearchHost(t tracee, c **creds, dir, h string) error {
+func (w *walk) maySearchHost(dir, h string) error {
 	var st unix.Stat_t
-	if long.Stat(h, &st) != nil || st.Mode&0o111 == 0o111 || *c != nil && (*c).searchesAll() {
+	if long.Stat(h, &st) != nil || st.Mode&0o111 == 0o111 || w.creds != nil && w.creds.searchesAll() {
 		return nil
 	}
-	caller, all, err := walkCaller(t, c, dir)
+	caller, all, err := w.searcher(dir)
 	if err != nil || all {
 		return err
 	}
 	return hostMay(caller, h, unix.X_OK)
 }
 
-// walkCaller returns the credentials a walk checks search permission with, reading the caller's
-// into *c once per walk, and all when they search dir whatever its mode.
-func walkCaller(t tracee, c **creds, dir string) (caller creds, all bool, err error) {
+// searcher returns the credentials a walk checks search permission with, reading the caller's
+// into w.creds once per walk, and all when they search dir whatever its mode.
+func (w *walk) searcher(dir string) (caller creds, all bool, err error) {
 	// A supervisor that is not root checks as itself whatever the caller's credentials
 	// (asCaller), and its callers have no others (no_new_privs): it need not read them.
 	me := selfIDs()
 	caller = creds{fsuid: me.uid, fsgid: me.gid, groups: me.groups, capEff: me.capEff}
-	if *c == nil && me.uid == 0 {
-		cr, err := t.status()
-		if err != nil {
+	if w.creds == nil && me.uid == 0 {
+		if _, err := w.caller(); err != nil {
 			return caller, false, err
 		}
-		*c = &cr
 	}
-	if *c != nil {
+	if c := w.creds; c != nil {
 		// As above, for the first directory that needs the credentials.
-		if (*c).searchesAll() {
+		if c.searchesAll() {
 			return caller, true, nil
 		}
-		caller = **c
-		if ownProc(dir, t.tid, caller.tgid) {
+		caller = *c
+		if ownProc(dir, w.deps.tid(), caller.tgid) {
 			return caller, true, nil
 		}
 	}
