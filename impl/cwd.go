@@ -399,6 +399,10 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return reply{}, err
 	case !r.exists():
 		return reply{}, unix.ENOENT
+	case r.kind == resFDObject:
+		// A magic link to an object the task holds and the view has no path for (a memfd, as
+		// fexecve uses): the kernel finds that object itself, whatever the view, and decides.
+		return reply{kind: replyContinue}, nil
 	case r.mode == unix.S_IFLNK:
 		return reply{}, unix.ELOOP
 	case r.mode != unix.S_IFREG:

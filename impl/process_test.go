@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if stuck := os.Getenv("FSVIRT_TEST_STUCK_LOOKUP"); stuck != "" {
 		os.Exit(runStuckLookup(stuck, os.Getenv("FSVIRT_TEST_ROOT")))
 	}
+	if os.Getenv("FSVIRT_TEST_MEMFD_EXEC") != "" {
+		os.Exit(execMemfd())
+	}
 	if os.Getenv("FSVIRT_TEST_OWN_PROC") != "" {
 		os.Exit(readOwnProc())
 	}
@@ -221,6 +224,45 @@ func TestProcessChildLeavesVirtualCwd(t *testing.T) {
 		`cd `+shared+` && mkdir new && cd new && /bin/pwd && sh -c "cd $OLDPWD && pwd -P && /bin/pwd"`)
 	if want := shared + "/new\n" + shared + "\n" + shared + "\n"; out != want || res.ExitStatus != 0 {
 		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
+	}
+}
+
+// execMemfd is the command of TestProcessExecMemfd: it copies /bin/echo into a memfd and executes
+// it through /proc/self/fd/N, as fexecve does, printing what the program prints or the error.
+func execMemfd() int {
+	fd, err := unix.MemfdCreate("prog", 0) // inherited by the child: no MFD_CLOEXEC
+	if err == nil {
+		var b []byte
+		if b, err = os.ReadFile("/bin/echo"); err == nil {
+			_, err = unix.Write(fd, b)
+		}
+	}
+	if err != nil {
+		fmt.Println("memfd:", err)
+		return 1
+	}
+	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", fd), "memfd exec ok")
+	cmd.Stdout = os.Stdout
+	if err := cmd.Run(); err != nil {
+		fmt.Println("exec:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestProcessExecMemfd: a program in a memfd executed through its /proc/self/fd link (fexecve)
+// runs, as natively; the view answered ELOOP (it took the magic link for a symlink).
+func TestProcessExecMemfd(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		shared := t.TempDir()
+		out, res := runPolicyCmd(t, shared, policy, []string{"FSVIRT_TEST_MEMFD_EXEC=1"}, exe)
+		if res.ExitStatus != 0 || out != "memfd exec ok\n" {
+			t.Errorf("%v: exit %d, output %q", policy, res.ExitStatus, out)
+		}
 	}
 }
 
