@@ -389,3 +389,87 @@ func (v *View) moveCwds(from, to string, exchange bool) {
 		v.cwds[k] = c
 	}
 }
+
+// getcwd writes the caller's working directory as a view path.
+func (v *View) getcwd(t tracee, o op) (reply, error) {
+	cwd, err := v.cwdOf(t)
+	if err != nil {
+		return reply{}, err
+	}
+	b := append([]byte(cwd), 0)
+	if uint64(len(b)) > o.size {
+		return reply{}, unix.ERANGE
+	}
+	if err := t.write(o.buf, b); err != nil {
+		return reply{}, err
+	}
+	return reply{kind: replyVal, val: int64(len(b))}, nil
+}
+
+// cwdOf is the caller's working directory in the view: ENOENT once the view removed it.
+func (v *View) cwdOf(t tracee) (string, error) {
+	p, g, ok := v.virtualCwd(t)
+	if g != nil {
+		return "", unix.ENOENT
+	}
+	if !ok {
+		target, err := readlink(t.procPath("cwd"))
+		if err != nil {
+			return "", errTraceeGone
+		}
+		if strings.HasSuffix(target, " (deleted)") {
+			return "", unix.ENOENT
+		}
+		if p, ok = v.viewPathOf(target); !ok {
+			p = v.viewOfLower(target)
+			if v.ghostOfLower(target, p) != nil {
+				return "", unix.ENOENT
+			}
+		}
+	}
+	if v.ns.inTree(p) && !v.ns.isTreeRoot(p) {
+		if _, st, err := v.locate(p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return "", unix.ENOENT
+		}
+	}
+	return p, nil
+}
+
+// chdir changes the caller's working directory. A directory the kernel can reach under its view
+// path is left to the kernel, also when the view materialized it or changed its metadata: the
+// kernel's working directory is then the shared directory, which the view maps back to the
+// view's (startDir), and a relative path that the kernel resolves from there to a shared object
+// stays pure. One that exists only in the private layer, or moved there, becomes the caller's
+// virtual working directory: the kernel's stays where it was, and the supervisor, which resolves
+// every relative path, starts from the virtual one.
+func (v *View) chdir(t tracee, o op) (reply, error) {
+	r, _, err := v.lookup(t, o, true)
+	if err != nil {
+		return reply{}, err
+	}
+	if r.mode != unix.S_IFDIR {
+		return reply{}, unix.ENOTDIR
+	}
+	// Search permission, the caller's (access(2) would check the supervisor's).
+	c, err := t.status()
+	if err != nil {
+		return reply{}, err
+	}
+	if r.kind == resGone { // "." in a removed working directory: it stays
+		if err := hostMay(c, r.host, unix.X_OK); err != nil {
+			return reply{}, err
+		}
+		return okReply, nil
+	}
+	// The kernel checks the shared directory's permissions: when the view changed them, both
+	// must let the caller in.
+	if r.reachesLower && r.kind != resFDObject &&
+		(r.ent == nil || !r.ent.own || hostMay(c, r.host, unix.X_OK) == nil && hostMay(c, r.ent.lower, unix.X_OK) == nil) {
+		v.clearCwd(t)
+		return reply{kind: replyContinue}, nil
+	}
+	if err := hostMay(c, r.host, unix.X_OK); err != nil {
+		return reply{}, err
+	}
+	return okReply, v.setCwd(t, r.path)
+}
