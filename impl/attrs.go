@@ -151,11 +151,11 @@ func setattrObj(obj int, o op) error {
 
 // getxattr is getxattr, lgetxattr, listxattr and llistxattr.
 func (v *View) getxattr(t tracee, o op) (reply, error) {
-	r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+	r, pass, err := v.lookupRead(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 	if err != nil {
 		return reply{}, err
 	}
-	if v.fast(r) || !r.inTree && r.pure {
+	if pass {
 		return reply{kind: replyContinue}, nil
 	}
 	size := o.size

@@ -86,6 +86,21 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 	return r, false, err
 }
 
+// lookupRead is the shared prologue of the read-only path handlers, as os.Root's doInRoot is of its
+// operations: it resolves o's path as lookup does, and pass says that the kernel may answer the
+// call itself: an empty path names the dirfd (emptyFD), or the view leaves r to it (passThrough).
+func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, err error) {
+	r, emptyFD, err := v.lookup(t, o, follow)
+	if err != nil {
+		return r, false, err
+	}
+	return r, emptyFD || v.passThrough(r), nil
+}
+
+// passThrough reports that a call that only looks at r may be left to the kernel: r is pure, and
+// the policy is fast (fast) or r is outside the trees.
+func (v *View) passThrough(r resolved) bool { return v.fast(r) || !r.inTree && r.pure }
+
 // fast reports that a read-only call on r may be left to the kernel.
 func (v *View) fast(r resolved) bool {
 	return v.ns.policy == PolicyFast && r.pure && r.kind != resFDObject

@@ -20,7 +20,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if emptyFD || !removedCwd && (v.fast(r) || !r.inTree && r.pure) {
+	if emptyFD || !removedCwd && v.passThrough(r) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
@@ -66,11 +66,11 @@ func (v *View) access(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_EACCESS|unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH) != 0 || o.mask&^7 != 0 {
 		return reply{}, unix.EINVAL
 	}
-	r, emptyFD, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+	r, pass, err := v.lookupRead(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 	if err != nil {
 		return reply{}, err
 	}
-	if emptyFD || v.fast(r) || !r.inTree && r.pure {
+	if pass {
 		return reply{kind: replyContinue}, nil
 	}
 	// As the caller: the kernel checks the caller's rights on the view's object (a private copy has
@@ -111,7 +111,7 @@ func (v *View) readlink(t tracee, o op) (reply, error) {
 		return reply{}, unix.EINVAL
 	}
 	magic := magicLink.MatchString(r.path)
-	if !magic && (v.fast(r) || !r.inTree && r.pure) {
+	if !magic && v.passThrough(r) {
 		return reply{kind: replyContinue}, nil
 	}
 	target, err := readlink(r.host)
@@ -137,11 +137,11 @@ func (v *View) readlink(t tracee, o op) (reply, error) {
 
 // statfs reports the file system that holds the object in the view.
 func (v *View) statfs(t tracee, o op) (reply, error) {
-	r, _, err := v.lookup(t, o, true)
+	r, pass, err := v.lookupRead(t, o, true)
 	if err != nil {
 		return reply{}, err
 	}
-	if v.fast(r) || !r.inTree && r.pure {
+	if pass {
 		return reply{kind: replyContinue}, nil
 	}
 	var st unix.Statfs_t
