@@ -26,10 +26,7 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 			return reply{}, unix.EINVAL
 		}
 	}
-	if o.pathErr != nil {
-		return reply{}, o.pathErr
-	}
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+	r, err := v.lookupName(t, o)
 	if err != nil {
 		return reply{}, err
 	}
@@ -147,11 +144,8 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	if o.flags&^uint64(unix.AT_REMOVEDIR) != 0 {
 		return reply{}, unix.EINVAL
 	}
-	if o.pathErr != nil {
-		return reply{}, o.pathErr
-	}
 	rmdir := o.flags&unix.AT_REMOVEDIR != 0
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+	r, err := v.lookupName(t, o)
 	if err != nil {
 		return reply{}, err
 	}

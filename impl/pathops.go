@@ -97,6 +97,16 @@ func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, e
 	return r, emptyFD || v.passThrough(r), nil
 }
 
+// lookupName is the shared prologue of the path handlers that make or remove a name (mknode,
+// unlink): it resolves o's path for a call on the name itself, which need not exist yet, after
+// failing with the reason the path could not be read.
+func (v *View) lookupName(t tracee, o op) (resolved, error) {
+	if o.pathErr != nil {
+		return resolved{}, o.pathErr
+	}
+	return v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+}
+
 // passThrough reports that a call that only looks at r may be left to the kernel: r is pure, and
 // the policy is fast (fast) or r is outside the trees.
 func (v *View) passThrough(r resolved) bool { return v.fast(r) || !r.inTree && r.pure }
