@@ -7,29 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// opKind says which operation a decoded syscall performs.
-type opKind uint8
-
-const (
-	opOpen opKind = iota + 1
-)
-
-// op is a decoded file-system syscall: legacy forms (open, creat) decode into the *at form with
-// AT_FDCWD and share its code. unsafePath came from tracee memory and is not yet resolved.
-type op struct {
-	kind       opKind
-	dirfd      int
-	unsafePath string
-	// pathErr is why unsafePath could not be read (EFAULT; ENAMETOOLONG at PATH_MAX or more). The
-	// kernel copies a path in after checking the call's flags: the view fails with pathErr there.
-	pathErr error
-	flags   uint64
-	mode    uint32
-	resolve uint64 // openat2's RESOLVE_* flags
-	strict  bool   // openat2: unknown flags and stray mode bits are EINVAL
-	pathArgs
-}
-
 // decoder turns a notification's registers (and the tracee memory they point to) into an op.
 type decoder func(t tracee, d *notify.Data) (op, error)
 

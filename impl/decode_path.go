@@ -7,65 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The path syscalls decode into one form each: stat, lstat and newfstatat into opStat; access,
-// faccessat and faccessat2 into opAccess; unlink, rmdir and unlinkat into opUnlink; and so on.
-const (
-	opStat opKind = iota + 2
-	opStatx
-	opAccess
-	opReadlink
-	opChdir
-	opFchdir
-	opGetcwd
-	opMkdir
-	opUnlink
-	opRename
-	opLink
-	opSymlink
-	opChmod
-	opChown
-	opTruncate
-	opUtimens
-	opMknod
-	opGetxattr
-	opListxattr
-	opSetxattr
-	opRemovexattr
-	opExec
-	opStatfs
-	opInotify
-)
-
-// readOnly says that an op of kind k changes nothing: outside any invocation the kernel may run it.
-func (k opKind) readOnly() bool {
-	switch k {
-	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs, opChdir, opFchdir:
-		return true
-	}
-	return false
-}
-
-// pathArgs carries what the path syscalls add to op.
-type pathArgs struct {
-	dirfd2      int    // rename, link: the second path's dirfd
-	unsafePath2 string // rename, link: the second path; symlink: the link's path
-	pathErr2    error  // why unsafePath2 could not be read
-	target      string // symlink: the link's content (not resolved)
-	buf         uint64 // where results go in tracee memory
-	size        uint64 // the buffer's size
-	fd          int    // fd-based forms (fchmod, futimens, fsetxattr, ...); -1 for path forms
-	uid, gid    int
-	times       *[2]unix.Timespec // utimens: nil means now
-	name        string            // xattr name
-	value       []byte            // setxattr value
-	mask        uint32            // statx mask, access mode, inotify mask
-	length      int64             // truncate
-	dev         uint64            // mknod
-	pathAddr    uint64            // exec: where the path string is in tracee memory
-	pathLen     int               // exec: its length
-	argv        uint64            // exec: where the argument vector is in tracee memory
-}
-
 func (t tracee) path(addr uint64) (string, error) { return t.readString(addr) }
 
 func arg32(a uint64) int { return int(int32(a)) }

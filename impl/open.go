@@ -9,32 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// replyKind says how the supervisor answers a notification.
-type replyKind uint8
-
-const (
-	replyNone     replyKind = iota // the task went away: nothing to answer
-	replyErrno                     // fail with errno
-	replyVal                       // succeed with val
-	replyContinue                  // let the kernel run the syscall (read-only calls only)
-	replyFD                        // inject fd and return its number in the task
-	replyExec                      // install fd in the task, rewrite its path argument, continue
-)
-
-// reply is the supervisor's answer to one notification.
-type reply struct {
-	kind    replyKind
-	errno   unix.Errno
-	val     int64
-	fd      int    // replyFD: the supervisor's descriptor, closed once injected
-	cloexec bool   // replyFD: the new descriptor gets FD_CLOEXEC
-	undo    func() // replyFD: rolls back a file created for a task that went away before injection
-	// replyExec: points the task's path argument at the installed descriptor.
-	rewrite func(newfd int) error
-}
-
-func errnoReply(e unix.Errno) reply { return reply{kind: replyErrno, errno: e} }
-
 // flagTmpfile is __O_TMPFILE, the bit that O_TMPFILE adds to O_DIRECTORY.
 const flagTmpfile = unix.O_TMPFILE &^ unix.O_DIRECTORY
 

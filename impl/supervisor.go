@@ -417,7 +417,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 	t := tracee{tid: int(n.Pid), call: &callState{}, pidfdGetfd: s.feat.PidfdGetfd}
 	o, err := e.decode(t, &n.Data)
 	if v == nil { // a worker thread outside any invocation: read-only opens only
-		if err == nil && (o.kind == opOpen && !mayWrite(o.flags) || o.kind.readOnly()) {
+		if err == nil && o.readOnly() {
 			return reply{kind: replyContinue}
 		}
 		return errnoReply(unix.EPERM)
@@ -608,16 +608,3 @@ const (
 	kcmpVM    = 1
 	kcmpFiles = 2
 )
-
-// lookupOnly reports whether answering o changes nothing, neither the view, its private layer nor
-// the host: the stat family and read-only opens (no write access, O_CREAT, O_TRUNC or O_TMPFILE).
-// chdir and fchdir are not lookups: they set the task's virtual working directory.
-func (o op) lookupOnly() bool {
-	switch o.kind {
-	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs:
-		return true
-	case opOpen:
-		return !mayWrite(o.flags)
-	}
-	return false
-}
