@@ -93,8 +93,8 @@ var table = []sysEntry{
 	{nr: unix.SYS_FILE_GETATTR, name: "file_getattr", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.17)"},
 	{nr: unix.SYS_FILE_SETATTR, name: "file_setattr", handling: Denied, errno: errnoBypass, note: noPath + " (Linux 6.17)"},
 
-	// Other path calls: answered in the view (impl/pathops.go). Legacy and *at forms decode into
-	// one form each.
+	// Other path calls: answered in the view (impl/pathops.go dispatches, to one file per family).
+	// Legacy and *at forms decode into one form each.
 	{nr: unix.SYS_MKDIR, name: "mkdir", handling: Virtualized, decode: decodeMkdir},
 	{nr: unix.SYS_MKDIRAT, name: "mkdirat", handling: Virtualized, decode: decodeMkdirat},
 	{nr: unix.SYS_RMDIR, name: "rmdir", handling: Virtualized, decode: decodeRmdir},
