@@ -41,8 +41,9 @@
 // program (see vfork.go). A process that outlives the invocation is fenced into a read-only view
 // of the shared tree (see lineage.go).
 //
-// Process mode ([Run]): the command and every process it starts share one view; the filter is
-// loaded in the child between fork and exec and is inherited by everything it starts.
+// Process mode ([Run]): the command and every process it starts share one view; this program,
+// re-executed as fsvirt-init (reexec.go), loads the filter and then executes the command, which
+// passes it on to everything it starts.
 //
 // Warm workers ([NewWarm], [Warm.Start], [WarmWorker.BeginRequest], [WarmWorker.EndRequest]): a
 // process started as in process mode and kept running, whose listener answers in a fresh view per
