@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -120,18 +121,29 @@ func mountPoints() ([]string, error) {
 	}
 	defer f.Close()
 	var mounts []string
-	sc := bufio.NewScanner(f)
+	err = readMountinfo(f, func(point, _ string) { mounts = append(mounts, point) })
+	return mounts, err
+}
+
+// readMountinfo calls fn with the mount point and file system type of each line of a
+// /proc/PID/mountinfo read from r.
+func readMountinfo(r io.Reader, fn func(point, fstype string)) error {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		// id parent major:minor root mountpoint ...; the mount point escapes space, tab, newline
-		// and backslash as \ooo.
+		// id parent major:minor root mountpoint options [optional fields] - fstype source ...;
+		// the mount point escapes space, tab, newline and backslash as \ooo.
 		f := strings.Fields(sc.Text())
 		if len(f) < 5 {
 			continue
 		}
-		mounts = append(mounts, unescapeMountinfo(f[4]))
+		fstype := ""
+		if i := slices.Index(f[5:], "-"); i >= 0 && 5+i+1 < len(f) {
+			fstype = f[5+i+1]
+		}
+		fn(unescapeMountinfo(f[4]), fstype)
 	}
-	return mounts, sc.Err()
+	return sc.Err()
 }
 
 func unescapeMountinfo(s string) string {

@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"bufio"
 	"os"
 	"strconv"
 	"strings"
@@ -96,20 +95,11 @@ func (s *slowMounts) reread() {
 	}
 	defer f.Close()
 	var points []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options [optional fields] - fstype source ...
-		fields := strings.Fields(sc.Text())
-		for i, fld := range fields {
-			if fld == "-" && i+1 < len(fields) && len(fields) > 4 {
-				if slowType(fields[i+1]) {
-					points = append(points, unescapeMountinfo(fields[4]))
-				}
-				break
-			}
+	readMountinfo(f, func(point, fstype string) {
+		if slowType(fstype) {
+			points = append(points, point)
 		}
-	}
+	})
 	s.points = points
 }
 
