@@ -70,8 +70,9 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		}
 		viewPath = r.path
 		if !r.inTree {
-			// The host's object, opened without following anything the view did not follow. A
-			// removed directory the caller still holds (gone) is the supervisor's own ghost.
+			// The host's object, opened without following anything the view did not follow
+			// (docs/kernel.md, "Opening host paths without following symlinks"). A removed
+			// directory the caller still holds (gone) is the supervisor's own ghost.
 			if r.kind == resGone {
 				obj, err = long.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
 			} else {

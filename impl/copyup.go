@@ -13,7 +13,8 @@ import (
 // copyUp copies the shared regular file src, which view path p stands for, into the private layer
 // at p, with its mode, owner and times, and its data unless truncate says the caller is about to
 // discard it. The copy is built in an unnamed O_TMPFILE and put in place only when complete, so a
-// failed copy-up (a full disk, say) leaves nothing behind; it replaces p's placeholder, if any.
+// failed copy-up (a full disk, say) leaves nothing behind (docs/kernel.md, "Copying a file up"); it
+// replaces p's placeholder, if any.
 func (v *View) copyUp(p, src string, truncate bool) error {
 	if err := v.mayGrow(); err != nil {
 		return err
@@ -80,8 +81,8 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	return v.relink(p, src)
 }
 
-// openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE, a named one
-// whose name it returns.
+// openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE
+// (docs/kernel.md, "Copying a file up"), a named one whose name it returns.
 func openTmp(dir string) (fd int, named string, err error) {
 	fd, err = long.Open(dir, unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 	if err == nil {
@@ -100,7 +101,8 @@ func openTmp(dir string) (fd int, named string, err error) {
 }
 
 // copyData copies size bytes from src to dst: a reflink where the file system shares extents,
-// else copy_file_range, else read and write. It returns the bytes copied.
+// else copy_file_range, else read and write (docs/kernel.md, "Copying a file up"). It returns the
+// bytes copied.
 func copyData(dst, src int, size int64) (int64, error) {
 	if size == 0 {
 		return 0, nil

@@ -127,10 +127,10 @@ func (v *View) inheritedLocked(pid int, kernel string) (virtualCwd, bool) {
 
 // sameProcessLocked reports whether c, the entry under key, was made for the process that now has
 // pid key, and forgets it if not: the process it was made for has exited and its pid has been
-// given to another, which inherits nothing from it. Start times are in clock ticks (10 ms): a pid
-// given again within the tick its first process started in is not told apart, which takes the
-// pids to wrap (32,768 forks) within that tick, or a write to ns_last_pid. Preconditions: v.mu is
-// held.
+// given to another, which inherits nothing from it. Start times are in clock ticks (10 ms;
+// docs/kernel.md, "Start times are clock ticks"): a pid given again within the tick its first
+// process started in is not told apart, which takes the pids to wrap (32,768 forks) within that
+// tick, or a write to ns_last_pid. Preconditions: v.mu is held.
 func (v *View) sameProcessLocked(key int, c virtualCwd) bool {
 	if c.thread {
 		return true

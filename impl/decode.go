@@ -35,7 +35,8 @@ func decodeOpenat(t tracee, d *notify.Data) (op, error) {
 	return op{kind: opOpen, dirfd: int(int32(d.Args[0])), unsafePath: p, pathErr: perr, flags: d.Args[2], mode: uint32(d.Args[3])}, err
 }
 
-// openHowSize is sizeof(struct open_how) as of 5.6 (OPEN_HOW_SIZE_VER0).
+// openHowSize is sizeof(struct open_how) as of 5.6 (OPEN_HOW_SIZE_VER0;
+// docs/kernel.md, "Open flags").
 const openHowSize = int(unsafe.Sizeof(unix.OpenHow{}))
 
 func decodeOpenat2(t tracee, d *notify.Data) (op, error) {

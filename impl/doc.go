@@ -54,13 +54,14 @@
 // # Policies and what they guarantee
 //
 // [PolicyFast] answers read-only opens of unchanged, plainly resolved paths with CONTINUE. The
-// kernel then reads the path from the caller's memory a second time. A caller that rewrites its
-// own path buffer from another filtered thread between the supervisor's check and the kernel's
-// read can make the kernel open another path than the one checked, read-only: it may read a
-// shared file instead of its private copy, or a file in the store that it can reach with its own
-// permissions. It can never write through a CONTINUE: the flags come from registers, which cannot
-// change, and only opens without write access, O_CREAT, O_TRUNC or O_TMPFILE are continued. Use
-// fast for code you trust not to attack its own sandbox.
+// kernel then reads the path from the caller's memory a second time
+// (docs/kernel.md, "CONTINUE re-reads memory"). A caller that rewrites its own path buffer from
+// another filtered thread between the supervisor's check and the kernel's read can make the kernel
+// open another path than the one checked, read-only: it may read a shared file instead of its
+// private copy, or a file in the store that it can reach with its own permissions. It can never
+// write through a CONTINUE: the flags come from registers, which cannot change, and only opens
+// without write access, O_CREAT, O_TRUNC or O_TMPFILE are continued. Use fast for code you trust
+// not to attack its own sandbox.
 //
 // [PolicyStrict] reads the path once and performs every intercepted open itself, injecting the
 // result: what the kernel opens is what the supervisor checked. The exception is O_PATH, which

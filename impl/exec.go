@@ -95,7 +95,8 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		keepArgv0(t, o)
 		if err := t.write(o.pathAddr, b); err != nil {
 			// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
-			// task's private copy of the page.
+			// task's private copy of the page
+			// (docs/kernel.md, "Reading and writing a task's memory").
 			mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
 			if ferr != nil {
 				return err
@@ -122,7 +123,8 @@ func isELF(fd int) bool {
 }
 
 // shebang returns the interpreter a script in file fd names in its "#!" line, as the kernel reads
-// it (binfmt_script: the first 256 bytes, blanks skipped, up to a blank or the line's end).
+// it (binfmt_script: the first 256 bytes, blanks skipped, up to a blank or the line's end;
+// docs/kernel.md, "A script's first line").
 func shebang(fd int) (string, bool) {
 	var buf [256]byte
 	n, _ := unix.Pread(fd, buf[:], 0)

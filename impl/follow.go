@@ -135,7 +135,8 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string)
 		}
 	}
 	// The descriptor may have been closed or replaced by another thread of the task since it was
-	// read: checked once more, as close to the replacement as can be (docs/kernel.md).
+	// read: checked once more, as close to the replacement as can be
+	// (docs/kernel.md, "Descriptors opened before a copy-up").
 	if long.Stat(link, &hst) != nil || hst.Dev != fst.Dev || hst.Ino != fst.Ino {
 		return
 	}
@@ -169,7 +170,7 @@ func fdInfo(t tracee, n int) (pos int64, flags int, ok bool) {
 }
 
 // sameFile reports whether descriptor n of task tid and this process's descriptor fd are one open
-// file (kcmp KCMP_FILE).
+// file (kcmp KCMP_FILE; docs/kernel.md, "Comparing tasks with kcmp").
 func sameFile(tid, n, fd int) bool {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(tid), uintptr(os.Getpid()), kcmpFile, uintptr(n), uintptr(fd), 0)
 	return errno == 0 && r == 0

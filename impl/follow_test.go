@@ -36,8 +36,9 @@ func (r *rec) lsFD(fd int) {
 }
 
 // followCases: a descriptor opened before the view copied its object up reaches the view's copy
-// afterwards, as on the kernel's own file system (and on overlayfs since 4.19). Process mode only
-// (see followCopyUps): in thread mode the descriptors stay on the shared objects.
+// afterwards, as on the kernel's own file system (and on overlayfs since 4.19:
+// docs/kernel.md, "Descriptors opened before a copy-up"). Process mode only (see followCopyUps): in
+// thread mode the descriptors stay on the shared objects.
 var followCases = []openCase{
 	{"read-after-rewrite", baseTree, func(r *rec) {
 		fd := r.open("a/f", unix.O_RDONLY|unix.O_CLOEXEC, 0)

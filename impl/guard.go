@@ -14,9 +14,9 @@ import (
 // half of what was free when the run started), under which
 //   - calls that would add to the layer (making a name, copying a file up) fail with ENOSPC,
 //     checked with one fstatfs(2) each (mayGrow);
-//   - and, since writes through a descriptor the command already holds never reach the
-//     supervisor, a watch of the free space every guardTick kills the command's processes once
-//     half the floor is gone too (Result.Stopped says so).
+//   - and, since writes through a descriptor the command already holds never reach the supervisor
+//     (docs/kernel.md, "Limits are a tmpfs"), a watch of the free space every guardTick kills the
+//     command's processes once half the floor is gone too (Result.Stopped says so).
 // It bounds what the whole file system keeps free, not the layer itself: space other programs
 // use counts too. An exact bound is Limits, a tmpfs of the layer's own.
 

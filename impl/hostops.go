@@ -72,9 +72,10 @@ func initialUserNamespace() bool {
 
 // asCaller runs fn with c's fsuid, fsgid and supplementary groups on the calling OS thread, and
 // restores the supervisor's afterwards. Linux keeps these per thread (setfsuid(2), and setgroups
-// made as a raw syscall): the supervisor's other threads keep their own. A switch from fsuid 0 to
-// another clears the file-system capabilities from the effective set, and the switch back
-// restores them, so the kernel refuses what it would refuse the caller.
+// made as a raw syscall; docs/kernel.md, "Credentials are per thread"): the supervisor's other
+// threads keep their own. A switch from fsuid 0 to another clears the file-system capabilities from
+// the effective set, and the switch back restores them, so the kernel refuses what it would refuse
+// the caller.
 //
 // A supervisor that is not root cannot take other credentials; its callers cannot have any but
 // its own either (a filtered task has no_new_privs, so no set-user-ID program raises them), and fn
@@ -91,8 +92,9 @@ func asCaller(c creds, fn func() error) error {
 	}
 	unix.Setfsgid(c.fsgid)
 	unix.Setfsuid(c.fsuid)
-	// The caller's effective capabilities, where they are not what the switch of fsuid left: root
-	// that dropped some, a caller that holds some without being root.
+	// The caller's effective capabilities, where they are not what the switch of fsuid left
+	// (docs/kernel.md, "Credentials are per thread"): root that dropped some, a caller that holds
+	// some without being root.
 	capsSet := c.capEff != me.capEff && setEffectiveCaps(c.capEff&me.capPrm) == nil
 	defer func() {
 		if capsSet {
@@ -105,9 +107,10 @@ func asCaller(c creds, fn func() error) error {
 	return fn()
 }
 
-// setEffectiveCaps makes eff the calling thread's effective capability set (capset(2) acts on
-// the calling thread only), its permitted and inheritable sets the supervisor's (selfIDs), which
-// no thread of it changes: one system call, on the path of every unprivileged caller's check.
+// setEffectiveCaps makes eff the calling thread's effective capability set (capset(2) acts on the
+// calling thread only: docs/kernel.md, "Credentials are per thread"), its permitted and inheritable
+// sets the supervisor's (selfIDs), which no thread of it changes: one system call, on the path of
+// every unprivileged caller's check.
 func setEffectiveCaps(eff uint64) error {
 	me := selfIDs()
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
@@ -120,7 +123,8 @@ func setEffectiveCaps(eff uint64) error {
 
 // openHost opens host path p, which the view resolved (every symlink on it followed already),
 // following no symlink at all: a symlink found on the way was put there by a task racing the call,
-// which then fails with ELOOP. A final symlink is opened itself with O_PATH|O_NOFOLLOW.
+// which then fails with ELOOP (docs/kernel.md, "Opening host paths without following symlinks"). A
+// final symlink is opened itself with O_PATH|O_NOFOLLOW.
 func openHost(p string, flags int, mode uint32) (int, error) {
 	if flags&unix.O_PATH != 0 {
 		flags |= unix.O_NOFOLLOW // else RESOLVE_NO_SYMLINKS refuses a final symlink (ELOOP)
@@ -155,11 +159,11 @@ func fdPath(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // taskObject returns the supervisor's own descriptor of the object behind the task's descriptor
 // fd, to decide on and act on: whatever the task does to fd afterwards, this stays the object the
-// call named when the supervisor looked. pidfd_getfd (5.6) gives the task's own open file; where it
-// is refused, the object is opened through /proc/TID/fd/N with O_PATH, which gives the same object
-// (not the same open file), also race-free. Both need the right to ptrace the task, which the
-// supervisor has over the tasks it serves. shared says obj is the task's open file itself. The
-// caller closes the descriptor.
+// call named when the supervisor looked. pidfd_getfd (5.6) gives the task's own open file
+// (docs/kernel.md, "Taking a task's descriptors"); where it is refused, the object is opened
+// through /proc/TID/fd/N with O_PATH, which gives the same object (not the same open file), also
+// race-free. Both need the right to ptrace the task, which the supervisor has over the tasks it
+// serves. shared says obj is the task's open file itself. The caller closes the descriptor.
 func (t tracee) taskObject(fd int) (obj int, shared bool, err error) {
 	if fd < 0 {
 		return -1, false, unix.EBADF
@@ -259,8 +263,9 @@ var supervisorEntry = regexp.MustCompile(`^/proc/([0-9]+)(/task/[0-9]+)?/(mem|fd
 // supervisorOnly reports whether host path p is such an entry of the supervisor's own process,
 // asked for by a task of another process: EACCES, as the kernel answers a task that may not
 // ptrace the process. The supervisor is not dumpable (Run), which makes the kernel refuse them
-// to tasks without CAP_SYS_PTRACE; this refuses them to the rest. Thread mode's worker threads
-// belong to the supervisor's process, and see its entries as their own.
+// to tasks without CAP_SYS_PTRACE (docs/kernel.md, "Reaching the supervisor"); this refuses them to
+// the rest. Thread mode's worker threads belong to the supervisor's process, and see its entries as
+// their own.
 func supervisorOnly(t tracee, p string) bool {
 	m := supervisorEntry.FindStringSubmatch(p)
 	if m == nil {

@@ -15,9 +15,9 @@ import (
 // project id, extent size) belong to whoever owns the file, and a descriptor opened for reading is
 // enough to set them. A view opens shared files for reading, so ioctl must not reach them.
 //
-// The command number is in a register, which the kernel does not read again after a CONTINUE, so
-// the filter decides by command (ioctlPrefix) and no race on memory or descriptors can change what
-// it decided:
+// The command number is in a register, which the kernel does not read again after a CONTINUE
+// (docs/kernel.md, "CONTINUE re-reads memory"), so the filter decides by command (ioctlPrefix) and
+// no race on memory or descriptors can change what it decided:
 //
 //   - Commands of the types the kernel's file systems use for their own ioctls (ioctlFSTypes: 'f'
 //     for FS_IOC_* and ext4, 'v' for FS_IOC_GETVERSION, 'X' for FIFREEZE, FITRIM and XFS, 0x94 for
@@ -28,7 +28,8 @@ import (
 //     EPERM.
 //   - Commands of userfaultfd's type (0xAA) are refused too, USERFAULTFD_IOC_NEW on /dev/userfaultfd
 //     with them: with the userfaultfd syscall denied (table), no task can make a page whose faults
-//     it handles, whose access would stall the supervisor's reads and writes of its memory.
+//     it handles, whose access would stall the supervisor's reads and writes of its memory
+//     (docs/kernel.md, "The supervisor must not wait").
 //   - Every other command passes untouched: terminals, sockets, block and character devices, and
 //     ioctls that no file system implements, which fail on a file with ENOTTY.
 //
@@ -146,8 +147,9 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	// As the caller, also on the view's copy, which has the shared file's owner: the kernel checks
-	// ownership, and CAP_LINUX_IMMUTABLE for the immutable and append-only flags.
+	// As the caller (docs/kernel.md, "Credentials are per thread"), also on the view's copy, which
+	// has the shared file's owner: the kernel checks ownership, and CAP_LINUX_IMMUTABLE for the
+	// immutable and append-only flags.
 	c, err := t.status()
 	if err != nil {
 		return reply{}, err

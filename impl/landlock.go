@@ -40,7 +40,7 @@ func landlockWrites(abi int) uint64 {
 
 // restrictThread restricts the calling OS thread, and every task it starts from now on, with
 // landlockWrites(abi); abi 0 restricts nothing. It sets no_new_privs on the thread, which
-// Landlock requires (the filter requires it too).
+// Landlock requires (the filter requires it too; docs/kernel.md, "Landlock underneath").
 //
 // Preconditions: the caller is locked to its OS thread, which has not loaded the filter yet (the
 // filter would send the calls here to the supervisor).
@@ -59,7 +59,7 @@ func restrictThread(abi int) error {
 	}
 	defer unix.Close(int(fd))
 	// The raw syscall applies to the calling thread alone (no LANDLOCK_RESTRICT_SELF_TSYNC): the
-	// supervisor's threads stay unrestricted.
+	// supervisor's threads stay unrestricted (docs/kernel.md, "Landlock underneath").
 	if _, _, errno := unix.Syscall(unix.SYS_LANDLOCK_RESTRICT_SELF, fd, 0, 0); errno != 0 {
 		return fmt.Errorf("landlock_restrict_self: %w", errno)
 	}

@@ -12,11 +12,11 @@ import (
 // In thread mode a worker thread's filter, and with it its listener, is inherited by every process
 // the function forks on its thread (C code's fork or posix_spawn; Go's own vfork is refused there,
 // see vfork.go, and Invocation.Start gives its processes a listener of their own), and by threads
-// it starts outside the Go runtime, and outlives the
-// invocation: a process left running after its function returned would otherwise be answered in
-// whatever view the worker runs next, another invocation's. A lineage tells, for the tasks of a
-// worker's listener other than the worker thread itself, which of them belong to the running
-// invocation.
+// it starts outside the Go runtime (docs/kernel.md, "Supervisor threads carry no filter"), and
+// outlives the invocation: a process left running after its function returned would otherwise be
+// answered in whatever view the worker runs next, another invocation's. A lineage tells, for the
+// tasks of a worker's listener other than the worker thread itself, which of them belong to the
+// running invocation.
 //
 // A task belongs to the running invocation when its process descends from this one (the chain of
 // parents reaches it) and neither it nor a process on the way was left running by an earlier

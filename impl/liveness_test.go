@@ -262,7 +262,8 @@ func TestStuckCallDelaysNoOtherInvocation(t *testing.T) {
 }
 
 // TestUserfaultfdRefused: no task in a view can make a page whose faults it handles (see
-// supervisor): the syscall is denied and /dev/userfaultfd's ioctl refused.
+// supervisor; docs/kernel.md, "The supervisor must not wait"): the syscall is denied and
+// /dev/userfaultfd's ioctl refused.
 func TestUserfaultfdRefused(t *testing.T) {
 	shared := t.TempDir()
 	p, _ := newTestPool(t, 1, shared)

@@ -9,10 +9,11 @@ import (
 // Paths longer than the kernel takes.
 //
 // The kernel refuses a path string of PATH_MAX bytes or more (maxPath, its NUL included), but not a
-// file whose full path is longer: a task in a deep working directory reaches it by a relative path
-// of up to 4,095 bytes, and may go deeper from there. The supervisor names files by their full
-// paths, on the host and in the private layer (whose paths the store's directory lengthens), so
-// for such a file the path it would pass is too long, though every name on the way is short.
+// file whose full path is longer (docs/kernel.md, "Opening host paths without following symlinks"):
+// a task in a deep working directory reaches it by a relative path of up to 4,095 bytes, and may go
+// deeper from there. The supervisor names files by their full paths, on the host and in the private
+// layer (whose paths the store's directory lengthens), so for such a file the path it would pass is
+// too long, though every name on the way is short.
 //
 // long's methods are the calls of package unix that the supervisor makes on paths, taking the same
 // arguments. A path that fits is passed as is; a longer one is split: the directory that holds its
@@ -57,7 +58,7 @@ func longAt(dirfd int, p string) (int, string, func(), error) {
 }
 
 // openat2Retry is openat2, again while the kernel answers EAGAIN (a rename raced the lookup) or
-// EINTR.
+// EINTR (docs/kernel.md, "Opening host paths without following symlinks").
 func openat2Retry(dirfd int, p string, how *unix.OpenHow) (int, error) {
 	for {
 		fd, err := unix.Openat2(dirfd, p, how)

@@ -42,7 +42,8 @@ func checkOpenat2(o op) error {
 }
 
 // openFlagsErr applies the checks open(2) makes on flags alone, before looking at the dirfd or the
-// path (build_open_flags; O_DIRECTORY|O_CREAT is refused since Linux 6.4).
+// path (build_open_flags; O_DIRECTORY|O_CREAT is refused since Linux 6.4:
+// docs/kernel.md, "Open flags").
 func openFlagsErr(flags int) error {
 	switch {
 	case flags&unix.O_PATH != 0:
@@ -64,7 +65,8 @@ func writesData(flags int) bool {
 
 // open answers the open family: pass-through for unchanged files read-only, copy-up then redirect
 // for anything that can write, redirect for everything the private layer already holds. Errors come
-// in the kernel's order: flags, dirfd, path walk, then the final object.
+// in the kernel's order: flags, dirfd, path walk, then the final object
+// (docs/kernel.md, "Open flags").
 func (v *View) open(t tracee, o op) (reply, error) {
 	if o.strict {
 		if err := checkOpenat2(o); err != nil {
@@ -112,14 +114,14 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	fast := v.ns.policy == PolicyFast
 	switch {
 	case pathOnly:
-		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them). An O_PATH
-		// fd gives no access to data, and every later use of it passes through the view again, so
-		// the kernel may open it itself, in either policy, wherever it reaches the same object
-		// (pure). An object it would not reach, in the private layer or a shared one whose path
-		// leads through it (a working directory or directory descriptor there, a directory
-		// renamed or made in the view, a symlink made there), is opened for reading instead, so
-		// that the descriptor names the right file; it stays non-blocking: it stands for a
-		// descriptor without I/O.
+		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them:
+		// docs/kernel.md, "Injected descriptors"). An O_PATH fd gives no access to data, and every
+		// later use of it passes through the view again, so the kernel may open it itself, in
+		// either policy, wherever it reaches the same object (pure). An object it would not reach,
+		// in the private layer or a shared one whose path leads through it (a working directory or
+		// directory descriptor there, a directory renamed or made in the view, a symlink made
+		// there), is opened for reading instead, so that the descriptor names the right file; it
+		// stays non-blocking: it stands for a descriptor without I/O.
 		switch {
 		case !r.exists():
 			return reply{}, unix.ENOENT
@@ -212,9 +214,10 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		rep, err := openFD(v.upperPath(r.path), flags, cloexec)
 		if err != nil && trunc {
 			// The open failed after a copy-up that left the data out (a flag the private layer's
-			// file system refuses, O_DIRECT on tmpfs before 6.6, say), where the kernel fails
-			// before it truncates: the data is copied again from the shared file, which is
-			// unchanged. The file stays the view's own copy, with the shared file's content.
+			// file system refuses, O_DIRECT on tmpfs before 6.6, say:
+			// docs/kernel.md, "O_DIRECT on tmpfs"), where the kernel fails before it truncates: the
+			// data is copied again from the shared file, which is unchanged. The file stays the
+			// view's own copy, with the shared file's content.
 			if cerr := v.copyUp(r.path, r.host, false); cerr != nil {
 				return reply{}, cerr
 			}
@@ -324,9 +327,10 @@ func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply,
 	}
 	if n, ok := ownFDLink(p, t.tid, c.tgid); ok {
 		// The caller's own descriptor, which the kernel lets it reach whatever the modes of its
-		// /proc directory (root's, once it changed its credentials): reopened through the
-		// supervisor's own copy, whose magic link the supervisor may follow as the caller; the
-		// object's own permissions are checked as usual.
+		// /proc directory (root's, once it changed its credentials:
+		// docs/kernel.md, "A task's own /proc directory"): reopened through the supervisor's own
+		// copy, whose magic link the supervisor may follow as the caller; the object's own
+		// permissions are checked as usual.
 		obj, _, err := t.taskObject(n)
 		if err != nil {
 			return reply{}, err
@@ -448,14 +452,15 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 	return reply{kind: replyFD, fd: fd, cloexec: cloexec, undo: undo}, nil
 }
 
-// resolveCached is RESOLVE_CACHED (5.12), which x/sys/unix does not name.
+// resolveCached is RESOLVE_CACHED (5.12; docs/kernel.md, "Open flags"), which x/sys/unix does not
+// name.
 const resolveCached = 0x20
 
 // opathPrefix names the memfds that stand in for O_PATH descriptors of objects the kernel cannot
-// open and the supervisor cannot inject as O_PATH (a symlink in the private layer): readlink of
-// /proc/TID/fd/N then reads "/memfd:" + opathPrefix + view path + " (deleted)", which the
-// supervisor maps back to the view path wherever a descriptor is used as a name (AT_EMPTY_PATH,
-// /proc/self/fd/N).
+// open and the supervisor cannot inject as O_PATH (a symlink in the private layer;
+// docs/kernel.md, "Injected descriptors"): readlink of /proc/TID/fd/N then reads "/memfd:" +
+// opathPrefix + view path + " (deleted)", which the supervisor maps back to the view path wherever
+// a descriptor is used as a name (AT_EMPTY_PATH, /proc/self/fd/N).
 const opathPrefix = "fsvirt-opath:"
 
 // opathProxy makes the O_PATH proxy of the view's symlink at p. A task can make a memfd with

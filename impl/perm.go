@@ -14,11 +14,13 @@ import (
 // make the checks it would make on the view's objects (the shared object, or the view's copy,
 // whose mode and owner are the shared one's), before anything is copied up, so that a refused call
 // changes nothing. Access bits are checked by the kernel itself, with faccessat2(AT_EACCESS) on
-// the object run as the caller (asCaller); ownership rules are written out here.
+// the object run as the caller (asCaller; docs/kernel.md, "Credentials are per thread"); ownership
+// rules are written out here.
 //
 // Capabilities count as the kernel counts them: from the caller's effective set, whatever its uid
 // (root that dropped CAP_DAC_OVERRIDE is refused what nobody is; asCaller gives the supervisor's
-// thread the caller's set for the checks the kernel makes).
+// thread the caller's set for the checks the kernel makes;
+// docs/kernel.md, "Credentials are per thread").
 
 // fsCaps are the capabilities that the checks made here let a caller past.
 const fsCaps = 1<<unix.CAP_CHOWN | 1<<unix.CAP_DAC_OVERRIDE | 1<<unix.CAP_DAC_READ_SEARCH |

@@ -216,8 +216,9 @@ func (p *Pool) startWorker() (*worker, error) {
 	go func() {
 		defer p.wg.Done()
 		// Never unlocked: when this goroutine returns, the thread exits and takes its filter
-		// and its private fs_struct with it. Locked twice so that a function calling
-		// runtime.UnlockOSThread once cannot move other goroutines onto this thread.
+		// (docs/kernel.md, "Supervisor threads carry no filter") and its private fs_struct with it.
+		// Locked twice so that a function calling runtime.UnlockOSThread once cannot move other
+		// goroutines onto this thread.
 		runtime.LockOSThread()
 		runtime.LockOSThread()
 		// A cwd and umask of its own, so invocations on different workers do not share them.

@@ -208,13 +208,15 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 }
 
 // Run executes a command and all its descendants in one fresh private view, and removes the view
-// once no task of the command is left (the listener reports POLLHUP).
+// once no task of the command is left (the listener reports POLLHUP:
+// docs/kernel.md, "A listener hangs up").
 //
 // Cancelling ctx kills the command with SIGKILL; descendants it left behind keep the view alive
 // until they exit.
 //
 // Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
-// which the command must not be able to ptrace or read through /proc.
+// which the command must not be able to ptrace or read through /proc
+// (docs/kernel.md, "Reaching the supervisor").
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	feat, err := engineFeatures()
 	if err != nil {
@@ -240,8 +242,9 @@ func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	}
 	// The command must not reach the supervisor through ptrace, process_vm_*, pidfd_getfd or
 	// /proc/PID/{mem,fd,...}: the filter denies the calls, the view the entries (supervisorOnly),
-	// and the kernel refuses all of them to a task without CAP_SYS_PTRACE once this process is
-	// not dumpable. The command's own processes become dumpable again at their execve.
+	// and the kernel refuses all of them to a task without CAP_SYS_PTRACE once this process is not
+	// dumpable (docs/kernel.md, "Reaching the supervisor"). The command's own processes become
+	// dumpable again at their execve.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("prctl(PR_SET_DUMPABLE, 0): %w", err)
 	}

@@ -20,11 +20,12 @@ import (
 // A limited invocation's private layer is a tmpfs of its own, mounted on its directory in the
 // store when the invocation first changes something and detached when it ends: the kernel then
 // counts, and refuses with ENOSPC the write, copy-up, fallocate or creation that would pass a
-// limit, whoever makes it: the supervisor, or the task through a descriptor it was given. Blocks
-// are counted as allocated (a sparse file's holes are free, fallocate's reservation is not), in
-// pages. A copy-up that does not fit fails whole: the copy is made as an unnamed file and named
-// only once complete (copyUp). Mounting needs CAP_SYS_ADMIN; the layer then lives in memory
-// (swappable), like any tmpfs, instead of on the store's file system.
+// limit, whoever makes it: the supervisor, or the task through a descriptor it was given
+// (docs/kernel.md, "Limits are a tmpfs"). Blocks are counted as allocated (a sparse file's holes
+// are free, fallocate's reservation is not), in pages. A copy-up that does not fit fails whole: the
+// copy is made as an unnamed file and named only once complete (copyUp). Mounting needs
+// CAP_SYS_ADMIN; the layer then lives in memory (swappable), like any tmpfs, instead of on the
+// store's file system.
 type Limits struct {
 	// Bytes bounds the data of the layer's files, in allocated blocks; tmpfs rounds it up to a
 	// whole page.

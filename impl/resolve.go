@@ -599,7 +599,8 @@ func (w *walk) searcher(dir string) (caller creds, all bool, err error) {
 
 // ownProc reports whether dir is the /proc directory of the caller's own process (tgid) or
 // thread (tid), or lies in it: the kernel lets a task into its own whatever their modes (a process
-// that changed its credentials is not dumpable, and its /proc/PID/fd is root's, mode 0500).
+// that changed its credentials is not dumpable, and its /proc/PID/fd is root's, mode 0500;
+// docs/kernel.md, "A task's own /proc directory").
 func ownProc(dir string, tid, tgid int) bool {
 	rest, ok := strings.CutPrefix(dir, "/proc/")
 	if !ok {

@@ -13,8 +13,9 @@ import (
 // descriptor of a file in its private layer that the function leaves open (an *os.File it never
 // closed, a raw fd) would go on reading that file in later invocations, also after the layer was
 // removed. When an invocation ends, every such descriptor is revoked: its number is made to name
-// an empty, sealed memfd instead, with dup3, which replaces it atomically. It is not closed: the
-// *os.File or finalizer that owns the number would close it later, by then perhaps another file.
+// an empty, sealed memfd instead, with dup3, which replaces it atomically
+// (docs/kernel.md, "dup3 replaces a descriptor atomically"). It is not closed: the *os.File or
+// finalizer that owns the number would close it later, by then perhaps another file.
 
 // revokedName is the memfd's name: /proc/PID/fd/N reads "/memfd:fsvirt-revoked (deleted)".
 const revokedName = "fsvirt-revoked"

@@ -137,9 +137,10 @@ func TestInjectionUnderSignals(t *testing.T) {
 	reportFailed(t, failed)
 }
 
-// TestNoLeakWithoutAddfdSend: before 5.14 an fd is injected, then the answer sent, in two ioctls.
-// Every thread gets SIGURG here while invocations open files through injected fds; afterwards no
-// descriptor may still point into the store or the shared tree.
+// TestNoLeakWithoutAddfdSend: before 5.14 an fd is injected, then the answer sent, in two ioctls
+// (docs/kernel.md, "Signals withdraw notifications"). Every thread gets SIGURG here while
+// invocations open files through injected fds; afterwards no descriptor may still point into the
+// store or the shared tree.
 //
 // With WAIT_KILLABLE_RECV (5.19) no signal interrupts a received notification, and nothing may leak.
 // Without it (5.10), a signal between the two ioctls withdraws the notification: the installed fd

@@ -10,13 +10,14 @@ import (
 )
 
 // A lookup on a file system served by a process or over a network (FUSE, NFS, SMB, 9p) can wait
-// as long as its server does. The supervisor answers a view's calls one at a time (View.turn), so
-// such a lookup made within the turn would hold up every other call of the view, on any path.
-// Before it takes the turn, the supervisor therefore looks up, outside it, the paths of a call
-// that lie on such a mount (prefetch): a lookup that stalls then holds up its own call alone, and
-// one that completes leaves the kernel's dentry cache warm, so that the walk within the turn does
-// not wait again (unless the server stalls between the two, or gives its entries no time to
-// live). When no such file system is mounted, a call costs one poll(2) of the mount table.
+// as long as its server does (docs/kernel.md, "The supervisor must not wait"). The supervisor
+// answers a view's calls one at a time (View.turn), so such a lookup made within the turn would
+// hold up every other call of the view, on any path. Before it takes the turn, the supervisor
+// therefore looks up, outside it, the paths of a call that lie on such a mount (prefetch): a lookup
+// that stalls then holds up its own call alone, and one that completes leaves the kernel's dentry
+// cache warm, so that the walk within the turn does not wait again (unless the server stalls
+// between the two, or gives its entries no time to live). When no such file system is mounted, a
+// call costs one poll(2) of the mount table.
 
 // slowTypes are file system types whose lookups a server process or a network decides.
 var slowTypes = []string{"fuse", "fuseblk", "nfs", "nfs4", "cifs", "smb3", "9p", "afs", "ceph", "glusterfs"}
@@ -55,7 +56,8 @@ func (s *slowMounts) current() []string {
 		return s.points
 	}
 	// The kernel flags a change of the mount namespace on a mountinfo descriptor with POLLPRI
-	// (proc(5)), until it is read again from its start.
+	// (proc(5); docs/kernel.md, "The supervisor must not wait"), until it is read again from its
+	// start.
 	pfd := []unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLPRI}}
 	if n, err := unix.Poll(pfd, 0); err == nil && n > 0 && pfd[0].Revents&(unix.POLLPRI|unix.POLLERR) != 0 {
 		s.reread()

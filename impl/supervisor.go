@@ -66,7 +66,8 @@ func (s *supervisor) startReceiver(l *listener) {
 // leaves when two others wait.
 //
 // A receive does not end when the last task using the filter goes: the watcher, one thread
-// waiting in epoll on every listener, sees that (EPOLLHUP) and ends the receivers.
+// waiting in epoll on every listener, sees that (EPOLLHUP: docs/kernel.md, "A listener hangs up")
+// and ends the receivers.
 //
 // Lock order: supervisor.mu, then listener.mu, then View.turn, then View.mu.
 type supervisor struct {
@@ -245,7 +246,8 @@ func (s *supervisor) stop() {
 	s.slow.close()
 }
 
-// watch waits for listeners that no task uses any more, and ends their receivers.
+// watch waits for listeners that no task uses any more (docs/kernel.md, "A listener hangs up"), and
+// ends their receivers.
 func (s *supervisor) watch() {
 	defer close(s.watcher)
 	events := make([]unix.EpollEvent, 32)
@@ -458,11 +460,12 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 	}()
 	if !o.lookupOnly() && s.feat.IDValid(lfd, n.ID) != nil {
 		// The call is no longer waiting: the task died, and its TID may have been reused, while
-		// its memory was read, or a signal withdrew the call while it waited for the turn, and
-		// the task has made it again, perhaps answered already. Checked within the turn, before
-		// acting: what a view does follows the order of the calls it answers. A lookup acts on
-		// nothing; its answer to a dead notification is refused by the kernel. (One ioctl fewer
-		// on the commonest calls.)
+		// its memory was read, or a signal withdrew the call while it waited for the turn
+		// (docs/kernel.md, "Signals withdraw notifications"), and the task has made it again,
+		// perhaps answered already. Checked within the turn, before acting: what a view does
+		// follows the order of the calls it answers. A lookup acts on nothing; its answer to a dead
+		// notification is refused by the kernel (docs/kernel.md, "Notification IDs"). (One ioctl
+		// fewer on the commonest calls.)
 		return reply{}, true, nil
 	}
 	if p := panicOnPathForTest.Load(); p != nil && o.unsafePath == *p {
@@ -472,9 +475,9 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 	v.followCopyUps(lfd, n.ID, t)
 	if err == nil && r.kind == replyFD {
 		// Injected within the turn: a task whose call a signal withdrew after the file was made
-		// restarts it, and its next notification must find the file rolled back (r.undo), not
-		// be rolled back after it. An injection waits for the task only to take the descriptor,
-		// which a sleeping task does at once.
+		// restarts it (docs/kernel.md, "Signals withdraw notifications"), and its next notification
+		// must find the file rolled back (r.undo), not be rolled back after it. An injection waits
+		// for the task only to take the descriptor, which a sleeping task does at once.
 		s.respond(lfd, n, r)
 		r = reply{kind: replyNone}
 	}
@@ -531,7 +534,8 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 		orphan, err = s.feat.AddFD(lfd, id, r.fd, r.cloexec)
 		unix.Close(r.fd)
 		if err != nil && orphan >= 0 {
-			// Injected, then the answer failed (before 5.14 only): the task will retry.
+			// Injected, then the answer failed (before 5.14 only): the task will retry
+			// (docs/kernel.md, "Signals withdraw notifications").
 			if sharesFiles(int(n.Pid)) { // thread mode: the task's table is ours
 				unix.Close(orphan)
 			} else {
@@ -557,7 +561,7 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 
 // injectErrno is what a task whose descriptor could not be injected is told: EMFILE for a full
 // descriptor table (RLIMIT_NOFILE), as the kernel's own open would say; EIO for anything else,
-// which is the supervisor's fault.
+// which is the supervisor's fault (docs/kernel.md, "Injected descriptors").
 func injectErrno(err error) unix.Errno {
 	if err == unix.EMFILE {
 		return unix.EMFILE
@@ -589,14 +593,15 @@ func blockSignals() (restore func(), err error) {
 }
 
 // sharesFiles reports whether task tid uses the supervisor's own file descriptor table (kcmp(2)
-// KCMP_FILES), as the worker threads of thread mode do unless they unshared it.
+// KCMP_FILES; docs/kernel.md, "Comparing tasks with kcmp"), as the worker threads of thread mode do
+// unless they unshared it.
 func sharesFiles(tid int) bool {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(unix.Getpid()), uintptr(tid), kcmpFiles, 0, 0, 0)
 	return errno == 0 && r == 0
 }
 
-// sharesMemory reports whether tasks a and b use one address space (kcmp(2) KCMP_VM): a child of
-// vfork and its parent.
+// sharesMemory reports whether tasks a and b use one address space (kcmp(2) KCMP_VM;
+// docs/kernel.md, "Comparing tasks with kcmp"): a child of vfork and its parent.
 func sharesMemory(a, b int) bool {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
 	return errno == 0 && r == 0

@@ -61,7 +61,8 @@ var table = []sysEntry{
 	{nr: unix.SYS_NAME_TO_HANDLE_AT, name: "name_to_handle_at", handling: Denied, errno: errnoBypass, note: "produces handles for open_by_handle_at"},
 
 	// A page whose faults the task handles would stall the supervisor's reads of the task's memory
-	// (see supervisor). /dev/userfaultfd's ioctl is refused as well (ioctlFSTypes).
+	// (see supervisor; docs/kernel.md, "The supervisor must not wait"). /dev/userfaultfd's ioctl is
+	// refused as well (ioctlFSTypes).
 	{nr: unix.SYS_USERFAULTFD, name: "userfaultfd", handling: Denied, errno: errnoPolicy, note: "its pages would stall the supervisor's reads of the task's memory"},
 
 	// Calls that change what paths mean for the caller, so the supervisor would resolve differently.
@@ -165,7 +166,8 @@ var table = []sysEntry{
 
 const noPath = "takes a path the view does not virtualize"
 
-// Non-native architectures (32-bit int 0x80, x32) get this errno from the filter.
+// Non-native architectures (32-bit int 0x80, x32) get this errno from the filter
+// (docs/kernel.md, "Paths the filter never sees").
 const errnoBadArch = unix.ENOSYS
 
 var byNr = func() map[int]*sysEntry {

@@ -27,10 +27,11 @@ type tracee struct {
 }
 
 // callState is what the supervisor read of a task during one of its calls. The task is blocked
-// in that call, and a task's credentials change only by its own calls (setuid, setgroups...), so
-// what /proc/TID/status said of them holds until the call is answered: reading it once per call
-// answers as the kernel does, which takes the caller's credentials once, at the call. (Umask is
-// shared by CLONE_FS threads, and the kernel too reads it once.)
+// in that call, and a task's credentials change only by its own calls (setuid, setgroups...;
+// docs/kernel.md, "Credentials are per thread"), so what /proc/TID/status said of them holds until
+// the call is answered: reading it once per call answers as the kernel does, which takes the
+// caller's credentials once, at the call. (Umask is shared by CLONE_FS threads, and the kernel too
+// reads it once.)
 type callState struct {
 	creds    creds
 	credsErr error
@@ -101,7 +102,8 @@ type creds struct {
 	groups []int // supplementary groups
 	hasUmk bool
 	// capEff is the effective capability set (CapEff), in which the kernel already dropped the
-	// file-system capabilities of a task whose fsuid is not 0.
+	// file-system capabilities of a task whose fsuid is not 0
+	// (docs/kernel.md, "Credentials are per thread").
 	capEff uint64
 }
 
@@ -223,8 +225,9 @@ func (t tracee) stackPointer() (uint64, error) {
 	return strconv.ParseUint(strings.TrimPrefix(f[7], "0x"), 16, 64)
 }
 
-// getfd duplicates the task's descriptor fd into the supervisor (pidfd_getfd, Linux 5.6): the
-// same open file, so that the supervisor can act on it for the task. The caller closes it.
+// getfd duplicates the task's descriptor fd into the supervisor (pidfd_getfd, Linux 5.6;
+// docs/kernel.md, "Taking a task's descriptors"): the same open file, so that the supervisor can
+// act on it for the task. The caller closes it.
 func (t tracee) getfd(fd int) (int, error) {
 	pidfd, err := unix.PidfdOpen(t.tid, unix.PIDFD_THREAD)
 	if err == unix.EINVAL { // before 6.9 a pidfd names a thread-group leader only

@@ -42,7 +42,8 @@ const (
 	dataArg0Low = 16
 )
 
-// auditArchNative is seccomp_data.arch of this program's syscalls.
+// auditArchNative is seccomp_data.arch of this program's syscalls
+// (docs/kernel.md, "Paths the filter never sees").
 const auditArchNative = 0xc000003e // AUDIT_ARCH_X86_64: the table and the filter are amd64's
 
 // textRange returns the bounds of the executable mapping that holds this program's Go code.

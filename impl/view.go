@@ -16,9 +16,10 @@ type Policy uint8
 
 const (
 	// PolicyFast lets the kernel perform a read-only open of an unchanged file itself (CONTINUE).
-	// The kernel re-reads the path from the caller's memory, so a function that rewrites its own
-	// path buffer from another thread at that moment can open, read-only, any file its process could
-	// open outside fsvirt, the store included. It can never write through such an open.
+	// The kernel re-reads the path from the caller's memory
+	// (docs/kernel.md, "CONTINUE re-reads memory"), so a function that rewrites its own path buffer
+	// from another thread at that moment can open, read-only, any file its process could open
+	// outside fsvirt, the store included. It can never write through such an open.
 	PolicyFast Policy = iota
 	// PolicyStrict performs every intercepted open in the supervisor and injects the fd: the path is
 	// read from the caller once, and nothing but the view is reachable, at the price of an fd

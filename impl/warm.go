@@ -35,11 +35,11 @@ import (
 //   - the worker's descriptors of files in the request's private layer are revoked, as thread mode
 //     revokes them (revokeFDs): each is made a duplicate of an empty, sealed memfd. Another
 //     process's descriptor table can only be changed while a task that shares it waits in a
-//     notification (ADDFD with SETFD): that is done at the worker's first notified call after the
-//     end (an HTTP client's connect, say), and a worker that has made none by the time it is to
-//     begin the next request is refused it (ErrHeld), to be replaced. Its working directory or a
-//     mapping in the layer cannot be revoked: EndRequest reports them (Tainted), and the worker is
-//     to be replaced likewise;
+//     notification (ADDFD with SETFD; docs/kernel.md, "Descriptors opened before a copy-up"): that
+//     is done at the worker's first notified call after the end (an HTTP client's connect, say),
+//     and a worker that has made none by the time it is to begin the next request is refused it
+//     (ErrHeld), to be replaced. Its working directory or a mapping in the layer cannot be revoked:
+//     EndRequest reports them (Tainted), and the worker is to be replaced likewise;
 //   - the private layer is discarded, after its changes were read.
 //
 // What a worker keeps in memory between requests is its own: the view isolates file-system state,
@@ -612,7 +612,8 @@ func (w *WarmWorker) revokeHeld(lfd int, id uint64, tid int) {
 	w.holding.Store(len(left) > 0)
 }
 
-// sameFiles reports whether tasks a and b share one descriptor table (kcmp KCMP_FILES).
+// sameFiles reports whether tasks a and b share one descriptor table (kcmp KCMP_FILES;
+// docs/kernel.md, "Comparing tasks with kcmp").
 func sameFiles(a, b int) bool {
 	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpFiles, 0, 0, 0)
 	return errno == 0 && r == 0

@@ -313,7 +313,8 @@ var flipAttacks = []flipAttack{
 
 // TestAttackPathFlip: a path buffer that another thread rewrites between a decoy outside the
 // virtualized trees and a shared file must not let a call through to the shared file. The
-// supervisor reads the buffer once; if it answers CONTINUE, the kernel reads it again.
+// supervisor reads the buffer once; if it answers CONTINUE, the kernel reads it again
+// (docs/kernel.md, "CONTINUE re-reads memory").
 func TestAttackPathFlip(t *testing.T) {
 	bin := attackBin(t, "flip")
 	for _, at := range flipAttacks {
@@ -365,8 +366,8 @@ func maze(n int, name string) string { return strings.Repeat("sub/../", n) + nam
 
 // TestAttackDirSwap: a directory outside the virtualized trees that becomes a symbolic link into
 // the shared tree between the supervisor's resolution of a path and the call on it must not let
-// the call reach the shared tree, whether the kernel makes the call (CONTINUE) or the supervisor
-// makes it by the path it resolved.
+// the call reach the shared tree, whether the kernel makes the call (CONTINUE:
+// docs/kernel.md, "CONTINUE re-reads memory") or the supervisor makes it by the path it resolved.
 func TestAttackDirSwap(t *testing.T) {
 	bin := attackBin(t, "dirswap")
 	for _, at := range dirSwapAttacks {
@@ -399,7 +400,8 @@ var swapAttacks = []swapAttack{
 }
 
 // TestAttackDescriptorSwap: what the supervisor learns of a descriptor (readlink of
-// /proc/TID/fd/N) must still hold when the kernel uses it.
+// /proc/TID/fd/N) must still hold when the kernel uses it
+// (docs/kernel.md, "CONTINUE re-reads memory").
 func TestAttackDescriptorSwap(t *testing.T) {
 	bin := attackBin(t, "fdswap")
 	for _, at := range swapAttacks {
@@ -434,7 +436,7 @@ func TestAttackIoctl(t *testing.T) {
 // TestAttackListenerTheft: the command must not reach into its supervisor (its parent): not take
 // its descriptors with pidfd_getfd, nor ptrace it, read its memory, or list its descriptors. The
 // end-to-end check: with a stolen listener, the command answers its own O_WRONLY open of a shared
-// file with CONTINUE, and writes.
+// file with CONTINUE, and writes (docs/kernel.md, "Reaching the supervisor").
 func TestAttackListenerTheft(t *testing.T) {
 	bin := attackBin(t, "listener")
 	t.Run("listener-theft", func(t *testing.T) {

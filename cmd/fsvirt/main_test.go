@@ -80,7 +80,8 @@ func probeEngine() string {
 	return ""
 }
 
-// requireEngine skips a test that runs a command when the kernel cannot (Linux < 5.9).
+// requireEngine skips a test that runs a command when the kernel cannot (Linux < 5.9:
+// docs/kernel.md, "Injected descriptors").
 func requireEngine(t testing.TB) {
 	t.Helper()
 	if noEngine != "" {
@@ -304,8 +305,9 @@ func TestFailures(t *testing.T) {
 	assertFile(t, f.motd, motdContent)
 }
 
-// TestRefusesKernelWithoutAddfd fakes a kernel before 5.9 by turning the ADDFD probe off: fsvirt
-// run must refuse before starting the command, with one line naming the kernel and what it lacks.
+// TestRefusesKernelWithoutAddfd fakes a kernel before 5.9 (docs/kernel.md, "Injected descriptors")
+// by turning the ADDFD probe off: fsvirt run must refuse before starting the command, with one line
+// naming the kernel and what it lacks.
 func TestRefusesKernelWithoutAddfd(t *testing.T) {
 	f := newFixture(t)
 	t.Setenv("FSVIRT_DISABLE", "addfd")

@@ -14,32 +14,37 @@ import (
 // FeatureSet says which optional kernel features the engine uses. Each field names the kernel
 // version and upstream commit that brought the feature.
 type FeatureSet struct {
-	// UserNotif: SECCOMP_RET_USER_NOTIF and SECCOMP_FILTER_FLAG_NEW_LISTENER, 5.0 (6a21cc50f0c7).
+	// UserNotif: SECCOMP_RET_USER_NOTIF and SECCOMP_FILTER_FLAG_NEW_LISTENER, 5.0 (6a21cc50f0c7;
+	// docs/kernel.md, "Versions").
 	UserNotif bool
-	// Addfd: SECCOMP_IOCTL_NOTIF_ADDFD, 5.9 (7cf97b125455). The floor: fsvirt refuses to run without it.
+	// Addfd: SECCOMP_IOCTL_NOTIF_ADDFD, 5.9 (7cf97b125455; docs/kernel.md, "Versions"). The floor:
+	// fsvirt refuses to run without it.
 	Addfd bool
-	// AddfdSend: SECCOMP_ADDFD_FLAG_SEND, inject and answer in one ioctl, 5.14 (0ae71c7720e3).
+	// AddfdSend: SECCOMP_ADDFD_FLAG_SEND, inject and answer in one ioctl, 5.14 (0ae71c7720e3;
+	// docs/kernel.md, "Versions").
 	AddfdSend bool
 	// IDValidW: the corrected SECCOMP_IOCTL_NOTIF_ID_VALID number (_IOW), 5.9 (47e33c05f9f0;
 	// backported to 5.4.59): docs/kernel.md, "Versions".
 	IDValidW bool
-	// WaitKillableRecv: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, 5.19 (c2aa2dfef243): once received,
-	// only fatal signals interrupt the notified syscall.
+	// WaitKillableRecv: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, 5.19 (c2aa2dfef243;
+	// docs/kernel.md, "Versions"): once received, only fatal signals interrupt the notified
+	// syscall.
 	WaitKillableRecv bool
-	// SyncWakeUp: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6 (48a1084a8b74): faster wake-ups.
+	// SyncWakeUp: SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP, 6.6 (48a1084a8b74;
+	// docs/kernel.md, "Versions"): faster wake-ups.
 	SyncWakeUp bool
-	// PidfdGetfd: pidfd_getfd(2), 5.6 (8649c322f75c): the supervisor takes a task's open file
-	// itself. Without it (or where the kernel refuses it), the object is opened through
-	// /proc/TID/fd/N with O_PATH: the same object, a new open file.
+	// PidfdGetfd: pidfd_getfd(2), 5.6 (8649c322f75c; docs/kernel.md, "Versions"): the supervisor
+	// takes a task's open file itself. Without it (or where the kernel refuses it), the object is
+	// opened through /proc/TID/fd/N with O_PATH: the same object, a new open file.
 	PidfdGetfd bool
-	// Landlock: the Landlock LSM, 5.13 (265885daf3e5), when the kernel was built with it and
-	// boots with it among its LSMs. The command's threads are restricted so that the kernel
-	// itself refuses any change by path (docs/kernel.md, "Landlock underneath").
+	// Landlock: the Landlock LSM, 5.13 (265885daf3e5; docs/kernel.md, "Versions"), when the kernel
+	// was built with it and boots with it among its LSMs. The command's threads are restricted so
+	// that the kernel itself refuses any change by path (docs/kernel.md, "Landlock underneath").
 	Landlock bool
 	// LandlockABI is the Landlock ABI version the kernel reports (0 without Landlock): 1 in
 	// 5.13, 2 with LANDLOCK_ACCESS_FS_REFER (5.19, b91c3e4ea756), 3 with
-	// LANDLOCK_ACCESS_FS_TRUNCATE (6.2, b9f5ce27c8f8). FSVIRT_DISABLE=landlock turns Landlock
-	// off and leaves this as probed.
+	// LANDLOCK_ACCESS_FS_TRUNCATE (6.2, b9f5ce27c8f8): docs/kernel.md, "Versions".
+	// FSVIRT_DISABLE=landlock turns Landlock off and leaves this as probed.
 	LandlockABI int
 }
 
