@@ -2,7 +2,6 @@ package impl
 
 import (
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -10,7 +9,7 @@ import (
 
 // A run without limits (Limits) keeps its private layer on the store's file system, where the
 // kernel counts nothing per run. Its default guard keeps that file system from filling up: a
-// floor of free space (RunConfig.MinFree; by default 5% of the file system, and never more than
+// floor of free space (Limits.MinFree; by default 5% of the file system, and never more than
 // half of what was free when the run started), under which
 //   - calls that would add to the layer (making a name, copying a file up) fail with ENOSPC,
 //     checked with one fstatfs(2) each (mayGrow);
@@ -28,9 +27,8 @@ const defaultMinFreePercent = 5
 
 // spaceGuard watches the free space of the file system that holds a store.
 type spaceGuard struct {
-	fd    int   // a directory on it (the view's), for fstatfs
+	fd    int   // a file on it (the store's lock file), for fstatfs
 	floor int64 // bytes to keep free
-	low   atomic.Bool
 }
 
 // statfsFree returns the free space (available to unprivileged users) and the size of the file
@@ -43,9 +41,9 @@ func statfsFree(fd int) (free, size int64, err error) {
 	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
 }
 
-// newSpaceGuard returns the guard of the store directory fd for minFree (see RunConfig.MinFree),
-// or nil for none. An explicit floor above what is free already is refused: the command could
-// not make any change.
+// newSpaceGuard returns the guard of the store whose lock file is fd for minFree (see
+// Limits.MinFree), or nil for none. An explicit floor above what is free already is refused: the
+// command could not make any change.
 func newSpaceGuard(fd int, minFree int64) (*spaceGuard, error) {
 	if minFree < 0 {
 		return nil, nil
@@ -64,12 +62,10 @@ func newSpaceGuard(fd int, minFree int64) (*spaceGuard, error) {
 	return &spaceGuard{fd: fd, floor: floor}, nil
 }
 
-// check reports whether the store's file system is under the floor now, and records it.
+// check reports whether the store's file system is under the floor now.
 func (g *spaceGuard) check() bool {
 	free, _, err := statfsFree(g.fd)
-	low := err == nil && free < g.floor
-	g.low.Store(low)
-	return low
+	return err == nil && free < g.floor
 }
 
 // watch looks at the free space every guardTick until stop is closed, and calls exhausted once
@@ -87,7 +83,6 @@ func (g *spaceGuard) watch(stop <-chan struct{}, exhausted func(why string)) {
 		if err != nil {
 			continue
 		}
-		g.low.Store(free < g.floor)
 		if free < g.floor/2 {
 			exhausted(fmt.Sprintf("the store's file system had %s free, under half the %s to keep free (--min-free): "+
 				"the command wrote past it through a descriptor it held, and was killed", sizeString(free), sizeString(g.floor)))

@@ -89,6 +89,7 @@ type WarmWorker struct {
 	h       *Warm
 	proc    *os.Process
 	pid     int
+	top     procID // the worker process, with its start time: the top of every request's view
 	lis     *listener
 	lineage *lineage
 	view    atomic.Pointer[View]
@@ -234,6 +235,9 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 	}
 	w.lineage = newLineage(w.pid)
 	w.lineage.root = w.pid
+	if _, start, err := procStat(w.pid); err == nil {
+		w.top = procID{w.pid, start}
+	}
 	if h.cfg.Unisolated {
 		h.mu.Lock()
 		h.workers[w] = true
@@ -335,9 +339,7 @@ func (w *WarmWorker) BeginRequest() error {
 			v.inherited = append(v.inherited, int(f.Fd()))
 		}
 	}
-	if _, start, err := procStat(w.pid); err == nil {
-		v.top = procID{w.pid, start} // the request's processes descend from the worker
-	}
+	v.top = w.top // the request's processes descend from the worker
 	w.view.Store(v)
 	return nil
 }
