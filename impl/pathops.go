@@ -108,8 +108,12 @@ func (v *View) lookupName(t tracee, o op) (resolved, error) {
 }
 
 // passThrough reports that a call that only looks at r may be left to the kernel: r is pure, and
-// the policy is fast (fast) or r is outside the trees.
-func (v *View) passThrough(r resolved) bool { return v.fast(r) || !r.inTree && r.pure }
+// the policy is fast (fast) or r is outside the trees; or r is an object the caller holds that the
+// view has no path for (a memfd, a pipe, a deleted file through /proc/PID/fd/N), which the kernel
+// finds through the caller's own descriptor, whatever the view.
+func (v *View) passThrough(r resolved) bool {
+	return v.fast(r) || !r.inTree && r.pure || r.kind == resFDObject
+}
 
 // fast reports that a read-only call on r may be left to the kernel.
 func (v *View) fast(r resolved) bool {

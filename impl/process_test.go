@@ -227,12 +227,13 @@ func TestProcessChildLeavesVirtualCwd(t *testing.T) {
 	}
 }
 
-// execMemfd is the command of TestProcessExecMemfd: it copies /bin/echo into a memfd and executes
-// it through /proc/self/fd/N, as fexecve does, printing what the program prints or the error.
+// execMemfd is the command of TestProcessExecMemfd: it copies /bin/echo into a memfd, stats and
+// checks it, and a pipe, through their /proc/self/fd/N links, and executes the memfd through its
+// link, as fexecve does, printing what it found and what the program prints, or the error.
 func execMemfd() int {
 	fd, err := unix.MemfdCreate("prog", 0) // inherited by the child: no MFD_CLOEXEC
+	var b []byte
 	if err == nil {
-		var b []byte
 		if b, err = os.ReadFile("/bin/echo"); err == nil {
 			_, err = unix.Write(fd, b)
 		}
@@ -240,6 +241,29 @@ func execMemfd() int {
 	if err != nil {
 		fmt.Println("memfd:", err)
 		return 1
+	}
+	var pipe [2]int
+	if err := unix.Pipe2(pipe[:], unix.O_CLOEXEC); err != nil {
+		fmt.Println("pipe:", err)
+		return 1
+	}
+	for _, f := range []int{fd, pipe[0]} {
+		link := fmt.Sprintf("/proc/self/fd/%d", f)
+		var st, fst unix.Stat_t
+		err := unix.Stat(link, &st)
+		if err == nil {
+			err = unix.Fstat(f, &fst)
+		}
+		if err == nil && (st.Ino != fst.Ino || st.Mode != fst.Mode || st.Size != fst.Size) {
+			err = fmt.Errorf("stat says %#o %d bytes, fstat %#o %d bytes", st.Mode, st.Size, fst.Mode, fst.Size)
+		}
+		if err == nil {
+			err = unix.Access(link, unix.R_OK)
+		}
+		if err != nil {
+			fmt.Println(link+":", err)
+			return 1
+		}
 	}
 	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", fd), "memfd exec ok")
 	cmd.Stdout = os.Stdout
