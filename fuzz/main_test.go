@@ -100,8 +100,8 @@ func showWorkerLog(name string) {
 		return
 	}
 	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	fmt.Fprintf(os.Stderr, "fuzz: the fuzzing workers' stderr (%s), last 200 lines:\n%s\n", name,
-		strings.Join(lines[max(0, len(lines)-200):], "\n"))
+	fmt.Fprintf(os.Stderr, "fuzz: the fuzzing workers' stderr (%s), last 1000 lines:\n%s\n", name,
+		strings.Join(lines[max(0, len(lines)-1000):], "\n"))
 }
 
 // corpusFiles lists the files under testdata/fuzz as TARGET/NAME, sorted.

@@ -115,13 +115,13 @@ fi
 fuzz() {
 	if [ -z "$kernel" ]; then
 		rm -f "$logdir/$1.worker.log"
-		FSVIRT_FUZZ_WORKER_LOG=$logdir/$1.worker.log \
+		GOTRACEBACK=all FSVIRT_FUZZ_WORKER_LOG=$logdir/$1.worker.log \
 			go test ./fuzz -run '^$' -fuzz "^$1\$" -fuzztime "$time" -fuzzminimizetime "$minimize" -timeout 0 -parallel "$parallel"
 		return
 	fi
 	local margin
 	margin=$(seconds "${FUZZ_VM_MARGIN:-10m}")
-	(cd fuzz && FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
+	(cd fuzz && GOTRACEBACK=all FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
 		-timeout "$(($(seconds "$time") + margin))s" "$bin/fuzz.test" -test.run='^$' -test.fuzz="^$1\$" \
 		-test.fuzztime="$time" -test.fuzzminimizetime="$minimize" -test.timeout=0 -test.parallel="$parallel" -test.fuzzcachedir=/tmp/fsvirt-fuzzcache)
 }
