@@ -30,6 +30,19 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	}()
 	outside := false // obj is outside the trees: act with the caller's credentials
 	var pl place
+	// byObject places obj, the object a descriptor or a magic link leads to.
+	byObject := func() (err error) {
+		viewPath, pl, err = v.placeOf(obj)
+		if err != nil {
+			return err
+		}
+		outside = pl == placeOutside
+		if pl == placeTree {
+			unix.Close(obj)
+			obj = -1
+		}
+		return nil
+	}
 	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd != unix.AT_FDCWD {
 		fd := o.fd
 		if fd < 0 {
@@ -46,30 +59,41 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 				return reply{}, unix.EBADF
 			}
 		}
-		viewPath, pl, err = v.placeOf(obj)
-		if err != nil {
+		if err := byObject(); err != nil {
 			return reply{}, err
-		}
-		outside = pl == placeOutside
-		if pl == placeTree {
-			unix.Close(obj)
-			obj = -1
 		}
 	} else {
 		r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 		if err != nil {
 			return reply{}, err
 		}
+		mode := r.mode
+		if r.kind == resFDObject {
+			// A magic link to an object without a path in the view (a memfd, a pipe, a deleted
+			// file, a shared file the view removed): the kernel changes the object itself.
+			if obj, err = v.fdObject(t, c, r.path); err != nil {
+				return reply{}, err
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(obj, &st); err != nil {
+				return reply{}, err
+			}
+			mode = st.Mode & unix.S_IFMT
+		}
 		if o.kind == opTruncate {
 			switch {
-			case r.mode == unix.S_IFDIR:
+			case mode == unix.S_IFDIR:
 				return reply{}, unix.EISDIR
-			case r.mode != unix.S_IFREG:
+			case mode != unix.S_IFREG:
 				return reply{}, unix.EINVAL
 			}
 		}
 		viewPath = r.path
-		if !r.inTree {
+		if r.kind == resFDObject {
+			if err := byObject(); err != nil {
+				return reply{}, err
+			}
+		} else if !r.inTree {
 			// The host's object, opened without following anything the view did not follow
 			// (docs/kernel.md, "Opening host paths without following symlinks"). A removed
 			// directory the caller still holds (gone) is the supervisor's own ghost.
@@ -106,10 +130,16 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if !outside && pl == placeOwn { // checked above for a copy-up
+	if !outside && (pl == placeOwn || pl == placeDetached) { // checked above for a copy-up
 		if err := maySetattr(c, obj, o); err != nil {
 			return reply{}, err
 		}
+	}
+	if pl == placeDetached {
+		// A shared object the view removed while the task held it: the kernel would change it,
+		// and only the task's descriptor could show that, which shows the shared object anyway
+		// (README, limits). Nothing is changed; the call succeeds as the kernel's would.
+		return okReply, nil
 	}
 	// As the caller, also on the view's copy, which has the shared object's owner and group: the
 	// kernel then applies what it applies to the caller, the set-group-ID bit dropped by a chmod

@@ -2,6 +2,7 @@ package impl
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -370,6 +371,44 @@ func (v *View) viewOfLowerLocked(h string) string {
 		return h
 	}
 	return bestView + strings.TrimPrefix(h, best)
+}
+
+// sharedAt is the view path that shows shared object h (a host path in a tree, which a task's
+// descriptor names): its own path, where the view renamed it (or a directory above it) to, or a
+// name the view linked it to; ok is false when no view path shows it any more: the view removed
+// it, or put another object at its name, while the task held it.
+func (v *View) sharedAt(h string) (string, bool) {
+	if p := v.viewOfLower(h); v.standsFor(p, h) {
+		return p, true
+	}
+	var names []string
+	v.mu.Lock()
+	for q, e := range v.entries {
+		if e.kind == entryObj && e.lower == h {
+			names = append(names, q)
+		}
+	}
+	v.mu.Unlock()
+	slices.Sort(names) // the same answer every time
+	for _, q := range names {
+		if v.standsFor(q, h) {
+			return q, true
+		}
+	}
+	return "", false
+}
+
+// standsFor reports whether view path p shows shared object h: the name was neither removed nor
+// given another object since the view began, or the view renamed or linked h to it.
+func (v *View) standsFor(p, h string) bool {
+	l, _, err := v.locate(p)
+	if err != nil {
+		return false
+	}
+	if l.ent != nil {
+		return l.ent.lower == h
+	}
+	return l.host == h
 }
 
 // moveCwds makes virtual working directories follow a rename of from to to (and of to to from,

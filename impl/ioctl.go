@@ -138,6 +138,9 @@ func (v *View) ioctl(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
+	if pl == placeDetached {
+		return reply{}, unix.EROFS // a shared file the view removed: nothing may change it (README)
+	}
 	if pl == placeTree {
 		if err := v.copyUpObj(p, false); err != nil {
 			return reply{}, err

@@ -411,6 +411,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	// The old name is either the view path of an object in the tree (fromPath) or the supervisor's
 	// own descriptor of the object (obj): the view's own, or one outside the trees.
 	var fromPath string
+	detached := false // the object is a shared file the view removed
 	var oldInTree, oldDir bool
 	obj := -1
 	defer func() {
@@ -418,24 +419,34 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			unix.Close(obj)
 		}
 	}()
+	// byObject places obj, the object a descriptor or a magic link leads to.
+	byObject := func() error {
+		p, pl, err := v.placeOf(obj)
+		if err != nil {
+			return err
+		}
+		oldInTree = pl != placeOutside
+		var st unix.Stat_t
+		if err := unix.Fstat(obj, &st); err != nil {
+			return err
+		}
+		oldDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+		switch pl {
+		case placeTree:
+			fromPath = p
+		case placeDetached:
+			detached = true
+		}
+		return nil
+	}
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		// linkat(fd, "", ..., AT_EMPTY_PATH): typically an O_TMPFILE file given a name.
 		var err error
 		if obj, _, err = t.taskObject(o.dirfd); err != nil {
 			return reply{}, err
 		}
-		p, pl, err := v.placeOf(obj)
-		if err != nil {
+		if err := byObject(); err != nil {
 			return reply{}, err
-		}
-		oldInTree = pl != placeOutside
-		var st unix.Stat_t
-		if err := unix.Fstat(obj, &st); err != nil {
-			return reply{}, err
-		}
-		oldDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if pl == placeTree {
-			fromPath = p
 		}
 	} else {
 		from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_FOLLOW != 0})
@@ -446,7 +457,20 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			return reply{}, unix.ENOENT
 		}
 		oldInTree, oldDir = from.inTree, from.mode == unix.S_IFDIR
-		if from.inTree {
+		if from.kind == resFDObject {
+			// linkat("/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW): the other way to name an
+			// O_TMPFILE file.
+			c, err := t.status()
+			if err != nil {
+				return reply{}, err
+			}
+			if obj, err = v.fdObject(t, c, from.path); err != nil {
+				return reply{}, err
+			}
+			if err := byObject(); err != nil {
+				return reply{}, err
+			}
+		} else if from.inTree {
 			fromPath = from.path
 		} else if !oldDir {
 			c, err := t.status()
@@ -489,6 +513,12 @@ func (v *View) link(t tracee, o op) (reply, error) {
 		return reply{}, unix.EPERM
 	case oldDir:
 		return reply{}, unix.EPERM
+	}
+	if detached {
+		// The kernel refuses to name again a file whose last name is gone (vfs_link); the view
+		// removed every name of this one. (A second shared name of it, which the kernel would
+		// count, is not looked for.)
+		return reply{}, unix.ENOENT
 	}
 	if fromPath != "" {
 		l, st, err := v.locate(fromPath)

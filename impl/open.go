@@ -317,43 +317,55 @@ func openHostFD(t tracee, p string, flags int, cloexec bool) (reply, error) {
 }
 
 // openFDObject reopens, as the caller, an object that has no path in the view (a pipe, a socket, a
-// deleted file) through the task's /proc/TID/fd/N, for an open of that magic link. A second thread
-// may have dup2()ed a shared file onto N since the view looked: an object that turns out to have a
-// name in a tree fails the call with EAGAIN.
+// deleted file, a shared file the view removed) through the task's /proc/TID/fd/N, for an open of
+// that magic link. A second thread may have dup2()ed a shared file onto N since the view looked:
+// an object that turns out to have a name in a tree fails the call with EAGAIN.
 func (v *View) openFDObject(t tracee, p string, flags int, cloexec bool) (reply, error) {
 	c, err := t.status()
 	if err != nil {
 		return reply{}, err
 	}
-	if n, ok := ownFDLink(p, t.tid, c.tgid); ok {
-		// The caller's own descriptor, which the kernel lets it reach whatever the modes of its
-		// /proc directory (root's, once it changed its credentials:
-		// docs/kernel.md, "A task's own /proc directory"): reopened through the supervisor's own
-		// copy, whose magic link the supervisor may follow as the caller; the object's own
-		// permissions are checked as usual.
-		obj, _, err := t.taskObject(n)
-		if err != nil {
-			return reply{}, err
-		}
-		defer unix.Close(obj)
-		p = fdPath(obj)
-	}
-	var fd int
-	err = asCaller(c, func() (err error) {
-		fd, err = long.Open(p, flags|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-		return err
-	})
+	obj, err := v.fdObject(t, c, p)
 	if err != nil {
 		return reply{}, err
 	}
-	if _, pl, err := v.placeOf(fd); err != nil || pl == placeTree {
-		unix.Close(fd)
-		if err == nil {
-			err = unix.EAGAIN
-		}
+	defer unix.Close(obj)
+	// Where the object lies is decided before it is opened as asked: an open for writing (with
+	// O_TRUNC, say) must not reach a shared object.
+	switch _, pl, err := v.placeOf(obj); {
+	case err != nil:
 		return reply{}, err
+	case pl == placeTree:
+		return reply{}, unix.EAGAIN
+	case pl == placeDetached && mayWrite(uint64(flags)):
+		return reply{}, unix.EROFS // a shared object the view removed has no copy to write (README)
 	}
-	return fdReply(fd, nil, flags, cloexec)
+	var fd int
+	err = asCaller(c, func() (err error) {
+		fd, err = long.Open(fdPath(obj), flags&^unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return fdReply(fd, err, flags, cloexec)
+}
+
+// fdObject returns the supervisor's own descriptor of the object that magic link p (a
+// resFDObject resolution) leads to, to decide on and act on. The caller's own descriptor is taken
+// as the fd forms take it (taskObject), whatever the modes of its /proc directory (root's, once
+// it changed its credentials: docs/kernel.md, "A task's own /proc directory"); another task's
+// link is opened as the caller, whose right to follow it the kernel checks. The supervisor then
+// opens the object through its own descriptor's magic link, which it may always follow. The
+// caller closes the descriptor.
+func (v *View) fdObject(t tracee, c creds, p string) (int, error) {
+	if n, ok := ownFDLink(p, t.tid, c.tgid); ok {
+		obj, _, err := t.taskObject(n)
+		return obj, err
+	}
+	var obj int
+	err := asCaller(c, func() (err error) {
+		obj, err = long.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
+		return err
+	})
+	return obj, err
 }
 
 // ownFDLink returns N when p is /proc/PID/fd/N or /proc/PID/task/TID/fd/N of the caller's own

@@ -151,6 +151,10 @@ const (
 	placeOutside place = iota // outside the trees, or no file-system object (pipe, socket...)
 	placeOwn                  // the view's own: in its private layer
 	placeTree                 // a shared object in a tree, at the view path placeOf returns
+	// placeDetached: a shared object in a tree that no view path stands for any more: the view
+	// removed it, or put another object at its name, while the task held it. placeOf returns its
+	// host path. Nothing may change it, and the view has no copy of it to change instead.
+	placeDetached
 )
 
 // placeOf says where the object behind the supervisor's own descriptor obj lies, and its view path
@@ -197,7 +201,10 @@ func (v *View) placeOf(obj int) (string, place, error) {
 	}
 	p = v.viewOfLower(h)
 	if v.ns.inTree(p) {
-		return p, placeTree, nil
+		if p, ok := v.sharedAt(h); ok {
+			return p, placeTree, nil
+		}
+		return h, placeDetached, nil
 	}
 	return p, placeOutside, nil
 }

@@ -62,7 +62,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	if name := os.Getenv("FSVIRT_TEST_CASE"); name != "" {
-		for _, c := range slices.Concat(openCases, removedCases, partialCases, followCases) {
+		for _, c := range slices.Concat(openCases, removedCases, partialCases, followCases, fdObjectCases) {
 			if c.name == name {
 				r := &rec{root: os.Getenv("FSVIRT_TEST_ROOT")}
 				c.ops(r)
