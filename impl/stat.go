@@ -20,7 +20,10 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	if emptyFD || !removedCwd && v.passThrough(r) {
+	if emptyFD {
+		return v.fstat(t, o)
+	}
+	if !removedCwd && v.passThrough(r) {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
@@ -46,6 +49,9 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		if !r.own {
 			stx.Nlink = uint32(v.nlink(host, uint64(stx.Nlink)))
 		}
+		if dev, ino, ok := v.dirIdentity(r); ok {
+			stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
+		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
@@ -58,7 +64,75 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	if !r.own {
 		st.Nlink = v.nlink(host, st.Nlink)
 	}
+	if dev, ino, ok := v.dirIdentity(r); ok {
+		st.Dev, st.Ino = dev, ino
+	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
+}
+
+// fstat is stat of a descriptor (fstat, and an empty path with AT_EMPTY_PATH, which glibc's
+// fstat is), left to the kernel unless the descriptor is of a directory that dirIdentity gives
+// the shared directory's identity: a task must see the same directory whether it stats it by
+// name or by descriptor (fts, in du, rm -r, chmod -R and find, compares the two on its way back
+// up a tree).
+func (v *View) fstat(t tracee, o op) (reply, error) {
+	if !v.copiedDirs.Load() {
+		return reply{kind: replyContinue}, nil
+	}
+	obj, _, err := t.taskObject(o.dirfd)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(obj)
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return reply{}, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return reply{kind: replyContinue}, nil
+	}
+	target, err := readlink(fdPath(obj))
+	if err != nil {
+		return reply{kind: replyContinue}, nil // deep, or gone: the kernel answers
+	}
+	p, ok := v.viewPathOf(target)
+	if !ok {
+		return reply{kind: replyContinue}, nil
+	}
+	v.mu.Lock()
+	e := v.entries[p]
+	v.mu.Unlock()
+	dev, ino, ok := v.dirIdentity(resolved{mode: unix.S_IFDIR, ent: e})
+	if !ok {
+		return reply{kind: replyContinue}, nil
+	}
+	if o.kind == opStatx {
+		var stx unix.Statx_t
+		flags := int(o.flags)&statxSyncType | unix.AT_EMPTY_PATH
+		if err := unix.Statx(obj, "", flags, int(o.mask), &stx); err != nil {
+			return reply{}, err
+		}
+		stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
+		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
+	}
+	st.Dev, st.Ino = dev, ino
+	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
+}
+
+// dirIdentity is the device and inode number that stat reports for a shared directory the view
+// copied (to add to it, change it, or rename it): the shared directory's, as before the copy, so
+// that a directory keeps its identity while a program works in it (tar x checks, before it sets a
+// directory's times, that it is the one it extracted into; overlayfs reports a merged directory's
+// lower inode number for the same reason). ok is false for anything else.
+func (v *View) dirIdentity(r resolved) (dev, ino uint64, ok bool) {
+	if r.mode != unix.S_IFDIR || r.ent == nil || r.ent.kind != entryDir || r.ent.lower == "" || !r.ent.viewsOwn() {
+		return 0, 0, false
+	}
+	var st unix.Stat_t
+	if err := long.Lstat(r.ent.lower, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, 0, false
+	}
+	return st.Dev, st.Ino, true
 }
 
 // access is access, faccessat and faccessat2.

@@ -201,6 +201,9 @@ type View struct {
 	created atomic.Bool // dir exists: the invocation changed something
 	// hasLinks: linked has an entry; read without the lock on every resolution.
 	hasLinks atomic.Bool
+	// copiedDirs: the layer has an entry for a shared directory, whose identity stat keeps
+	// (dirIdentity); read without the lock on every stat of a descriptor.
+	copiedDirs atomic.Bool
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool

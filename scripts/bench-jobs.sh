@@ -177,10 +177,9 @@ make_tar() {
 	local d=$F/tar i
 	mkdir -p "$d/src" "$d/x"
 	for i in $(seq 1 "$nfiles"); do echo "file $i" >"$d/src/f$i.txt"; done
-	# Not "-C src .": an archive of "." makes tar compare the inode of the directory it extracts
-	# into before and after, which the view's copy of it changes (see the README, "A copied-up file
-	# has a new inode number"); tar then fails with "Directory renamed before its status could be
-	# extracted".
+	# An archive of a directory, not of ".", as docs/benchmarks.md's figures were measured. (tar x
+	# of "." failed in the view until the view kept a copied directory's inode number: tar compares
+	# it before and after, "Directory renamed before its status could be extracted".)
 	tar cf "$d/files.tar" -C "$d" src
 	rm -rf "$d/src"
 }
