@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -76,24 +77,13 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 // name or by descriptor (fts, in du, rm -r, chmod -R and find, compares the two on its way back
 // up a tree).
 func (v *View) fstat(t tracee, o op) (reply, error) {
-	if !v.copiedDirs.Load() {
+	if !v.copiedDirs.Load() || o.dirfd < 0 {
 		return reply{kind: replyContinue}, nil
 	}
-	obj, _, err := t.taskObject(o.dirfd)
+	// One readlink tells the view's own objects from the rest, which the kernel answers for.
+	target, err := readlink(t.procPath("fd/" + strconv.Itoa(o.dirfd)))
 	if err != nil {
-		return reply{}, err
-	}
-	defer unix.Close(obj)
-	var st unix.Stat_t
-	if err := unix.Fstat(obj, &st); err != nil {
-		return reply{}, err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return reply{kind: replyContinue}, nil
-	}
-	target, err := readlink(fdPath(obj))
-	if err != nil {
-		return reply{kind: replyContinue}, nil // deep, or gone: the kernel answers
+		return reply{kind: replyContinue}, nil // not a descriptor, deep, or gone: the kernel says
 	}
 	p, ok := v.viewPathOf(target)
 	if !ok {
@@ -106,6 +96,16 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	if !ok {
 		return reply{kind: replyContinue}, nil
 	}
+	// The directory itself, which no other thread can swap now; if one swapped the number since
+	// the readlink, the kernel answers for what is there now.
+	obj, _, err := t.taskObject(o.dirfd)
+	if err != nil {
+		return reply{}, err
+	}
+	defer unix.Close(obj)
+	if now, err := readlink(fdPath(obj)); err != nil || now != target {
+		return reply{kind: replyContinue}, nil
+	}
 	if o.kind == opStatx {
 		var stx unix.Statx_t
 		flags := int(o.flags)&statxSyncType | unix.AT_EMPTY_PATH
@@ -114,6 +114,10 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 		}
 		stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(obj, &st); err != nil {
+		return reply{}, err
 	}
 	st.Dev, st.Ino = dev, ino
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
@@ -125,7 +129,7 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 // directory's times, that it is the one it extracted into; overlayfs reports a merged directory's
 // lower inode number for the same reason). ok is false for anything else.
 func (v *View) dirIdentity(r resolved) (dev, ino uint64, ok bool) {
-	if r.mode != unix.S_IFDIR || r.ent == nil || r.ent.kind != entryDir || r.ent.lower == "" || !r.ent.viewsOwn() {
+	if r.mode != unix.S_IFDIR || r.ent == nil || r.ent.kind != entryDir || r.ent.lower == "" {
 		return 0, 0, false
 	}
 	var st unix.Stat_t
