@@ -279,7 +279,7 @@ func TestServeTimeoutCrashShutdown(t *testing.T) {
 	}
 	inflight := make(chan serveAnswer, 1)
 	go func() { inflight <- f.post("sleep") }()
-	time.Sleep(300 * time.Millisecond) // let it reach the worker; a queued one is answered alike
+	f.waitSleeping(t) // a request that arrives after SIGTERM is refused (503), not timed out
 	if err := f.stop(); err != nil {
 		t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
 	}
@@ -324,6 +324,26 @@ func TestServeUsage(t *testing.T) {
 	}
 }
 
+// waitSleeping waits until the one worker sleeps in a "sleep" request: clock_nanosleep, syscall
+// 230 on x86-64. A fixed pause is not enough on a loaded machine.
+func (f *serveFixture) waitSleeping(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ps := f.handlerProcesses()
+		if len(ps) == 1 {
+			b, _ := os.ReadFile(strings.TrimSuffix(strings.SplitN(ps[0], ":", 2)[0], "cmdline") + "syscall")
+			if strings.HasPrefix(string(b), "230 ") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never slept in its request: %q", ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // TestServeQueueFull: with --queue 0, a request that finds no worker free is answered 503 at once;
 // the busy worker's own request is unaffected.
 func TestServeQueueFull(t *testing.T) {
@@ -338,21 +358,7 @@ func TestServeQueueFull(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}()
-	// Wait until the worker sleeps in the request: clock_nanosleep, syscall 230 on x86-64.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ps := f.handlerProcesses()
-		if len(ps) == 1 {
-			b, _ := os.ReadFile(strings.TrimSuffix(strings.SplitN(ps[0], ":", 2)[0], "cmdline") + "syscall")
-			if strings.HasPrefix(string(b), "230 ") {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the worker never slept in its request: %q", ps)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	f.waitSleeping(t)
 	if a := f.post("extra"); a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "queue full") {
 		t.Errorf("a request with the one worker busy and --queue 0: %d %q, want 503 queue full", a.status, a.body)
 	}
