@@ -145,9 +145,6 @@ func (v *View) setEntry(p string, e *entry) {
 	}
 	v.entries[p] = e
 	v.mu.Unlock()
-	if e.kind == entryDir && e.lower != "" {
-		v.copiedDirs.Store(true)
-	}
 }
 
 // goneFromRemadeLocked adds to out a deletion for every child of the shared directory p that the

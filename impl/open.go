@@ -111,6 +111,9 @@ func (v *View) open(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
+	if r.exists() && r.mode == unix.S_IFDIR && !r.pure && r.ent.copiedDir() {
+		v.dirFDs.Store(true) // the descriptor is the copy's, whose stat View.fstat corrects
+	}
 	fast := v.ns.policy == PolicyFast
 	switch {
 	case pathOnly:

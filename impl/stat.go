@@ -77,7 +77,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 // name or by descriptor (fts, in du, rm -r, chmod -R and find, compares the two on its way back
 // up a tree).
 func (v *View) fstat(t tracee, o op) (reply, error) {
-	if !v.copiedDirs.Load() || o.dirfd < 0 {
+	if !v.dirFDs.Load() || o.dirfd < 0 {
 		return reply{kind: replyContinue}, nil
 	}
 	// One readlink tells the view's own objects from the rest, which the kernel answers for.
@@ -123,13 +123,16 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
 
+// copiedDir reports whether e is a shared directory's entry: one whose identity stat keeps.
+func (e *entry) copiedDir() bool { return e != nil && e.kind == entryDir && e.lower != "" }
+
 // dirIdentity is the device and inode number that stat reports for a shared directory the view
 // copied (to add to it, change it, or rename it): the shared directory's, as before the copy, so
 // that a directory keeps its identity while a program works in it (tar x checks, before it sets a
 // directory's times, that it is the one it extracted into; overlayfs reports a merged directory's
 // lower inode number for the same reason). ok is false for anything else.
 func (v *View) dirIdentity(r resolved) (dev, ino uint64, ok bool) {
-	if r.mode != unix.S_IFDIR || r.ent == nil || r.ent.kind != entryDir || r.ent.lower == "" {
+	if r.mode != unix.S_IFDIR || !r.ent.copiedDir() {
 		return 0, 0, false
 	}
 	var st unix.Stat_t

@@ -201,9 +201,10 @@ type View struct {
 	created atomic.Bool // dir exists: the invocation changed something
 	// hasLinks: linked has an entry; read without the lock on every resolution.
 	hasLinks atomic.Bool
-	// copiedDirs: the layer has an entry for a shared directory, whose identity stat keeps
-	// (dirIdentity); read without the lock on every stat of a descriptor.
-	copiedDirs atomic.Bool
+	// dirFDs: the view opened a shared directory it copied for a task, whose descriptor's stat
+	// must show the shared identity (dirIdentity); read without the lock on every stat of a
+	// descriptor, which until then the kernel answers alone.
+	dirFDs atomic.Bool
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool
