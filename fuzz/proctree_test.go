@@ -58,7 +58,8 @@ const orphanWait = 30 * time.Second
 
 // procBudget bounds the processes an input starts, intermediates included,
 // so that an input takes a few seconds under QEMU's TCG, where Go's fuzzing
-// worker gives up on one after 10 s.
+// worker gives up on one after 10 s. FSVIRT_FUZZ_PROC_BUDGET overrides it
+// (scripts/fuzz.sh sets 5 in a VM).
 const procBudget = 8
 
 // procMaxDepth bounds the process tree: a process this deep starts none.

@@ -34,7 +34,10 @@ or one that spent over 10 s on one input: "panic: deadlocked!") is a FAIL with i
 log then ends with the workers' stderr, which Go's coordinator itself discards. A VM that crashed
 or outlived DURATION plus $FUZZ_VM_MARGIN (default 10m: booting and the baseline coverage of the
 corpus) is reported as VM FAILED or VM TIMEOUT, with the log holding the tail of the kernel
-console. The fuzz cache of a VM run is discarded with the VM.
+console. The fuzz cache of a VM run is discarded with the VM. In a VM, FuzzProcessTree's inputs
+start at most $FUZZ_PROC_BUDGET processes each (default 5; 8 on the host): every process is the
+test binary started afresh, twice (natively and in the view), and under TCG on a loaded machine
+an input of 8 ran past the 10 s a worker gives one input (docs/fuzzing.md).
 
   --kernel KERNEL  fuzz inside a VM booted on KERNEL
   -time DURATION   how long each target runs
@@ -121,7 +124,7 @@ fuzz() {
 	fi
 	local margin
 	margin=$(seconds "${FUZZ_VM_MARGIN:-10m}")
-	(cd fuzz && GOTRACEBACK=all FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
+	(cd fuzz && GOTRACEBACK=all FSVIRT_FUZZ_PROC_BUDGET=${FUZZ_PROC_BUDGET:-5} FSVIRT_FUZZ_EXPORT=1 FSVIRT_FUZZ_WORKER_LOG=/tmp/fsvirt-fuzz-worker.log "$bin/vmexec" -kernel "$kernel" -smp "$parallel" -main '' \
 		-timeout "$(($(seconds "$time") + margin))s" "$bin/fuzz.test" -test.run='^$' -test.fuzz="^$1\$" \
 		-test.fuzztime="$time" -test.fuzzminimizetime="$minimize" -test.timeout=0 -test.parallel="$parallel" -test.fuzzcachedir=/tmp/fsvirt-fuzzcache)
 }
