@@ -86,9 +86,11 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 	return r, false, err
 }
 
-// lookupRead is the shared prologue of the read-only path handlers, as os.Root's doInRoot is of its
-// operations: it resolves o's path as lookup does, and pass says that the kernel may answer the
-// call itself: an empty path names the dirfd (emptyFD), or the view leaves r to it (passThrough).
+// lookupRead is the shared prologue of the read-only path handlers (access, statfs, getxattr,
+// stat), as os.Root's doInRoot is of its operations: it resolves o's path as lookup does, and pass
+// says that the kernel may answer the call itself: an empty path names the dirfd (emptyFD), or the
+// view leaves r to it (passThrough). readlink, which must see that r is a symlink first, uses
+// lookup and passThrough itself.
 func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, err error) {
 	r, emptyFD, err := v.lookup(t, o, follow)
 	if err != nil {

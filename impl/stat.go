@@ -8,19 +8,18 @@ import (
 
 // stat is stat, lstat, newfstatat and statx.
 func (v *View) stat(t tracee, o op) (reply, error) {
-	follow := o.flags&unix.AT_SYMLINK_NOFOLLOW == 0
-	r, emptyFD, err := v.lookup(t, o, follow)
+	r, pass, err := v.lookupRead(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 	removedCwd := false
 	if err == unix.ENOENT && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd == unix.AT_FDCWD {
 		// The view removed the working directory, which the kernel still stats, with no links.
 		if _, cerr := v.cwdOf(t); cerr == unix.ENOENT {
-			r, removedCwd, err = resolved{host: t.procPath("cwd") + "/."}, true, nil
+			r, pass, removedCwd, err = resolved{host: t.procPath("cwd") + "/."}, false, true, nil
 		}
 	}
 	if err != nil {
 		return reply{}, err
 	}
-	if emptyFD || !removedCwd && v.passThrough(r) {
+	if pass {
 		return reply{kind: replyContinue}, nil
 	}
 	host := r.host
