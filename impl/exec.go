@@ -29,12 +29,10 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		return reply{kind: replyContinue}, nil // fexecve: the descriptor is what the view gave
 	}
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_NOFOLLOW == 0})
+	r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0) // not AT_EMPTY_PATH's form
 	switch {
 	case err != nil:
 		return reply{}, err
-	case !r.exists():
-		return reply{}, unix.ENOENT
 	case r.kind == resFDObject:
 		// A magic link to an object the task holds and the view has no path for (a memfd, as
 		// fexecve uses): the kernel finds that object itself, whatever the view, and decides.
@@ -43,7 +41,7 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return reply{}, unix.ELOOP
 	case r.mode != unix.S_IFREG:
 		return reply{}, unix.EACCES
-	case r.pure && r.kind != resFDObject:
+	case r.pure:
 		return reply{kind: replyContinue}, nil
 	}
 	// The caller's permission, checked before anything is rewritten (access(2) would check the

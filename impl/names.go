@@ -254,18 +254,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if o.flags&unix.RENAME_WHITEOUT != 0 {
 		return reply{}, unix.EPERM
 	}
-	// Both parents are walked before either final name is looked up.
-	if o.pathErr != nil {
-		return reply{}, o.pathErr
-	}
-	from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true, deferLong: true})
-	if err != nil {
-		return reply{}, err
-	}
-	if o.pathErr2 != nil {
-		return reply{}, o.pathErr2
-	}
-	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true, deferLong: true})
+	from, to, err := v.lookupNames(t, o)
 	if err != nil {
 		return reply{}, err
 	}
@@ -438,12 +427,9 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			fromPath = p
 		}
 	} else {
-		from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_FOLLOW != 0})
-		switch {
-		case err != nil:
+		from, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_FOLLOW != 0) // not AT_EMPTY_PATH's form
+		if err != nil {
 			return reply{}, err
-		case !from.exists():
-			return reply{}, unix.ENOENT
 		}
 		oldInTree, oldDir = from.inTree, from.mode == unix.S_IFDIR
 		if from.inTree {
@@ -461,10 +447,7 @@ func (v *View) link(t tracee, o op) (reply, error) {
 			}
 		}
 	}
-	if o.pathErr2 != nil {
-		return reply{}, o.pathErr2
-	}
-	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
+	to, err := v.lookupName(t, o.second())
 	switch {
 	case err != nil:
 		return reply{}, err

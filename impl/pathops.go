@@ -100,13 +100,32 @@ func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, e
 }
 
 // lookupName is the shared prologue of the path handlers that make or remove a name (mknode,
-// unlink): it resolves o's path for a call on the name itself, which need not exist yet, after
-// failing with the reason the path could not be read.
+// unlink, and link's new name through o.second()): it resolves o's path for a call on the name
+// itself, which need not exist yet, after failing with the reason the path could not be read.
 func (v *View) lookupName(t tracee, o op) (resolved, error) {
 	if o.pathErr != nil {
 		return resolved{}, o.pathErr
 	}
 	return v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+}
+
+// lookupNames is lookupName for rename's two names. Both parents are walked before either final
+// name is looked up: a final name longer than NAME_MAX does not fail the walk (deferLong), and
+// rename checks it among the others, in do_renameat2's order.
+func (v *View) lookupNames(t tracee, o op) (from, to resolved, err error) {
+	opts := resolveOpts{creat: true, deferLong: true}
+	if o.pathErr != nil {
+		return from, to, o.pathErr
+	}
+	if from, err = v.resolve(t, o.dirfd, o.unsafePath, opts); err != nil {
+		return from, to, err
+	}
+	o = o.second()
+	if o.pathErr != nil {
+		return from, to, o.pathErr
+	}
+	to, err = v.resolve(t, o.dirfd, o.unsafePath, opts)
+	return from, to, err
 }
 
 // passThrough reports that a call that only looks at r may be left to the kernel: r is pure, and
