@@ -45,13 +45,9 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		// layer, as on overlayfs: opening it opens the host's device, as the node would natively.
 		return reply{}, unix.EPERM
 	}
-	perm := o.mode & 07777 &^ c.umask
-	if o.kind == opMkdir {
-		perm = o.mode & 01777 &^ c.umask
-	}
 	if !r.inTree {
 		return okReply, atHost(t, r.path, func(dirfd int, name string) error {
-			return mknodeAt(dirfd, name, o, typ, perm)
+			return mknodeAt(c, dirfd, name, o, typ)
 		})
 	}
 	if err := v.mayMakeIn(c, pathDir(r.path)); err != nil {
@@ -72,15 +68,14 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	var st unix.Stat_t
-	if err = long.Lstat(host, &st); err == nil && o.kind != opSymlink {
-		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
-		err = long.Chmod(host, perm|st.Mode&unix.S_ISGID)
-	}
-	gid := newGid(c, path.Dir(host))
-	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
-		if err = long.Lchown(host, c.fsuid, gid); err == unix.EPERM {
-			err = nil
+	// The supervisor made it: it gets the caller's owner, as the kernel would have given it.
+	var dir unix.Stat_t
+	err = long.Lstat(path.Dir(host), &dir)
+	if err == nil {
+		var fd int
+		if fd, err = long.Open(host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			err = newOwner(c, &dir, nodeType(o, typ), o.mode).give(fd)
+			unix.Close(fd)
 		}
 	}
 	if err != nil {
@@ -91,21 +86,31 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		}
 		return reply{}, err
 	}
-	if r.inTree {
-		e := &entry{kind: entryObj, own: true}
-		if o.kind == opMkdir {
-			e = &entry{kind: entryDir, own: true, listing: listMaterialized}
-		}
-		v.setEntry(r.path, e)
+	e := &entry{kind: entryObj, own: true}
+	if o.kind == opMkdir {
+		e = &entry{kind: entryDir, own: true, listing: listMaterialized}
 	}
+	v.setEntry(r.path, e)
 	return okReply, nil
 }
 
+// nodeType is the type of the object mknode makes for o: typ, mknod's, or a directory or a symlink.
+func nodeType(o op, typ uint32) uint32 {
+	switch o.kind {
+	case opMkdir:
+		return unix.S_IFDIR
+	case opSymlink:
+		return unix.S_IFLNK
+	}
+	return typ
+}
+
 // mknodeAt makes o's new name in directory dirfd on the host, with the credentials of the thread
-// (the caller's: the kernel gives the owner, and a set-group-ID directory's group) and exactly the
-// permissions perm, which the supervisor's own umask would otherwise reduce. The new object is
-// changed through a descriptor of its own, never by a name that a racing task could replace.
-func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
+// (caller c's: the kernel gives the owner, and a set-group-ID directory's group) and then the
+// permissions newOwner says, which the supervisor's own umask would otherwise reduce. The new
+// object is changed through a descriptor of its own, never by a name that a racing task could
+// replace.
+func mknodeAt(c creds, dirfd int, name string, o op, typ uint32) error {
 	var err error
 	switch o.kind {
 	case opMkdir:
@@ -123,14 +128,17 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 		return err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
+	var st, dir unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return unix.EEXIST // replaced by a symlink since: changed nothing through it
 	}
-	return long.Fchmodat(unix.AT_FDCWD, fdPath(fd), perm|st.Mode&unix.S_ISGID, 0)
+	if err := unix.Fstat(dirfd, &dir); err != nil {
+		return err
+	}
+	return newOwner(c, &dir, nodeType(o, typ), o.mode).give(fd)
 }
 
 // sameObject reports whether host paths a and b name one object.

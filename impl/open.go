@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -395,8 +394,7 @@ func clearNonblock(fd int) error {
 }
 
 // create makes a new file at host path p (or, with tmpfile, an unnamed one in directory p) with the
-// caller's flags, its umask applied to mode, and the caller's fsuid and fsgid as owner (the group
-// of a set-group-ID directory: newGid).
+// caller's flags, and the owner, group and mode the kernel would give it (newOwner).
 func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cloexec, tmpfile bool) (reply, error) {
 	c, err := t.status()
 	if err != nil {
@@ -433,17 +431,24 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 		undo()
 		return reply{}, err
 	}
-	if err := unix.Fchmod(fd, mode&^c.umask&07777); err != nil {
-		return fail(err)
-	}
-	dir := path.Dir(p)
-	if tmpfile {
-		dir = p
-	}
-	if gid := newGid(c, dir); r.inTree && (c.fsuid != os.Geteuid() || gid != os.Getegid()) {
-		if err := unix.Fchown(fd, c.fsuid, gid); err != nil && err != unix.EPERM {
-			return fail(err)
+	var dir unix.Stat_t
+	if r.inTree {
+		dirPath := path.Dir(p)
+		if tmpfile {
+			dirPath = p
 		}
+		err = long.Lstat(dirPath, &dir)
+	} else {
+		// Made as the caller: the kernel gave it its group, the directory's when that is
+		// set-group-ID, which is all newOwner needs of the directory for a file.
+		err = unix.Fstat(fd, &dir)
+		dir.Mode = unix.S_ISGID
+	}
+	if err == nil {
+		err = newOwner(c, &dir, unix.S_IFREG, mode).give(fd)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	if !tmpfile && r.inTree {
 		v.setEntry(r.path, &entry{kind: entryObj, own: true})
