@@ -84,33 +84,38 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		unix.Close(fd)
 		return reply{}, tooShort
 	}
-	rewrite := func(newfd int) error {
-		short := "/dev/fd/" + strconv.Itoa(newfd)
-		if len(short) > o.pathLen {
-			return tooShort // the descriptor stays in the task: close-on-exec unless a script's
-		}
-		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
-		keepArgv0(t, o)
-		if err := t.write(o.pathAddr, b); err != nil {
-			// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
-			// task's private copy of the page
-			// (docs/kernel.md, "Reading and writing a task's memory").
-			mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
-			if ferr != nil {
-				return err
-			}
-			defer mem.Close()
-			if _, err := mem.WriteAt(b, int64(o.pathAddr)); err != nil {
-				return unix.EFAULT
-			}
-		}
-		return nil
-	}
 	// The new program does not inherit the descriptor it was executed through, as it would not
 	// natively: the kernel opens the program before it closes close-on-exec descriptors. A
 	// script's stays open: the kernel refuses to run a script by a /dev/fd path whose descriptor
 	// is close-on-exec (the interpreter could not open it), so the interpreter inherits it.
+	rewrite := func(newfd int) error { return rewriteExecPath(t, o, newfd, tooShort) }
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite, cloexec: !script}, nil
+}
+
+// rewriteExecPath writes /dev/fd/newfd, padded with leading slashes to the length of exec's path,
+// over that path in the task's memory, once the file is installed as newfd. A name that does not
+// fit fails with tooShort.
+func rewriteExecPath(t tracee, o op, newfd int, tooShort error) error {
+	short := "/dev/fd/" + strconv.Itoa(newfd)
+	if len(short) > o.pathLen {
+		return tooShort // the descriptor stays in the task: close-on-exec unless a script's
+	}
+	b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
+	keepArgv0(t, o)
+	if err := t.write(o.pathAddr, b); err != nil {
+		// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
+		// task's private copy of the page
+		// (docs/kernel.md, "Reading and writing a task's memory").
+		mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
+		if ferr != nil {
+			return err
+		}
+		defer mem.Close()
+		if _, err := mem.WriteAt(b, int64(o.pathAddr)); err != nil {
+			return unix.EFAULT
+		}
+	}
+	return nil
 }
 
 // isELF reports whether file fd starts as an ELF binary does.

@@ -217,6 +217,11 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 // Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
 // which the command must not be able to ptrace or read through /proc
 // (docs/kernel.md, "Reaching the supervisor").
+//
+// Run is long because it is one sequence of set-up steps (checks, named layer, store, namespace,
+// view, supervisor), each undone by a defer in reverse order, and a tear-down (keep, save) whose
+// errors join the deferred store close's in one result: split, the defers and that joined error
+// would have to be handed between functions.
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	feat, err := engineFeatures()
 	if err != nil {
