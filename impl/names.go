@@ -146,7 +146,19 @@ func mknodeAt(c creds, dirfd int, name string, o op, typ uint32) error {
 	if err := unix.Fstat(dirfd, &dir); err != nil {
 		return err
 	}
-	return newOwner(c, &dir, nodeType(o, typ), o.mode).give(fd)
+	own := newOwner(c, &dir, nodeType(o, typ), o.mode)
+	if own.perm&unix.S_ISGID != 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
+		st.Gid == uint32(own.gid) && !c.capable(unix.CAP_FSETID) {
+		// A new directory in a set-group-ID directory, which the kernel made set-group-ID too: the
+		// caller's own chmod would drop that bit when it is not in the directory's group. The
+		// chmod gets CAP_FSETID, which keeps it and nothing more: the caller must still own the
+		// directory, which is one of the parent's group.
+		base := c.capEff & selfIDs().capPrm
+		if setEffectiveCaps(base|1<<unix.CAP_FSETID) == nil {
+			defer setEffectiveCaps(base)
+		}
+	}
+	return own.give(fd)
 }
 
 // sameObject reports whether host paths a and b name one object.
