@@ -24,7 +24,7 @@ var newObjectCallers = []string{"root", "capless-root", "nobody", "nobody-in-gro
 // TestNewObjectOwnership: a file (open with O_CREAT), a directory, a FIFO, a regular file made
 // with mknod and a symlink made in the view get the owner, group and mode the kernel gives them
 // natively, in a shared set-group-ID directory of another group, in a set-group-ID directory made
-// in the view, and in plain directories; as root, as root without capabilities, and as nobody
+// in the view, and in plain directories, in the tree and outside it; as root, as root without capabilities, and as nobody
 // outside and inside the directory's group. The kernel gives the directory's group, S_ISGID to a
 // new directory, and strips S_ISGID from a new group-executable file whose creator is neither in
 // that group nor holds CAP_FSETID (docs/kernel.md, "New objects' owner and mode").
@@ -65,7 +65,7 @@ func TestNewObjectOwnership(t *testing.T) {
 }
 
 // mkOwnerTree makes, at root, the directories TestNewObjectOwnership makes objects in: a
-// set-group-ID directory of ownerGroup and a plain one, both writable by everyone, as root is.
+// set-group-ID directory of ownerGroup and a plain one. Everyone may write to them and to root.
 func mkOwnerTree(t *testing.T, root string) {
 	t.Helper()
 	os.Mkdir(root, 0o755)
