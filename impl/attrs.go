@@ -18,99 +18,16 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	if err != nil {
 		return reply{}, err
 	}
-	// Either the view path of an object in the tree, which is copied up and changed there, or the
-	// supervisor's own descriptor of an object outside the trees (or the view's own), changed
-	// where it is.
-	var viewPath string
-	obj := -1
+	at, err := v.setattrTarget(t, c, o)
+	if err != nil {
+		return reply{}, err
+	}
+	viewPath, obj := at.path, at.obj
 	defer func() {
 		if obj >= 0 {
 			unix.Close(obj)
 		}
 	}()
-	outside := false // obj is outside the trees: act with the caller's credentials
-	var pl place
-	// byObject places obj, the object a descriptor or a magic link leads to.
-	byObject := func() (err error) {
-		viewPath, pl, err = v.placeOf(obj)
-		if err != nil {
-			return err
-		}
-		outside = pl == placeOutside
-		if pl == placeTree {
-			unix.Close(obj)
-			obj = -1
-		}
-		return nil
-	}
-	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd != unix.AT_FDCWD {
-		fd := o.fd
-		if fd < 0 {
-			fd = o.dirfd
-		}
-		obj0, shared, err := t.taskObject(fd)
-		if err != nil {
-			return reply{}, err
-		}
-		obj = obj0
-		if o.fd >= 0 && shared {
-			// fchmod, fchown, fsetxattr... refuse an O_PATH descriptor, which pidfd_getfd shares.
-			if fl, err := unix.FcntlInt(uintptr(obj), unix.F_GETFL, 0); err == nil && fl&unix.O_PATH != 0 {
-				return reply{}, unix.EBADF
-			}
-		}
-		if err := byObject(); err != nil {
-			return reply{}, err
-		}
-	} else {
-		r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
-		if err != nil {
-			return reply{}, err
-		}
-		mode := r.mode
-		if r.kind == resFDObject {
-			// A magic link to an object without a path in the view (a memfd, a pipe, a deleted
-			// file, a shared file the view removed): the kernel changes the object itself.
-			if obj, err = v.fdObject(t, c, r.path); err != nil {
-				return reply{}, err
-			}
-			var st unix.Stat_t
-			if err := unix.Fstat(obj, &st); err != nil {
-				return reply{}, err
-			}
-			mode = st.Mode & unix.S_IFMT
-		}
-		if o.kind == opTruncate {
-			switch {
-			case mode == unix.S_IFDIR:
-				return reply{}, unix.EISDIR
-			case mode != unix.S_IFREG:
-				return reply{}, unix.EINVAL
-			}
-		}
-		viewPath = r.path
-		if r.kind == resFDObject {
-			if err := byObject(); err != nil {
-				return reply{}, err
-			}
-		} else if !r.inTree {
-			// The host's object, opened without following anything the view did not follow
-			// (docs/kernel.md, "Opening host paths without following symlinks"). A removed
-			// directory the caller still holds (gone) is the supervisor's own ghost.
-			if r.kind == resGone {
-				obj, err = long.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
-			} else {
-				outside = true
-				err = asCaller(c, func() (err error) {
-					obj, err = openHost(r.host, unix.O_PATH, 0)
-					return err
-				})
-			}
-			if err != nil {
-				return reply{}, err
-			}
-		}
-	}
 	if err := timesErr(o); err != nil {
 		return reply{}, err
 	}
@@ -130,12 +47,12 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if !outside && (pl == placeOwn || pl == placeDetached) { // checked above for a copy-up
+	if !at.outside && (at.place == placeOwn || at.place == placeDetached) { // checked above for a copy-up
 		if err := maySetattr(c, obj, o); err != nil {
 			return reply{}, err
 		}
 	}
-	if pl == placeDetached {
+	if at.place == placeDetached {
 		// A shared object the view removed while the task held it: the kernel would change it,
 		// and only the task's descriptor could show that, which shows the shared object anyway
 		// (README, limits). Nothing is changed; the call succeeds as the kernel's would.
@@ -145,6 +62,106 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	// kernel then applies what it applies to the caller, the set-group-ID bit dropped by a chmod
 	// from outside the file's group and set-user-ID bits dropped by a chown among them.
 	return okReply, asCaller(c, func() error { return setattrObj(obj, o) })
+}
+
+// setattrAt is the object setattr changes: either the view path of an object in the tree, which
+// is copied up and changed there (obj -1), or the supervisor's own descriptor of an object outside
+// the trees (outside: changed with the caller's credentials) or of the view's own, changed where
+// it is. place is where a descriptor's object lies (placeOf).
+type setattrAt struct {
+	path    string
+	obj     int
+	outside bool
+	place   place
+}
+
+// setattrTarget finds the object o changes, by descriptor (fchmod and the others, AT_EMPTY_PATH)
+// or by path, for caller c. The caller closes obj.
+func (v *View) setattrTarget(t tracee, c creds, o op) (at setattrAt, err error) {
+	at.obj = -1
+	defer func() {
+		if err != nil && at.obj >= 0 {
+			unix.Close(at.obj)
+			at.obj = -1
+		}
+	}()
+	if o.fd >= 0 || o.pathErr == nil && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd != unix.AT_FDCWD {
+		fd := o.fd
+		if fd < 0 {
+			fd = o.dirfd
+		}
+		obj, shared, err := t.taskObject(fd)
+		if err != nil {
+			return at, err
+		}
+		at.obj = obj
+		if o.fd >= 0 && shared {
+			// fchmod, fchown, fsetxattr... refuse an O_PATH descriptor, which pidfd_getfd shares.
+			if fl, err := unix.FcntlInt(uintptr(obj), unix.F_GETFL, 0); err == nil && fl&unix.O_PATH != 0 {
+				return at, unix.EBADF
+			}
+		}
+		return at, v.placeObject(&at)
+	}
+	r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
+	if err != nil {
+		return at, err
+	}
+	mode := r.mode
+	if r.kind == resFDObject {
+		// A magic link to an object without a path in the view (a memfd, a pipe, a deleted file,
+		// a shared file the view removed): the kernel changes the object itself.
+		if at.obj, err = v.fdObject(t, c, r.path); err != nil {
+			return at, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(at.obj, &st); err != nil {
+			return at, err
+		}
+		mode = st.Mode & unix.S_IFMT
+	}
+	if o.kind == opTruncate {
+		switch {
+		case mode == unix.S_IFDIR:
+			return at, unix.EISDIR
+		case mode != unix.S_IFREG:
+			return at, unix.EINVAL
+		}
+	}
+	at.path = r.path
+	if r.kind == resFDObject {
+		return at, v.placeObject(&at)
+	}
+	if r.inTree {
+		return at, nil
+	}
+	// The host's object, opened without following anything the view did not follow
+	// (docs/kernel.md, "Opening host paths without following symlinks"). A removed directory the
+	// caller still holds (gone) is the supervisor's own ghost.
+	if r.kind == resGone {
+		at.obj, err = long.Open(r.host, unix.O_PATH|unix.O_CLOEXEC, 0)
+		return at, err
+	}
+	at.outside = true
+	err = asCaller(c, func() (err error) {
+		at.obj, err = openHost(r.host, unix.O_PATH, 0)
+		return err
+	})
+	return at, err
+}
+
+// placeObject places at.obj, the object a descriptor or a magic link leads to (placeOf): an
+// object in the tree is changed by its view path (at.obj closed), any other through at.obj.
+func (v *View) placeObject(at *setattrAt) (err error) {
+	if at.path, at.place, err = v.placeOf(at.obj); err != nil {
+		return err
+	}
+	at.outside = at.place == placeOutside
+	if at.place == placeTree {
+		unix.Close(at.obj)
+		at.obj = -1
+	}
+	return nil
 }
 
 // setattrObj makes o's change to the object behind the supervisor's descriptor obj.

@@ -29,12 +29,10 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
 		return reply{kind: replyContinue}, nil // fexecve: the descriptor is what the view gave
 	}
-	r, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_NOFOLLOW == 0})
+	r, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0) // not AT_EMPTY_PATH's form
 	switch {
 	case err != nil:
 		return reply{}, err
-	case !r.exists():
-		return reply{}, unix.ENOENT
 	case r.kind == resFDObject:
 		// A magic link to an object the task holds and the view has no path for (a memfd, as
 		// fexecve uses): the kernel finds that object itself, whatever the view, and decides.
@@ -43,7 +41,7 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		return reply{}, unix.ELOOP
 	case r.mode != unix.S_IFREG:
 		return reply{}, unix.EACCES
-	case r.pure && r.kind != resFDObject:
+	case r.pure:
 		return reply{kind: replyContinue}, nil
 	}
 	// The caller's permission, checked before anything is rewritten (access(2) would check the
@@ -86,33 +84,38 @@ func (v *View) exec(t tracee, o op) (reply, error) {
 		unix.Close(fd)
 		return reply{}, tooShort
 	}
-	rewrite := func(newfd int) error {
-		short := "/dev/fd/" + strconv.Itoa(newfd)
-		if len(short) > o.pathLen {
-			return tooShort // the descriptor stays in the task: close-on-exec unless a script's
-		}
-		b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
-		keepArgv0(t, o)
-		if err := t.write(o.pathAddr, b); err != nil {
-			// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
-			// task's private copy of the page
-			// (docs/kernel.md, "Reading and writing a task's memory").
-			mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
-			if ferr != nil {
-				return err
-			}
-			defer mem.Close()
-			if _, err := mem.WriteAt(b, int64(o.pathAddr)); err != nil {
-				return unix.EFAULT
-			}
-		}
-		return nil
-	}
 	// The new program does not inherit the descriptor it was executed through, as it would not
 	// natively: the kernel opens the program before it closes close-on-exec descriptors. A
 	// script's stays open: the kernel refuses to run a script by a /dev/fd path whose descriptor
 	// is close-on-exec (the interpreter could not open it), so the interpreter inherits it.
+	rewrite := func(newfd int) error { return rewriteExecPath(t, o, newfd, tooShort) }
 	return reply{kind: replyExec, fd: fd, rewrite: rewrite, cloexec: !script}, nil
+}
+
+// rewriteExecPath writes /dev/fd/newfd, padded with leading slashes to the length of exec's path,
+// over that path in the task's memory, once the file is installed as newfd. A name that does not
+// fit fails with tooShort.
+func rewriteExecPath(t tracee, o op, newfd int, tooShort error) error {
+	short := "/dev/fd/" + strconv.Itoa(newfd)
+	if len(short) > o.pathLen {
+		return tooShort // the descriptor stays in the task: close-on-exec unless a script's
+	}
+	b := []byte(strings.Repeat("/", o.pathLen-len(short)) + short)
+	keepArgv0(t, o)
+	if err := t.write(o.pathAddr, b); err != nil {
+		// A read-only string (a literal): /proc/TID/mem writes through the protection, to the
+		// task's private copy of the page
+		// (docs/kernel.md, "Reading and writing a task's memory").
+		mem, ferr := os.OpenFile(t.procPath("mem"), os.O_WRONLY, 0)
+		if ferr != nil {
+			return err
+		}
+		defer mem.Close()
+		if _, err := mem.WriteAt(b, int64(o.pathAddr)); err != nil {
+			return unix.EFAULT
+		}
+	}
+	return nil
 }
 
 // isELF reports whether file fd starts as an ELF binary does.

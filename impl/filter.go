@@ -20,13 +20,14 @@ var (
 // prefix that decides ioctl by command (ioctlPrefix).
 //
 // The program is compiled ahead of time, by `go generate ./impl` (genfilter, with libseccomp), into
-// zfilter.go, so that fsvirt builds without cgo or libseccomp and links statically. TestFilterDecisions
-// runs the program against every row of the table and every other syscall number, so a table change
-// without a regenerated program fails the tests; with -tags fsvirt_libseccomp, TestFilterUpToDate also
-// compares it byte for byte with what the installed libseccomp compiles now.
+// zfilter.go, so that fsvirt builds without cgo or libseccomp and links statically.
+// TestFilterDecisions runs the program against every row of the table and every other syscall
+// number, so a table change without a regenerated program fails the tests; with -tags
+// fsvirt_libseccomp, TestFilterUpToDate also compares it byte for byte with what the installed
+// libseccomp compiles now.
 //
-// libseccomp keeps a single listener per process (docs/kernel.md, "One listener per filter"), so fsvirt loads the program
-// itself, once per worker thread or invocation process.
+// libseccomp keeps a single listener per process (docs/kernel.md, "One listener per filter"), so
+// fsvirt loads the program itself, once per worker thread or invocation process.
 func compiledFilter() ([]unix.SockFilter, error) {
 	filterOnce.Do(func() {
 		prog, err := decodeBPF(filterBPF)
@@ -38,10 +39,12 @@ func compiledFilter() ([]unix.SockFilter, error) {
 	return filterProg, filterErr
 }
 
-// decodeBPF turns exported struct sock_filter bytes (8 bytes each, native endian) into instructions.
+// decodeBPF turns exported struct sock_filter bytes (8 bytes each, native endian) into
+// instructions.
 func decodeBPF(raw []byte) ([]unix.SockFilter, error) {
 	if len(raw) == 0 || len(raw)%8 != 0 {
-		return nil, fmt.Errorf("[bug] exported BPF has %d bytes, not a positive multiple of 8", len(raw))
+		return nil, fmt.Errorf("[bug] exported BPF has %d bytes, not a positive multiple of 8",
+			len(raw))
 	}
 	prog := make([]unix.SockFilter, len(raw)/8)
 	for i := range prog {

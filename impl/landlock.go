@@ -9,16 +9,16 @@ import (
 )
 
 // Landlock underneath the supervisor (docs/kernel.md, "Landlock underneath"): before a command's
-// thread loads its filter, it restricts itself so that the kernel refuses it every change by
-// path, anywhere: writing opens, truncation, making, removing, linking and renaming names. fsvirt
-// never lets the kernel make such a change for a command (every one is the supervisor's, which
-// carries no Landlock domain), so nothing is granted: a call the supervisor lets through by
-// mistake fails with EACCES (also a link or rename across directories: Landlock answers EXDEV only
-// where the names could be made and removed, which none can here; landlock_test.go) instead of
-// reaching the shared tree or the store. Reads, execution and device ioctls are not handled: the kernel
-// performs those for the command wherever the view leads to the host. Landlock checks an open
-// file's rights when the file is opened, by the task that opens it: the descriptors the
-// supervisor opens and injects keep every right.
+// thread loads its filter, it restricts itself so that the kernel refuses it every change by path,
+// anywhere: writing opens, truncation, making, removing, linking and renaming names. fsvirt never
+// lets the kernel make such a change for a command (every one is the supervisor's, which carries no
+// Landlock domain), so nothing is granted: a call the supervisor lets through by mistake fails with
+// EACCES (also a link or rename across directories: Landlock answers EXDEV only where the names
+// could be made and removed, which none can here; landlock_test.go) instead of reaching the shared
+// tree or the store. Reads, execution and device ioctls are not handled: the kernel performs those
+// for the command wherever the view leads to the host. Landlock checks an open file's rights when
+// the file is opened, by the task that opens it: the descriptors the supervisor opens and injects
+// keep every right.
 
 // landlockWrites are the rights the restricted thread is denied, for Landlock ABI version abi:
 // every right that changes the file system by path that this ABI knows.

@@ -88,7 +88,8 @@ func call1(dirfd int, p string, fn func(dirfd int, p string) error) error {
 }
 
 // call2 runs fn on two paths, each made short enough.
-func call2(dirfd1 int, p1 string, dirfd2 int, p2 string, fn func(int, string, int, string) error) error {
+func call2(dirfd1 int, p1 string, dirfd2 int, p2 string,
+	fn func(int, string, int, string) error) error {
 	return call1(dirfd1, p1, func(d1 int, r1 string) error {
 		return call1(dirfd2, p2, func(d2 int, r2 string) error { return fn(d1, r1, d2, r2) })
 	})
@@ -125,7 +126,9 @@ func (longCalls) Mkdir(p string, mode uint32) error {
 }
 
 func (longCalls) Mknod(p string, mode uint32, dev int) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Mknodat(d, r, mode, dev) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Mknodat(d, r, mode, dev)
+	})
 }
 
 func (longCalls) Unlink(p string) error {
@@ -133,13 +136,16 @@ func (longCalls) Unlink(p string) error {
 }
 
 func (longCalls) Rmdir(p string) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Unlinkat(d, r, unix.AT_REMOVEDIR) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Unlinkat(d, r, unix.AT_REMOVEDIR)
+	})
 }
 
 func (longCalls) Rename(from, to string) error {
-	return call2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, func(d1 int, r1 string, d2 int, r2 string) error {
-		return unix.Renameat(d1, r1, d2, r2)
-	})
+	return call2(unix.AT_FDCWD, from, unix.AT_FDCWD, to,
+		func(d1 int, r1 string, d2 int, r2 string) error {
+			return unix.Renameat(d1, r1, d2, r2)
+		})
 }
 
 func (longCalls) Renameat2(fromDir int, from string, toDir int, to string, flags uint) error {
@@ -149,9 +155,10 @@ func (longCalls) Renameat2(fromDir int, from string, toDir int, to string, flags
 }
 
 func (longCalls) Link(from, to string) error {
-	return call2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, func(d1 int, r1 string, d2 int, r2 string) error {
-		return unix.Linkat(d1, r1, d2, r2, 0)
-	})
+	return call2(unix.AT_FDCWD, from, unix.AT_FDCWD, to,
+		func(d1 int, r1 string, d2 int, r2 string) error {
+			return unix.Linkat(d1, r1, d2, r2, 0)
+		})
 }
 
 func (longCalls) Linkat(fromDir int, from string, toDir int, to string, flags int) error {
@@ -161,7 +168,9 @@ func (longCalls) Linkat(fromDir int, from string, toDir int, to string, flags in
 }
 
 func (longCalls) Symlink(target, p string) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Symlinkat(target, d, r) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Symlinkat(target, d, r)
+	})
 }
 
 func (longCalls) Lchown(p string, uid, gid int) error {
@@ -171,7 +180,9 @@ func (longCalls) Lchown(p string, uid, gid int) error {
 }
 
 func (longCalls) Chmod(p string, mode uint32) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Fchmodat(d, r, mode, 0) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Fchmodat(d, r, mode, 0)
+	})
 }
 
 func (longCalls) Fchmodat(dirfd int, p string, mode uint32, flags int) error {
@@ -183,23 +194,33 @@ func (longCalls) Truncate(p string, size int64) error {
 		return unix.Truncate(p, size)
 	}
 	// truncate(2) on the directory's descriptor and the rest, through the magic link.
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Truncate(magicPath(d, r), size) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Truncate(magicPath(d, r), size)
+	})
 }
 
 func (longCalls) UtimesNanoAt(dirfd int, p string, ts []unix.Timespec, flags int) error {
-	return call1(dirfd, p, func(d int, r string) error { return unix.UtimesNanoAt(d, r, ts, flags) })
+	return call1(dirfd, p, func(d int, r string) error {
+		return unix.UtimesNanoAt(d, r, ts, flags)
+	})
 }
 
 func (longCalls) Faccessat2(dirfd int, p string, mode uint32, flags int) error {
-	return call1(dirfd, p, func(d int, r string) error { return unix.Faccessat2(d, r, mode, flags) })
+	return call1(dirfd, p, func(d int, r string) error {
+		return unix.Faccessat2(d, r, mode, flags)
+	})
 }
 
 func (longCalls) Statx(dirfd int, p string, flags, mask int, stx *unix.Statx_t) error {
-	return call1(dirfd, p, func(d int, r string) error { return unix.Statx(d, r, flags, mask, stx) })
+	return call1(dirfd, p, func(d int, r string) error {
+		return unix.Statx(d, r, flags, mask, stx)
+	})
 }
 
 func (longCalls) Statfs(p string, buf *unix.Statfs_t) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Statfs(magicPath(d, r), buf) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Statfs(magicPath(d, r), buf)
+	})
 }
 
 func (longCalls) Lgetxattr(p, attr string, dest []byte) (n int, err error) {
@@ -219,15 +240,21 @@ func (longCalls) Llistxattr(p string, dest []byte) (n int, err error) {
 }
 
 func (longCalls) Setxattr(p, attr string, data []byte, flags int) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Setxattr(magicPath(d, r), attr, data, flags) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Setxattr(magicPath(d, r), attr, data, flags)
+	})
 }
 
 func (longCalls) Lsetxattr(p, attr string, data []byte, flags int) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Lsetxattr(magicPath(d, r), attr, data, flags) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Lsetxattr(magicPath(d, r), attr, data, flags)
+	})
 }
 
 func (longCalls) Removexattr(p, attr string) error {
-	return call1(unix.AT_FDCWD, p, func(d int, r string) error { return unix.Removexattr(magicPath(d, r), attr) })
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Removexattr(magicPath(d, r), attr)
+	})
 }
 
 func (longCalls) Readlinkat(dirfd int, p string, buf []byte) (n int, err error) {

@@ -45,13 +45,9 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		// layer, as on overlayfs: opening it opens the host's device, as the node would natively.
 		return reply{}, unix.EPERM
 	}
-	perm := o.mode & 07777 &^ c.umask
-	if o.kind == opMkdir {
-		perm = o.mode & 01777 &^ c.umask
-	}
 	if !r.inTree {
 		return okReply, atHost(t, r.path, func(dirfd int, name string) error {
-			return mknodeAt(dirfd, name, o, typ, perm)
+			return mknodeAt(c, dirfd, name, o, typ)
 		})
 	}
 	if err := v.mayMakeIn(c, pathDir(r.path)); err != nil {
@@ -60,7 +56,22 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 	if err := v.addable(pathDir(r.path)); err != nil {
 		return reply{}, err
 	}
-	host := v.upperPath(r.path)
+	if err := mknodeLayer(c, v.upperPath(r.path), o, typ); err != nil {
+		return reply{}, err
+	}
+	e := &entry{kind: entryObj, own: true}
+	if o.kind == opMkdir {
+		e = &entry{kind: entryDir, own: true, listing: listMaterialized}
+	}
+	v.setEntry(r.path, e)
+	return okReply, nil
+}
+
+// mknodeLayer makes o's new object at host path host in the private layer, as the supervisor, and
+// gives it the owner, group and mode the kernel would have given caller c (newOwner). A failure
+// leaves nothing behind.
+func mknodeLayer(c creds, host string, o op, typ uint32) error {
+	var err error
 	switch o.kind {
 	case opMkdir:
 		err = long.Mkdir(host, 0o700)
@@ -70,17 +81,15 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		err = long.Symlink(o.target, host)
 	}
 	if err != nil {
-		return reply{}, err
+		return err
 	}
-	var st unix.Stat_t
-	if err = long.Lstat(host, &st); err == nil && o.kind != opSymlink {
-		// A directory made in a set-group-ID directory inherits the bit, which chmod would drop.
-		err = long.Chmod(host, perm|st.Mode&unix.S_ISGID)
-	}
-	gid := newGid(c, path.Dir(host))
-	if err == nil && (c.fsuid != os.Geteuid() || gid != int(st.Gid)) {
-		if err = long.Lchown(host, c.fsuid, gid); err == unix.EPERM {
-			err = nil
+	var dir unix.Stat_t
+	err = long.Lstat(path.Dir(host), &dir)
+	if err == nil {
+		var fd int
+		if fd, err = long.Open(host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+			err = newOwner(c, &dir, nodeType(o, typ), o.mode).give(fd)
+			unix.Close(fd)
 		}
 	}
 	if err != nil {
@@ -89,23 +98,27 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		} else {
 			long.Unlink(host)
 		}
-		return reply{}, err
 	}
-	if r.inTree {
-		e := &entry{kind: entryObj, own: true}
-		if o.kind == opMkdir {
-			e = &entry{kind: entryDir, own: true, listing: listMaterialized}
-		}
-		v.setEntry(r.path, e)
+	return err
+}
+
+// nodeType is the type of the object mknode makes for o: typ, mknod's, or a directory or a symlink.
+func nodeType(o op, typ uint32) uint32 {
+	switch o.kind {
+	case opMkdir:
+		return unix.S_IFDIR
+	case opSymlink:
+		return unix.S_IFLNK
 	}
-	return okReply, nil
+	return typ
 }
 
 // mknodeAt makes o's new name in directory dirfd on the host, with the credentials of the thread
-// (the caller's: the kernel gives the owner, and a set-group-ID directory's group) and exactly the
-// permissions perm, which the supervisor's own umask would otherwise reduce. The new object is
-// changed through a descriptor of its own, never by a name that a racing task could replace.
-func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
+// (caller c's: the kernel gives the owner, and a set-group-ID directory's group) and then the
+// permissions newOwner says, which the supervisor's own umask would otherwise reduce. The new
+// object is changed through a descriptor of its own, never by a name that a racing task could
+// replace.
+func mknodeAt(c creds, dirfd int, name string, o op, typ uint32) error {
 	var err error
 	switch o.kind {
 	case opMkdir:
@@ -123,14 +136,29 @@ func mknodeAt(dirfd int, name string, o op, typ, perm uint32) error {
 		return err
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
+	var st, dir unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		return unix.EEXIST // replaced by a symlink since: changed nothing through it
 	}
-	return long.Fchmodat(unix.AT_FDCWD, fdPath(fd), perm|st.Mode&unix.S_ISGID, 0)
+	if err := unix.Fstat(dirfd, &dir); err != nil {
+		return err
+	}
+	own := newOwner(c, &dir, nodeType(o, typ), o.mode)
+	if own.perm&unix.S_ISGID != 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
+		st.Gid == uint32(own.gid) && !c.capable(unix.CAP_FSETID) {
+		// A new directory in a set-group-ID directory, which the kernel made set-group-ID too: the
+		// caller's own chmod would drop that bit when it is not in the directory's group. The
+		// chmod gets CAP_FSETID, which keeps it and nothing more: the caller must still own the
+		// directory, which is one of the parent's group.
+		base := c.capEff & selfIDs().capPrm
+		if setEffectiveCaps(base|1<<unix.CAP_FSETID) == nil {
+			defer setEffectiveCaps(base)
+		}
+	}
+	return own.give(fd)
 }
 
 // sameObject reports whether host paths a and b name one object.
@@ -195,43 +223,56 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 	}
 	if rmdir {
 		// The kernel's check, before prepareRemove materializes the parent: a failed rmdir
-		// changes nothing. The listing is the upper directory's when the view owns it, else the
-		// shared directory's.
-		names, err := readDirNames(r.host)
-		if err != nil {
+		// changes nothing.
+		if err := v.emptyDir(r); err != nil {
 			return reply{}, err
-		}
-		for _, n := range names {
-			if !v.ns.hidden(path.Join(r.path, n)) {
-				return reply{}, unix.ENOTEMPTY
-			}
 		}
 	}
 	if err := v.prepareRemove(r.path); err != nil {
 		return reply{}, err
 	}
-	up := v.upperPath(r.path)
-	if !rmdir {
-		if err := long.Unlink(up); err != nil {
-			return reply{}, err
-		}
-		v.noteRemoved(r.path)
-		v.dropTree(r.path)
-		return okReply, nil
+	if rmdir {
+		return okReply, v.removeDir(r)
 	}
-	// What a task that still holds the directory will see of it (see ghost).
+	if err := long.Unlink(v.upperPath(r.path)); err != nil {
+		return reply{}, err
+	}
+	v.noteRemoved(r.path)
+	v.dropTree(r.path)
+	return okReply, nil
+}
+
+// emptyDir fails with ENOTEMPTY unless the view's directory r lists nothing. The listing is the
+// upper directory's when the view owns it, else the shared directory's.
+func (v *View) emptyDir(r resolved) error {
+	names, err := readDirNames(r.host)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !v.ns.hidden(path.Join(r.path, n)) {
+			return unix.ENOTEMPTY
+		}
+	}
+	return nil
+}
+
+// removeDir removes the view's empty directory r, whose parent prepareRemove made ready, and keeps
+// what a task that still holds it will see of it (see ghost).
+func (v *View) removeDir(r resolved) error {
 	var st unix.Stat_t
 	if err := long.Lstat(r.host, &st); err != nil {
-		return reply{}, err
+		return err
 	}
 	// A mirrored directory's upper directory holds only copies of shared children, and the
 	// shared directory is empty: whatever is left there is not in the view.
+	up := v.upperPath(r.path)
 	if r.ent != nil && r.ent.listing != listMaterialized {
 		if err := os.RemoveAll(up); err != nil {
-			return reply{}, err
+			return err
 		}
 	} else if err := long.Rmdir(up); err != nil {
-		return reply{}, err
+		return err
 	}
 	v.noteRemoved(r.path)
 	v.dropTree(r.path)
@@ -240,7 +281,7 @@ func (v *View) unlink(t tracee, o op) (reply, error) {
 		lower = r.ent.lower
 	}
 	v.removedDir(r.path, lower, &st)
-	return okReply, nil
+	return nil
 }
 
 // rename is rename, renameat and renameat2. Both names' directories are materialized and the
@@ -254,47 +295,14 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	if o.flags&unix.RENAME_WHITEOUT != 0 {
 		return reply{}, unix.EPERM
 	}
-	// Both parents are walked before either final name is looked up.
-	if o.pathErr != nil {
-		return reply{}, o.pathErr
-	}
-	from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true, deferLong: true})
+	from, to, err := v.lookupNames(t, o)
 	if err != nil {
 		return reply{}, err
 	}
-	if o.pathErr2 != nil {
-		return reply{}, o.pathErr2
-	}
-	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true, deferLong: true})
-	if err != nil {
+	if err := renameNamesErr(from, to, o.flags); err != nil {
 		return reply{}, err
 	}
 	exchange := o.flags&unix.RENAME_EXCHANGE != 0
-	// In do_renameat2's order.
-	switch {
-	case from.inTree != to.inTree:
-		return reply{}, unix.EXDEV
-	case from.dot():
-		return reply{}, unix.EBUSY
-	case to.dot() && o.flags&unix.RENAME_NOREPLACE != 0:
-		return reply{}, unix.EEXIST
-	case to.dot():
-		return reply{}, unix.EBUSY
-	case from.kind == resLongName:
-		return reply{}, unix.ENAMETOOLONG
-	case !from.exists():
-		return reply{}, unix.ENOENT
-	case to.kind == resLongName:
-		return reply{}, unix.ENAMETOOLONG
-	case to.kind == resDeadDir, exchange && !to.exists():
-		return reply{}, unix.ENOENT
-	case o.flags&unix.RENAME_NOREPLACE != 0 && to.exists():
-		return reply{}, unix.EEXIST
-	case !exchange && from.mode != unix.S_IFDIR && (from.trailingSlash || to.trailingSlash):
-		return reply{}, unix.ENOTDIR
-	case exchange && (from.mode != unix.S_IFDIR && from.trailingSlash || to.mode != unix.S_IFDIR && to.trailingSlash):
-		return reply{}, unix.ENOTDIR
-	}
 	if !from.inTree {
 		return okReply, atHost(t, from.host, func(fromDir int, fromName string) error {
 			toDir, toName, err := hostParent(to.path)
@@ -341,38 +349,21 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if exchange || from.path == to.path || to.exists() { // a shared name may be replaced: complete listings
-		if err := v.materialize(pathDir(from.path)); err != nil {
-			return reply{}, err
-		}
-		if err := v.materialize(pathDir(to.path)); err != nil {
-			return reply{}, err
-		}
-	} else {
-		if err := v.prepareRemove(from.path); err != nil {
-			return reply{}, err
-		}
-		if err := v.addableDir(pathDir(to.path)); err != nil {
-			return reply{}, err
-		}
-	}
-	if to.exists() && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
-		// The kernel checks that a replaced directory is empty: its upper directory must list it.
-		if err := v.materialize(to.path); err != nil {
-			return reply{}, err
-		}
-	}
-	// A directory the rename replaces is removed: what a task that holds it will see (see ghost).
-	var replaced *unix.Stat_t
-	if to.exists() && to.mode == unix.S_IFDIR && !exchange && from.path != to.path {
-		replaced = new(unix.Stat_t)
-		if err := long.Lstat(to.host, replaced); err != nil {
-			return reply{}, err
-		}
+	replaced, err := v.prepareRename(from, to, exchange)
+	if err != nil {
+		return reply{}, err
 	}
 	if err := long.Renameat2(unix.AT_FDCWD, v.upperPath(from.path), unix.AT_FDCWD, v.upperPath(to.path), uint(o.flags)); err != nil {
 		return reply{}, err
 	}
+	v.noteRenamed(from, to, exchange, replaced)
+	return okReply, nil
+}
+
+// noteRenamed records in the view what the kernel's rename of from to to in the private layer did:
+// a replaced object is deleted (replaced: a directory, as prepareRename saw it), and the entries
+// and working directories under from move to to (or, exchange, trade places).
+func (v *View) noteRenamed(from, to resolved, exchange bool, replaced *unix.Stat_t) {
 	if to.exists() && !exchange && from.path != to.path {
 		v.noteRemoved(to.path) // the name now shows another object: a shared one it replaced is deleted
 	}
@@ -386,7 +377,7 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	// A name renamed onto another link of its file stays where it was, as rename(2) leaves both.
 	var st unix.Stat_t
 	if from.path == to.path || !exchange && long.Lstat(v.upperPath(from.path), &st) == nil {
-		return okReply, nil
+		return
 	}
 	if !exchange {
 		v.noteRemoved(from.path)
@@ -396,7 +387,168 @@ func (v *View) rename(t tracee, o op) (reply, error) {
 	v.renamed = true
 	v.moveCwds(from.path, to.path, exchange)
 	v.mu.Unlock()
-	return okReply, nil
+}
+
+// linkFrom is the object link gives another name: the view path of an object in the tree (path),
+// or else the supervisor's own descriptor of it (obj; -1 with path): the view's own, or one outside
+// the trees. inTree says it is the view's, dir that it is a directory.
+type linkFrom struct {
+	path        string
+	obj         int
+	inTree, dir bool
+	// detached: obj is a shared file the view removed (placeDetached), which has no name left.
+	detached bool
+}
+
+// linkSource finds the object link's old name names: the task's descriptor with AT_EMPTY_PATH,
+// typically an O_TMPFILE file given a name, else o's path. The caller closes obj.
+func (v *View) linkSource(t tracee, o op) (s linkFrom, err error) {
+	s.obj = -1
+	if o.unsafePath != "" || o.flags&unix.AT_EMPTY_PATH == 0 {
+		from, _, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_FOLLOW != 0) // not AT_EMPTY_PATH's form
+		if err != nil {
+			return s, err
+		}
+		if from.kind == resFDObject {
+			// linkat("/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW): the other way to name an
+			// O_TMPFILE file.
+			c, err := t.status()
+			if err != nil {
+				return s, err
+			}
+			obj, err := v.fdObject(t, c, from.path)
+			if err != nil {
+				return s, err
+			}
+			return v.linkObject(obj)
+		}
+		s.inTree, s.dir = from.inTree, from.mode == unix.S_IFDIR
+		if from.inTree {
+			s.path = from.path
+		} else if !s.dir {
+			c, err := t.status()
+			if err != nil {
+				return s, err
+			}
+			err = asCaller(c, func() (err error) {
+				s.obj, err = openHost(from.host, unix.O_PATH, 0)
+				return err
+			})
+			return s, err
+		}
+		return s, nil
+	}
+	obj, _, err := t.taskObject(o.dirfd)
+	if err != nil {
+		return s, err
+	}
+	return v.linkObject(obj)
+}
+
+// linkObject is linkSource for the supervisor's descriptor obj of the object a descriptor or a
+// magic link leads to, which it places (placeOf). obj is closed on an error, and when the object
+// is named by its view path.
+func (v *View) linkObject(obj int) (s linkFrom, err error) {
+	s.obj = -1
+	p, pl, err := v.placeOf(obj)
+	var st unix.Stat_t
+	if err == nil {
+		err = unix.Fstat(obj, &st)
+	}
+	if err != nil {
+		unix.Close(obj)
+		return s, err
+	}
+	s.inTree, s.dir = pl != placeOutside, st.Mode&unix.S_IFMT == unix.S_IFDIR
+	s.detached = pl == placeDetached
+	if pl == placeTree { // named by its view path; link opens what it needs
+		unix.Close(obj)
+		s.path = p
+	} else {
+		s.obj = obj
+	}
+	return s, nil
+}
+
+// linkDirErr is the error link of the view's directory at view path from to view path to fails
+// with: vfs_link refuses a directory (EPERM) after may_linkat and may_create.
+func (v *View) linkDirErr(t tracee, from, to string) error {
+	l, _, err := v.locate(from)
+	if err == nil {
+		err = v.mayLinkPath(t, l.host)
+	}
+	if err == nil {
+		err = v.mayCreate(t, pathDir(to))
+	}
+	if err != nil {
+		return err
+	}
+	return unix.EPERM
+}
+
+// renameNamesErr is the error rename fails with, in do_renameat2's order, for what the walks found
+// at its two names (lookupNames), before anything is looked at in the view.
+func renameNamesErr(from, to resolved, flags uint64) error {
+	exchange := flags&unix.RENAME_EXCHANGE != 0
+	switch {
+	case from.inTree != to.inTree:
+		return unix.EXDEV
+	case from.dot():
+		return unix.EBUSY
+	case to.dot() && flags&unix.RENAME_NOREPLACE != 0:
+		return unix.EEXIST
+	case to.dot():
+		return unix.EBUSY
+	case from.kind == resLongName:
+		return unix.ENAMETOOLONG
+	case !from.exists():
+		return unix.ENOENT
+	case to.kind == resLongName:
+		return unix.ENAMETOOLONG
+	case to.kind == resDeadDir, exchange && !to.exists():
+		return unix.ENOENT
+	case flags&unix.RENAME_NOREPLACE != 0 && to.exists():
+		return unix.EEXIST
+	case !exchange && from.mode != unix.S_IFDIR && (from.trailingSlash || to.trailingSlash):
+		return unix.ENOTDIR
+	case exchange && (from.mode != unix.S_IFDIR && from.trailingSlash || to.mode != unix.S_IFDIR && to.trailingSlash):
+		return unix.ENOTDIR
+	}
+	return nil
+}
+
+// prepareRename readies the private layer for the kernel's rename of from to to, once every check
+// passed: both names' directories list what the kernel needs, and a directory the rename replaces
+// is in its upper directory, complete. It returns what a task that holds that directory will see
+// of it once it is removed (see ghost), or nil.
+func (v *View) prepareRename(from, to resolved, exchange bool) (*unix.Stat_t, error) {
+	if exchange || from.path == to.path || to.exists() { // a shared name may be replaced: complete listings
+		if err := v.materialize(pathDir(from.path)); err != nil {
+			return nil, err
+		}
+		if err := v.materialize(pathDir(to.path)); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := v.prepareRemove(from.path); err != nil {
+			return nil, err
+		}
+		if err := v.addableDir(pathDir(to.path)); err != nil {
+			return nil, err
+		}
+	}
+	if !to.exists() || to.mode != unix.S_IFDIR || exchange || from.path == to.path {
+		return nil, nil
+	}
+	// The kernel checks that a replaced directory is empty: its upper directory must list it.
+	if err := v.materialize(to.path); err != nil {
+		return nil, err
+	}
+	replaced := new(unix.Stat_t)
+	if err := long.Lstat(to.host, replaced); err != nil {
+		return nil, err
+	}
+	return replaced, nil
 }
 
 // link is link and linkat. A shared file is copied up first, so that writes through either name
@@ -408,87 +560,17 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	if o.pathErr != nil {
 		return reply{}, o.pathErr
 	}
-	// The old name is either the view path of an object in the tree (fromPath) or the supervisor's
-	// own descriptor of the object (obj): the view's own, or one outside the trees.
-	var fromPath string
-	detached := false // the object is a shared file the view removed
-	var oldInTree, oldDir bool
-	obj := -1
+	src, err := v.linkSource(t, o)
+	if err != nil {
+		return reply{}, err
+	}
+	fromPath, oldInTree, oldDir, obj := src.path, src.inTree, src.dir, src.obj
 	defer func() {
 		if obj >= 0 {
 			unix.Close(obj)
 		}
 	}()
-	// byObject places obj, the object a descriptor or a magic link leads to.
-	byObject := func() error {
-		p, pl, err := v.placeOf(obj)
-		if err != nil {
-			return err
-		}
-		oldInTree = pl != placeOutside
-		var st unix.Stat_t
-		if err := unix.Fstat(obj, &st); err != nil {
-			return err
-		}
-		oldDir = st.Mode&unix.S_IFMT == unix.S_IFDIR
-		switch pl {
-		case placeTree:
-			fromPath = p
-		case placeDetached:
-			detached = true
-		}
-		return nil
-	}
-	if o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 {
-		// linkat(fd, "", ..., AT_EMPTY_PATH): typically an O_TMPFILE file given a name.
-		var err error
-		if obj, _, err = t.taskObject(o.dirfd); err != nil {
-			return reply{}, err
-		}
-		if err := byObject(); err != nil {
-			return reply{}, err
-		}
-	} else {
-		from, err := v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{followFinal: o.flags&unix.AT_SYMLINK_FOLLOW != 0})
-		switch {
-		case err != nil:
-			return reply{}, err
-		case !from.exists():
-			return reply{}, unix.ENOENT
-		}
-		oldInTree, oldDir = from.inTree, from.mode == unix.S_IFDIR
-		if from.kind == resFDObject {
-			// linkat("/proc/self/fd/N", ..., AT_SYMLINK_FOLLOW): the other way to name an
-			// O_TMPFILE file.
-			c, err := t.status()
-			if err != nil {
-				return reply{}, err
-			}
-			if obj, err = v.fdObject(t, c, from.path); err != nil {
-				return reply{}, err
-			}
-			if err := byObject(); err != nil {
-				return reply{}, err
-			}
-		} else if from.inTree {
-			fromPath = from.path
-		} else if !oldDir {
-			c, err := t.status()
-			if err != nil {
-				return reply{}, err
-			}
-			if err := asCaller(c, func() (err error) {
-				obj, err = openHost(from.host, unix.O_PATH, 0)
-				return err
-			}); err != nil {
-				return reply{}, err
-			}
-		}
-	}
-	if o.pathErr2 != nil {
-		return reply{}, o.pathErr2
-	}
-	to, err := v.resolve(t, o.dirfd2, o.unsafePath2, resolveOpts{creat: true})
+	to, err := v.lookupName(t, o.second())
 	switch {
 	case err != nil:
 		return reply{}, err
@@ -499,22 +581,10 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	case oldInTree != to.inTree:
 		return reply{}, unix.EXDEV
 	case oldDir && to.inTree && fromPath != "":
-		// vfs_link refuses a directory after may_linkat and may_create.
-		l, _, err := v.locate(fromPath)
-		if err == nil {
-			err = v.mayLinkPath(t, l.host)
-		}
-		if err == nil {
-			err = v.mayCreate(t, pathDir(to.path))
-		}
-		if err != nil {
-			return reply{}, err
-		}
-		return reply{}, unix.EPERM
+		return reply{}, v.linkDirErr(t, fromPath, to.path)
 	case oldDir:
 		return reply{}, unix.EPERM
-	}
-	if detached {
+	case src.detached:
 		// The kernel refuses to name again a file whose last name is gone (vfs_link); the view
 		// removed every name of this one. (A second shared name of it, which the kernel would
 		// count, is not looked for.)

@@ -74,6 +74,13 @@ type pathArgs struct {
 	argv        uint64            // exec: where the argument vector is in tracee memory
 }
 
+// second returns o with its second path (rename's and link's new name) in place of its first, for
+// the prologues that look up o's path (lookupName).
+func (o op) second() op {
+	o.dirfd, o.unsafePath, o.pathErr = o.dirfd2, o.unsafePath2, o.pathErr2
+	return o
+}
+
 // The two predicates below differ on purpose, in chdir and fchdir only.
 //
 // lookupOnly asks whether answering o in a view acts on anything there. chdir and fchdir do: they

@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -114,53 +113,16 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	if r.exists() && r.mode == unix.S_IFDIR && !r.pure && r.ent.copiedDir() {
 		v.dirFDs.Store(true) // the descriptor is the copy's, whose stat View.fstat corrects
 	}
-	fast := v.ns.policy == PolicyFast
 	switch {
 	case pathOnly:
-		// The kernel cannot inject an O_PATH file (ADDFD uses fget, which refuses them:
-		// docs/kernel.md, "Injected descriptors"). An O_PATH fd gives no access to data, and every
-		// later use of it passes through the view again, so the kernel may open it itself, in
-		// either policy, wherever it reaches the same object (pure). An object it would not reach,
-		// in the private layer or a shared one whose path leads through it (a working directory or
-		// directory descriptor there, a directory renamed or made in the view, a symlink made
-		// there), is opened for reading instead, so that the descriptor names the right file; it
-		// stays non-blocking: it stands for a descriptor without I/O.
-		switch {
-		case !r.exists():
-			return reply{}, unix.ENOENT
-		case r.pure:
-			return reply{kind: replyContinue}, nil
-		case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
-			return reply{}, unix.ENOTDIR
-		case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
-			return v.opathProxy(r.path, cloexec)
-		}
-		ro := flags&^(unix.O_PATH|unix.O_NOFOLLOW) | unix.O_RDONLY | unix.O_NONBLOCK
-		if r.own || r.kind == resGone {
-			return openFD(r.host, ro, cloexec)
-		}
-		return openHostFD(t, r.host, ro, cloexec)
+		return v.openPath(t, r, flags, cloexec)
 	case r.kind == resFDObject: // a pipe, socket or deleted file reopened through /proc/PID/fd/N
-		if !mayWrite(o.flags) && fast {
+		if !mayWrite(o.flags) && v.ns.policy == PolicyFast {
 			return reply{kind: replyContinue}, nil
 		}
 		return v.openFDObject(t, r.path, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec)
 	case tmpfile:
-		switch {
-		case !r.exists():
-			return reply{}, unix.ENOENT
-		case r.mode != unix.S_IFDIR:
-			return reply{}, unix.ENOTDIR
-		case !r.inTree:
-			return v.create(t, r, r.path, flags, o.mode, cloexec, true)
-		}
-		if err := v.mayCreate(t, r.path); err != nil {
-			return reply{}, err
-		}
-		if err := v.ensureDir(r.path); err != nil {
-			return reply{}, err
-		}
-		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, true)
+		return v.openTmpfile(t, r, flags, o.mode, cloexec)
 	case r.dot() && excl:
 		return reply{}, unix.EEXIST
 	case creat && (r.dot() || r.trailingSlash):
@@ -169,16 +131,8 @@ func (v *View) open(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENAMETOOLONG
 	case !r.exists() && (!creat || r.kind == resDeadDir):
 		return reply{}, unix.ENOENT
-	case !r.exists() && !r.inTree: // outside the virtualized trees: the host's file system
-		return v.create(t, r, r.path, flags, o.mode, cloexec, false)
 	case !r.exists():
-		if err := v.mayCreate(t, path.Dir(r.path)); err != nil {
-			return reply{}, err
-		}
-		if err := v.addable(path.Dir(r.path)); err != nil {
-			return reply{}, err
-		}
-		return v.create(t, r, v.upperPath(r.path), flags, o.mode, cloexec, false)
+		return v.openCreate(t, r, flags, o.mode, cloexec)
 	case excl:
 		return reply{}, unix.EEXIST
 	case creat && r.mode == unix.S_IFDIR:
@@ -188,9 +142,74 @@ func (v *View) open(t tracee, o op) (reply, error) {
 	case r.mode == unix.S_IFLNK:
 		return reply{}, unix.ELOOP
 	}
+	return v.openExisting(t, r, flags&^(unix.O_CREAT|unix.O_EXCL), cloexec, creat)
+}
 
-	// The final object exists. O_CREAT has done its part; what remains is the kernel's open of it.
-	flags &^= unix.O_CREAT | unix.O_EXCL
+// openPath is open with O_PATH of r. The kernel cannot inject an O_PATH file (ADDFD uses fget,
+// which refuses them: docs/kernel.md, "Injected descriptors"). An O_PATH fd gives no access to
+// data, and every later use of it passes through the view again, so the kernel may open it itself,
+// in either policy, wherever it reaches the same object (pure). An object it would not reach, in
+// the private layer or a shared one whose path leads through it (a working directory or directory
+// descriptor there, a directory renamed or made in the view, a symlink made there), is opened for
+// reading instead, so that the descriptor names the right file; it stays non-blocking: it stands
+// for a descriptor without I/O.
+func (v *View) openPath(t tracee, r resolved, flags int, cloexec bool) (reply, error) {
+	switch {
+	case !r.exists():
+		return reply{}, unix.ENOENT
+	case r.pure:
+		return reply{kind: replyContinue}, nil
+	case flags&unix.O_DIRECTORY != 0 && r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case r.mode == unix.S_IFLNK: // cannot be opened without O_PATH, which cannot be injected
+		return v.opathProxy(r.path, cloexec)
+	}
+	ro := flags&^(unix.O_PATH|unix.O_NOFOLLOW) | unix.O_RDONLY | unix.O_NONBLOCK
+	if r.own || r.kind == resGone {
+		return openFD(r.host, ro, cloexec)
+	}
+	return openHostFD(t, r.host, ro, cloexec)
+}
+
+// openTmpfile is open with O_TMPFILE in directory r: an unnamed file, in the private layer's copy
+// of r in the trees.
+func (v *View) openTmpfile(t tracee, r resolved, flags int, mode uint32, cloexec bool) (reply, error) {
+	switch {
+	case !r.exists():
+		return reply{}, unix.ENOENT
+	case r.mode != unix.S_IFDIR:
+		return reply{}, unix.ENOTDIR
+	case !r.inTree:
+		return v.create(t, r, r.path, flags, mode, cloexec, true)
+	}
+	if err := v.mayCreate(t, r.path); err != nil {
+		return reply{}, err
+	}
+	if err := v.ensureDir(r.path); err != nil {
+		return reply{}, err
+	}
+	return v.create(t, r, v.upperPath(r.path), flags, mode, cloexec, true)
+}
+
+// openCreate is open with O_CREAT where r does not exist: a new file, in the private layer in the
+// trees, else on the host's file system.
+func (v *View) openCreate(t tracee, r resolved, flags int, mode uint32, cloexec bool) (reply, error) {
+	if !r.inTree {
+		return v.create(t, r, r.path, flags, mode, cloexec, false)
+	}
+	if err := v.mayCreate(t, path.Dir(r.path)); err != nil {
+		return reply{}, err
+	}
+	if err := v.addable(path.Dir(r.path)); err != nil {
+		return reply{}, err
+	}
+	return v.create(t, r, v.upperPath(r.path), flags, mode, cloexec, false)
+}
+
+// openExisting is open of the existing object r, once O_CREAT (creat: it was given) has done its
+// part and is out of flags: what remains is the kernel's open of it.
+func (v *View) openExisting(t tracee, r resolved, flags int, cloexec, creat bool) (reply, error) {
+	fast := v.ns.policy == PolicyFast
 	if r.mode == unix.S_IFDIR && openMask(flags)&unix.W_OK != 0 {
 		return reply{}, unix.EISDIR // may_open refuses before it checks permissions
 	}
@@ -410,8 +429,7 @@ func clearNonblock(fd int) error {
 }
 
 // create makes a new file at host path p (or, with tmpfile, an unnamed one in directory p) with the
-// caller's flags, its umask applied to mode, and the caller's fsuid and fsgid as owner (the group
-// of a set-group-ID directory: newGid).
+// caller's flags, and the owner, group and mode the kernel would give it (newOwner).
 func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cloexec, tmpfile bool) (reply, error) {
 	c, err := t.status()
 	if err != nil {
@@ -448,17 +466,24 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 		undo()
 		return reply{}, err
 	}
-	if err := unix.Fchmod(fd, mode&^c.umask&07777); err != nil {
-		return fail(err)
-	}
-	dir := path.Dir(p)
-	if tmpfile {
-		dir = p
-	}
-	if gid := newGid(c, dir); r.inTree && (c.fsuid != os.Geteuid() || gid != os.Getegid()) {
-		if err := unix.Fchown(fd, c.fsuid, gid); err != nil && err != unix.EPERM {
-			return fail(err)
+	var dir unix.Stat_t
+	if r.inTree {
+		dirPath := path.Dir(p)
+		if tmpfile {
+			dirPath = p
 		}
+		err = long.Lstat(dirPath, &dir)
+	} else {
+		// Made as the caller: the kernel gave it its group, the directory's when that is
+		// set-group-ID, which is all newOwner needs of the directory for a file.
+		err = unix.Fstat(fd, &dir)
+		dir.Mode = unix.S_ISGID
+	}
+	if err == nil {
+		err = newOwner(c, &dir, unix.S_IFREG, mode).give(fd)
+	}
+	if err != nil {
+		return fail(err)
 	}
 	if !tmpfile && r.inTree {
 		v.setEntry(r.path, &entry{kind: entryObj, own: true})

@@ -86,9 +86,11 @@ func (v *View) lookup(t tracee, o op, follow bool) (r resolved, emptyFD bool, er
 	return r, false, err
 }
 
-// lookupRead is the shared prologue of the read-only path handlers, as os.Root's doInRoot is of its
-// operations: it resolves o's path as lookup does, and pass says that the kernel may answer the
-// call itself: an empty path names the dirfd (emptyFD), or the view leaves r to it (passThrough).
+// lookupRead is the shared prologue of the read-only path handlers (access, statfs, getxattr,
+// stat), as os.Root's doInRoot is of its operations: it resolves o's path as lookup does, and pass
+// says that the kernel may answer the call itself: an empty path names the dirfd (emptyFD), or the
+// view leaves r to it (passThrough). readlink, which must see that r is a symlink first, uses
+// lookup and passThrough itself.
 func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, err error) {
 	r, emptyFD, err := v.lookup(t, o, follow)
 	if err != nil {
@@ -98,13 +100,32 @@ func (v *View) lookupRead(t tracee, o op, follow bool) (r resolved, pass bool, e
 }
 
 // lookupName is the shared prologue of the path handlers that make or remove a name (mknode,
-// unlink): it resolves o's path for a call on the name itself, which need not exist yet, after
-// failing with the reason the path could not be read.
+// unlink, and link's new name through o.second()): it resolves o's path for a call on the name
+// itself, which need not exist yet, after failing with the reason the path could not be read.
 func (v *View) lookupName(t tracee, o op) (resolved, error) {
 	if o.pathErr != nil {
 		return resolved{}, o.pathErr
 	}
 	return v.resolve(t, o.dirfd, o.unsafePath, resolveOpts{creat: true})
+}
+
+// lookupNames is lookupName for rename's two names. Both parents are walked before either final
+// name is looked up: a final name longer than NAME_MAX does not fail the walk (deferLong), and
+// rename checks it among the others, in do_renameat2's order.
+func (v *View) lookupNames(t tracee, o op) (from, to resolved, err error) {
+	opts := resolveOpts{creat: true, deferLong: true}
+	if o.pathErr != nil {
+		return from, to, o.pathErr
+	}
+	if from, err = v.resolve(t, o.dirfd, o.unsafePath, opts); err != nil {
+		return from, to, err
+	}
+	o = o.second()
+	if o.pathErr != nil {
+		return from, to, o.pathErr
+	}
+	to, err = v.resolve(t, o.dirfd, o.unsafePath, opts)
+	return from, to, err
 }
 
 // passThrough reports that a call that only looks at r may be left to the kernel: r is pure, and
@@ -122,15 +143,60 @@ func (v *View) fast(r resolved) bool {
 
 func pathDir(p string) string { return path.Dir(p) }
 
-// newGid is the group the kernel gives a new object of caller c in host directory dir, where the
-// supervisor made it with its own credentials: the directory's group when it is set-group-ID,
-// else c's fsgid.
-func newGid(c creds, dir string) int {
-	var st unix.Stat_t
-	if long.Stat(dir, &st) == nil && st.Mode&unix.S_ISGID != 0 {
-		return int(st.Gid)
+// owner is what a new object is given: its owner, group and permission bits.
+type owner struct {
+	uid, gid int
+	perm     uint32
+}
+
+// newOwner is the owner the kernel gives a new object of type typ (S_IFREG, S_IFDIR, ...) that
+// caller c makes with mode (the call's argument; its type bits are ignored) in a directory whose
+// stat is dir (inode_init_owner and, since 6.0, vfs_prepare_mode; docs/kernel.md, "New objects'
+// owner and mode"). The owner is c's fsuid; the group is the directory's when it is set-group-ID,
+// else c's fsgid; a new directory there is set-group-ID too. A non-directory asked for with
+// S_ISGID and group execute loses S_ISGID when c is neither in its group nor holds CAP_FSETID
+// (mode_strip_sgid, checked before the umask). mkdir keeps only the permission bits and S_ISVTX.
+func newOwner(c creds, dir *unix.Stat_t, typ, mode uint32) owner {
+	o := owner{uid: c.fsuid, gid: c.fsgid}
+	sgidDir := dir.Mode&unix.S_ISGID != 0
+	if sgidDir {
+		o.gid = int(dir.Gid)
 	}
-	return c.fsgid
+	mode &= 07777
+	if typ != unix.S_IFDIR && mode&(unix.S_ISGID|unix.S_IXGRP) == unix.S_ISGID|unix.S_IXGRP &&
+		!c.inGroup(uint32(o.gid)) && !c.capable(unix.CAP_FSETID) {
+		mode &^= unix.S_ISGID
+	}
+	mode &^= c.umask
+	if typ == unix.S_IFDIR {
+		mode &= 01777
+		if sgidDir {
+			mode |= unix.S_ISGID
+		}
+	}
+	o.perm = mode
+	return o
+}
+
+// give gives the new object behind the supervisor's descriptor fd (which may be O_PATH) owner o.
+// The owner comes first: a chown drops S_ISUID and S_ISGID from a group-executable
+// non-directory, also root's (chown_common), and the mode then sets them. A chown the supervisor
+// may not make (EPERM: it is not root) leaves the supervisor the owner. A symlink's mode is
+// always 0777 and is not set.
+func (o owner) give(fd int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Uid != uint32(o.uid) || st.Gid != uint32(o.gid) {
+		if err := unix.Fchownat(fd, "", o.uid, o.gid, unix.AT_EMPTY_PATH); err != nil && err != unix.EPERM {
+			return err
+		}
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		return nil
+	}
+	return long.Fchmodat(unix.AT_FDCWD, fdPath(fd), o.perm, 0)
 }
 
 func (v *View) isTreeRoot(p string) bool { return v.ns.isTreeRoot(p) }

@@ -115,6 +115,22 @@ func (inv *Invocation) Changes() []Change {
 	return <-out
 }
 
+// startSupervisors starts n supervisors, or none.
+func startSupervisors(log *slog.Logger, feat notify.FeatureSet, n int) ([]*supervisor, error) {
+	var sups []*supervisor
+	for range n {
+		sup, err := newSupervisor(log, feat)
+		if err != nil {
+			for _, s := range sups {
+				s.stop()
+			}
+			return nil, err
+		}
+		sups = append(sups, sup)
+	}
+	return sups, nil
+}
+
 // NewPool starts cfg.Workers worker threads, each loading the filter once.
 func NewPool(cfg Config) (*Pool, error) {
 	feat, err := engineFeatures()
@@ -148,23 +164,15 @@ func NewPool(cfg Config) (*Pool, error) {
 		st.close()
 		return nil, err
 	}
-	if cfg.Supervisors <= 0 {
-		cfg.Supervisors = 1
+	sups, err := startSupervisors(log, feat, max(cfg.Supervisors, 1))
+	if err != nil {
+		st.close()
+		return nil, err
 	}
-	var sups []*supervisor
 	stopAll := func() {
 		for _, s := range sups {
 			s.stop()
 		}
-	}
-	for i := 0; i < cfg.Supervisors; i++ {
-		sup, err := newSupervisor(log, feat)
-		if err != nil {
-			stopAll()
-			st.close()
-			return nil, err
-		}
-		sups = append(sups, sup)
 	}
 	cwd, err := long.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {

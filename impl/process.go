@@ -217,6 +217,11 @@ func childInit(waitKillable, quiet bool, abi, sock int, dir, path string, argv [
 // Run makes the calling process non-dumpable (PR_SET_DUMPABLE 0), for good: it is the supervisor,
 // which the command must not be able to ptrace or read through /proc
 // (docs/kernel.md, "Reaching the supervisor").
+//
+// Run is long because it is one sequence of set-up steps (checks, named layer, store, namespace,
+// view, supervisor), each undone by a defer in reverse order, and a tear-down (keep, save) whose
+// errors join the deferred store close's in one result: split, the defers and that joined error
+// would have to be handed between functions.
 func Run(ctx context.Context, cfg RunConfig) (res *Result, err error) {
 	feat, err := engineFeatures()
 	if err != nil {
@@ -367,7 +372,13 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 		return commandEnd{}, fmt.Errorf("receive listener: %w", recvErr)
 	}
 	defer unix.Close(lfd)
+	return v.waitCommand(ctx, cfg, proc, parentSock, hup), nil
+}
 
+// waitCommand waits for the command runCommand started, proc, to exit (killing it when ctx is
+// cancelled) and then for every task that used the filter to be gone (hup), forwarding signals
+// and letting the guard stop it meanwhile, and says how it ended.
+func (v *View) waitCommand(ctx context.Context, cfg RunConfig, proc *os.Process, parentSock int, hup chan struct{}) commandEnd {
 	stopFwd := forwardSignals(cfg.ForwardSignals, proc)
 	defer stopFwd()
 	var stopped atomic.Pointer[string]
@@ -404,22 +415,43 @@ func (v *View) runCommand(ctx context.Context, sup *supervisor, cfg RunConfig) (
 			end.signal = int(ws.Signal())
 		}
 	}
-	return end, nil
+	return end
 }
 
 // initFailure reads what fsvirt-init sent on sock before it exited, if it could not change to
 // the directory or execute the command, and says so; "" when it executed it.
 func initFailure(sock int, cfg RunConfig) string {
-	var msg [5]byte
-	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, unix.MSG_DONTWAIT)
-	if err != nil || n != len(msg) {
+	failed, err := readInitReport(sock, unix.MSG_DONTWAIT)
+	switch {
+	case err != nil || failed == nil:
 		return ""
+	case failed.chdir:
+		return fmt.Sprintf("chdir %s: %v", cfg.Dir, failed.errno)
 	}
-	errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
-	if msg[0] == initFailChdir {
-		return fmt.Sprintf("chdir %s: %v", cfg.Dir, errno)
+	return fmt.Sprintf("exec %s: %v", cfg.Path, failed.errno)
+}
+
+// initStep is the step fsvirt-init reports it failed: the change of directory (chdir) or the
+// exec, and its errno.
+type initStep struct {
+	chdir bool
+	errno unix.Errno
+}
+
+// readInitReport reads what fsvirt-init, at the other end of sock, says of its last steps:
+// nothing once its socket closed on exec (nil), or the step that failed. flags are Recvmsg's.
+func readInitReport(sock, flags int) (*initStep, error) {
+	var msg [5]byte
+	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, flags)
+	switch {
+	case err != nil:
+		return nil, err
+	case n == 0:
+		return nil, nil
+	case n != len(msg):
+		return nil, fmt.Errorf("fsvirt-init sent %d bytes", n)
 	}
-	return fmt.Sprintf("exec %s: %v", cfg.Path, errno)
+	return &initStep{chdir: msg[0] == initFailChdir, errno: unix.Errno(binary.NativeEndian.Uint32(msg[1:]))}, nil
 }
 
 func orStd(f, std *os.File) *os.File {

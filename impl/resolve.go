@@ -91,7 +91,8 @@ type resolveOpts struct {
 }
 
 // magicLink matches /proc entries whose "symlinks" jump to an object rather than to a path.
-var magicLink = regexp.MustCompile(`^/proc/[0-9]+(/task/[0-9]+)?/(cwd|root|exe|fd/[0-9]+|map_files/[^/]+)$`)
+var magicLink = regexp.MustCompile(
+	`^/proc/[0-9]+(/task/[0-9]+)?/(cwd|root|exe|fd/[0-9]+|map_files/[^/]+)$`)
 
 // walkDeps are what a walk reads outside its own state: of the caller, where a relative path
 // starts and its credentials; of the view and the host, what is at a path and what a symlink
@@ -133,7 +134,8 @@ func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (r
 }
 
 // resolveWith is resolve for the caller that deps describe.
-func (v *View) resolveWith(deps walkDeps, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
+func (v *View) resolveWith(deps walkDeps, dirfd int, unsafePath string, o resolveOpts) (
+	resolved, error) {
 	w := walk{v: v, deps: deps, o: o, r: resolved{pure: true}}
 	if err := w.begin(dirfd, unsafePath); err != nil {
 		return w.r, err
@@ -171,8 +173,9 @@ type walk struct {
 	ghost string
 	// plain: cur was reached from "/" through directories only, each looked up at its own path.
 	plain bool
-	links int    // symlinks followed, of maxSymlinks
-	creds *creds // read from /proc/TID/status only when /proc/self is walked, or a search needs them
+	links int // symlinks followed, of maxSymlinks
+	// creds are read from /proc/TID/status only when /proc/self is walked, or a search needs them.
+	creds *creds
 }
 
 // begin places the walk where unsafePath starts: at "/" for an absolute path, else at the caller's
@@ -280,7 +283,8 @@ func (w *walk) inRemoved(name string, last bool) (done bool, err error) {
 	// The final name is not there; a call that would make it fails with ENOENT, after
 	// the checks the kernel makes before it looks the name up (open's EISDIR for a
 	// trailing slash with O_CREAT).
-	w.r.path, w.r.inTree, w.r.pure, w.r.kind = path.Join(w.cur, name), w.v.ns.inTree(w.cur), false, resDeadDir
+	w.r.path, w.r.inTree = path.Join(w.cur, name), w.v.ns.inTree(w.cur)
+	w.r.pure, w.r.kind = false, resDeadDir
 	return true, nil
 }
 
@@ -348,7 +352,8 @@ func (w *walk) lookup(next string, last bool) (done bool, err error) {
 	// With O_CREAT a final name followed by a slash is never followed, also when the slash
 	// ends a symlink's target (s -> s/): open then fails with EISDIR.
 	creatSlash := w.o.creat && w.r.trailingSlash
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK && (!last || w.o.followFinal && !creatSlash || w.r.trailingSlash && !w.o.creat) {
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK &&
+		(!last || w.o.followFinal && !creatSlash || w.r.trailingSlash && !w.o.creat) {
 		return w.symlink(next, l.host, &st, last)
 	}
 	if !last {
@@ -466,7 +471,8 @@ func (w *walk) finish() (resolved, error) {
 		r.host, r.pure, r.inTree = w.ghost, false, false
 		return *r, nil
 	}
-	if r.kind != resFound { // the path ended in ".", ".." or a symlink to a directory: cur is a directory
+	if r.kind != resFound {
+		// The path ended in ".", ".." or a symlink to a directory: cur is a directory.
 		r.kind, r.mode = resDot, unix.S_IFDIR
 		l, _, err := w.deps.locate(w.cur)
 		if err != nil {
@@ -562,7 +568,8 @@ func (w *walk) maySearch(dir string, st *unix.Stat_t) error {
 // rather than by locating dir: a directory the view removed, which the caller still holds.
 func (w *walk) maySearchHost(dir, h string) error {
 	var st unix.Stat_t
-	if long.Stat(h, &st) != nil || st.Mode&0o111 == 0o111 || w.creds != nil && w.creds.searchesAll() {
+	if long.Stat(h, &st) != nil || st.Mode&0o111 == 0o111 ||
+		w.creds != nil && w.creds.searchesAll() {
 		return nil
 	}
 	caller, all, err := w.searcher(dir)
@@ -618,7 +625,8 @@ func ownProc(dir string, tid, tgid int) bool {
 // link is the magic link's host path, whose object tells an O_PATH proxy from a task's memfd of
 // the same name.
 func (v *View) magicTarget(target, link string) (string, bool, error) {
-	if p, ok, err := v.proxyOf(target, func(st *unix.Stat_t) error { return long.Stat(link, st) }); err != nil || ok {
+	stat := func(st *unix.Stat_t) error { return long.Stat(link, st) }
+	if p, ok, err := v.proxyOf(target, stat); err != nil || ok {
 		return p, ok, err
 	}
 	if !strings.HasPrefix(target, "/") {
@@ -812,7 +820,8 @@ func entryNamed(dirfd int, dev, ino uint64) (string, error) {
 		names, err := f.Readdirnames(256)
 		for _, n := range names {
 			var st unix.Stat_t
-			if unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == dev && st.Ino == ino {
+			err := unix.Fstatat(dirfd, n, &st, unix.AT_SYMLINK_NOFOLLOW)
+			if err == nil && st.Dev == dev && st.Ino == ino {
 				return n, nil
 			}
 		}
@@ -874,11 +883,12 @@ func (c *dirCache) get(p string) (devIno, bool) {
 // knownDir lets a walk from "/" skip the lookups of leading components of rest: it returns how many
 // components (never the last one) lead to a directory the cache knows, which this view has not
 // changed (no entry at it or above it), and which still is that directory (one lstat: same device
-// and inode), and that lstat's status. A walk lstats every component to see symlinks and the view's changes; for the
-// directories above a file that costs one syscall each, where this costs one in all. An lstat that
-// finds the same directory has reached it by the same route unless the shared tree was rearranged
-// under the invocation (a directory moved and a symlink put in its old place), which fsvirt does not
-// support while an invocation runs; the cache lives as long as the invocation.
+// and inode), and that lstat's status. A walk lstats every component to see symlinks and the view's
+// changes; for the directories above a file that costs one syscall each, where this costs one in
+// all. An lstat that finds the same directory has reached it by the same route unless the shared
+// tree was rearranged under the invocation (a directory moved and a symlink put in its old place),
+// which fsvirt does not support while an invocation runs; the cache lives as long as the
+// invocation.
 func (v *View) knownDir(rest []string) (int, string, *unix.Stat_t) {
 	// The deepest prefix, not counting the last component, made of plain names.
 	n := 0
@@ -893,7 +903,8 @@ func (v *View) knownDir(rest []string) (int, string, *unix.Stat_t) {
 		want, ok := v.dirs.get(prefix)
 		if ok && v.unchangedAbove(prefix) {
 			var st unix.Stat_t
-			if long.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR && (devIno{st.Dev, st.Ino}) == want {
+			if long.Lstat(prefix, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
+				(devIno{st.Dev, st.Ino}) == want {
 				return n, prefix, &st
 			}
 			return 0, "", nil

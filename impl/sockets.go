@@ -40,7 +40,12 @@ func (v *View) sockaddr(t tracee, o op) (reply, error) {
 	if i := bytes.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	r, err := v.resolve(t, unix.AT_FDCWD, string(name), resolveOpts{followFinal: connect, creat: !connect})
+	return v.sockaddrPath(t, o, string(name), connect)
+}
+
+// sockaddrPath is bind and connect to the UNIX socket path name, resolved in the view.
+func (v *View) sockaddrPath(t tracee, o op, name string, connect bool) (reply, error) {
+	r, err := v.resolve(t, unix.AT_FDCWD, name, resolveOpts{followFinal: connect, creat: !connect})
 	if err != nil {
 		return reply{}, err
 	}

@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -98,21 +97,16 @@ func (inv *Invocation) Start(cmd *exec.Cmd) error {
 		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
 	}
 	// The child changes directory and executes: its socket closes on exec, or says what failed.
-	var msg [5]byte
-	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, 0)
+	failed, err := readInitReport(sock, 0)
 	switch {
 	case err != nil:
 		return fail(fmt.Errorf("fsvirt: start %s: %w", path, err))
-	case n == 0:
+	case failed == nil:
 		return nil
-	case n != len(msg):
-		return fail(fmt.Errorf("fsvirt: start %s: fsvirt-init sent %d bytes", path, n))
+	case failed.chdir:
+		return fail(&fs.PathError{Op: "chdir", Path: dir, Err: failed.errno})
 	}
-	errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
-	if msg[0] == initFailChdir {
-		return fail(&fs.PathError{Op: "chdir", Path: dir, Err: errno})
-	}
-	return fail(&fs.PathError{Op: "fork/exec", Path: path, Err: errno})
+	return fail(&fs.PathError{Op: "fork/exec", Path: path, Err: failed.errno})
 }
 
 // workingDir returns the view path of the function's working directory, whichever goroutine asks.

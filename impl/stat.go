@@ -7,10 +7,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// stat is stat, lstat, newfstatat and statx.
+// stat is stat, lstat, newfstatat and statx. It resolves with lookup rather than lookupRead: the
+// stat of a descriptor (an empty path, emptyFD) has a view of its own (fstat).
 func (v *View) stat(t tracee, o op) (reply, error) {
-	follow := o.flags&unix.AT_SYMLINK_NOFOLLOW == 0
-	r, emptyFD, err := v.lookup(t, o, follow)
+	r, emptyFD, err := v.lookup(t, o, o.flags&unix.AT_SYMLINK_NOFOLLOW == 0)
 	removedCwd := false
 	if err == unix.ENOENT && o.unsafePath == "" && o.flags&unix.AT_EMPTY_PATH != 0 && o.dirfd == unix.AT_FDCWD {
 		// The view removed the working directory, which the kernel still stats, with no links.

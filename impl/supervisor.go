@@ -53,17 +53,17 @@ func (s *supervisor) startReceiver(l *listener) {
 // supervisor answers the notifications of all its listeners. No thread of it carries a filter, so
 // that nothing it does is trapped (docs/kernel.md, "Supervisor threads carry no filter").
 //
-// Each listener has receivers: threads that wait in SECCOMP_IOCTL_NOTIF_RECV on it, and answer
-// what they receive themselves. A task's call sleeps interruptibly until its notification is
-// received, and a signal in that window fails it with EINTR (docs/kernel.md, "EINTR before the
-// receive"); so one receiver of every listener is always waiting: the one that receives starts
-// another first when none is left waiting. A call that takes long, or waits on what its task
-// controls, holds its own receiver only. Two wait while none answers, so that the usual call,
-// one at a time, finds one waiting and starts none. Each holds its view's turn (View.turn) while it decides
-// and acts on the view, and not while it waits on what a task controls: reading and writing the
-// task's memory, connecting to a socket. One stuck call then delays neither another view nor its
-// own view's other calls. A listener has at most maxReceivers; a receiver that has answered
-// leaves when two others wait.
+// Each listener has receivers: threads that wait in SECCOMP_IOCTL_NOTIF_RECV on it, and answer what
+// they receive themselves. A task's call sleeps interruptibly until its notification is received,
+// and a signal in that window fails it with EINTR (docs/kernel.md, "EINTR before the receive"); so
+// one receiver of every listener is always waiting: the one that receives starts another first when
+// none is left waiting. A call that takes long, or waits on what its task controls, holds its own
+// receiver only. Two wait while none answers, so that the usual call, one at a time, finds one
+// waiting and starts none. Each holds its view's turn (View.turn) while it decides and acts on the
+// view, and not while it waits on what a task controls: reading and writing the task's memory,
+// connecting to a socket. One stuck call then delays neither another view nor its own view's other
+// calls. A listener has at most maxReceivers; a receiver that has answered leaves when two others
+// wait.
 //
 // A receive does not end when the last task using the filter goes: the watcher, one thread
 // waiting in epoll on every listener, sees that (EPOLLHUP: docs/kernel.md, "A listener hangs up")
@@ -114,13 +114,14 @@ func newSupervisor(log *slog.Logger, feat notify.FeatureSet) (*supervisor, error
 		unix.Close(epfd)
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+	ev := unix.EpollEvent{Events: unix.EPOLLIN}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
 		unix.Close(epfd)
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	s := &supervisor{epfd: epfd, wake: wake, log: log, feat: feat, listeners: map[uint64]*listener{},
-		watcher: make(chan struct{}), slow: slowMounts{fd: -1}}
+	s := &supervisor{epfd: epfd, wake: wake, log: log, feat: feat,
+		listeners: map[uint64]*listener{}, watcher: make(chan struct{}), slow: slowMounts{fd: -1}}
 	s.slow.current() // opens the mount table now: the supervisor's descriptors are all made here
 	go s.watch()
 	return s, nil
@@ -162,7 +163,9 @@ func epollData(id uint64) *unix.EpollEvent {
 	return &unix.EpollEvent{Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
 }
 
-func eventID(ev *unix.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
+func eventID(ev *unix.EpollEvent) uint64 {
+	return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+}
 
 // remove stops answering l's notifications and waits for its receivers to leave; the caller closes
 // l's fd afterwards. Removing twice, or after the listener's hup, is harmless.
@@ -209,7 +212,8 @@ func (s *supervisor) endReceivers(l *listener) {
 		}
 		if time.Now().After(deadline) {
 			// A receiver may be waiting on a file system whose server has stopped (slowfs.go).
-			s.log.Warn("receivers did not leave their wait or their answer; left behind", "tids", stuck)
+			s.log.Warn("receivers did not leave their wait or their answer; left behind",
+				"tids", stuck)
 			return
 		}
 	}
@@ -300,7 +304,8 @@ func (s *supervisor) receive(l *listener) {
 	// notification, SIGURG is let through, so that endReceivers can interrupt the wait.
 	restore, err := blockSignals()
 	if err != nil {
-		s.log.Error("cannot block signals on a supervisor thread; fd injection may fail", "err", err)
+		s.log.Error("cannot block signals on a supervisor thread; fd injection may fail",
+			"err", err)
 		// The thread's signal mask is unknown: it must not go back to the runtime.
 	} else {
 		defer runtime.UnlockOSThread()
@@ -328,10 +333,13 @@ func (s *supervisor) receive(l *listener) {
 		unix.PthreadSigmask(unix.SIG_BLOCK, &urg, nil)
 		switch err {
 		case nil:
-		case unix.EINTR, unix.ENOENT: // ENOENT: a signal withdrew it, and the call will notify again
+		case unix.EINTR, unix.ENOENT:
+			// ENOENT: a signal withdrew it, and the call will notify again.
 			continue
 		default:
-			s.log.Error("seccomp notification receive failed; the listener's calls are no longer answered", "err", err)
+			s.log.Error(
+				"seccomp notification receive failed; the listener's calls are no longer answered",
+				"err", err)
 			l.mu.Lock()
 			l.waiting--
 			l.mu.Unlock()
@@ -375,7 +383,8 @@ func (s *supervisor) serve(l *listener, n *notify.Notif) {
 	if l.view != nil {
 		v = l.view()
 	}
-	if l.lineage != nil && int(n.Pid) != l.lineage.worker && (v == nil || !l.lineage.admit(v, int(n.Pid))) {
+	if l.lineage != nil && int(n.Pid) != l.lineage.worker &&
+		(v == nil || !l.lineage.admit(v, int(n.Pid))) {
 		v = l.fence // a process an earlier invocation left running (see lineage)
 	}
 	// Until respond has closed the supervisor's own descriptors: the task can run on, and its
@@ -413,7 +422,8 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 	}
 	e := byNr[int(n.Data.Nr)]
 	if e == nil || e.handling != Virtualized {
-		s.log.Error("[bug] notification for a syscall the table does not virtualize", "nr", n.Data.Nr)
+		s.log.Error("[bug] notification for a syscall the table does not virtualize",
+			"nr", n.Data.Nr)
 		return errnoReply(unix.EIO)
 	}
 	t := tracee{tid: int(n.Pid), call: &callState{}, pidfdGetfd: s.feat.PidfdGetfd}
@@ -447,14 +457,16 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 }
 
 // decide acts on o in view v within the view's turn. stale: the call is no longer waiting.
-func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (r reply, stale bool, err error) {
+func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
+	r reply, stale bool, err error) {
 	v.turn.Lock()
 	defer v.turn.Unlock()
 	// A panic in answering is a supervisor fault like any other: the task gets EIO, the turn is
 	// given back, and the other calls go on.
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("[bug] panic answering a call; answering EIO", "panic", p, "stack", string(debug.Stack()))
+			s.log.Error("[bug] panic answering a call; answering EIO",
+				"panic", p, "stack", string(debug.Stack()))
 			r, stale, err = reply{}, false, unix.EIO
 		}
 	}()
@@ -539,7 +551,9 @@ func (s *supervisor) respond(lfd int, n *notify.Notif, r reply) {
 			if sharesFiles(int(n.Pid)) { // thread mode: the task's table is ours
 				unix.Close(orphan)
 			} else {
-				s.log.Warn("an injected fd was left in the task: a signal withdrew its syscall between ADDFD and SEND (kernel before 5.14)", "fd", orphan, "err", err)
+				s.log.Warn("an injected fd was left in the task: "+
+					"a signal withdrew its syscall between ADDFD and SEND (kernel before 5.14)",
+					"fd", orphan, "err", err)
 			}
 		}
 		if err != nil && r.undo != nil {
@@ -579,8 +593,8 @@ func mayWrite(flags uint64) bool {
 	return f&unix.O_ACCMODE != unix.O_RDONLY || f&(unix.O_CREAT|unix.O_TRUNC|flagTmpfile) != 0
 }
 
-// blockSignals blocks every signal on the calling OS thread and returns a function that restores the
-// previous mask. The caller must be locked to its thread.
+// blockSignals blocks every signal on the calling OS thread and returns a function that restores
+// the previous mask. The caller must be locked to its thread.
 func blockSignals() (restore func(), err error) {
 	var all, old unix.Sigset_t
 	for i := range all.Val {
@@ -596,7 +610,8 @@ func blockSignals() (restore func(), err error) {
 // KCMP_FILES; docs/kernel.md, "Comparing tasks with kcmp"), as the worker threads of thread mode do
 // unless they unshared it.
 func sharesFiles(tid int) bool {
-	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(unix.Getpid()), uintptr(tid), kcmpFiles, 0, 0, 0)
+	r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(unix.Getpid()), uintptr(tid), kcmpFiles,
+		0, 0, 0)
 	return errno == 0 && r == 0
 }
 

@@ -47,13 +47,16 @@ const (
 )
 
 // table lists every syscall fsvirt treats specially on x86-64. Anything not listed is passed.
+// Each row stays on one line, however long, so that the table reads as one: a syscall a line,
+// found by its name with grep, its columns in the same order on every line.
 var table = []sysEntry{
 	{nr: unix.SYS_OPEN, name: "open", handling: Virtualized, decode: decodeOpen},
 	{nr: unix.SYS_OPENAT, name: "openat", handling: Virtualized, decode: decodeOpenat},
 	{nr: unix.SYS_OPENAT2, name: "openat2", handling: Virtualized, decode: decodeOpenat2},
 	{nr: unix.SYS_CREAT, name: "creat", handling: Virtualized, decode: decodeCreat},
 
-	// Ways to reach files without a path the supervisor sees (docs/kernel.md, "Paths the filter never sees").
+	// Ways to reach files without a path the supervisor sees
+	// (docs/kernel.md, "Paths the filter never sees").
 	{nr: unix.SYS_IO_URING_SETUP, name: "io_uring_setup", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},
 	{nr: unix.SYS_IO_URING_ENTER, name: "io_uring_enter", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},
 	{nr: unix.SYS_IO_URING_REGISTER, name: "io_uring_register", handling: Denied, errno: errnoBypass, note: "io_uring opens files without passing the filter"},
@@ -65,7 +68,8 @@ var table = []sysEntry{
 	// refused as well (ioctlFSTypes).
 	{nr: unix.SYS_USERFAULTFD, name: "userfaultfd", handling: Denied, errno: errnoPolicy, note: "its pages would stall the supervisor's reads of the task's memory"},
 
-	// Calls that change what paths mean for the caller, so the supervisor would resolve differently.
+	// Calls that change what paths mean for the caller, so the supervisor would resolve
+	// differently.
 	{nr: unix.SYS_CHROOT, name: "chroot", handling: Denied, errno: errnoPolicy, note: "changes the caller's root"},
 	{nr: unix.SYS_PIVOT_ROOT, name: "pivot_root", handling: Denied, errno: errnoPolicy, note: "changes the caller's root"},
 	{nr: unix.SYS_MOUNT, name: "mount", handling: Denied, errno: errnoPolicy, note: "mount family"},

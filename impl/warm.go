@@ -2,7 +2,6 @@ package impl
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -195,32 +194,10 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 	sock := fds[0]
 	defer unix.Close(sock)
 	child := os.NewFile(uintptr(fds[1]), "fsvirt-init-sock")
-	stdin := h.cfg.Stdin
-	if stdin == nil {
-		devnull, err := os.Open(os.DevNull)
-		if err != nil {
-			child.Close()
-			return nil, err
-		}
-		defer devnull.Close()
-		stdin = devnull
-	}
-	files := []*os.File{stdin, orStd(h.cfg.Stdout, os.Stdout), orStd(h.cfg.Stderr, os.Stderr), child}
-	env := h.cfg.Env
-	if env == nil {
-		env = os.Environ()
-	}
-	env = append(env[:len(env):len(env)], extraEnv...)
-	// A process group of its own: a timeout kills the worker and what it started at once.
-	prog, argv := "/proc/self/exe", initArgv(h.sup.feat, true, 3, "", h.cfg.Path, h.cfg.Args)
-	if h.cfg.Unisolated {
-		prog, argv, files = h.cfg.Path, h.cfg.Args, files[:3]
-	}
-	proc, err := os.StartProcess(prog, argv,
-		&os.ProcAttr{Dir: h.cfg.Dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}})
+	proc, err := h.startProcess(child, extraEnv)
 	child.Close()
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", initArg0, err)
+		return nil, err
 	}
 	w := &WarmWorker{h: h, proc: proc, pid: proc.Pid, exited: make(chan struct{})}
 	go func() {
@@ -255,21 +232,48 @@ func (h *Warm) Start(extraEnv ...string) (*WarmWorker, error) {
 		return fail(err)
 	}
 	// fsvirt-init executes the command: its socket closes on exec, or says what failed.
-	var msg [5]byte
-	n, _, _, _, err := unix.Recvmsg(sock, msg[:], nil, 0)
+	failed, err := readInitReport(sock, 0)
 	switch {
 	case err != nil:
 		return fail(err)
-	case n == len(msg):
-		errno := unix.Errno(binary.NativeEndian.Uint32(msg[1:]))
-		return fail(&fs.PathError{Op: "exec", Path: h.cfg.Path, Err: errno})
-	case n != 0:
-		return fail(fmt.Errorf("fsvirt-init sent %d bytes", n))
+	case failed != nil:
+		return fail(&fs.PathError{Op: "exec", Path: h.cfg.Path, Err: failed.errno})
 	}
 	h.mu.Lock()
 	h.workers[w] = true
 	h.mu.Unlock()
 	return w, nil
+}
+
+// startProcess starts a worker process through fsvirt-init, which gets child, its end of the
+// socket, with extraEnv added to its environment; unisolated, the command itself.
+func (h *Warm) startProcess(child *os.File, extraEnv []string) (*os.Process, error) {
+	stdin := h.cfg.Stdin
+	if stdin == nil {
+		devnull, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		defer devnull.Close()
+		stdin = devnull
+	}
+	files := []*os.File{stdin, orStd(h.cfg.Stdout, os.Stdout), orStd(h.cfg.Stderr, os.Stderr), child}
+	env := h.cfg.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(env[:len(env):len(env)], extraEnv...)
+	// A process group of its own: a timeout kills the worker and what it started at once.
+	prog, argv := "/proc/self/exe", initArgv(h.sup.feat, true, 3, "", h.cfg.Path, h.cfg.Args)
+	if h.cfg.Unisolated {
+		prog, argv, files = h.cfg.Path, h.cfg.Args, files[:3]
+	}
+	proc, err := os.StartProcess(prog, argv,
+		&os.ProcAttr{Dir: h.cfg.Dir, Env: env, Files: files, Sys: &syscall.SysProcAttr{Setpgid: true}})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", initArg0, err)
+	}
+	return proc, nil
 }
 
 // current is the view the worker's calls are answered in: the request's, else the fence.

@@ -1,0 +1,199 @@
+package impl
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// ownerGroup is the group of the shared set-group-ID directory in TestNewObjectOwnership: neither
+// root's group nor nobody's.
+const ownerGroup = 4242
+
+// newObjectCallers are the callers TestNewObjectOwnership makes objects as, for
+// FSVIRT_TEST_NEW_OBJECTS: whether each is in ownerGroup or holds CAP_FSETID decides whether a
+// new file in a set-group-ID directory keeps its S_ISGID.
+var newObjectCallers = []string{"root", "capless-root", "nobody", "nobody-in-group"}
+
+// TestNewObjectOwnership: a file (open with O_CREAT), a directory, a FIFO, a regular file made
+// with mknod and a symlink made in the view get the owner, group and mode the kernel gives them
+// natively, in a shared set-group-ID directory of another group, in a set-group-ID directory made
+// in the view, and in plain directories, in the tree and outside it; as root, as root without capabilities, and as nobody
+// outside and inside the directory's group. The kernel gives the directory's group, S_ISGID to a
+// new directory, and strips S_ISGID from a new group-executable file whose creator is neither in
+// that group nor holds CAP_FSETID (docs/kernel.md, "New objects' owner and mode").
+func TestNewObjectOwnership(t *testing.T) {
+	self, base := rootTestBase(t, "needs root to make objects as other users", "fsvirt-owner-test-")
+	shared := filepath.Join(base, "tree")
+	mkOwnerTree(t, shared)
+	for _, who := range newObjectCallers {
+		t.Run(who, func(t *testing.T) {
+			// A directory outside the trees, where the calls act on the host, and its copy.
+			outside, outsideRef := filepath.Join(base, "outside-"+who), filepath.Join(base, "outside-copy-"+who)
+			mkOwnerTree(t, outside)
+			mkOwnerTree(t, outsideRef)
+			ref := filepath.Join(base, "copy-"+who)
+			if out, err := exec.Command("cp", "-a", shared, ref).CombinedOutput(); err != nil {
+				t.Fatalf("cp -a: %v: %s", err, out)
+			}
+			env := "FSVIRT_TEST_NEW_OBJECTS=" + who
+			native := exec.Command(self, ref, outsideRef)
+			native.Env = append(os.Environ(), env)
+			want, err := native.CombinedOutput()
+			if err != nil {
+				t.Fatalf("on the copy: %v:\n%s", err, want)
+			}
+			before := hashTree(t, shared)
+			got, res := runCmd(t, shared, []string{env}, self, shared, outside)
+			if res.ExitStatus != 0 {
+				t.Fatalf("exit status %d:\n%s", res.ExitStatus, got)
+			}
+			if got != string(want) {
+				t.Errorf("as %s, the view and the kernel differ:\n%s", who, lineDiff(got, string(want)))
+			}
+			if hashTree(t, shared) != before {
+				t.Error("the shared tree changed")
+			}
+		})
+	}
+}
+
+// mkOwnerTree makes, at root, the directories TestNewObjectOwnership makes objects in: a
+// set-group-ID directory of ownerGroup and a plain one. Everyone may write to them and to root.
+func mkOwnerTree(t *testing.T, root string) {
+	t.Helper()
+	os.Mkdir(root, 0o755)
+	mkTree(t, root, "dir sgid", "dir plain")
+	for name, mode := range map[string]uint32{".": 0o777, "sgid": 0o2777, "plain": 0o777} {
+		if err := unix.Chmod(filepath.Join(root, name), mode); err != nil { // os.Chmod drops S_ISGID
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(root, "sgid"), 0, ownerGroup); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lineDiff lists the lines of view and kernel that differ, side by side.
+func lineDiff(view, kernel string) string {
+	v, k := strings.Split(view, "\n"), strings.Split(kernel, "\n")
+	var b strings.Builder
+	for i := range max(len(v), len(k)) {
+		var vl, kl string
+		if i < len(v) {
+			vl = v[i]
+		}
+		if i < len(k) {
+			kl = k[i]
+		}
+		if vl != kl {
+			fmt.Fprintf(&b, "view:   %s\nkernel: %s\n", vl, kl)
+		}
+	}
+	return b.String()
+}
+
+// makeNewObjects, for FSVIRT_TEST_NEW_OBJECTS, takes the credentials of caller who and, in each of
+// dirs (the tree, a directory outside it), makes a set-group-ID directory, and in it and in the
+// others new objects of every kind, each asking for every mode bit it may; it prints each one's
+// mode, owner and group.
+func makeNewObjects(who string, dirs []string) int {
+	if err := becomeCaller(who); err != nil {
+		fmt.Fprintln(os.Stderr, who+":", err)
+		return 2
+	}
+	unix.Umask(0o022)
+	for i, d := range dirs {
+		if err := os.Chdir(d); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		makeNewObjectsHere([]string{"tree", "outside"}[i])
+	}
+	return 0
+}
+
+// makeNewObjectsHere is makeNewObjects in the working directory, whose lines start with where.
+func makeNewObjectsHere(where string) {
+	try := func(what string, err error) {
+		if err != nil {
+			fmt.Printf("%s %s: %v\n", where, what, err)
+		}
+	}
+	try("mkdir viewsgid", unix.Mkdir("viewsgid", 0o777))
+	try("chgrp viewsgid", unix.Chown("viewsgid", -1, ownerGroup))
+	try("chmod viewsgid", unix.Chmod("viewsgid", 0o2777))
+	names := []string{"viewsgid"}
+	for _, dir := range []string{"sgid", "viewsgid", "plain", "."} {
+		for _, c := range []struct {
+			name string
+			make func(p string) error
+		}{
+			{"file", func(p string) error { return creat(p, 0o6775) }},
+			{"file-2745", func(p string) error { return creat(p, 0o2745) }},
+			{"dir", func(p string) error { return unix.Mkdir(p, 0o7777) }},
+			{"fifo", func(p string) error { return unix.Mknod(p, unix.S_IFIFO|0o6775, 0) }},
+			{"reg", func(p string) error { return unix.Mknod(p, unix.S_IFREG|0o6775, 0) }},
+			{"link", func(p string) error { return unix.Symlink("file", p) }},
+		} {
+			p := filepath.Join(dir, c.name)
+			try(c.name+" "+p, c.make(p))
+			names = append(names, p)
+		}
+	}
+	for _, p := range names {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			fmt.Printf("%s %s: %v\n", where, p, err)
+			continue
+		}
+		fmt.Printf("%s %s %07o %d:%d\n", where, p, st.Mode, st.Uid, st.Gid)
+	}
+}
+
+// creat makes a file with open(O_CREAT|O_EXCL).
+func creat(p string, mode uint32) error {
+	fd, err := unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, mode)
+	if err == nil {
+		unix.Close(fd)
+	}
+	return err
+}
+
+// becomeCaller gives this process the credentials of caller who (newObjectCallers). Root without
+// capabilities is reached by executing this program again with none.
+func becomeCaller(who string) error {
+	switch who {
+	case "root":
+		return nil
+	case "capless-root":
+		if os.Getenv("FSVIRT_TEST_CAPLESS") != "" {
+			return nil
+		}
+		if err := dropCapabilities(); err != nil {
+			return err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return syscall.Exec(self, os.Args, append(os.Environ(), "FSVIRT_TEST_CAPLESS=1"))
+	case "nobody":
+		return dropTo(65534)
+	case "nobody-in-group":
+		if err := syscall.Setgroups([]int{ownerGroup}); err != nil {
+			return err
+		}
+		if err := syscall.Setresgid(65534, 65534, 65534); err != nil {
+			return err
+		}
+		return syscall.Setresuid(65534, 65534, 65534)
+	}
+	return fmt.Errorf("no caller %q", who)
+}
