@@ -14,9 +14,10 @@ func (v *View) mknode(t tracee, o op) (reply, error) {
 		return reply{}, unix.ENOENT
 	}
 	// mknod checks the type before the path (may_mknod), and the right to make a device after it.
-	typ := o.mode & unix.S_IFMT
+	// mkdir ignores the type bits of its mode.
+	var typ uint32
 	if o.kind == opMknod {
-		switch typ {
+		switch typ = o.mode & unix.S_IFMT; typ {
 		case 0:
 			typ = unix.S_IFREG
 		case unix.S_IFREG, unix.S_IFIFO, unix.S_IFSOCK, unix.S_IFCHR, unix.S_IFBLK:

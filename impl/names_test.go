@@ -2,6 +2,7 @@ package impl
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -233,3 +234,36 @@ var creatDirectoryEINVAL = sync.OnceValue(func() bool {
 	}
 	return err == unix.EINVAL
 })
+
+// TestMkdirModeTypeBits: mkdir ignores the file-type bits of its mode (vfs_mkdir keeps the
+// permission bits), so a caller without CAP_MKNOD makes a directory whatever the bits say; the
+// view refused one whose bits said a device with EPERM, as mknod would. As nobody, in process
+// mode (a thread switched to nobody keeps its capabilities), compared with the kernel.
+func TestMkdirModeTypeBits(t *testing.T) {
+	if os.Geteuid() != 0 || !hasProgram("perl") || !hasProgram("setpriv") {
+		t.Skip("needs root, perl and setpriv")
+	}
+	script := `for my $m (0020000, 0060000, 0100000, 0010000, 0140000, 0040000) {
+		my $n = sprintf("d/m%o", $m);
+		print "$n: ", (mkdir($n, $m | 0755) ? sprintf("%o", (lstat $n)[2]) : "$!"), "\n";
+	}`
+	argv := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "perl", "-e", script}
+	shared := t.TempDir()
+	mkTree(t, shared, "dir d")
+	if err := os.Chmod(shared+"/d", 0o777); err != nil {
+		t.Fatal(err)
+	}
+	ref := copyTree(t, shared)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = ref
+	want, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+		got, res := runPolicyCmd(t, shared, pol, nil, append([]string{"/bin/sh", "-c", `cd "$0" && exec "$@"`, shared}, argv...)...)
+		if res.ExitStatus != 0 || got != string(want) {
+			t.Errorf("%v: exit %d\n%s\nwant (the kernel's):\n%s", pol, res.ExitStatus, got, want)
+		}
+	}
+}
