@@ -237,8 +237,10 @@ var creatDirectoryEINVAL = sync.OnceValue(func() bool {
 
 // TestMkdirModeTypeBits: mkdir ignores the file-type bits of its mode (vfs_mkdir keeps the
 // permission bits), so a caller without CAP_MKNOD makes a directory whatever the bits say; the
-// view refused one whose bits said a device with EPERM, as mknod would. As nobody, in process
-// mode (a thread switched to nobody keeps its capabilities), compared with the kernel.
+// view refused one whose bits said a device with EPERM, as mknod would. As a process that setpriv
+// made nobody, without capabilities, in process mode, compared with the kernel. (The same calls
+// from a thread that switched to nobody with a saved uid of 0, as asNobody does, passed on the old
+// code.)
 func TestMkdirModeTypeBits(t *testing.T) {
 	if os.Geteuid() != 0 || !hasProgram("perl") || !hasProgram("setpriv") {
 		t.Skip("needs root, perl and setpriv")
