@@ -67,8 +67,8 @@ func rawForkExec(argv0 *byte, argv, envv **byte, fds *[3]int) (int, syscall.Errn
 	return 0, 0
 }
 
-// TestChildrenShareTheView: processes a function forks, and theirs, work in its view.
-func TestChildrenShareTheView(t *testing.T) {
+// TestSupervisorChildrenShareTheView: processes a function forks, and theirs, work in its view.
+func TestSupervisorChildrenShareTheView(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
@@ -114,10 +114,10 @@ func TestChildrenShareTheView(t *testing.T) {
 	}
 }
 
-// TestLeftoverProcessFenced: a process that a function left running, and one it starts later, see
+// TestSupervisorLeftoverProcessFenced: a process that a function left running, and one it starts later, see
 // nothing of the next invocation on the same worker, not even through the store, and change
 // nothing in the tree (EROFS); outside the trees they work as before.
-func TestLeftoverProcessFenced(t *testing.T) {
+func TestSupervisorLeftoverProcessFenced(t *testing.T) {
 	shared, outside := t.TempDir(), t.TempDir()
 	mkTree(t, shared, "file f shared")
 	p, storeRoot := newTestPool(t, 1, shared)

@@ -91,7 +91,7 @@ func timeCalls(path string, n int) (slowest, median time.Duration, err error) {
 	return lat[n-1], lat[n/2], nil
 }
 
-// runLiveness is the command of TestStuckCallDelaysNoOtherProcess's run: one thread connects and
+// runLiveness is the command of TestSupervisorStuckCallDelaysNoOtherProcess's run: one thread connects and
 // waits, the main one makes its calls. It prints "slowest median" and exits 0, or prints why not.
 func runLiveness(root string) int {
 	sock := filepath.Join(root, "s")
@@ -148,9 +148,9 @@ func runLiveness(root string) int {
 	return 0
 }
 
-// TestStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command waits in a
+// TestSupervisorStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command waits in a
 // connect the supervisor performs while another thread of it makes its calls.
-func TestStuckCallDelaysNoOtherProcess(t *testing.T) {
+func TestSupervisorStuckCallDelaysNoOtherProcess(t *testing.T) {
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
 			shared := t.TempDir()
@@ -193,9 +193,9 @@ func checkLiveness(t *testing.T, out string) {
 	}
 }
 
-// TestStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect the
+// TestSupervisorStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect the
 // supervisor performs, another of the same pool makes its calls meanwhile.
-func TestStuckCallDelaysNoOtherInvocation(t *testing.T) {
+func TestSupervisorStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f x")
 	before := hashTree(t, shared)

@@ -159,7 +159,7 @@ var partialCases = []openCase{
 	}},
 }
 
-func TestPartialDirectories(t *testing.T) {
+func TestSupervisorPartialDirectories(t *testing.T) {
 	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(pol.String(), func(t *testing.T) {
 			for _, c := range partialCases {
@@ -175,8 +175,8 @@ func TestProcessPartialDirectories(t *testing.T) {
 	}
 }
 
-// TestPartialChanges: what an invocation reports of a directory it added to and removed from.
-func TestPartialChanges(t *testing.T) {
+// TestSupervisorPartialChanges: what an invocation reports of a directory it added to and removed from.
+func TestSupervisorPartialChanges(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, partialTree...)
 	p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: t.TempDir()})

@@ -32,9 +32,9 @@ func newTestPool(t *testing.T, workers int, trees ...string) (*Pool, string) {
 	return p, storeRoot
 }
 
-// TestConcurrentInvocationsIsolated: invocations on different threads write different contents to
+// TestSupervisorConcurrentInvocationsIsolated: invocations on different threads write different contents to
 // one path at the same time; each reads back its own, and the shared file never changes.
-func TestConcurrentInvocationsIsolated(t *testing.T) {
+func TestSupervisorConcurrentInvocationsIsolated(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
 	const workers, rounds = 4, 25
@@ -74,9 +74,9 @@ func TestConcurrentInvocationsIsolated(t *testing.T) {
 	}
 }
 
-// TestConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of each other
+// TestSupervisorConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of each other
 // and leave no fds, threads or store directories behind.
-func TestConsecutiveInvocationsLeakNothing(t *testing.T) {
+func TestSupervisorConsecutiveInvocationsLeakNothing(t *testing.T) {
 	n := 1000
 	if testing.Short() {
 		n = 200
@@ -133,7 +133,7 @@ func TestConsecutiveInvocationsLeakNothing(t *testing.T) {
 	}
 }
 
-func TestPanicRecoveredAndViewRemoved(t *testing.T) {
+func TestSupervisorPanicRecoveredAndViewRemoved(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
@@ -162,7 +162,7 @@ func TestPanicRecoveredAndViewRemoved(t *testing.T) {
 	}
 }
 
-func TestGoexitReplacesWorker(t *testing.T) {
+func TestSupervisorGoexitReplacesWorker(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
@@ -181,9 +181,9 @@ func TestGoexitReplacesWorker(t *testing.T) {
 	}
 }
 
-// TestContextCancellation documents what cancellation does: before a worker is free, fn does not
+// TestSupervisorContextCancellation documents what cancellation does: before a worker is free, fn does not
 // run; while fn runs, its file-system calls fail with ECANCELED from then on.
-func TestContextCancellation(t *testing.T) {
+func TestSupervisorContextCancellation(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
@@ -293,11 +293,11 @@ func TestInvokeAfterClose(t *testing.T) {
 	}
 }
 
-// TestWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its thread's
+// TestSupervisorWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its thread's
 // working directory (chdir into the shared tree, fchdir, chdir into a directory only its view has),
 // the next invocation on that worker starts in the pool's directory. The worker skips the reset
 // after invocations that did not change directory; invocations that did not must keep that start too.
-func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
+func TestSupervisorWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "dir d", "file d/f in-d")
 	start, err := unix.Getwd()
@@ -354,10 +354,10 @@ func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	}
 }
 
-// TestReplacedWorkerStartsInPoolDirectory: a worker started after the process changed directory (one
+// TestSupervisorReplacedWorkerStartsInPoolDirectory: a worker started after the process changed directory (one
 // that replaces a worker lost to runtime.Goexit) still starts its invocations where the pool
 // started, like the others.
-func TestReplacedWorkerStartsInPoolDirectory(t *testing.T) {
+func TestSupervisorReplacedWorkerStartsInPoolDirectory(t *testing.T) {
 	start, err := unix.Getwd()
 	if err != nil {
 		t.Fatal(err)

@@ -124,9 +124,9 @@ func gcPressure(t *testing.T) {
 	})
 }
 
-// TestExecFromFunctionRefused: os/exec on a worker thread fails at once with ENOTSUP, under the
+// TestSupervisorExecFromFunctionRefused: os/exec on a worker thread fails at once with ENOTSUP, under the
 // conditions in which it used to hang the whole program; from another goroutine it still works.
-func TestExecFromFunctionRefused(t *testing.T) {
+func TestSupervisorExecFromFunctionRefused(t *testing.T) {
 	gcPressure(t)
 	p, _ := newTestPool(t, 1, t.TempDir())
 	for i := range 20 {
@@ -150,10 +150,10 @@ func TestExecFromFunctionRefused(t *testing.T) {
 	}
 }
 
-// TestStartInTheView: processes started with Start, and theirs, read and write the invocation's
+// TestSupervisorStartInTheView: processes started with Start, and theirs, read and write the invocation's
 // view, relative paths from the function's working directory, even when the directory and the
 // program exist only in the view; ExtraFiles keep their numbers. Under GC pressure, GOMAXPROCS 1.
-func TestStartInTheView(t *testing.T) {
+func TestSupervisorStartInTheView(t *testing.T) {
 	gcPressure(t)
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
@@ -251,9 +251,9 @@ func startOutput(inv *Invocation, cmd *exec.Cmd) ([]byte, error) {
 	return out.Bytes(), err
 }
 
-// TestStartErrors: what cmd.Start would report comes back from Start, as the same errors, and
+// TestSupervisorStartErrors: what cmd.Start would report comes back from Start, as the same errors, and
 // nothing is left running.
-func TestStartErrors(t *testing.T) {
+func TestSupervisorStartErrors(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "dir d", "file d/data 0644 x")
 	p, _ := newTestPool(t, 1, shared)
@@ -305,9 +305,9 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-// TestStartedProcessFenced: a process started with Start that outlives its invocation gets the
+// TestSupervisorStartedProcessFenced: a process started with Start that outlives its invocation gets the
 // fence view: the shared file, not the next invocation's copy, and EROFS on writes.
-func TestStartedProcessFenced(t *testing.T) {
+func TestSupervisorStartedProcessFenced(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)

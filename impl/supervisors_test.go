@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// TestSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers, every
+// TestSupervisorSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers, every
 // worker's listener belongs to one supervisor, all three are used, every notification is answered
 // (each invocation finishes), and concurrent invocations still see only their own writes.
-func TestSeveralSupervisorsIsolatedAndAnswered(t *testing.T) {
+func TestSupervisorSeveralSupervisorsIsolatedAndAnswered(t *testing.T) {
 	shared := t.TempDir()
 	mkTree(t, shared, "file f shared")
 	storeRoot := t.TempDir()
