@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // forkExec starts argv from the calling thread with fork, not vfork (a function's own vfork is
@@ -70,7 +72,7 @@ func rawForkExec(argv0 *byte, argv, envv **byte, fds *[3]int) (int, syscall.Errn
 // TestSupervisorChildrenShareTheView: processes a function forks, and theirs, work in its view.
 func TestSupervisorChildrenShareTheView(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error {
 		if err := os.WriteFile(shared+"/f", []byte("mine"), 0o644); err != nil {
@@ -119,7 +121,7 @@ func TestSupervisorChildrenShareTheView(t *testing.T) {
 // nothing in the tree (EROFS); outside the trees they work as before.
 func TestSupervisorLeftoverProcessFenced(t *testing.T) {
 	shared, outside := t.TempDir(), t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, storeRoot := newTestPool(t, 1, shared)
 	f := shared + "/f"
 	// What the leftover and its child read of f, directly and in the private layers of the store,

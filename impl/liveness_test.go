@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // A call the supervisor cannot finish at once (a connect to a UNIX socket whose backlog is full,
@@ -154,8 +156,8 @@ func TestSupervisorStuckCallDelaysNoOtherProcess(t *testing.T) {
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "file f x")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f x")
+			before := treetest.Snap(t, shared)
 			exe, err := os.Executable()
 			if err != nil {
 				t.Fatal(err)
@@ -165,8 +167,8 @@ func TestSupervisorStuckCallDelaysNoOtherProcess(t *testing.T) {
 				t.Fatalf("exit %d: %s", res.ExitStatus, out)
 			}
 			checkLiveness(t, strings.TrimSpace(out))
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -197,8 +199,8 @@ func checkLiveness(t *testing.T, out string) {
 // supervisor performs, another of the same pool makes its calls meanwhile.
 func TestSupervisorStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, "file f x")
+	before := treetest.Snap(t, shared)
 	p, _ := newTestPool(t, 2, shared)
 	stuck := make(chan int, 1) // the stuck invocation's listener
 	aDone := make(chan error, 1)
@@ -256,8 +258,8 @@ func TestSupervisorStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stuck connect did not end once accepted")
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -292,7 +294,7 @@ func TestUserfaultfdRefused(t *testing.T) {
 // was given back).
 func TestPanicAnsweredEIO(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	bad := filepath.Join(shared, "f")
 	panicOnPathForTest.Store(&bad)
@@ -384,8 +386,8 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 		policy := c.policy
 		t.Run(c.call+"/"+policy.String(), func(t *testing.T) {
 			shared, aside := t.TempDir(), t.TempDir()
-			mkTree(t, shared, "file f x", "dir mnt")
-			mkTree(t, aside, "dir lower", "file lower/y y", "dir upper", "dir work")
+			treetest.Build(t, shared, "file f x", "dir mnt")
+			treetest.Build(t, aside, "dir lower", "file lower/y y", "dir upper", "dir work")
 			mnt := filepath.Join(shared, "mnt")
 			cmd := exec.Command(fuse, "-f", "-o", "lowerdir="+aside+"/lower,upperdir="+aside+"/upper,workdir="+aside+"/work", mnt)
 			if err := cmd.Start(); err != nil {
@@ -409,7 +411,7 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 			if !mounted {
 				t.Fatal("fuse-overlayfs did not mount")
 			}
-			before := hashTree(t, aside)
+			before := treetest.Snap(t, aside)
 			if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -430,8 +432,8 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 			}
 			checkLiveness(t, strings.TrimSpace(out))
 			cmd.Process.Signal(unix.SIGCONT)
-			if hashTree(t, aside) != before {
-				t.Error("the FUSE file system's layers changed")
+			if d := before.Diff(treetest.Snap(t, aside), treetest.Exact); d != nil {
+				t.Errorf("the FUSE file system's layers changed: %q", d)
 			}
 		})
 	}

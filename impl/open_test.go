@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -365,12 +366,12 @@ func TestOpenDifferential(t *testing.T) {
 }
 
 // referenceRun makes c's tree in a fresh shared directory and runs c's operations on a private
-// full copy of it: the shared directory, what the view must record, and the tree's hash.
-func referenceRun(t *testing.T, c openCase) (shared string, want *rec, before string) {
+// full copy of it: the shared directory, what the view must record, and a snapshot of the tree.
+func referenceRun(t *testing.T, c openCase) (shared string, want *rec, before treetest.Snapshot) {
 	shared = t.TempDir()
-	mkTree(t, shared, c.tree...)
-	copyDir := copyTree(t, shared)
-	before = hashTree(t, shared)
+	treetest.Build(t, shared, c.tree...)
+	copyDir := treetest.Copy(t, shared, filepath.Join(t.TempDir(), "copy"))
+	before = treetest.Snap(t, shared)
 	want = &rec{root: copyDir}
 	onOwnThread(t, func() { c.ops(want) })
 	return shared, want, before
@@ -395,8 +396,8 @@ func runOpenCase(t *testing.T, c openCase, pol Policy) {
 	if got.b.String() != want.b.String() {
 		t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got.b.String(), want.b.String())
 	}
-	if after := hashTree(t, shared); after != before {
-		t.Errorf("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 	if left := storeEntries(t, storeRoot); len(left) != 0 {
 		t.Errorf("store not empty after close: %v", left)
@@ -406,7 +407,7 @@ func runOpenCase(t *testing.T, c openCase, pol Policy) {
 // TestOpenStoreInvisible checks that nothing inside the store can be opened from a view.
 func TestOpenStoreInvisible(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	storeRoot := t.TempDir()
 	p, err := NewPool(Config{Trees: []string{"/"}, Store: storeRoot})
 	if err != nil {
@@ -414,7 +415,7 @@ func TestOpenStoreInvisible(t *testing.T) {
 	}
 	defer p.Close()
 	store := p.store.dir
-	mkTree(t, shared, "symlink into-store -> "+store)
+	treetest.Build(t, shared, "symlink into-store -> "+store)
 	err = p.Invoke(context.Background(), func(*Invocation) error {
 		fd, err := unix.Open(shared+"/f", unix.O_WRONLY, 0) // something in the private layer
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ func newTestPool(t *testing.T, workers int, trees ...string) (*Pool, string) {
 // one path at the same time; each reads back its own, and the shared file never changes.
 func TestSupervisorConcurrentInvocationsIsolated(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	const workers, rounds = 4, 25
 	p, _ := newTestPool(t, workers, shared)
 	var wg sync.WaitGroup
@@ -82,7 +83,7 @@ func TestSupervisorConsecutiveInvocationsLeakNothing(t *testing.T) {
 		n = 200
 	}
 	shared := t.TempDir()
-	mkTree(t, shared, "file f 0")
+	treetest.Build(t, shared, "file f 0")
 	p, storeRoot := newTestPool(t, 1, shared)
 	run := func(i int) error {
 		return p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -135,7 +136,7 @@ func TestSupervisorConsecutiveInvocationsLeakNothing(t *testing.T) {
 
 func TestSupervisorPanicRecoveredAndViewRemoved(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	var dir string
 	err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -164,7 +165,7 @@ func TestSupervisorPanicRecoveredAndViewRemoved(t *testing.T) {
 
 func TestSupervisorGoexitReplacesWorker(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error { runtime.Goexit(); return nil })
 	if err == nil || !strings.Contains(err.Error(), "Goexit") {
@@ -185,7 +186,7 @@ func TestSupervisorGoexitReplacesWorker(t *testing.T) {
 // run; while fn runs, its file-system calls fail with ECANCELED from then on.
 func TestSupervisorContextCancellation(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -224,7 +225,7 @@ func TestSupervisorContextCancellation(t *testing.T) {
 // function runs on another thread and writes the shared tree.
 func TestGoroutinesAreNotVirtualized(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file own x", "file other x")
+	treetest.Build(t, shared, "file own x", "file other x")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error {
 		if err := os.WriteFile(shared+"/own", []byte("private"), 0o644); err != nil {
@@ -299,7 +300,7 @@ func TestInvokeAfterClose(t *testing.T) {
 // after invocations that did not change directory; invocations that did not must keep that start too.
 func TestSupervisorWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir d", "file d/f in-d")
+	treetest.Build(t, shared, "dir d", "file d/f in-d")
 	start, err := unix.Getwd()
 	if err != nil {
 		t.Fatal(err)

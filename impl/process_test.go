@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
@@ -126,8 +128,8 @@ func runProcessCasePolicy(t *testing.T, c openCase, policy Policy) {
 	if got != want.b.String() {
 		t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got, want.b.String())
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -159,8 +161,8 @@ func TestProcessShell(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "file f shared\n")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f shared\n")
+			before := treetest.Snap(t, shared)
 			out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && "+c.script)
 			if out != c.stdout || res.ExitStatus != c.status {
 				t.Errorf("stdout %q, status %d; want %q, %d", out, res.ExitStatus, c.stdout, c.status)
@@ -172,8 +174,8 @@ func TestProcessShell(t *testing.T) {
 			if got := strings.Join(changes, ","); got != c.changes {
 				t.Errorf("changes %q, want %q", got, c.changes)
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -181,7 +183,7 @@ func TestProcessShell(t *testing.T) {
 
 func TestProcessConcurrentIsolated(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -202,7 +204,7 @@ func TestProcessConcurrentIsolated(t *testing.T) {
 
 func TestProcessKeep(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	keep := t.TempDir() + "/kept"
 	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(),
 		Path: "/bin/sh", Args: []string{"sh", "-c", "echo kept > " + shared + "/f"}, Keep: keep})
@@ -219,7 +221,7 @@ func TestProcessKeep(t *testing.T) {
 // in the parent's virtual one.
 func TestProcessChildLeavesVirtualCwd(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared\n")
+	treetest.Build(t, shared, "file f shared\n")
 	out, res := runCmd(t, shared, nil, "/bin/sh", "-c",
 		`cd `+shared+` && mkdir new && cd new && /bin/pwd && sh -c "cd $OLDPWD && pwd -P && /bin/pwd"`)
 	if want := shared + "/new\n" + shared + "\n" + shared + "\n"; out != want || res.ExitStatus != 0 {
@@ -297,7 +299,7 @@ func TestProcessExecMemfd(t *testing.T) {
 // load). Runs it 30 times: the bug passes them all about once in 5,000.
 func TestProcessTopKeepsItsWorkingDirectory(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared\n")
+	treetest.Build(t, shared, "file f shared\n")
 	for i := range 30 {
 		out, res := runCmd(t, shared, nil, "/bin/sh", "-c",
 			`cd `+shared+` && sh -c "mkdir p && cd p && /bin/true" && /bin/pwd && ls`)
@@ -332,8 +334,8 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 				t.Skip("program not installed")
 			}
 			shared := t.TempDir()
-			mkTree(t, shared, "file f shared\n")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f shared\n")
+			before := treetest.Snap(t, shared)
 			// Orphans write after their parents exit: wait for out (30 s at most, for slow VMs).
 			wait := "; i=0; while [ ! -e " + shared + "/d/out ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done"
 			script := "cd " + shared + " && mkdir d && cd d && " + c.script + wait + "; ls " + shared + "/d; cat " + shared + "/d/out"
@@ -341,8 +343,8 @@ func TestProcessTreeWorkingDirectories(t *testing.T) {
 			if out != "out\nx\n" || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; want %q: out was not made in d", out, res.ExitStatus, "out\nx\n")
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -364,8 +366,8 @@ func TestProcessPidReuseWorkingDirectory(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "file f shared\n")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f shared\n")
+			before := treetest.Snap(t, shared)
 			script := `cd ` + shared + ` && mkdir v && cd v && sh -c 'echo $$ > ../pid' && cd .. && p=$(cat pid) && rm pid
 sleep 0.05 # start times are in clock ticks; a reuse without ns_last_pid takes a wrap of the pids
 i=0
@@ -380,8 +382,8 @@ ls; ls v`
 			if want := "f\nmade\nv\n"; out != want || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; want %q: the process with the reused pid took the old one's working directory", out, res.ExitStatus, want)
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -414,14 +416,14 @@ func TestProcessLongPaths(t *testing.T) {
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "file f shared\n")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f shared\n")
+			before := treetest.Snap(t, shared)
 			out, res := runPolicyCmd(t, shared, policy, nil, "/bin/sh", "-c", "cd "+shared+" && "+longPathScript+" 2>&1")
 			if out != string(want) || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; on a copy %q", out, res.ExitStatus, want)
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -498,7 +500,7 @@ func TestProcessOwnProcAfterCredentialChange(t *testing.T) {
 func TestProcessForgedProxyIgnored(t *testing.T) {
 	self, base := rootTestBase(t, "needs root to make a directory nobody cannot search", "fsvirt-proxy-test-")
 	shared := filepath.Join(base, "tree")
-	mkTree(t, shared, "dir private", "file private/secret secret")
+	treetest.Build(t, shared, "dir private", "file private/secret secret")
 	os.Chmod(filepath.Join(shared, "private"), 0o700)
 	os.Chmod(filepath.Join(shared, "private/secret"), 0o644)
 	target := filepath.Join(shared, "private/secret")
@@ -525,13 +527,13 @@ func TestProcessCopyUpKeepsXattrs(t *testing.T) {
 		t.Skip("getfattr is not installed (scripts/test.sh installs attr)")
 	}
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared\n", "dir d", "file d/g g\n")
+	treetest.Build(t, shared, "file f shared\n", "dir d", "file d/g g\n")
 	for _, p := range []string{"f", "d", "d/g"} {
 		if err := unix.Setxattr(filepath.Join(shared, p), "user.k", []byte("v-"+p), 0); err != nil {
 			t.Skipf("no user xattrs here: %v", err)
 		}
 	}
-	before := hashTree(t, shared)
+	before := treetest.Snap(t, shared)
 	script := "cd " + shared + " && echo x >> f && touch d/new && chmod 700 d && echo y >> d/g && getfattr --only-values -n user.k f d d/g"
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
@@ -539,8 +541,8 @@ func TestProcessCopyUpKeepsXattrs(t *testing.T) {
 			if want := "v-fv-dv-d/g"; out != want || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -580,14 +582,14 @@ func TestProcessDeviceNode(t *testing.T) {
 		t.Skip("mknod of a device needs CAP_MKNOD")
 	}
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared\n")
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, "file f shared\n")
+	before := treetest.Snap(t, shared)
 	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && mknod null c 1 3 && stat -c '%F %t:%T' null && echo x > null && wc -c < null")
 	if want := "character special file 1:3\n0\n"; out != want || res.ExitStatus != 0 {
 		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -596,7 +598,7 @@ func TestProcessDeviceNode(t *testing.T) {
 // for an answer for ever.
 func TestProcessEveryCallAnswered(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared\n")
+	treetest.Build(t, shared, "file f shared\n")
 	out, err := os.CreateTemp(t.TempDir(), "stdout")
 	if err != nil {
 		t.Fatal(err)
@@ -622,7 +624,7 @@ func TestProcessEveryCallAnswered(t *testing.T) {
 // not what the host changed meanwhile in a directory the command changed too.
 func TestProcessChangesOnlyTheCommands(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir d", "file d/x x", "file d/y y")
+	treetest.Build(t, shared, "dir d", "file d/x x", "file d/y y")
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		os.WriteFile(filepath.Join(shared, "d", "host-made"), []byte("h"), 0o644)
@@ -719,7 +721,7 @@ func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	self, base := rootTestBase(t, "needs root to build a tree of two owners", "fsvirt-unpriv-test-")
 	shared := filepath.Join(base, "tree")
 	os.Mkdir(shared, 0o755)
-	mkTree(t, shared, "file rootfile r", "file nobodyfile n", "file groupfile g", "file nobodyfile-rootgroup n",
+	treetest.Build(t, shared, "file rootfile r", "file nobodyfile n", "file groupfile g", "file nobodyfile-rootgroup n",
 		"file worldwritable w", "dir rootdir", "file rootdir/inner i", "dir nobodydir", "file nobodydir/x x",
 		"dir nobodydir-rootgroup", "dir sticky", "file sticky/rootowned r", "file sticky/nobodyowned n")
 	for name, own := range map[string][2]int{"nobodyfile": {65534, 65534}, "nobodyfile-rootgroup": {65534, 0},
@@ -732,13 +734,11 @@ func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	os.Chmod(filepath.Join(shared, "worldwritable"), 0o666)
 	unix.Chmod(filepath.Join(shared, "sticky"), 0o1777) // os.Chmod would drop the sticky bit
 	ref := filepath.Join(base, "copy")
-	if out, err := exec.Command("cp", "-a", shared, ref).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v: %s", err, out)
-	}
+	treetest.Copy(t, shared, ref)
 	native := exec.Command(self, ref)
 	native.Env = append(os.Environ(), env+"="+script)
 	want, _ := native.Output()
-	before := hashTree(t, shared)
+	before := treetest.Snap(t, shared)
 	got, res := runCmd(t, shared, []string{env + "=" + script}, self, shared)
 	if res.ExitStatus != 0 {
 		t.Fatalf("exit status %d", res.ExitStatus)
@@ -749,8 +749,8 @@ func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	if got != string(want) {
 		t.Errorf("%s, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", who, got, want)
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -789,11 +789,9 @@ func TestProcessUnprivilegedAfterRootChanges(t *testing.T) {
 	self, base := rootTestBase(t, "needs root to change the tree as root and then drop to nobody", "fsvirt-unpriv-test-")
 	shared := filepath.Join(base, "tree")
 	os.Mkdir(shared, 0o755)
-	mkTree(t, shared, "dir rootdir", "file rootdir/inner i")
+	treetest.Build(t, shared, "dir rootdir", "file rootdir/inner i")
 	ref := filepath.Join(base, "copy")
-	if out, err := exec.Command("cp", "-a", shared, ref).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v: %s", err, out)
-	}
+	treetest.Copy(t, shared, ref)
 	env := []string{"SELF=" + self, "NOBODY_SCRIPT=" + nobodyAfterRootScript}
 	native := exec.Command("/bin/sh", "-c", rootThenNobodyScript, "sh", ref)
 	native.Env = append(os.Environ(), env...)
@@ -801,7 +799,7 @@ func TestProcessUnprivilegedAfterRootChanges(t *testing.T) {
 	if !strings.Contains(string(want), "./prog-0711 -> 0") {
 		t.Fatalf("the script did not run to its end on the copy:\n%s", want)
 	}
-	before := hashTree(t, shared)
+	before := treetest.Snap(t, shared)
 	got, res := runCmd(t, shared, env, "/bin/sh", "-c", rootThenNobodyScript, "sh", shared)
 	if res.ExitStatus != 0 {
 		t.Fatalf("exit status %d", res.ExitStatus)
@@ -810,7 +808,7 @@ func TestProcessUnprivilegedAfterRootChanges(t *testing.T) {
 	if got != string(want) {
 		t.Errorf("as nobody after root's changes, the view and the kernel differ:\nview:\n%s\nkernel:\n%s", got, want)
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }

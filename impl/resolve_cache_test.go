@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"testing"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // TestKnownDirsFollowViewChanges: a walk from "/" skips the lookups of shared directories it has
@@ -12,7 +14,7 @@ import (
 // remembered directory.
 func TestKnownDirsFollowViewChanges(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir a/b", "file a/b/f in-a", "dir c/b", "file c/b/f in-c")
+	treetest.Build(t, shared, "dir a/b", "file a/b/f in-a", "dir c/b", "file c/b/f in-c")
 	p, _ := newTestPool(t, 1, shared)
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
@@ -59,7 +61,7 @@ func TestKnownDirsFollowViewChanges(t *testing.T) {
 // directory would let the kernel open the shared file.
 func TestKnownDirsSeeHostReplacement(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir a/b", "file a/b/f old", "dir c/b", "file c/b/f shared-c")
+	treetest.Build(t, shared, "dir a/b", "file a/b/f old", "dir c/b", "file c/b/f shared-c")
 	p, _ := newTestPool(t, 1, shared)
 	host := func(fn func() error) error { // on another thread: not in the view
 		done := make(chan error)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fsvirt/fsvirt/internal/notify"
 	"github.com/fsvirt/fsvirt/internal/sysexec"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,7 +122,7 @@ func signalRounds() int {
 // about 170 of 600 invocations failed here ("bad file descriptor", "is a directory").
 func TestSupervisorInjectionUnderSignals(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, err := NewPool(Config{Workers: 2, Trees: []string{shared}, Store: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +172,7 @@ func TestNoLeakWithoutAddfdSend(t *testing.T) {
 			f.WaitKillableRecv = c.waitKillable
 			defer notify.SetForTest(f)()
 			shared, storeRoot := t.TempDir(), t.TempDir()
-			mkTree(t, shared, "file f shared")
+			treetest.Build(t, shared, "file f shared")
 			p, err := NewPool(Config{Workers: 2, Trees: []string{shared}, Store: storeRoot})
 			if err != nil {
 				t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // seccompCall encodes struct seccomp_data with an instruction pointer and a first argument, for
@@ -156,7 +158,7 @@ func TestSupervisorExecFromFunctionRefused(t *testing.T) {
 func TestSupervisorStartInTheView(t *testing.T) {
 	gcPressure(t)
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
 	for i := range 10 {
 		err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -255,7 +257,7 @@ func startOutput(inv *Invocation, cmd *exec.Cmd) ([]byte, error) {
 // nothing is left running.
 func TestSupervisorStartErrors(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir d", "file d/data 0644 x")
+	treetest.Build(t, shared, "dir d", "file d/data 0644 x")
 	p, _ := newTestPool(t, 1, shared)
 	var kept *Invocation
 	err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -309,7 +311,7 @@ func TestSupervisorStartErrors(t *testing.T) {
 // fence view: the shared file, not the next invocation's copy, and EROFS on writes.
 func TestSupervisorStartedProcessFenced(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
 	f := shared + "/f"
 	stdin, release, err := os.Pipe()
