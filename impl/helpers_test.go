@@ -3,6 +3,7 @@ package impl
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -162,4 +163,31 @@ func storeEntries(t *testing.T, root string) []string {
 // userStoreRoot is the user's store root under Config.Store directory root.
 func userStoreRoot(root string) string {
 	return filepath.Join(root, "fsvirt-"+strconv.Itoa(os.Geteuid()))
+}
+
+// rootTestBase skips t unless it runs as root (why says what for), and returns this test binary,
+// which tests run as their command, and a fresh directory that every user may search (a
+// t.TempDir is not), removed when t ends.
+func rootTestBase(t *testing.T, why, prefix string) (self, base string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err = os.MkdirTemp(defaultStoreRoot(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	return self, base
+}
+
+// hasProgram reports whether prog is on PATH.
+func hasProgram(prog string) bool {
+	_, err := exec.LookPath(prog)
+	return err == nil
 }

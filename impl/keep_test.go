@@ -12,9 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fsvirt/fsvirt/internal/layer"
 	"github.com/fsvirt/fsvirt/internal/treetest"
-	"golang.org/x/sys/unix"
 )
 
 // keepScript changes a tree in every way a layer records: files modified, added, deleted; a
@@ -243,5 +244,19 @@ func TestKeepOriginIsAtCopyUp(t *testing.T) {
 	}
 	if ok, _ := o.Unchanged(f); ok {
 		t.Error("Unchanged says the file changed on the host is unchanged")
+	}
+}
+
+func TestProcessKeep(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f shared")
+	keep := t.TempDir() + "/kept"
+	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(),
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo kept > " + shared + "/f"}, Keep: keep})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run = %v, %v", res, err)
+	}
+	if b, err := os.ReadFile(keep + shared + "/f"); err != nil || string(b) != "kept\n" {
+		t.Errorf("kept layer has %q, %v", b, err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 var (
@@ -233,3 +235,21 @@ var creatDirectoryEINVAL = sync.OnceValue(func() bool {
 	}
 	return err == unix.EINVAL
 })
+
+// TestProcessDeviceNode: root makes a device node in the view, as the kernel lets it, and it works
+// there; the shared tree gets nothing.
+func TestProcessDeviceNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod of a device needs CAP_MKNOD")
+	}
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f shared\n")
+	before := treetest.Snap(t, shared)
+	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && mknod null c 1 3 && stat -c '%F %t:%T' null && echo x > null && wc -c < null")
+	if want := "character special file 1:3\n0\n"; out != want || res.ExitStatus != 0 {
+		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
+	}
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
+	}
+}

@@ -400,3 +400,37 @@ func BenchmarkStoreParentHidden(b *testing.B) {
 		})
 	}
 }
+
+// TestOpenStoreInvisible checks that nothing inside the store can be opened from a view.
+func TestOpenStoreInvisible(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f x")
+	storeRoot := t.TempDir()
+	p, err := NewPool(Config{Trees: []string{"/"}, Store: storeRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	store := p.store.dir
+	treetest.Build(t, shared, "symlink into-store -> "+store)
+	err = p.Invoke(context.Background(), func(*Invocation) error {
+		fd, err := unix.Open(shared+"/f", unix.O_WRONLY, 0) // something in the private layer
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + filepath.Base(store) + "/lock"} {
+			for _, flags := range []int{unix.O_RDONLY, unix.O_WRONLY | unix.O_CREAT} {
+				fd, err := unix.Open(path, flags, 0o644)
+				if err != unix.ENOENT {
+					unix.Close(fd)
+					t.Errorf("open(%s, %#o) = %v, want ENOENT", path, flags, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
