@@ -177,7 +177,8 @@ func TestProcessPartialDirectories(t *testing.T) {
 	}
 }
 
-// TestSupervisorPartialChanges: what an invocation reports of a directory it added to and removed from.
+// TestSupervisorPartialChanges: what an invocation reports of a directory it added to and removed
+// from.
 func TestSupervisorPartialChanges(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, partialTree...)

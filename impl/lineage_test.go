@@ -116,9 +116,9 @@ func TestSupervisorChildrenShareTheView(t *testing.T) {
 	}
 }
 
-// TestSupervisorLeftoverProcessFenced: a process that a function left running, and one it starts later, see
-// nothing of the next invocation on the same worker, not even through the store, and change
-// nothing in the tree (EROFS); outside the trees they work as before.
+// TestSupervisorLeftoverProcessFenced: a process that a function left running, and one it starts
+// later, see nothing of the next invocation on the same worker, not even through the store, and
+// change nothing in the tree (EROFS); outside the trees they work as before.
 func TestSupervisorLeftoverProcessFenced(t *testing.T) {
 	shared, outside := t.TempDir(), t.TempDir()
 	treetest.Build(t, shared, "file f shared")

@@ -93,8 +93,9 @@ func timeCalls(path string, n int) (slowest, median time.Duration, err error) {
 	return lat[n-1], lat[n/2], nil
 }
 
-// runLiveness is the command of TestSupervisorStuckCallDelaysNoOtherProcess's run: one thread connects and
-// waits, the main one makes its calls. It prints "slowest median" and exits 0, or prints why not.
+// runLiveness is the command of TestSupervisorStuckCallDelaysNoOtherProcess's run: one thread
+// connects and waits, the main one makes its calls. It prints "slowest median" and exits 0, or
+// prints why not.
 func runLiveness(root string) int {
 	sock := filepath.Join(root, "s")
 	ls, c1, err := fullSocket(sock)
@@ -150,8 +151,8 @@ func runLiveness(root string) int {
 	return 0
 }
 
-// TestSupervisorStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command waits in a
-// connect the supervisor performs while another thread of it makes its calls.
+// TestSupervisorStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command
+// waits in a connect the supervisor performs while another thread of it makes its calls.
 func TestSupervisorStuckCallDelaysNoOtherProcess(t *testing.T) {
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
@@ -195,8 +196,8 @@ func checkLiveness(t *testing.T, out string) {
 	}
 }
 
-// TestSupervisorStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect the
-// supervisor performs, another of the same pool makes its calls meanwhile.
+// TestSupervisorStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect
+// the supervisor performs, another of the same pool makes its calls meanwhile.
 func TestSupervisorStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f x")

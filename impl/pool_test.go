@@ -33,8 +33,9 @@ func newTestPool(t *testing.T, workers int, trees ...string) (*Pool, string) {
 	return p, storeRoot
 }
 
-// TestSupervisorConcurrentInvocationsIsolated: invocations on different threads write different contents to
-// one path at the same time; each reads back its own, and the shared file never changes.
+// TestSupervisorConcurrentInvocationsIsolated: invocations on different threads write different
+// contents to one path at the same time; each reads back its own, and the shared file never
+// changes.
 func TestSupervisorConcurrentInvocationsIsolated(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f shared")
@@ -75,8 +76,8 @@ func TestSupervisorConcurrentInvocationsIsolated(t *testing.T) {
 	}
 }
 
-// TestSupervisorConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of each other
-// and leave no fds, threads or store directories behind.
+// TestSupervisorConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of
+// each other and leave no fds, threads or store directories behind.
 func TestSupervisorConsecutiveInvocationsLeakNothing(t *testing.T) {
 	n := 1000
 	if testing.Short() {
@@ -182,8 +183,8 @@ func TestSupervisorGoexitReplacesWorker(t *testing.T) {
 	}
 }
 
-// TestSupervisorContextCancellation documents what cancellation does: before a worker is free, fn does not
-// run; while fn runs, its file-system calls fail with ECANCELED from then on.
+// TestSupervisorContextCancellation documents what cancellation does: before a worker is free, fn
+// does not run; while fn runs, its file-system calls fail with ECANCELED from then on.
 func TestSupervisorContextCancellation(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f x")
@@ -294,10 +295,11 @@ func TestInvokeAfterClose(t *testing.T) {
 	}
 }
 
-// TestSupervisorWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its thread's
-// working directory (chdir into the shared tree, fchdir, chdir into a directory only its view has),
-// the next invocation on that worker starts in the pool's directory. The worker skips the reset
-// after invocations that did not change directory; invocations that did not must keep that start too.
+// TestSupervisorWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its
+// thread's working directory (chdir into the shared tree, fchdir, chdir into a directory only its
+// view has), the next invocation on that worker starts in the pool's directory. The worker skips
+// the reset after invocations that did not change directory; invocations that did not must keep
+// that start too.
 func TestSupervisorWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "dir d", "file d/f in-d")
@@ -355,9 +357,9 @@ func TestSupervisorWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	}
 }
 
-// TestSupervisorReplacedWorkerStartsInPoolDirectory: a worker started after the process changed directory (one
-// that replaces a worker lost to runtime.Goexit) still starts its invocations where the pool
-// started, like the others.
+// TestSupervisorReplacedWorkerStartsInPoolDirectory: a worker started after the process changed
+// directory (one that replaces a worker lost to runtime.Goexit) still starts its invocations where
+// the pool started, like the others.
 func TestSupervisorReplacedWorkerStartsInPoolDirectory(t *testing.T) {
 	start, err := unix.Getwd()
 	if err != nil {

@@ -114,12 +114,13 @@ func signalRounds() int {
 	return 200
 }
 
-// TestSupervisorInjectionUnderSignals: the supervisor thread is a Go thread, so the runtime interrupts it with
-// SIGURG (async preemption) at any moment, including while it waits in SECCOMP_IOCTL_NOTIF_ADDFD for
-// the task to take the fd. Here the supervisor thread gets SIGURG as fast as a goroutine can send it
-// while invocations write and re-read files through injected fds: every injected fd must be the
-// file, never fd 0 or a descriptor the task did not ask for. Before the supervisor blocked signals,
-// about 170 of 600 invocations failed here ("bad file descriptor", "is a directory").
+// TestSupervisorInjectionUnderSignals: the supervisor thread is a Go thread, so the runtime
+// interrupts it with SIGURG (async preemption) at any moment, including while it waits in
+// SECCOMP_IOCTL_NOTIF_ADDFD for the task to take the fd. Here the supervisor thread gets SIGURG as
+// fast as a goroutine can send it while invocations write and re-read files through injected fds:
+// every injected fd must be the file, never fd 0 or a descriptor the task did not ask for. Before
+// the supervisor blocked signals, about 170 of 600 invocations failed here ("bad file descriptor",
+// "is a directory").
 func TestSupervisorInjectionUnderSignals(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f shared")

@@ -40,9 +40,10 @@ func gcPressure(t *testing.T) {
 	})
 }
 
-// TestSupervisorStartInTheView: processes started with Start, and theirs, read and write the invocation's
-// view, relative paths from the function's working directory, even when the directory and the
-// program exist only in the view; ExtraFiles keep their numbers. Under GC pressure, GOMAXPROCS 1.
+// TestSupervisorStartInTheView: processes started with Start, and theirs, read and write the
+// invocation's view, relative paths from the function's working directory, even when the directory
+// and the program exist only in the view; ExtraFiles keep their numbers. Under GC pressure,
+// GOMAXPROCS 1.
 func TestSupervisorStartInTheView(t *testing.T) {
 	gcPressure(t)
 	shared := t.TempDir()
@@ -141,8 +142,8 @@ func startOutput(inv *Invocation, cmd *exec.Cmd) ([]byte, error) {
 	return out.Bytes(), err
 }
 
-// TestSupervisorStartErrors: what cmd.Start would report comes back from Start, as the same errors, and
-// nothing is left running.
+// TestSupervisorStartErrors: what cmd.Start would report comes back from Start, as the same errors,
+// and nothing is left running.
 func TestSupervisorStartErrors(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "dir d", "file d/data 0644 x")
@@ -195,8 +196,8 @@ func TestSupervisorStartErrors(t *testing.T) {
 	}
 }
 
-// TestSupervisorStartedProcessFenced: a process started with Start that outlives its invocation gets the
-// fence view: the shared file, not the next invocation's copy, and EROFS on writes.
+// TestSupervisorStartedProcessFenced: a process started with Start that outlives its invocation
+// gets the fence view: the shared file, not the next invocation's copy, and EROFS on writes.
 func TestSupervisorStartedProcessFenced(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f shared")

@@ -12,9 +12,9 @@ import (
 	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
-// TestSupervisorSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers, every
-// worker's listener belongs to one supervisor, all three are used, every notification is answered
-// (each invocation finishes), and concurrent invocations still see only their own writes.
+// TestSupervisorSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers,
+// every worker's listener belongs to one supervisor, all three are used, every notification is
+// answered (each invocation finishes), and concurrent invocations still see only their own writes.
 func TestSupervisorSeveralSupervisorsIsolatedAndAnswered(t *testing.T) {
 	shared := t.TempDir()
 	treetest.Build(t, shared, "file f shared")

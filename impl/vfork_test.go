@@ -96,8 +96,9 @@ func TestTextRange(t *testing.T) {
 
 func funcPC(f any) uintptr { return reflect.ValueOf(f).Pointer() }
 
-// TestSupervisorExecFromFunctionRefused: os/exec on a worker thread fails at once with ENOTSUP, under the
-// conditions in which it used to hang the whole program; from another goroutine it still works.
+// TestSupervisorExecFromFunctionRefused: os/exec on a worker thread fails at once with ENOTSUP,
+// under the conditions in which it used to hang the whole program; from another goroutine it still
+// works.
 func TestSupervisorExecFromFunctionRefused(t *testing.T) {
 	gcPressure(t)
 	p, _ := newTestPool(t, 1, t.TempDir())
