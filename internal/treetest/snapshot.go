@@ -53,28 +53,28 @@ type field struct{ name, value string }
 
 // fields lists what level l takes into account of e, in a fixed order.
 func (e Entry) fields(l Level) []field {
-	fs := []field{{"type", e.Type}, {"mode", fmt.Sprintf("%04o", e.Mode)}, {"owner", fmt.Sprintf("%d:%d", e.Uid, e.Gid)}}
+	out := []field{{"type", e.Type}, {"mode", fmt.Sprintf("%04o", e.Mode)}, {"owner", fmt.Sprintf("%d:%d", e.Uid, e.Gid)}}
 	dir := e.Type == "dir"
 	if !dir || l >= Exact {
-		fs = append(fs, field{"size", fmt.Sprint(e.Size)})
+		out = append(out, field{"size", fmt.Sprint(e.Size)})
 	}
 	switch e.Type {
 	case "file":
-		fs = append(fs, field{"sha256", e.Sum})
+		out = append(out, field{"sha256", e.Sum})
 	case "symlink":
-		fs = append(fs, field{"target", e.Target})
+		out = append(out, field{"target", e.Target})
 	}
-	fs = append(fs, field{"xattrs", "{" + e.Xattrs + "}"})
+	out = append(out, field{"xattrs", "{" + e.Xattrs + "}"})
 	if l >= Kept {
 		if !dir || l >= Exact {
-			fs = append(fs, field{"nlink", fmt.Sprint(e.Nlink)})
+			out = append(out, field{"nlink", fmt.Sprint(e.Nlink)})
 		}
-		fs = append(fs, field{"mtime", e.Mtime})
+		out = append(out, field{"mtime", e.Mtime})
 	}
 	if l >= Exact {
-		fs = append(fs, field{"ctime", e.Ctime}, field{"ino", fmt.Sprint(e.Ino)}, field{"flags", e.Flags})
+		out = append(out, field{"ctime", e.Ctime}, field{"ino", fmt.Sprint(e.Ino)}, field{"flags", e.Flags})
 	}
-	return fs
+	return out
 }
 
 // Format renders what level l takes into account of e, on one line.
