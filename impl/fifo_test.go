@@ -7,7 +7,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -261,7 +263,11 @@ func runFIFOCase(t *testing.T, c fifoCase, pol Policy) {
 	}
 	close(peerDone)
 	wait("the FIFO invocation", aDone)
-	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+	// The view uses the shared FIFO itself: its times change with what passes through it.
+	d := slices.DeleteFunc(before.Diff(treetest.Snap(t, shared), treetest.Exact), func(d string) bool {
+		return strings.HasPrefix(d, "p: mtime ") || strings.HasPrefix(d, "p: ctime ")
+	})
+	if len(d) > 0 {
 		t.Errorf("the shared tree changed: %q", d)
 	}
 }

@@ -431,7 +431,7 @@ func viewWalk(t *testing.T, v *View, root string, c walkCase) reached {
 // remembered directory.
 func TestKnownDirsFollowViewChanges(t *testing.T) {
 	shared := t.TempDir()
-	treetest.Build(t, shared, "dir a/b", "file a/b/f in-a", "dir c/b", "file c/b/f in-c")
+	treetest.Build(t, shared, "dir a", "dir a/b", "file a/b/f in-a", "dir c", "dir c/b", "file c/b/f in-c")
 	p, _ := newTestPool(t, 1, shared)
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
@@ -478,7 +478,7 @@ func TestKnownDirsFollowViewChanges(t *testing.T) {
 // directory would let the kernel open the shared file.
 func TestKnownDirsSeeHostReplacement(t *testing.T) {
 	shared := t.TempDir()
-	treetest.Build(t, shared, "dir a/b", "file a/b/f old", "dir c/b", "file c/b/f shared-c")
+	treetest.Build(t, shared, "dir a", "dir a/b", "file a/b/f old", "dir c", "dir c/b", "file c/b/f shared-c")
 	p, _ := newTestPool(t, 1, shared)
 	host := func(fn func() error) error { // on another thread: not in the view
 		done := make(chan error)
