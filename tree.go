@@ -19,8 +19,10 @@ import (
 //	symlink l -> a/f
 //	fifo p
 //
-// A file's content is the rest of its line. An octal mode of four digits may
-// follow the kind ("file 0600 a/f secret", "dir 1777 tmp"); the defaults are
+// A file's content is the rest of its line; a line written in code may hold
+// newlines and tabs, which are content too ("file f two\nlines\n"). An octal
+// mode of four digits may follow the kind ("file 0600 a/f secret",
+// "dir 1777 tmp"); the defaults are
 // 0755 for directories, 0644 for files and FIFOs and 0777 for symlinks. An
 // owner UID:GID may follow ("dir 2775 0:100 shared", "file 65534:65534 own");
 // the default 0:0 stands for the owner of the directory the tree is built in.

@@ -39,6 +39,21 @@ func TestParseTree(t *testing.T) {
 	}
 }
 
+// TestParseTreeMultilineContent: a line written in code may carry newlines and tabs in a file's
+// content, as tests that build trees with treetest.Build do.
+func TestParseTreeMultilineContent(t *testing.T) {
+	tree, err := fsvirt.ParseTree("file f two\nlines\n", "file 0755 s #!/bin/sh\n\techo hi\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tree["f"].Data; got != "two\nlines\n" {
+		t.Errorf("f holds %q", got)
+	}
+	if got := tree["s"]; got.Data != "#!/bin/sh\n\techo hi\n" || got.Mode != 0o755 {
+		t.Errorf("s is %+v", got)
+	}
+}
+
 func TestParseTreeErrors(t *testing.T) {
 	for name, lines := range map[string][]string{
 		"unknown-kind":       {"socket s"},

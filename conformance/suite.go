@@ -7,20 +7,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fsvirt/fsvirt"
 	"github.com/fsvirt/fsvirt/conformance/driver"
 	"github.com/fsvirt/fsvirt/internal/sysexec"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // RunTimeout bounds one run of a case in an implementation.
@@ -71,8 +68,8 @@ type runOutput struct {
 
 // Check runs case c in im, and in the reference, on a fresh shared tree:
 // the observations must be the reference's, the case's expectations must
-// hold, and the shared tree must be as it was, contents, modes, owners and
-// times.
+// hold, and the shared tree must be as it was (treetest.Exact: contents,
+// modes, owners, xattrs, links, inode numbers and times).
 func (s *Suite) Check(ctx context.Context, im Impl, c *driver.Case) Result {
 	res := Result{Case: c.Name, Category: c.Category}
 	failf := func(format string, args ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, args...)) }
@@ -89,17 +86,20 @@ func (s *Suite) Check(ctx context.Context, im Impl, c *driver.Case) Result {
 		failf("build the shared tree: %v", err)
 		return res
 	}
-	before, err := snapshot(s.Dir())
+	before, err := treetest.Walk(s.Dir())
 	if err != nil {
 		failf("snapshot the shared tree: %v", err)
 		return res
 	}
 	got := s.runAll(ctx, im, c)
-	after, err := snapshot(s.Dir())
+	after, err := treetest.Walk(s.Dir())
 	if err != nil {
 		failf("snapshot the shared tree afterwards: %v", err)
-	} else if d := diffSnapshots(before, after); d != "" {
-		failf("the shared tree changed: %s", d)
+	} else if d := before.Diff(after, treetest.Exact); d != nil {
+		if len(d) > maxSnapshotDiffs {
+			d = append(d[:maxSnapshotDiffs], fmt.Sprintf("and %d more", len(d)-maxSnapshotDiffs))
+		}
+		failf("the shared tree changed: %s", strings.Join(d, "; "))
 	}
 	scripts := c.Scripts()
 	for r := range scripts {
@@ -295,83 +295,6 @@ func matchValue(want, got any) bool {
 	return reflect.DeepEqual(want, got)
 }
 
-// snapshot records what nothing may change in the shared tree: every
-// entry's type, mode, owner, link count, size, content or target, and its
-// modification and change times.
-func snapshot(dir string) (map[string][]string, error) {
-	snap := map[string][]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return &os.PathError{Op: "lstat", Path: p, Err: err}
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fields := []string{fmt.Sprintf("mode=%#o", st.Mode), fmt.Sprintf("uid=%d", st.Uid), fmt.Sprintf("gid=%d", st.Gid),
-			fmt.Sprintf("nlink=%d", st.Nlink), fmt.Sprintf("size=%d", st.Size),
-			fmt.Sprintf("mtime=%d.%09d", st.Mtim.Sec, st.Mtim.Nsec), fmt.Sprintf("ctime=%d.%09d", st.Ctim.Sec, st.Ctim.Nsec)}
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fields = append(fields, fmt.Sprintf("data=%.40q", data))
-		case unix.S_IFLNK:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			fields = append(fields, "target="+target)
-		}
-		snap[rel] = fields
-		return nil
-	})
-	return snap, err
-}
-
-// maxSnapshotDiffs bounds the paths a changed shared tree is described by.
+// maxSnapshotDiffs bounds the differences (treetest.Snapshot.Diff) a changed shared tree is
+// described by.
 const maxSnapshotDiffs = 4
-
-// diffSnapshots describes how after differs from before, or returns "".
-func diffSnapshots(before, after map[string][]string) string {
-	var paths []string
-	for p := range before {
-		paths = append(paths, p)
-	}
-	for p := range after {
-		if _, ok := before[p]; !ok {
-			paths = append(paths, p)
-		}
-	}
-	slices.Sort(paths)
-	var diffs []string
-	for _, p := range paths {
-		b, inBefore := before[p]
-		a, inAfter := after[p]
-		switch {
-		case !inBefore:
-			diffs = append(diffs, p+" added")
-		case !inAfter:
-			diffs = append(diffs, p+" removed")
-		case len(a) != len(b):
-			diffs = append(diffs, fmt.Sprintf("%s: %s, was %s", p, strings.Join(a, " "), strings.Join(b, " ")))
-		case !slices.Equal(a, b):
-			var changed []string
-			for i := range a {
-				if a[i] != b[i] {
-					k, was, _ := strings.Cut(b[i], "=")
-					_, now, _ := strings.Cut(a[i], "=")
-					changed = append(changed, fmt.Sprintf("%s %s -> %s", k, was, now))
-				}
-			}
-			diffs = append(diffs, p+": "+strings.Join(changed, ", "))
-		}
-	}
-	if len(diffs) > maxSnapshotDiffs {
-		diffs = append(diffs[:maxSnapshotDiffs], fmt.Sprintf("and %d more", len(diffs)-maxSnapshotDiffs))
-	}
-	return strings.Join(diffs, "; ")
-}

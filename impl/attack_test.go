@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/fsvirt/fsvirt/internal/attacktest"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,7 +25,7 @@ import (
 // descriptor number of the process and must not find the secret.
 func TestAttackThreadLeakedDescriptor(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
 	b := make([]byte, 16)
 	if _, err := rand.Read(b); err != nil {

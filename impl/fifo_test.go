@@ -7,11 +7,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // fifoDeadline bounds what must never wait on a FIFO: the supervisor's answers. Generous, for a
@@ -176,11 +180,11 @@ func TestFIFOOpensDoNotStallSupervisor(t *testing.T) {
 
 func runFIFOCase(t *testing.T, c fifoCase, pol Policy) {
 	shared, storeRoot := t.TempDir(), t.TempDir()
-	mkTree(t, shared, "dir a", "file a/f hello")
+	treetest.Build(t, shared, "dir a", "file a/f hello")
 	if err := unix.Mkfifo(shared+"/p", 0o644); err != nil {
 		t.Fatal(err)
 	}
-	before := hashTree(t, shared)
+	before := treetest.Snap(t, shared)
 	p, err := NewPool(Config{Workers: 2, Trees: []string{shared}, Store: storeRoot, Policy: pol})
 	if err != nil {
 		t.Fatal(err)
@@ -259,8 +263,12 @@ func runFIFOCase(t *testing.T, c fifoCase, pol Policy) {
 	}
 	close(peerDone)
 	wait("the FIFO invocation", aDone)
-	if after := hashTree(t, shared); after != before {
-		t.Errorf("the shared tree changed")
+	// The view uses the shared FIFO itself: its times change with what passes through it.
+	d := slices.DeleteFunc(before.Diff(treetest.Snap(t, shared), treetest.Exact), func(d string) bool {
+		return strings.HasPrefix(d, "p: mtime ") || strings.HasPrefix(d, "p: ctime ")
+	})
+	if len(d) > 0 {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 

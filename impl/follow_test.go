@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // readNext reads up to n bytes at fd's offset, which it advances.
@@ -108,8 +110,8 @@ func TestProcessFollowCopyUp(t *testing.T) {
 // process of the view does follow it.
 func TestFollowLeavesInheritedFiles(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, "file f shared")
+	before := treetest.Snap(t, shared)
 	in, err := os.Open(shared + "/f")
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +133,7 @@ func TestFollowLeavesInheritedFiles(t *testing.T) {
 	if want := "changed\n---\nshared"; res.ExitStatus != 0 || string(got) != want {
 		t.Errorf("exit %d, output %q, want %q", res.ExitStatus, got, want)
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }

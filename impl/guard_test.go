@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // smallStore mounts a tmpfs of size bytes to hold a store, for as long as the test runs.
@@ -52,8 +54,8 @@ func TestSpaceGuard(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			store := smallStore(t, "64m")
 			shared := t.TempDir()
-			mkTree(t, shared, "file shared s")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file shared s")
+			before := treetest.Snap(t, shared)
 			out, err := os.CreateTemp(t.TempDir(), "out")
 			if err != nil {
 				t.Fatal(err)
@@ -81,8 +83,8 @@ func TestSpaceGuard(t *testing.T) {
 			if left := storeEntries(t, store); len(left) != 0 {
 				t.Errorf("store not empty after Run: %v", left)
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}

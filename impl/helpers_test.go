@@ -1,9 +1,7 @@
 package impl
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,78 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// mkTree builds a tree from a small notation: "dir a", "file a/f hello", "symlink l -> a/f".
-func mkTree(t *testing.T, root string, spec ...string) {
-	t.Helper()
-	for _, line := range spec {
-		kind, rest, _ := strings.Cut(line, " ")
-		switch kind {
-		case "dir":
-			if err := os.MkdirAll(filepath.Join(root, rest), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		case "file":
-			name, content, _ := strings.Cut(rest, " ")
-			if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		case "symlink":
-			name, target, ok := strings.Cut(rest, " -> ")
-			if !ok {
-				t.Fatalf("bad tree line %q", line)
-			}
-			if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Fatalf("bad tree line %q", line)
-		}
-	}
-}
-
-// hashTree digests names, types, modes, link targets and contents under root.
-func hashTree(t *testing.T, root string) string {
-	t.Helper()
-	h := sha256.New()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fmt.Fprintf(h, "%s %v %d\n", rel, fi.Mode(), fi.Size())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(h, "-> %s\n", target)
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			h.Write(b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("%x", h.Sum(nil))
-}
-
-// copyTree makes a private full copy of src: what a per-invocation chroot would see.
-func copyTree(t *testing.T, src string) string {
-	t.Helper()
-	dst := filepath.Join(t.TempDir(), "copy")
-	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v: %s", err, out)
-	}
-	return dst
-}
 
 // onOwnThread runs fn on a fresh OS thread with its own cwd and umask (as a worker has), and lets
 // the thread exit afterwards, so that chdir and umask in fn touch nothing else.
@@ -237,4 +163,31 @@ func storeEntries(t *testing.T, root string) []string {
 // userStoreRoot is the user's store root under Config.Store directory root.
 func userStoreRoot(root string) string {
 	return filepath.Join(root, "fsvirt-"+strconv.Itoa(os.Geteuid()))
+}
+
+// rootTestBase skips t unless it runs as root (why says what for), and returns this test binary,
+// which tests run as their command, and a fresh directory that every user may search (a
+// t.TempDir is not), removed when t ends.
+func rootTestBase(t *testing.T, why, prefix string) (self, base string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip(why)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err = os.MkdirTemp(defaultStoreRoot(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	return self, base
+}
+
+// hasProgram reports whether prog is on PATH.
+func hasProgram(prog string) bool {
+	_, err := exec.LookPath(prog)
+	return err == nil
 }

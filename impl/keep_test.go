@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
-	"github.com/fsvirt/fsvirt/internal/layer"
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/layer"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // keepScript changes a tree in every way a layer records: files modified, added, deleted; a
@@ -41,8 +42,8 @@ var keepTree = []string{"file f shared", "dir docs", "file docs/a a", "file docs
 func TestKeepAppliesToTheViewsState(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
 	os.Mkdir(shared, 0o755)
-	mkTree(t, shared, keepTree...)
-	ref := copyTree(t, shared)
+	treetest.Build(t, shared, keepTree...)
+	ref := treetest.Copy(t, shared, filepath.Join(t.TempDir(), "copy"))
 	if out, err := exec.Command("/bin/sh", "-c", "cd "+ref+" && "+keepScript).CombinedOutput(); err != nil {
 		t.Fatalf("reference run: %v: %s", err, out)
 	}
@@ -52,11 +53,10 @@ func TestKeepAppliesToTheViewsState(t *testing.T) {
 	if err != nil || res.ExitStatus != 0 {
 		t.Fatalf("Run = %+v, %v", res, err)
 	}
-	applied := copyTree(t, shared)
+	applied := treetest.Copy(t, shared, filepath.Join(t.TempDir(), "copy"))
 	applyLayer(t, filepath.Join(keep, shared), applied)
-	want, got := layoutOf(t, ref), layoutOf(t, applied)
-	if want != got {
-		t.Errorf("the kept layer applied over the shared tree differs from the script's result:\nwant:\n%s\ngot:\n%s", want, got)
+	if d := treetest.Snap(t, ref).Diff(treetest.Snap(t, applied), treetest.Data); d != nil {
+		t.Errorf("the kept layer applied over the shared tree differs from the script's result: %q", d)
 	}
 	// The directories above the tree are in the layer with their own modes: applying it changes
 	// none of them.
@@ -138,49 +138,13 @@ func applyLayer(t *testing.T, layer, root string) {
 	}
 }
 
-// layoutOf lists root: names, types, modes, owners, contents and symlink targets (no times: the
-// reference ran at another moment).
-func layoutOf(t *testing.T, root string) string {
-	t.Helper()
-	var lines []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		line := fmt.Sprintf("%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-			b, _ := os.ReadFile(p)
-			line += fmt.Sprintf(" %q", b)
-		case unix.S_IFLNK:
-			target, _ := os.Readlink(p)
-			line += " -> " + target
-		}
-		if rel == "." {
-			line = fmt.Sprintf(". %o", st.Mode) // the root's owner is the test's
-		}
-		lines = append(lines, line)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
-
 // TestKeepRecordsOrigins: the layer's record lists every change with its kind as a word, and
 // for what the view modified or deleted, the shared object as it was before the run: its inode,
 // size, times and a digest of its data.
 func TestKeepRecordsOrigins(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
 	os.Mkdir(shared, 0o755)
-	mkTree(t, shared, keepTree...)
+	treetest.Build(t, shared, keepTree...)
 	before := map[string]unix.Stat_t{}
 	for _, p := range []string{"f", "docs/a", "docs/c"} {
 		var st unix.Stat_t
@@ -280,5 +244,19 @@ func TestKeepOriginIsAtCopyUp(t *testing.T) {
 	}
 	if ok, _ := o.Unchanged(f); ok {
 		t.Error("Unchanged says the file changed on the host is unchanged")
+	}
+}
+
+func TestProcessKeep(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f shared")
+	keep := t.TempDir() + "/kept"
+	res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(),
+		Path: "/bin/sh", Args: []string{"sh", "-c", "echo kept > " + shared + "/f"}, Keep: keep})
+	if err != nil || res.ExitStatus != 0 {
+		t.Fatalf("Run = %v, %v", res, err)
+	}
+	if b, err := os.ReadFile(keep + shared + "/f"); err != nil || string(b) != "kept\n" {
+		t.Errorf("kept layer has %q, %v", b, err)
 	}
 }

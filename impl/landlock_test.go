@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,8 +101,8 @@ func TestLandlockRefusesUncheckedCalls(t *testing.T) {
 	abi := requireLandlock(t)
 	fmt.Printf("fsvirt-probe: landlock-abi-%d=on\n", abi)
 	tree := t.TempDir()
-	mkTree(t, tree, "dir d", "dir e", "file f shared")
-	before := hashTree(t, tree)
+	treetest.Build(t, tree, "dir d", "dir e", "file f shared")
+	before := treetest.Snap(t, tree)
 	p, err := NewPool(Config{Workers: 1, Trees: []string{tree}, Store: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -144,8 +145,8 @@ func TestLandlockRefusesUncheckedCalls(t *testing.T) {
 	for _, g := range got {
 		t.Error(g)
 	}
-	if hashTree(t, tree) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, tree), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -155,8 +156,8 @@ func TestLandlockRefusesUncheckedCalls(t *testing.T) {
 func TestLandlockSupervisorWritesWork(t *testing.T) {
 	requireLandlock(t)
 	tree := t.TempDir()
-	mkTree(t, tree, "dir d", "dir e", "file f shared")
-	before := hashTree(t, tree)
+	treetest.Build(t, tree, "dir d", "dir e", "file f shared")
+	before := treetest.Snap(t, tree)
 	outside := t.TempDir()
 	p, err := NewPool(Config{Workers: 1, Trees: []string{tree}, Store: t.TempDir()})
 	if err != nil {
@@ -195,8 +196,8 @@ func TestLandlockSupervisorWritesWork(t *testing.T) {
 	for _, g := range got {
 		t.Error(g)
 	}
-	if hashTree(t, tree) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, tree), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 	if _, err := os.Stat(filepath.Join(outside, "new")); err != nil {
 		t.Errorf("the file made outside the tree: %v", err)
@@ -210,7 +211,7 @@ func TestLandlockGuardsTheTest(t *testing.T) {
 	f.Landlock = false
 	defer notify.SetForTest(f)()
 	tree := t.TempDir()
-	mkTree(t, tree, "file f shared")
+	treetest.Build(t, tree, "file f shared")
 	p, err := NewPool(Config{Workers: 1, Trees: []string{tree}, Store: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -243,19 +244,19 @@ exit 0`
 // starts (fsvirt-init again, from a thread without Landlock).
 func TestLandlockProcessMode(t *testing.T) {
 	requireLandlock(t)
-	check := func(t *testing.T, tree, before, out string) {
+	check := func(t *testing.T, tree string, before treetest.Snapshot, out string) {
 		t.Helper()
 		if !strings.HasPrefix(out, "shared\n") || strings.Contains(out, "done") || strings.Count(out, "ermission denied") < 7 {
 			t.Errorf("want the read, then every change refused with EACCES; got:\n%s", out)
 		}
-		if hashTree(t, tree) != before {
-			t.Error("the shared tree changed")
+		if d := before.Diff(treetest.Snap(t, tree), treetest.Exact); d != nil {
+			t.Errorf("the shared tree changed: %q", d)
 		}
 	}
 	t.Run("run", func(t *testing.T) {
 		tree := t.TempDir()
-		mkTree(t, tree, "dir d", "file f shared")
-		before := hashTree(t, tree)
+		treetest.Build(t, tree, "dir d", "file f shared")
+		before := treetest.Snap(t, tree)
 		unchecked(t)
 		out, res := runCmd(t, tree, nil, "/bin/sh", "-c", landlockScript, "sh", tree)
 		uncheckedForTest.Store(false)
@@ -266,8 +267,8 @@ func TestLandlockProcessMode(t *testing.T) {
 	})
 	t.Run("start", func(t *testing.T) {
 		tree := t.TempDir()
-		mkTree(t, tree, "dir d", "file f shared")
-		before := hashTree(t, tree)
+		treetest.Build(t, tree, "dir d", "file f shared")
+		before := treetest.Snap(t, tree)
 		p, err := NewPool(Config{Workers: 1, Trees: []string{tree}, Store: t.TempDir()})
 		if err != nil {
 			t.Fatal(err)

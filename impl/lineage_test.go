@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // forkExec starts argv from the calling thread with fork, not vfork (a function's own vfork is
@@ -67,10 +69,10 @@ func rawForkExec(argv0 *byte, argv, envv **byte, fds *[3]int) (int, syscall.Errn
 	return 0, 0
 }
 
-// TestChildrenShareTheView: processes a function forks, and theirs, work in its view.
-func TestChildrenShareTheView(t *testing.T) {
+// TestSupervisorChildrenShareTheView: processes a function forks, and theirs, work in its view.
+func TestSupervisorChildrenShareTheView(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error {
 		if err := os.WriteFile(shared+"/f", []byte("mine"), 0o644); err != nil {
@@ -114,12 +116,12 @@ func TestChildrenShareTheView(t *testing.T) {
 	}
 }
 
-// TestLeftoverProcessFenced: a process that a function left running, and one it starts later, see
-// nothing of the next invocation on the same worker, not even through the store, and change
-// nothing in the tree (EROFS); outside the trees they work as before.
-func TestLeftoverProcessFenced(t *testing.T) {
+// TestSupervisorLeftoverProcessFenced: a process that a function left running, and one it starts
+// later, see nothing of the next invocation on the same worker, not even through the store, and
+// change nothing in the tree (EROFS); outside the trees they work as before.
+func TestSupervisorLeftoverProcessFenced(t *testing.T) {
 	shared, outside := t.TempDir(), t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, storeRoot := newTestPool(t, 1, shared)
 	f := shared + "/f"
 	// What the leftover and its child read of f, directly and in the private layers of the store,

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // A call the supervisor cannot finish at once (a connect to a UNIX socket whose backlog is full,
@@ -91,8 +93,9 @@ func timeCalls(path string, n int) (slowest, median time.Duration, err error) {
 	return lat[n-1], lat[n/2], nil
 }
 
-// runLiveness is the command of TestStuckCallDelaysNoOtherProcess's run: one thread connects and
-// waits, the main one makes its calls. It prints "slowest median" and exits 0, or prints why not.
+// runLiveness is the command of TestSupervisorStuckCallDelaysNoOtherProcess's run: one thread
+// connects and waits, the main one makes its calls. It prints "slowest median" and exits 0, or
+// prints why not.
 func runLiveness(root string) int {
 	sock := filepath.Join(root, "s")
 	ls, c1, err := fullSocket(sock)
@@ -148,14 +151,14 @@ func runLiveness(root string) int {
 	return 0
 }
 
-// TestStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command waits in a
-// connect the supervisor performs while another thread of it makes its calls.
-func TestStuckCallDelaysNoOtherProcess(t *testing.T) {
+// TestSupervisorStuckCallDelaysNoOtherProcess: process mode, one view; a thread of the command
+// waits in a connect the supervisor performs while another thread of it makes its calls.
+func TestSupervisorStuckCallDelaysNoOtherProcess(t *testing.T) {
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "file f x")
-			before := hashTree(t, shared)
+			treetest.Build(t, shared, "file f x")
+			before := treetest.Snap(t, shared)
 			exe, err := os.Executable()
 			if err != nil {
 				t.Fatal(err)
@@ -165,8 +168,8 @@ func TestStuckCallDelaysNoOtherProcess(t *testing.T) {
 				t.Fatalf("exit %d: %s", res.ExitStatus, out)
 			}
 			checkLiveness(t, strings.TrimSpace(out))
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -193,12 +196,12 @@ func checkLiveness(t *testing.T, out string) {
 	}
 }
 
-// TestStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect the
-// supervisor performs, another of the same pool makes its calls meanwhile.
-func TestStuckCallDelaysNoOtherInvocation(t *testing.T) {
+// TestSupervisorStuckCallDelaysNoOtherInvocation: thread mode; one invocation waits in a connect
+// the supervisor performs, another of the same pool makes its calls meanwhile.
+func TestSupervisorStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, "file f x")
+	before := treetest.Snap(t, shared)
 	p, _ := newTestPool(t, 2, shared)
 	stuck := make(chan int, 1) // the stuck invocation's listener
 	aDone := make(chan error, 1)
@@ -256,8 +259,8 @@ func TestStuckCallDelaysNoOtherInvocation(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the stuck connect did not end once accepted")
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -292,7 +295,7 @@ func TestUserfaultfdRefused(t *testing.T) {
 // was given back).
 func TestPanicAnsweredEIO(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	bad := filepath.Join(shared, "f")
 	panicOnPathForTest.Store(&bad)
@@ -384,8 +387,8 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 		policy := c.policy
 		t.Run(c.call+"/"+policy.String(), func(t *testing.T) {
 			shared, aside := t.TempDir(), t.TempDir()
-			mkTree(t, shared, "file f x", "dir mnt")
-			mkTree(t, aside, "dir lower", "file lower/y y", "dir upper", "dir work")
+			treetest.Build(t, shared, "file f x", "dir mnt")
+			treetest.Build(t, aside, "dir lower", "file lower/y y", "dir upper", "dir work")
 			mnt := filepath.Join(shared, "mnt")
 			cmd := exec.Command(fuse, "-f", "-o", "lowerdir="+aside+"/lower,upperdir="+aside+"/upper,workdir="+aside+"/work", mnt)
 			if err := cmd.Start(); err != nil {
@@ -409,7 +412,7 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 			if !mounted {
 				t.Fatal("fuse-overlayfs did not mount")
 			}
-			before := hashTree(t, aside)
+			before := treetest.Snap(t, aside)
 			if err := cmd.Process.Signal(unix.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
@@ -430,8 +433,8 @@ func TestStuckLookupDelaysNoOtherCall(t *testing.T) {
 			}
 			checkLiveness(t, strings.TrimSpace(out))
 			cmd.Process.Signal(unix.SIGCONT)
-			if hashTree(t, aside) != before {
-				t.Error("the FUSE file system's layers changed")
+			if d := before.Diff(treetest.Snap(t, aside), treetest.Exact); d != nil {
+				t.Errorf("the FUSE file system's layers changed: %q", d)
 			}
 		})
 	}

@@ -3,12 +3,15 @@ package impl
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 var (
@@ -251,11 +254,11 @@ func TestMkdirModeTypeBits(t *testing.T) {
 	}`
 	argv := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "perl", "-e", script}
 	shared := t.TempDir()
-	mkTree(t, shared, "dir d")
+	treetest.Build(t, shared, "dir d")
 	if err := os.Chmod(shared+"/d", 0o777); err != nil {
 		t.Fatal(err)
 	}
-	ref := copyTree(t, shared)
+	ref := treetest.Copy(t, shared, filepath.Join(t.TempDir(), "copy"))
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = ref
 	want, err := cmd.Output()
@@ -267,5 +270,23 @@ func TestMkdirModeTypeBits(t *testing.T) {
 		if res.ExitStatus != 0 || got != string(want) {
 			t.Errorf("%v: exit %d\n%s\nwant (the kernel's):\n%s", pol, res.ExitStatus, got, want)
 		}
+	}
+}
+
+// TestProcessDeviceNode: root makes a device node in the view, as the kernel lets it, and it works
+// there; the shared tree gets nothing.
+func TestProcessDeviceNode(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mknod of a device needs CAP_MKNOD")
+	}
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f shared\n")
+	before := treetest.Snap(t, shared)
+	out, res := runCmd(t, shared, nil, "/bin/sh", "-c", "cd "+shared+" && mknod null c 1 3 && stat -c '%F %t:%T' null && echo x > null && wc -c < null")
+	if want := "character special file 1:3\n0\n"; out != want || res.ExitStatus != 0 {
+		t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
+	}
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }

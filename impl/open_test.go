@@ -2,15 +2,20 @@ package impl
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
-	"github.com/fsvirt/fsvirt/internal/notify"
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // openCase is one differential case: ops run once through a view of the shared tree and once,
@@ -365,12 +370,12 @@ func TestOpenDifferential(t *testing.T) {
 }
 
 // referenceRun makes c's tree in a fresh shared directory and runs c's operations on a private
-// full copy of it: the shared directory, what the view must record, and the tree's hash.
-func referenceRun(t *testing.T, c openCase) (shared string, want *rec, before string) {
+// full copy of it: the shared directory, what the view must record, and a snapshot of the tree.
+func referenceRun(t *testing.T, c openCase) (shared string, want *rec, before treetest.Snapshot) {
 	shared = t.TempDir()
-	mkTree(t, shared, c.tree...)
-	copyDir := copyTree(t, shared)
-	before = hashTree(t, shared)
+	treetest.Build(t, shared, c.tree...)
+	copyDir := treetest.Copy(t, shared, filepath.Join(t.TempDir(), "copy"))
+	before = treetest.Snap(t, shared)
 	want = &rec{root: copyDir}
 	onOwnThread(t, func() { c.ops(want) })
 	return shared, want, before
@@ -395,46 +400,64 @@ func runOpenCase(t *testing.T, c openCase, pol Policy) {
 	if got.b.String() != want.b.String() {
 		t.Errorf("view and private copy differ\nview:\n%s\ncopy:\n%s", got.b.String(), want.b.String())
 	}
-	if after := hashTree(t, shared); after != before {
-		t.Errorf("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 	if left := storeEntries(t, storeRoot); len(left) != 0 {
 		t.Errorf("store not empty after close: %v", left)
 	}
 }
 
-// TestOpenStoreInvisible checks that nothing inside the store can be opened from a view.
-func TestOpenStoreInvisible(t *testing.T) {
-	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
-	storeRoot := t.TempDir()
-	p, err := NewPool(Config{Trees: []string{"/"}, Store: storeRoot})
-	if err != nil {
-		t.Fatal(err)
+var _ = unsafe.Sizeof(0)
+
+// forgeProxy, as nobody, makes a memfd named as fsvirt names its O_PATH proxies, for target, and
+// prints what reading it through /proc/self/fd/N and fstat of it find: the memfd's (nothing, 0
+// bytes), as the kernel has it, not target's.
+func forgeProxy(target string) int {
+	if err := dropTo(65534); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
-	defer p.Close()
-	store := p.store.dir
-	mkTree(t, shared, "symlink into-store -> "+store)
-	err = p.Invoke(context.Background(), func(*Invocation) error {
-		fd, err := unix.Open(shared+"/f", unix.O_WRONLY, 0) // something in the private layer
-		if err != nil {
-			return err
-		}
-		unix.Close(fd)
-		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + filepath.Base(store) + "/lock"} {
-			for _, flags := range []int{unix.O_RDONLY, unix.O_WRONLY | unix.O_CREAT} {
-				fd, err := unix.Open(path, flags, 0o644)
-				if err != unix.ENOENT {
-					unix.Close(fd)
-					t.Errorf("open(%s, %#o) = %v, want ENOENT", path, flags, err)
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	// Dumpable again, as after an exec: /proc/self/fd is then nobody's.
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
 	}
+	fd, err := unix.MemfdCreate("fsvirt-opath:"+target, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	b, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(fd))
+	fmt.Printf("read %q %v\n", b, err)
+	var st unix.Stat_t
+	err = unix.Fstatat(fd, "", &st, unix.AT_EMPTY_PATH)
+	fmt.Printf("fstatat size %d %v\n", st.Size, err)
+	return 0
 }
 
-var _ = unsafe.Sizeof(0)
+// TestProcessForgedProxyIgnored: a task's own memfd, named as fsvirt names its O_PATH proxies, is
+// a memfd, not a name for any view path it likes: through it nobody would reach a file in root's
+// 0700 directory, which no search permission lets it reach.
+func TestProcessForgedProxyIgnored(t *testing.T) {
+	self, base := rootTestBase(t, "needs root to make a directory nobody cannot search", "fsvirt-proxy-test-")
+	shared := filepath.Join(base, "tree")
+	treetest.Build(t, shared, "dir private", "file private/secret secret")
+	os.Chmod(filepath.Join(shared, "private"), 0o700)
+	os.Chmod(filepath.Join(shared, "private/secret"), 0o644)
+	target := filepath.Join(shared, "private/secret")
+	native := exec.Command(self)
+	native.Env = append(os.Environ(), "FSVIRT_TEST_FORGED_PROXY="+target)
+	want, err := native.Output()
+	if err != nil || !strings.Contains(string(want), "fstatat size 0 <nil>") {
+		t.Fatalf("natively: %v: %s", err, want)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			got, res := runPolicyCmd(t, shared, policy, []string{"FSVIRT_TEST_FORGED_PROXY=" + target}, self)
+			if got != string(want) || res.ExitStatus != 0 {
+				t.Errorf("in the view: %q (status %d); natively: %q", got, res.ExitStatus, want)
+			}
+		})
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // ownerGroup is the group of the shared set-group-ID directory in TestNewObjectOwnership: neither
@@ -49,7 +51,7 @@ func TestNewObjectOwnership(t *testing.T) {
 			if err != nil {
 				t.Fatalf("on the copy: %v:\n%s", err, want)
 			}
-			before := hashTree(t, shared)
+			before := treetest.Snap(t, shared)
 			got, res := runCmd(t, shared, []string{env}, self, shared, outside)
 			if res.ExitStatus != 0 {
 				t.Fatalf("exit status %d:\n%s", res.ExitStatus, got)
@@ -57,8 +59,8 @@ func TestNewObjectOwnership(t *testing.T) {
 			if got != string(want) {
 				t.Errorf("as %s, the view and the kernel differ:\n%s", who, lineDiff(got, string(want)))
 			}
-			if hashTree(t, shared) != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
@@ -69,7 +71,7 @@ func TestNewObjectOwnership(t *testing.T) {
 func mkOwnerTree(t *testing.T, root string) {
 	t.Helper()
 	os.Mkdir(root, 0o755)
-	mkTree(t, root, "dir sgid", "dir plain")
+	treetest.Build(t, root, "dir sgid", "dir plain")
 	for name, mode := range map[string]uint32{".": 0o777, "sgid": 0o2777, "plain": 0o777} {
 		if err := unix.Chmod(filepath.Join(root, name), mode); err != nil { // os.Chmod drops S_ISGID
 			t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fsvirt/fsvirt/internal/notify"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,11 +33,12 @@ func newTestPool(t *testing.T, workers int, trees ...string) (*Pool, string) {
 	return p, storeRoot
 }
 
-// TestConcurrentInvocationsIsolated: invocations on different threads write different contents to
-// one path at the same time; each reads back its own, and the shared file never changes.
-func TestConcurrentInvocationsIsolated(t *testing.T) {
+// TestSupervisorConcurrentInvocationsIsolated: invocations on different threads write different
+// contents to one path at the same time; each reads back its own, and the shared file never
+// changes.
+func TestSupervisorConcurrentInvocationsIsolated(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	const workers, rounds = 4, 25
 	p, _ := newTestPool(t, workers, shared)
 	var wg sync.WaitGroup
@@ -74,15 +76,15 @@ func TestConcurrentInvocationsIsolated(t *testing.T) {
 	}
 }
 
-// TestConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of each other
-// and leave no fds, threads or store directories behind.
-func TestConsecutiveInvocationsLeakNothing(t *testing.T) {
+// TestSupervisorConsecutiveInvocationsLeakNothing: 1,000 invocations on one thread see nothing of
+// each other and leave no fds, threads or store directories behind.
+func TestSupervisorConsecutiveInvocationsLeakNothing(t *testing.T) {
 	n := 1000
 	if testing.Short() {
 		n = 200
 	}
 	shared := t.TempDir()
-	mkTree(t, shared, "file f 0")
+	treetest.Build(t, shared, "file f 0")
 	p, storeRoot := newTestPool(t, 1, shared)
 	run := func(i int) error {
 		return p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -133,9 +135,9 @@ func TestConsecutiveInvocationsLeakNothing(t *testing.T) {
 	}
 }
 
-func TestPanicRecoveredAndViewRemoved(t *testing.T) {
+func TestSupervisorPanicRecoveredAndViewRemoved(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	var dir string
 	err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -162,9 +164,9 @@ func TestPanicRecoveredAndViewRemoved(t *testing.T) {
 	}
 }
 
-func TestGoexitReplacesWorker(t *testing.T) {
+func TestSupervisorGoexitReplacesWorker(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error { runtime.Goexit(); return nil })
 	if err == nil || !strings.Contains(err.Error(), "Goexit") {
@@ -181,11 +183,11 @@ func TestGoexitReplacesWorker(t *testing.T) {
 	}
 }
 
-// TestContextCancellation documents what cancellation does: before a worker is free, fn does not
-// run; while fn runs, its file-system calls fail with ECANCELED from then on.
-func TestContextCancellation(t *testing.T) {
+// TestSupervisorContextCancellation documents what cancellation does: before a worker is free, fn
+// does not run; while fn runs, its file-system calls fail with ECANCELED from then on.
+func TestSupervisorContextCancellation(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	p, _ := newTestPool(t, 1, shared)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -224,7 +226,7 @@ func TestContextCancellation(t *testing.T) {
 // function runs on another thread and writes the shared tree.
 func TestGoroutinesAreNotVirtualized(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file own x", "file other x")
+	treetest.Build(t, shared, "file own x", "file other x")
 	p, _ := newTestPool(t, 1, shared)
 	err := p.Invoke(context.Background(), func(*Invocation) error {
 		if err := os.WriteFile(shared+"/own", []byte("private"), 0o644); err != nil {
@@ -293,13 +295,14 @@ func TestInvokeAfterClose(t *testing.T) {
 	}
 }
 
-// TestWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its thread's
-// working directory (chdir into the shared tree, fchdir, chdir into a directory only its view has),
-// the next invocation on that worker starts in the pool's directory. The worker skips the reset
-// after invocations that did not change directory; invocations that did not must keep that start too.
-func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
+// TestSupervisorWorkingDirectoryResetBetweenInvocations: whichever way an invocation moves its
+// thread's working directory (chdir into the shared tree, fchdir, chdir into a directory only its
+// view has), the next invocation on that worker starts in the pool's directory. The worker skips
+// the reset after invocations that did not change directory; invocations that did not must keep
+// that start too.
+func TestSupervisorWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "dir d", "file d/f in-d")
+	treetest.Build(t, shared, "dir d", "file d/f in-d")
 	start, err := unix.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -354,10 +357,10 @@ func TestWorkingDirectoryResetBetweenInvocations(t *testing.T) {
 	}
 }
 
-// TestReplacedWorkerStartsInPoolDirectory: a worker started after the process changed directory (one
-// that replaces a worker lost to runtime.Goexit) still starts its invocations where the pool
-// started, like the others.
-func TestReplacedWorkerStartsInPoolDirectory(t *testing.T) {
+// TestSupervisorReplacedWorkerStartsInPoolDirectory: a worker started after the process changed
+// directory (one that replaces a worker lost to runtime.Goexit) still starts its invocations where
+// the pool started, like the others.
+func TestSupervisorReplacedWorkerStartsInPoolDirectory(t *testing.T) {
 	start, err := unix.Getwd()
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // requireMount skips a test of limits where this process cannot mount a tmpfs (not root).
@@ -65,8 +67,8 @@ func TestLimitsBytes(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(shared, "big"), big, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mkTree(t, shared, "file small shared")
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, "file small shared")
+	before := treetest.Snap(t, shared)
 	p, storeRoot := limitedPool(t, shared, Limits{Bytes: limit})
 	var used Usage
 	err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -127,8 +129,8 @@ func TestLimitsBytes(t *testing.T) {
 	if used.Bytes <= 0 || used.Bytes > limit {
 		t.Errorf("usage %+v under a bound of %d bytes", used, limit)
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 	noMountsUnder(t, storeRoot)
 }

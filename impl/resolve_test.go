@@ -1,7 +1,10 @@
 package impl
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -10,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // treeCaller is a caller made up for a walk of a plain tree, without a seccomp notification: its
@@ -120,7 +125,7 @@ func walkTree(t *testing.T) (root, deep string) {
 	spec := []string{
 		"dir d", "file d/f in-d", "file f top", "dir private", "file private/f secret",
 		"symlink ld -> d", "symlink lf -> f", "symlink lslash -> d/", "symlink lfslash -> f/",
-		"symlink ldot -> .", "symlink lup -> ..", "symlink lroot -> /", "symlink labs -> " + root + "/d",
+		"symlink ldot -> .", "symlink lup -> ..",
 		"symlink dangling -> nowhere", "symlink loop1 -> loop2", "symlink loop2 -> loop1", "symlink self -> self",
 		"file " + strings.Repeat("n", unix.NAME_MAX) + " longest",
 		"symlink c1 -> f", "symlink k1 -> d",
@@ -129,7 +134,13 @@ func walkTree(t *testing.T) (root, deep string) {
 	for i := 2; i <= maxSymlinks+1; i++ {
 		spec = append(spec, "symlink c"+strconv.Itoa(i)+" -> c"+strconv.Itoa(i-1), "symlink k"+strconv.Itoa(i)+" -> k"+strconv.Itoa(i-1))
 	}
-	mkTree(t, root, spec...)
+	treetest.Build(t, root, spec...)
+	// Absolute targets, which the notation leaves out: they would leave a tree built elsewhere.
+	for name, target := range map[string]string{"lroot": "/", "labs": root + "/d"} {
+		if err := os.Symlink(target, filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Chmod(root+"/private", 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -412,4 +423,129 @@ func viewWalk(t *testing.T, v *View, root string, c walkCase) reached {
 	}
 	out.obj = &devIno{st.Dev, st.Ino}
 	return out
+}
+
+// TestKnownDirsFollowViewChanges: a walk from "/" skips the lookups of shared directories it has
+// walked before in the same invocation (knownDir). Once the view changes such a directory or one
+// above it (renamed away, replaced by a symlink, removed), the walk must see the change, not the
+// remembered directory.
+func TestKnownDirsFollowViewChanges(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "dir a", "dir a/b", "file a/b/f in-a", "dir c", "dir c/b", "file c/b/f in-c")
+	p, _ := newTestPool(t, 1, shared)
+	read := func(p string) string {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return string(b)
+	}
+	err := p.Invoke(context.Background(), func(*Invocation) error {
+		for i := 0; i < 2; i++ { // the second walk skips shared, a and a/b
+			if got := read(shared + "/a/b/f"); got != "in-a" {
+				t.Errorf("walk %d: a/b/f = %q, want in-a", i, got)
+			}
+		}
+		if err := os.Rename(shared+"/a", shared+"/moved"); err != nil {
+			return err
+		}
+		if err := os.Symlink("c", shared+"/a"); err != nil {
+			return err
+		}
+		if got := read(shared + "/a/b/f"); got != "in-c" {
+			t.Errorf("after a became a symlink to c: a/b/f = %q, want in-c", got)
+		}
+		if got := read(shared + "/moved/b/f"); got != "in-a" {
+			t.Errorf("moved/b/f = %q, want in-a", got)
+		}
+		if err := os.RemoveAll(shared + "/c/b"); err != nil {
+			return err
+		}
+		if got := read(shared + "/a/b/f"); got != "error: open "+shared+"/a/b/f: no such file or directory" {
+			t.Errorf("after c/b was removed: a/b/f = %q, want ENOENT", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKnownDirsSeeHostReplacement: when the host (outside the view, while the invocation runs)
+// replaces a directory above a remembered one by a symlink, the remembered path leads to another
+// directory: one lstat tells them apart by inode. Here the symlink leads to a directory whose file
+// the view changed, so only a fresh walk finds the view's copy; a walk that trusted the remembered
+// directory would let the kernel open the shared file.
+func TestKnownDirsSeeHostReplacement(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "dir a", "dir a/b", "file a/b/f old", "dir c", "dir c/b", "file c/b/f shared-c")
+	p, _ := newTestPool(t, 1, shared)
+	host := func(fn func() error) error { // on another thread: not in the view
+		done := make(chan error)
+		go func() { done <- fn() }()
+		return <-done
+	}
+	err := p.Invoke(context.Background(), func(*Invocation) error {
+		if b, err := os.ReadFile(shared + "/a/b/f"); err != nil || string(b) != "old" {
+			t.Fatalf("a/b/f = %q, %v", b, err)
+		}
+		if err := os.WriteFile(shared+"/c/b/f", []byte("private-c"), 0o644); err != nil {
+			return err
+		}
+		err := host(func() error {
+			if err := os.Rename(shared+"/a", shared+"/old-a"); err != nil {
+				return err
+			}
+			return os.Symlink("c", shared+"/a")
+		})
+		if err != nil {
+			return err
+		}
+		if b, err := os.ReadFile(shared + "/a/b/f"); err != nil || string(b) != "private-c" {
+			t.Errorf("after the host made a a symlink to c: a/b/f = %q, %v, want the view's private-c", b, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readOwnProc, as nobody and so no longer dumpable, reads a memfd of its own through
+// /proc/self/fd/N and prints what it found.
+func readOwnProc() int {
+	if err := dropTo(65534); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fd, err := unix.MemfdCreate("mine", 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	unix.Write(fd, []byte("hi"))
+	b, err := os.ReadFile("/proc/self/fd/" + strconv.Itoa(fd))
+	fmt.Printf("read %q %v\n", b, err)
+	return 0
+}
+
+// TestProcessOwnProcAfterCredentialChange: a process that changed its credentials (and so is no
+// longer dumpable, its /proc/PID/fd root's, mode 0500) reaches its own descriptors through
+// /proc/self/fd, as the kernel lets it.
+func TestProcessOwnProcAfterCredentialChange(t *testing.T) {
+	self, base := rootTestBase(t, "needs root to change credentials", "fsvirt-ownproc-test-")
+	native := exec.Command(self)
+	native.Env = append(os.Environ(), "FSVIRT_TEST_OWN_PROC=1")
+	want, err := native.Output()
+	if err != nil || string(want) != "read \"hi\" <nil>\n" {
+		t.Fatalf("natively: %v: %q", err, want)
+	}
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			got, res := runPolicyCmd(t, base, policy, []string{"FSVIRT_TEST_OWN_PROC=1"}, self)
+			if got != string(want) || res.ExitStatus != 0 {
+				t.Errorf("in the view: %q (status %d); natively: %q", got, res.ExitStatus, want)
+			}
+		})
+	}
 }

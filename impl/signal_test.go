@@ -12,6 +12,7 @@ import (
 
 	"github.com/fsvirt/fsvirt/internal/notify"
 	"github.com/fsvirt/fsvirt/internal/sysexec"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,15 +114,16 @@ func signalRounds() int {
 	return 200
 }
 
-// TestInjectionUnderSignals: the supervisor thread is a Go thread, so the runtime interrupts it with
-// SIGURG (async preemption) at any moment, including while it waits in SECCOMP_IOCTL_NOTIF_ADDFD for
-// the task to take the fd. Here the supervisor thread gets SIGURG as fast as a goroutine can send it
-// while invocations write and re-read files through injected fds: every injected fd must be the
-// file, never fd 0 or a descriptor the task did not ask for. Before the supervisor blocked signals,
-// about 170 of 600 invocations failed here ("bad file descriptor", "is a directory").
-func TestInjectionUnderSignals(t *testing.T) {
+// TestSupervisorInjectionUnderSignals: the supervisor thread is a Go thread, so the runtime
+// interrupts it with SIGURG (async preemption) at any moment, including while it waits in
+// SECCOMP_IOCTL_NOTIF_ADDFD for the task to take the fd. Here the supervisor thread gets SIGURG as
+// fast as a goroutine can send it while invocations write and re-read files through injected fds:
+// every injected fd must be the file, never fd 0 or a descriptor the task did not ask for. Before
+// the supervisor blocked signals, about 170 of 600 invocations failed here ("bad file descriptor",
+// "is a directory").
+func TestSupervisorInjectionUnderSignals(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	p, err := NewPool(Config{Workers: 2, Trees: []string{shared}, Store: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func TestNoLeakWithoutAddfdSend(t *testing.T) {
 			f.WaitKillableRecv = c.waitKillable
 			defer notify.SetForTest(f)()
 			shared, storeRoot := t.TempDir(), t.TempDir()
-			mkTree(t, shared, "file f shared")
+			treetest.Build(t, shared, "file f shared")
 			p, err := NewPool(Config{Workers: 2, Trees: []string{shared}, Store: storeRoot})
 			if err != nil {
 				t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 func newStorePool(t *testing.T, cfg Config) *Pool {
@@ -58,7 +60,7 @@ func notFound(what string, err error) error {
 func TestStoreRootHiddenAcrossViews(t *testing.T) {
 	base := t.TempDir()
 	shared, storeDir := base+"/data", base+"/tmp"
-	mkTree(t, base, "dir data", "file data/f shared", "dir tmp", "file tmp/other x")
+	treetest.Build(t, base, "dir data", "file data/f shared", "dir tmp", "file tmp/other x")
 	a := newStorePool(t, Config{Workers: 2, Trees: []string{base}, Store: storeDir})
 	b := newStorePool(t, Config{Workers: 1, Trees: []string{base}, Store: storeDir})
 	const secret = "secret-7f3a"
@@ -158,7 +160,7 @@ func TestStoreRootHiddenAcrossViews(t *testing.T) {
 func TestStoreRootNotListed(t *testing.T) {
 	base := t.TempDir()
 	storeDir := base + "/tmp"
-	mkTree(t, base, "dir tmp/sub", "file tmp/other x")
+	treetest.Build(t, base, "dir tmp", "dir tmp/sub", "file tmp/other x")
 	p := newStorePool(t, Config{Workers: 1, Trees: []string{base}, Store: storeDir})
 	user := userStoreRoot(storeDir)
 	err := p.Invoke(context.Background(), func(inv *Invocation) error {
@@ -238,8 +240,8 @@ func TestStoreRootNotListed(t *testing.T) {
 func TestStoreSweepsDeadStores(t *testing.T) {
 	storeDir := t.TempDir()
 	user := userStoreRoot(storeDir)
-	mkTree(t, user, "dir store-dead/inv-3/upper", "file store-dead/lock", "dir store-live", "file store-live/lock",
-		"dir store-half-removed/inv-1/upper")
+	treetest.Build(t, user, "dir store-dead", "dir store-dead/inv-3", "dir store-dead/inv-3/upper", "file store-dead/lock",
+		"dir store-live", "file store-live/lock", "dir store-half-removed", "dir store-half-removed/inv-1", "dir store-half-removed/inv-1/upper")
 	if err := os.Chmod(user, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -273,19 +275,19 @@ func TestStoreRootRefused(t *testing.T) {
 		want  string
 	}{
 		{"store-is-file", func(t *testing.T, dir, user string) {
-			mkTree(t, dir, "file store x")
+			treetest.Build(t, dir, "file store x")
 		}, "not a directory"},
 		{"root-is-symlink", func(t *testing.T, dir, user string) {
-			mkTree(t, dir, "dir store", "dir elsewhere", "symlink store/"+filepath.Base(user)+" -> ../elsewhere")
+			treetest.Build(t, dir, "dir store", "dir elsewhere", "symlink store/"+filepath.Base(user)+" -> ../elsewhere")
 		}, "is a symbolic link"},
 		{"root-is-file", func(t *testing.T, dir, user string) {
-			mkTree(t, dir, "dir store", "file store/"+filepath.Base(user)+" x")
+			treetest.Build(t, dir, "dir store", "file store/"+filepath.Base(user)+" x")
 		}, "is not a directory"},
 		{"root-of-another-user", func(t *testing.T, dir, user string) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to chown")
 			}
-			mkTree(t, dir, "dir store/"+filepath.Base(user))
+			treetest.Build(t, dir, "dir store", "dir store/"+filepath.Base(user))
 			if err := os.Chmod(user, 0o700); err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +296,7 @@ func TestStoreRootRefused(t *testing.T) {
 			}
 		}, "is owned by uid 4242"},
 		{"root-writable-by-others", func(t *testing.T, dir, user string) {
-			mkTree(t, dir, "dir store/"+filepath.Base(user))
+			treetest.Build(t, dir, "dir store", "dir store/"+filepath.Base(user))
 			if err := os.Chmod(user, 0o733); err != nil {
 				t.Fatal(err)
 			}
@@ -306,7 +308,7 @@ func TestStoreRootRefused(t *testing.T) {
 			store := dir + "/store"
 			user := userStoreRoot(store)
 			tt.setup(t, dir, user)
-			before := treeListing(t, dir)
+			before := treetest.Snap(t, dir)
 			p, err := NewPool(Config{Store: store})
 			if err == nil {
 				p.Close()
@@ -318,32 +320,11 @@ func TestStoreRootRefused(t *testing.T) {
 					t.Errorf("error %v, want one that names %s and says %q", err, store, tt.want)
 				}
 			}
-			if after := treeListing(t, dir); !slices.Equal(after, before) {
-				t.Errorf("the refused store left\n%q\nwas\n%q", after, before)
+			if d := before.Diff(treetest.Snap(t, dir), treetest.Exact); d != nil {
+				t.Errorf("the refused store changed %s: %q", dir, d)
 			}
 		})
 	}
-}
-
-// treeListing lists every path under dir with its mode, sorted.
-func treeListing(t *testing.T, dir string) []string {
-	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out = append(out, fmt.Sprintf("%s %v", p, info.Mode()))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // BenchmarkStoreParentHidden measures what hiding the store root from the listing of its directory
@@ -417,5 +398,42 @@ func BenchmarkStoreParentHidden(b *testing.B) {
 				b.ReportMetric(float64(total[j])/float64(b.N), v.name+"-ns/op")
 			}
 		})
+	}
+}
+
+// TestOpenStoreInvisible checks that nothing inside the store can be opened from a view.
+func TestOpenStoreInvisible(t *testing.T) {
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f x")
+	storeRoot := t.TempDir()
+	p, err := NewPool(Config{Trees: []string{"/"}, Store: storeRoot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	store := p.store.dir
+	// An absolute target, which the tree notation leaves out.
+	if err := os.Symlink(store, shared+"/into-store"); err != nil {
+		t.Fatal(err)
+	}
+	err = p.Invoke(context.Background(), func(*Invocation) error {
+		fd, err := unix.Open(shared+"/f", unix.O_WRONLY, 0) // something in the private layer
+		if err != nil {
+			return err
+		}
+		unix.Close(fd)
+		for _, path := range []string{store, store + "/lock", store + "/inv-1/upper" + shared + "/f", shared + "/into-store/lock", store + "/../" + filepath.Base(store) + "/lock"} {
+			for _, flags := range []int{unix.O_RDONLY, unix.O_WRONLY | unix.O_CREAT} {
+				fd, err := unix.Open(path, flags, 0o644)
+				if err != unix.ENOENT {
+					unix.Close(fd)
+					t.Errorf("open(%s, %#o) = %v, want ENOENT", path, flags, err)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -299,9 +299,9 @@ func (s *supervisor) receive(l *listener) {
 	// the kernel withdraw the fd but not the answer: the task's syscall returns 0, the ioctl
 	// restarts and fails with EINPROGRESS, or ENOENT once the task has gone on with fd 0 as "its"
 	// file (docs/kernel.md, "Signals withdraw notifications"; measured by
-	// TestInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay pending for
-	// other threads of the process; SIGKILL and SIGSTOP cannot be blocked. While it waits for a
-	// notification, SIGURG is let through, so that endReceivers can interrupt the wait.
+	// TestSupervisorInjectionUnderSignals: 170 of 600 invocations broken). Blocked signals stay
+	// pending for other threads of the process; SIGKILL and SIGSTOP cannot be blocked. While it
+	// waits for a notification, SIGURG is let through, so that endReceivers can interrupt the wait.
 	restore, err := blockSignals()
 	if err != nil {
 		s.log.Error("cannot block signals on a supervisor thread; fd injection may fail",

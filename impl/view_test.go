@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // TestInTree: a passed-through directory carves its part out of a tree that contains it, never a
@@ -49,7 +51,7 @@ func TestTreeUnderDevShm(t *testing.T) {
 		t.Skipf("no writable /dev/shm here: %v", err) // TestInTree covers the rule itself
 	}
 	defer os.RemoveAll(base)
-	mkTree(t, base, "dir tree", "file tree/f shared")
+	treetest.Build(t, base, "dir tree", "file tree/f shared")
 	p, _ := newTestPool(t, 1, base+"/tree")
 	err = p.Invoke(context.Background(), func(*Invocation) error {
 		if err := os.WriteFile(base+"/tree/f", []byte("private"), 0o644); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // warmShell is a warm worker running sh, which executes one line of its input per step and says
@@ -93,13 +95,13 @@ func (s *warmShell) request(line string) (string, *WarmRequest) {
 // as it was. Between requests the worker changes nothing.
 func TestWarmRequestsSeeFreshViews(t *testing.T) {
 	tree := t.TempDir()
-	mkTree(t, tree, "file log base", "dir d")
-	before := hashTree(t, tree)
+	treetest.Build(t, tree, "file log base", "dir d")
+	before := treetest.Snap(t, tree)
 	h, s := startWarmShell(t, tree)
 	defer h.Close()
 
 	out, res := s.request(`echo one >> $T/log; echo new > $T/d/new; cat $T/log $T/d/new`)
-	if out != "baseone\nnew" { // mkTree writes "base" without a newline
+	if out != "baseone\nnew" { // treetest.Build writes "base" without a newline
 		t.Errorf("first request read %q", out)
 	}
 	if len(res.Changes) != 2 || res.Tainted != "" {
@@ -115,8 +117,8 @@ func TestWarmRequestsSeeFreshViews(t *testing.T) {
 	if out := s.do(`{ echo x > $T/between; } 2>/dev/null && echo wrote || echo refused`); out != "refused" {
 		t.Errorf("a write between requests: %q", out)
 	}
-	if after := hashTree(t, tree); after != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, tree), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 
@@ -124,7 +126,7 @@ func TestWarmRequestsSeeFreshViews(t *testing.T) {
 // running sees nothing of the next request and is killed when it begins.
 func TestWarmLeftoverProcessesFencedAndKilled(t *testing.T) {
 	tree := t.TempDir()
-	mkTree(t, tree, "file f shared")
+	treetest.Build(t, tree, "file f shared")
 	h, s := startWarmShell(t, tree)
 	defer h.Close()
 	// The leftover writes its pid, then waits to be killed.

@@ -15,8 +15,8 @@
 #   2. go test ./... on this machine's kernel: unit, differential, property (50 checks of each
 #      rapid state machine, RAPID_CHECKS, half rapid's default: they are most of impl's time) and
 #      CLI tests; impl's TestOpenDifferential forces each fallback in turn (notify.SetForTest);
-#   3. thread mode's pool and supervisor tests under the race detector; TestFilterUpToDate with
-#      libseccomp;
+#   3. impl's TestSupervisor* tests (thread mode's pool, the supervisors) under the race detector;
+#      TestFilterUpToDate with libseccomp;
 #   4. the kernel matrix (scripts/vmtest.sh 5.10 6.1 6.12 host-fallbacks, docs/vmtest.md): the
 #      -short suite of the kernel-dependent packages inside QEMU on Debian's 5.10, 6.1 and 6.12
 #      kernels, and on this machine with every optional seccomp feature turned off
@@ -89,8 +89,16 @@ go vet -tags fsvirt_libseccomp ./impl/...
 step "go test ${short[*]} ./... (kernel $(uname -r))"
 RAPID_CHECKS=${RAPID_CHECKS:-50} go test "${short[@]}" -timeout 20m ./...
 
-step "race detector: thread mode's pool and supervisors"
-go test -race -count=1 -run 'TestConcurrentInvocationsIsolated|TestConsecutiveInvocationsLeakNothing|TestPanicRecovered|TestGoexit|TestContextCancellation|TestWorkingDirectoryReset|TestReplacedWorker|TestSeveralSupervisors|TestPartialDirectories|TestPartialChanges|TestChildrenShareTheView|TestLeftoverProcessFenced|TestExecFromFunctionRefused|TestStart|TestStuckCall|TestInjectionUnderSignals' ./impl
+step "race detector: the supervisor's tests (impl's TestSupervisor*)"
+# Every test of impl whose name starts with TestSupervisor drives the supervisor's goroutines
+# concurrently with the test's own (thread mode's pool, several supervisors, Start, stuck calls,
+# signals): those, and only those, run again under the race detector.
+race=$(go test -race -list '^TestSupervisor' ./impl | grep -c '^TestSupervisor' || true)
+if [ "$race" = 0 ]; then
+	echo "test.sh: no test of impl is named TestSupervisor*: nothing would run under the race detector" >&2
+	exit 1
+fi
+go test -race -count=1 -run '^TestSupervisor' ./impl
 
 step "filter up to date (libseccomp)"
 go test -count=1 -tags fsvirt_libseccomp -run 'TestFilterUpToDate|TestFilterDecisions' ./impl

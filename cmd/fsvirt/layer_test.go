@@ -1,22 +1,21 @@
 package main
 
 import (
-	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
-// The three runs of the layer tests, each building on the last, and what a run prints of the
-// tree: names, types, modes and data (no times: the reference runs at another moment).
+// The three runs of the layer tests, each building on the last; a run prints the tree with
+// contentList.
 var layerRuns = []string{
 	`echo one >> motd; mkdir d; echo 1 > d/one; echo x > gone`,
 	`echo two >> motd; echo 2 > d/two; rm gone; chmod 600 d/one; ln -s d/one link`,
@@ -33,36 +32,11 @@ func listing() string {
 	return listEnv + "=. exec " + bin
 }
 
-// contentList lists dir: every name with its type and permission bits, symlink target and the
-// SHA-256 of a file's data, sorted.
+// contentList lists dir at treetest.Data (no times: the reference runs at another moment), one
+// path a line, sorted.
 func contentList(dir string) (string, error) {
-	var lines []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		line := fmt.Sprintf("%s %v", rel, fi.Mode())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			line += " -> " + target
-		case fi.Mode().IsRegular():
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			line += fmt.Sprintf(" %x", sha256.Sum256(b))
-		}
-		lines = append(lines, line)
-		return nil
-	})
-	sort.Strings(lines)
-	return strings.Join(lines, "\n") + "\n", err
+	s, err := treetest.Walk(dir)
+	return strings.Join(s.Lines(treetest.Data), "\n") + "\n", err
 }
 
 func mustList(t *testing.T, dir string) string {
@@ -94,11 +68,9 @@ func TestLayerAccumulates(t *testing.T) {
 	requireEngine(t)
 	f := newFixture(t)
 	ref := filepath.Join(t.TempDir(), "ref")
-	if out, err := exec.Command("cp", "-a", f.tree, ref).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
+	treetest.Copy(t, f.tree, ref)
 	l := filepath.Join(t.TempDir(), "layer")
-	before := mustList(t, f.tree)
+	before := treetest.Snap(t, f.tree)
 	var r result
 	for i, s := range layerRuns {
 		inTree(t, ref, s)
@@ -122,8 +94,8 @@ func TestLayerAccumulates(t *testing.T) {
 	if got := strings.TrimSuffix(r.stderr, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("--diff after the third run:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
-	if after := mustList(t, f.tree); after != before {
-		t.Fatalf("the runs changed the tree:\n%s", after)
+	if d := before.Diff(treetest.Snap(t, f.tree), treetest.Exact); d != nil {
+		t.Fatalf("the runs changed the tree: %q", d)
 	}
 	if r := fsvirt(t, "apply", "--dry-run", l); r.code != 0 || r.stdout != strings.Join(want, "\n")+"\n" {
 		t.Errorf("apply --dry-run: %d, stdout:\n%s\nstderr: %s", r.code, r.stdout, r.stderr)
@@ -225,17 +197,13 @@ func TestLayerSaveKilled(t *testing.T) {
 	}
 	old := mustList(t, l)
 	pristine := filepath.Join(t.TempDir(), "layer")
-	if out, err := exec.Command("cp", "-a", l, pristine).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
+	treetest.Copy(t, l, pristine)
 	sig := t.TempDir()
 	// The second run rewrites them all, adds 50 more and removes motd.
 	script := "cd " + f.tree + " && for i in $(seq 100); do echo new $i > f$i; done && rm motd && touch " + filepath.Join(sig, "done")
 	// What the layer is when the second run completes, from a copy.
 	ref := filepath.Join(t.TempDir(), "layer")
-	if out, err := exec.Command("cp", "-a", l, ref).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
+	treetest.Copy(t, l, ref)
 	start := time.Now()
 	if r := f.run(t, []string{"--layer", ref}, "sh", "-c", script); r.code != 0 {
 		t.Fatalf("reference run: %d %s", r.code, r.stderr)
@@ -269,9 +237,7 @@ func TestLayerSaveKilled(t *testing.T) {
 			saved++
 			// Back to the old layer for the next round.
 			os.RemoveAll(l)
-			if out, err := exec.Command("cp", "-a", pristine, l).CombinedOutput(); err != nil {
-				t.Fatalf("cp: %v: %s", err, out)
-			}
+			treetest.Copy(t, pristine, l)
 		default:
 			t.Fatalf("round %d: the layer is neither the old one nor the new one:\n%s", i, got)
 		}

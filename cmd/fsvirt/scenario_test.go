@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // A scenario is one script, testdata/scenarios/NAME.sh, run as "sh -e SCRIPT" in the root of a
@@ -96,57 +98,61 @@ chown -R 65534:65534 repo.git
 // the listing shows xattrs.
 var harnessNeeds = []string{"env", "sh", "find", "sort", "sha256sum", "xargs"}
 
-// scenarioTree is the shared tree, in the house notation: "dir PATH MODE OWNER", "file PATH MODE
-// OWNER CONTENT" (a newline is appended; \n and \t in CONTENT stand for newline and tab) and
-// "symlink PATH OWNER -> TARGET"; OWNER is root or nobody (65534:65534), and "dir ." is the tree's
-// root. Most of the tree is nobody's, so that a script run as nobody can do its work; what is
-// root's, nobody may read but not change (ro.txt, src/util.in, docs/sub, bin), or not even read
-// (private, docs/sub/deep/d.txt), and sticky holds a file of each. Every entry's times are set to
-// treeTime afterwards, and xattr.txt gets the xattr user.fsvirt=shared where the file system
-// allows.
+// scenarioTree is the shared tree, in the tree notation of package fsvirt (tree.go), built as
+// root: an entry without an owner is root's, 65534:65534 is nobody's (Debian's nobody and
+// nogroup). Most of the tree is nobody's, the root included (buildTree), so that a script run as
+// nobody can do its work; what is root's, nobody may read but not change (ro.txt, src/util.in,
+// docs/sub, bin), or not even read (private, docs/sub/deep/d.txt), and sticky holds a file of
+// each. buildTree adds abs-link, a symlink to /nonexistent/fsvirt/target, which the notation
+// leaves out. Every entry's times are set to treeTime afterwards, and xattr.txt gets the xattr
+// user.fsvirt=shared where the file system allows.
 var scenarioTree = []string{
-	"dir . 755 nobody",
-	"file README 644 nobody the shared tree's readme",
-	"file ro.txt 444 root a read-only shared file",
-	"file xattr.txt 644 nobody carries an xattr",
-	"dir docs 755 nobody",
-	"file docs/a.txt 644 nobody alpha",
-	`file docs/b.txt 644 nobody bravo\nsecond line of bravo`,
-	"dir docs/sub 755 root",
-	"file docs/sub/c.txt 644 root charlie",
-	"dir docs/sub/deep 755 root",
-	"file docs/sub/deep/d.txt 600 root delta",
-	"symlink docs/link-up nobody -> ../src",
-	"dir src 755 nobody",
-	"file src/hello.in 644 nobody hello world",
-	"file src/util.in 644 root utility",
-	"dir bin 755 root",
-	`file bin/run.sh 755 root #!/bin/sh\necho "run.sh: ${1:-no arguments}"`,
-	"dir gone 755 nobody",
-	"file gone/x 644 nobody x",
-	"file gone/y 644 root y",
-	"dir empty 755 nobody",
-	"dir private 700 root",
-	"file private/secret 600 root secret",
-	"dir sticky 1777 root",
-	"file sticky/nobodys 644 nobody nobody's file in a sticky directory",
-	"file sticky/roots 666 root root's file in a sticky directory, writable by everyone",
-	"symlink link-to-readme nobody -> README",
-	"symlink dangling nobody -> no/such/file",
-	"symlink abs-link root -> /nonexistent/fsvirt/target",
-	`file Makefile 644 nobody all: out/all.txt\n` +
-		`\nout/all.txt: out/hello.txt out/util.txt\n\tcat out/hello.txt out/util.txt > $@\n` +
-		`\nout/%.txt: src/%.in | out\n\ttr a-z A-Z < $< > $@\n` +
-		`\nout:\n\tmkdir -p out\n` +
-		`\nclean:\n\trm -rf out\n` +
-		`\n.PHONY: all clean`,
+	"file 0644 65534:65534 README the shared tree's readme\n",
+	"file 0444 ro.txt a read-only shared file\n",
+	"file 0644 65534:65534 xattr.txt carries an xattr\n",
+	"dir 0755 65534:65534 docs",
+	"file 0644 65534:65534 docs/a.txt alpha\n",
+	"file 0644 65534:65534 docs/b.txt bravo\nsecond line of bravo\n",
+	"dir 0755 docs/sub",
+	"file 0644 docs/sub/c.txt charlie\n",
+	"dir 0755 docs/sub/deep",
+	"file 0600 docs/sub/deep/d.txt delta\n",
+	"symlink 65534:65534 docs/link-up -> ../src",
+	"dir 0755 65534:65534 src",
+	"file 0644 65534:65534 src/hello.in hello world\n",
+	"file 0644 src/util.in utility\n",
+	"dir 0755 bin",
+	"file 0755 bin/run.sh #!/bin/sh\necho \"run.sh: ${1:-no arguments}\"\n",
+	"dir 0755 65534:65534 gone",
+	"file 0644 65534:65534 gone/x x\n",
+	"file 0644 gone/y y\n",
+	"dir 0755 65534:65534 empty",
+	"dir 0700 private",
+	"file 0600 private/secret secret\n",
+	"dir 1777 sticky",
+	"file 0644 65534:65534 sticky/nobodys nobody's file in a sticky directory\n",
+	"file 0666 sticky/roots root's file in a sticky directory, writable by everyone\n",
+	"symlink 65534:65534 link-to-readme -> README",
+	"symlink 65534:65534 dangling -> no/such/file",
+	"file 0644 65534:65534 Makefile all: out/all.txt\n" +
+		"\n" +
+		"out/all.txt: out/hello.txt out/util.txt\n" +
+		"\tcat out/hello.txt out/util.txt > $@\n" +
+		"\n" +
+		"out/%.txt: src/%.in | out\n" +
+		"\ttr a-z A-Z < $< > $@\n" +
+		"\n" +
+		"out:\n" +
+		"\tmkdir -p out\n" +
+		"\n" +
+		"clean:\n" +
+		"\trm -rf out\n" +
+		"\n" +
+		".PHONY: all clean\n",
 }
 
 // nobodyID is nobody's user and group ID (Debian's nobody and nogroup).
 const nobodyID = 65534
-
-// owners are the OWNERs of scenarioTree's notation.
-var owners = map[string]int{"root": 0, "nobody": nobodyID}
 
 var treeTime = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
 
@@ -559,13 +565,13 @@ func reachableTempDir(t *testing.T) string {
 func runScenario(t *testing.T, sc scenario, u user, script string, ref reference, sut system) []string {
 	t.Helper()
 	shared := buildTree(t, sc)
-	before := walkTree(t, shared)
+	snap := treetest.Snap(t, shared)
+	before := treeOf(snap)
 	got := sut.run(t, shared, scenarioArgv(script, u))
 
 	var problems []string
-	if after := walkTree(t, shared); !after.equal(before, allFields) {
-		problems = append(problems, fmt.Sprintf("shared tree changed (- before, + after):\n%s",
-			lineDiff(before.lines(allFields), after.lines(allFields))))
+	if d := snap.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		problems = append(problems, fmt.Sprintf("shared tree changed:\n  %s", strings.Join(capLines(d), "\n  ")))
 	}
 	if got.code != ref.code {
 		problems = append(problems, fmt.Sprintf("exit status %d, reference %d", got.code, ref.code))
@@ -602,52 +608,12 @@ func runScenario(t *testing.T, sc scenario, u user, script string, ref reference
 func buildTree(t *testing.T, sc scenario) string {
 	t.Helper()
 	root := filepath.Join(reachableTempDir(t), "tree")
-	unescape := strings.NewReplacer(`\n`, "\n", `\t`, "\t")
-	for _, entry := range scenarioTree {
-		kind, rest, _ := strings.Cut(entry, " ")
-		name, rest, _ := strings.Cut(rest, " ")
-		p := filepath.Join(root, name)
-		var owner string
-		switch kind {
-		case "dir", "file":
-			modeStr, rest, _ := strings.Cut(rest, " ")
-			owner, rest, _ = strings.Cut(rest, " ")
-			mode, err := strconv.ParseUint(modeStr, 8, 32)
-			if err != nil {
-				t.Fatalf("[harness] %q: mode: %v", entry, err)
-			}
-			if kind == "dir" {
-				err = os.Mkdir(p, 0o700)
-			} else {
-				err = os.WriteFile(p, []byte(unescape.Replace(rest)+"\n"), 0o600)
-			}
-			if err == nil {
-				// os.Chmod, unlike chmod(2), takes the sticky bit from fs.ModeSticky.
-				err = unix.Chmod(p, uint32(mode))
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-		case "symlink":
-			var target string
-			var ok bool
-			owner, target, _ = strings.Cut(rest, " ")
-			if target, ok = strings.CutPrefix(target, "-> "); !ok {
-				t.Fatalf("[harness] %q: want symlink PATH OWNER -> TARGET", entry)
-			}
-			if err := os.Symlink(target, p); err != nil {
-				t.Fatal(err)
-			}
-		default:
-			t.Fatalf("[harness] %q: unknown kind %q", entry, kind)
-		}
-		id, ok := owners[owner]
-		if !ok {
-			t.Fatalf("[harness] %q: unknown owner %q", entry, owner)
-		}
-		if err := os.Lchown(p, id, id); err != nil {
-			t.Fatal(err)
-		}
+	treetest.Build(t, root, scenarioTree...)
+	if err := os.Symlink("/nonexistent/fsvirt/target", filepath.Join(root, "abs-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Lchown(root, nobodyID, nobodyID); err != nil {
+		t.Fatal(err)
 	}
 	// ENOTSUP where the file system has no user xattrs: the xattr scenario skips then.
 	_ = unix.Setxattr(filepath.Join(root, "xattr.txt"), "user.fsvirt", []byte("shared"), 0)
@@ -674,13 +640,9 @@ func buildTree(t *testing.T, sc scenario) string {
 // copyTree makes a private full copy of the tree at src with cp -a and returns its path.
 func copyTree(t *testing.T, src string) string {
 	t.Helper()
-	dst := filepath.Join(reachableTempDir(t), "tree")
-	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
-		t.Fatalf("[harness] cp -a: %v\n%s", err, out)
-	}
-	if s, d := walkTree(t, src), walkTree(t, dst); !d.equal(s, copiedFields) {
-		t.Fatalf("[harness] cp -a made an unfaithful copy (- original, + copy):\n%s",
-			lineDiff(s.lines(copiedFields), d.lines(copiedFields)))
+	dst := treetest.Copy(t, src, filepath.Join(reachableTempDir(t), "tree"))
+	if d := treetest.Snap(t, src).Diff(treetest.Snap(t, dst), treetest.Kept); d != nil {
+		t.Fatalf("[harness] cp -a made an unfaithful copy:\n  %s", strings.Join(capLines(d), "\n  "))
 	}
 	return dst
 }

@@ -3,11 +3,8 @@ package main
 // The scenario test's model of a tree, and its checks of --diff and --keep (scenario_test.go).
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // A node is what the comparisons know of one entry of a tree.
@@ -25,8 +22,6 @@ type node struct {
 	// and, by type, size and sha256 or symlink target.
 	core   string
 	xattrs string
-	mtime  string // only from walks on the host
-	stamp  string // inode number and ctime: only from walks on the host
 }
 
 // A tree maps "." and "./PATH" to its nodes.
@@ -38,13 +33,9 @@ type fields int
 const (
 	coreField fields = 1 << iota
 	xattrField
-	mtimeField
-	stampField
 
-	listedFields = coreField | xattrField    // view vs reference, both listed by find
-	copiedFields = listedFields | mtimeField // cp -a keeps these
-	allFields    = copiedFields | stampField // the shared tree, before and after
-	diffFields   = coreField                 // what --diff must account for
+	listedFields = coreField | xattrField // view vs reference, both listed by find
+	diffFields   = coreField              // what --diff must account for
 )
 
 func (n node) render(f fields) string {
@@ -54,12 +45,6 @@ func (n node) render(f fields) string {
 	}
 	if f&xattrField != 0 && n.xattrs != "" {
 		b.WriteString(" xattrs{" + n.xattrs + "}")
-	}
-	if f&mtimeField != 0 && n.mtime != "" {
-		b.WriteString(" mtime=" + n.mtime)
-	}
-	if f&stampField != 0 && n.stamp != "" {
-		b.WriteString(" " + n.stamp)
 	}
 	return b.String()
 }
@@ -87,91 +72,35 @@ func (tr tree) equal(other tree, f fields) bool {
 	return slices.Equal(tr.lines(f), other.lines(f))
 }
 
-// walkTree records the tree at root as find's listing would, plus what only a host walk sees.
-func walkTree(t *testing.T, root string) tree {
-	t.Helper()
+// treeOf is a host snapshot as find's listing would show it.
+func treeOf(s treetest.Snapshot) tree {
 	tr := tree{}
-	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
+	for p, e := range s {
+		if p != "." {
+			p = "./" + p
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
-		}
-		if rel != "." {
-			rel = "./" + rel
-		}
-		n, err := statNode(p)
-		tr[rel] = n
-		return err
-	})
-	if err != nil {
-		t.Fatalf("walk %s: %v", root, err)
+		tr[p] = nodeOf(e)
 	}
 	return tr
 }
 
-func statNode(p string) (node, error) {
-	var st unix.Stat_t
-	if err := unix.Lstat(p, &st); err != nil {
-		return node{}, err
-	}
-	mode := strconv.FormatUint(uint64(st.Mode&0o7777), 8)
-	owner := fmt.Sprintf("%d:%d", st.Uid, st.Gid)
-	n := node{
-		mtime: fmt.Sprintf("%d.%09d", st.Mtim.Sec, st.Mtim.Nsec),
-		stamp: fmt.Sprintf("ino=%d ctime=%d.%09d", st.Ino, st.Ctim.Sec, st.Ctim.Nsec),
-	}
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
+// nodeOf is an entry as find's listing would show it.
+func nodeOf(e treetest.Entry) node {
+	mode := strconv.FormatUint(uint64(e.Mode), 8)
+	owner := fmt.Sprintf("%d:%d", e.Uid, e.Gid)
+	n := node{xattrs: e.Xattrs}
+	switch e.Type {
+	case "dir":
 		n.core = fmt.Sprintf("d %s %s", mode, owner)
-	case unix.S_IFREG:
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return n, err
-		}
-		sum := sha256.Sum256(data)
-		n.core = fmt.Sprintf("f %s %s %d %d %s", mode, owner, st.Nlink, st.Size, hex.EncodeToString(sum[:]))
-	case unix.S_IFLNK:
-		target, err := os.Readlink(p)
-		if err != nil {
-			return n, err
-		}
-		n.core = fmt.Sprintf("l %s %s %d -> %s", mode, owner, st.Nlink, target)
+	case "file":
+		n.core = fmt.Sprintf("f %s %s %d %d %s", mode, owner, e.Nlink, e.Size, e.Sum)
+	case "symlink":
+		n.core = fmt.Sprintf("l %s %s %d -> %s", mode, owner, e.Nlink, e.Target)
 	default:
-		typ := map[uint32]string{unix.S_IFIFO: "p", unix.S_IFSOCK: "s", unix.S_IFCHR: "c", unix.S_IFBLK: "b"}[st.Mode&unix.S_IFMT]
-		n.core = fmt.Sprintf("%s %s %s %d", typ, mode, owner, st.Nlink)
+		typ := map[string]string{"fifo": "p", "socket": "s", "char-device": "c", "block-device": "b"}[e.Type]
+		n.core = fmt.Sprintf("%s %s %s %d", typ, mode, owner, e.Nlink)
 	}
-	var err error
-	n.xattrs, err = hostXattrs(p)
-	return n, err
-}
-
-// hostXattrs lists p's xattrs as getfattr -d would, sorted: name="value" (text values only).
-func hostXattrs(p string) (string, error) {
-	buf := make([]byte, 64<<10)
-	n, err := unix.Llistxattr(p, buf)
-	if errors.Is(err, unix.ENOTSUP) {
-		return "", nil
-	}
-	if err != nil {
-		return "", &os.PathError{Op: "llistxattr", Path: p, Err: err}
-	}
-	var attrs []string
-	for _, name := range strings.Split(strings.TrimSuffix(string(buf[:n]), "\x00"), "\x00") {
-		if name == "" {
-			continue
-		}
-		val := make([]byte, 64<<10)
-		m, err := unix.Lgetxattr(p, name, val)
-		if err != nil {
-			return "", &os.PathError{Op: "lgetxattr " + name, Path: p, Err: err}
-		}
-		attrs = append(attrs, fmt.Sprintf("%s=%q", name, val[:m]))
-	}
-	slices.Sort(attrs)
-	return strings.Join(attrs, " "), nil
+	return n
 }
 
 // splitListing separates the script's output from the wrapper's listing of the tree.
@@ -343,7 +272,8 @@ func checkKeep(t *testing.T, keep, shared string, changes []diffLine, view tree)
 		if !ok {
 			continue // checkChanges reported it
 		}
-		k, err := statNode(filepath.Join(keep, c.path))
+		e, err := treetest.Stat(filepath.Join(keep, c.path))
+		k := nodeOf(e)
 		k.core = strings.ReplaceAll(k.core, shared, treePlaceholder)
 		notKept := strings.IndexByte("scb", v.core[0]) >= 0
 		switch {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // serveFixture is a running `fsvirt serve` with one of examples/lambda's handlers, on a private
@@ -178,7 +180,7 @@ func TestServeHandlers(t *testing.T) {
 				t.Skip("-short runs the python and shell handlers only")
 			}
 			f := startServe(t, h.name, "--workers", "2")
-			before := hashDir(t, f.tree)
+			before := treetest.Snap(t, f.tree)
 			const n = 6
 			var wg sync.WaitGroup
 			answers := make([]serveAnswer, n)
@@ -218,39 +220,11 @@ func TestServeHandlers(t *testing.T) {
 			if err := f.stop(); err != nil {
 				t.Errorf("exit after SIGTERM: %v; stderr:\n%s", err, f.stderr)
 			}
-			if after := hashDir(t, f.tree); after != before {
-				t.Error("the shared tree changed")
+			if d := before.Diff(treetest.Snap(t, f.tree), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
 	}
-}
-
-// hashDir describes every file under root: name, mode and content.
-func hashDir(t testing.TB, root string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %v %d\n", p, fi.Mode(), fi.Size())
-		if fi.Mode().IsRegular() {
-			c, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, "%x\n", c)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 // TestServeTimeoutCrashShutdown: a request past --timeout is answered 504 and its worker killed and

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // TestStoreRootAcrossRuns: while one fsvirt run holds a secret in its view, a second run with the
@@ -115,7 +117,13 @@ func TestStoreRootRefused(t *testing.T) {
 			if err := os.Mkdir(store, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Symlink(t.TempDir(), userRoot(store)); err != nil {
+			// To a directory beside the store, where the snapshot of the test's directory sees
+			// whatever a run would make in it.
+			elsewhere := filepath.Join(filepath.Dir(store), "elsewhere")
+			if err := os.Mkdir(elsewhere, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(elsewhere, userRoot(store)); err != nil {
 				t.Fatal(err)
 			}
 		}, "is a symbolic link"},
@@ -136,38 +144,14 @@ func TestStoreRootRefused(t *testing.T) {
 			dir := t.TempDir()
 			store := filepath.Join(dir, "store")
 			tt.setup(t, store)
-			before := listTree(t, dir)
+			before := treetest.Snap(t, dir)
 			r := fsvirt(t, "run", "--store", store, "--", "true")
 			if r.code != 125 || !strings.Contains(r.stderr, store) || !strings.Contains(r.stderr, tt.want) {
 				t.Errorf("exit status %d, stderr %q; want 125 and a reason that names %s and says %q", r.code, r.stderr, store, tt.want)
 			}
-			if after := listTree(t, dir); after != before {
-				t.Errorf("the refused store left\n%s\nwas\n%s", after, before)
+			if d := before.Diff(treetest.Snap(t, dir), treetest.Exact); d != nil {
+				t.Errorf("the refused store changed %s: %q", dir, d)
 			}
 		})
 	}
-}
-
-// listTree lists every path under dir with its mode, a directory that a symlink points to included.
-func listTree(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	var walk func(string)
-	walk = func(d string) {
-		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			info, _ := e.Info()
-			b.WriteString(p + " " + info.Mode().String() + "\n")
-			if e.Type()&fs.ModeSymlink != 0 {
-				if target, err := filepath.EvalSymlinks(p); err == nil {
-					walk(target)
-				}
-			}
-			return nil
-		})
-	}
-	walk(dir)
-	return b.String()
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 func TestSummarize(t *testing.T) {
@@ -163,7 +165,7 @@ func TestWorkloadsLeaveTreeUnchanged(t *testing.T) {
 	if err := BuildFixture(root, 2); err != nil {
 		t.Fatal(err)
 	}
-	before := snapshot(t, root)
+	before := treetest.Snap(t, root)
 	for _, w := range Workloads {
 		for seq := 0; seq < 12; seq++ {
 			if err := w.Run(root, seq%2, seq); err != nil {
@@ -173,8 +175,8 @@ func TestWorkloadsLeaveTreeUnchanged(t *testing.T) {
 				t.Fatalf("%s seq %d: restore: %v", w.Name, seq, err)
 			}
 		}
-		if after := snapshot(t, root); after != before {
-			t.Errorf("%s changed the tree:\n%s\nwant\n%s", w.Name, after, before)
+		if d := before.Diff(treetest.Snap(t, root), treetest.Data); d != nil {
+			t.Errorf("%s changed the tree: %q", w.Name, d)
 		}
 	}
 }
@@ -252,36 +254,6 @@ func TestNeedsCoverWhatRunTouches(t *testing.T) {
 			}
 		}
 	}
-}
-
-func snapshot(t *testing.T, root string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		b.WriteString(rel + " " + info.Mode().String())
-		if d.Type().IsRegular() {
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(data)
-			b.WriteString(" " + hexString(sum[:8]))
-		}
-		b.WriteString("\n")
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }
 
 func sampleReport() *Report {

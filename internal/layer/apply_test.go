@@ -15,6 +15,7 @@ import (
 
 	"github.com/fsvirt/fsvirt/impl"
 	"github.com/fsvirt/fsvirt/internal/layer"
+	"github.com/fsvirt/fsvirt/internal/treetest"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,48 +74,13 @@ mv remade remade.old && mkdir -p remade/sub && echo again > remade/sub/z
 
 var tree = []string{"file f shared", "dir docs", "file docs/a a", "file docs/b b", "file docs/c c",
 	"dir gone", "file gone/x x", "dir again", "file again/old old", "dir open", "file was-file w",
-	"dir was-dir", "file was-dir/y y", "dir moved/sub", "file moved/sub/z z",
-	"dir remade/sub", "file remade/sub/z z"}
+	"dir was-dir", "file was-dir/y y", "dir moved", "dir moved/sub", "file moved/sub/z z",
+	"dir remade", "dir remade/sub", "file remade/sub/z z"}
 
 // listing prints, from the working directory, every name with its type, mode, owner and, for
 // what is not a directory, link count, size, modification time, symlink target and digest: the
 // same command inside the view and on the applied tree.
 const listing = `find . -path ./.wh..wh..fsvirt -prune -o -type d -printf '%p %M %U:%G\n' -o -printf '%p %M %U:%G %n %s %T@ %l\n' | sort; find . -type f -exec sha256sum {} + | sort`
-
-// mkTree builds root from a small notation: "dir a", "file a/f hello".
-func mkTree(t *testing.T, root string, spec ...string) {
-	t.Helper()
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range spec {
-		kind, rest, _ := strings.Cut(line, " ")
-		name, content, _ := strings.Cut(rest, " ")
-		var err error
-		switch kind {
-		case "dir":
-			err = os.MkdirAll(filepath.Join(root, name), 0o755)
-		case "file":
-			err = os.WriteFile(filepath.Join(root, name), []byte(content), 0o644)
-		default:
-			err = fmt.Errorf("bad tree line %q", line)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// cpTree copies src to dst (cp -a: data, modes, owners, times).
-func cpTree(t *testing.T, src, dst string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
-		t.Fatalf("cp -a: %v: %s", err, out)
-	}
-}
 
 func list(t *testing.T, dir string) string {
 	t.Helper()
@@ -152,10 +118,10 @@ func keep(t *testing.T, shared, cmd string) (string, string) {
 func TestApplyRoundTrip(t *testing.T) {
 	base := t.TempDir()
 	shared := filepath.Join(base, "tree")
-	mkTree(t, shared, tree...)
+	treetest.Build(t, shared, tree...)
 	l, viewed := keep(t, shared, script+listing)
 	root := t.TempDir()
-	cpTree(t, shared, filepath.Join(root, shared))
+	treetest.Copy(t, shared, filepath.Join(root, shared))
 	before := list(t, shared)
 	if _, err := layer.Apply(l, layer.Options{Root: root}); err != nil {
 		t.Fatal(err)
@@ -179,7 +145,7 @@ func TestApplyRoundTrip(t *testing.T) {
 // what the view showed.
 func TestApplyInPlace(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
-	mkTree(t, shared, tree...)
+	treetest.Build(t, shared, tree...)
 	l, viewed := keep(t, shared, script+listing)
 	if _, err := layer.Apply(l, layer.Options{}); err != nil {
 		t.Fatal(err)
@@ -193,7 +159,7 @@ func TestApplyInPlace(t *testing.T) {
 // and apply writes them into the tree.
 func TestKeepXattrs(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	if err := unix.Lsetxattr(filepath.Join(shared, "f"), "user.probe", []byte("1"), 0); err != nil {
 		t.Skipf("user xattrs on %s: %v", shared, err)
 	}
@@ -204,7 +170,7 @@ func TestKeepXattrs(t *testing.T) {
 		t.Fatalf("Run: %v, %+v", err, res)
 	}
 	root := t.TempDir()
-	cpTree(t, shared, filepath.Join(root, shared))
+	treetest.Copy(t, shared, filepath.Join(root, shared))
 	if _, err := layer.Apply(l, layer.Options{Root: root}); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +188,7 @@ func TestKeepXattrs(t *testing.T) {
 // TestApplyXattrs: a file's extended attributes in the layer reach the tree.
 func TestApplyXattrs(t *testing.T) {
 	shared := filepath.Join(t.TempDir(), "tree")
-	mkTree(t, shared, "file f x")
+	treetest.Build(t, shared, "file f x")
 	l, _ := keep(t, shared, "echo y > g")
 	kept := filepath.Join(l, shared, "g")
 	if err := unix.Lsetxattr(kept, "user.fsvirt.test", []byte("v"), 0); err != nil {
@@ -264,7 +230,7 @@ func TestApplyConflicts(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			shared := filepath.Join(t.TempDir(), "tree")
-			mkTree(t, shared, tree...)
+			treetest.Build(t, shared, tree...)
 			l, _ := keep(t, shared, script)
 			if out, err := exec.Command("/bin/sh", "-c", "cd "+shared+" && "+tc.change).CombinedOutput(); err != nil {
 				t.Fatalf("%s: %v: %s", tc.change, err, out)
@@ -312,7 +278,7 @@ func TestApplyKilled(t *testing.T) {
 		}
 		spec = append(spec, fmt.Sprintf("file f%03d %s", i, strings.Repeat(fmt.Sprintf("old %d\n", i), lines)))
 	}
-	mkTree(t, shared, spec...)
+	treetest.Build(t, shared, spec...)
 	l, viewed := keep(t, shared, `for f in f*; do sed -i 's/old/NEW/' $f; done; rm f000; echo added > zz;`+listing)
 	oldData, newData := map[string]string{}, map[string]string{}
 	for i := range n {
@@ -325,7 +291,7 @@ func TestApplyKilled(t *testing.T) {
 	newData["zz"] = "added\n"
 	// How long a whole apply takes here, to kill within it.
 	root := t.TempDir()
-	cpTree(t, shared, filepath.Join(root, shared))
+	treetest.Copy(t, shared, filepath.Join(root, shared))
 	start := time.Now()
 	if _, err := layer.Apply(l, layer.Options{Root: root}); err != nil {
 		t.Fatal(err)
@@ -335,7 +301,7 @@ func TestApplyKilled(t *testing.T) {
 	for r := range rounds {
 		root := t.TempDir()
 		dst := filepath.Join(root, shared)
-		cpTree(t, shared, dst)
+		treetest.Copy(t, shared, dst)
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "FSVIRT_TEST_APPLY="+l+":"+root)
 		cmd.Stderr = os.Stderr
@@ -390,7 +356,7 @@ func TestApplyRefusesUnrecorded(t *testing.T) {
 	for _, extra := range []string{"stray", ".wh.motd"} {
 		t.Run(extra, func(t *testing.T) {
 			shared := filepath.Join(t.TempDir(), "tree")
-			mkTree(t, shared, "file motd hello", "file f x")
+			treetest.Build(t, shared, "file motd hello", "file f x")
 			l, _ := keep(t, shared, "echo y > f; echo new > g")
 			if err := os.WriteFile(filepath.Join(l, shared, extra), []byte("planted"), 0o644); err != nil {
 				t.Fatal(err)

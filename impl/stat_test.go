@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // ident is what stat, statx and a stat of a descriptor (newfstatat with AT_EMPTY_PATH, glibc's
@@ -47,7 +49,7 @@ func TestDirectoryKeepsIdentity(t *testing.T) {
 	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(pol.String(), func(t *testing.T) {
 			shared := t.TempDir()
-			mkTree(t, shared, "dir d", "dir d/sub", "file d/sub/f x", "dir e")
+			treetest.Build(t, shared, "dir d", "dir d/sub", "file d/sub/f x", "dir e")
 			p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: t.TempDir(), Policy: pol})
 			if err != nil {
 				t.Fatal(err)
@@ -111,14 +113,14 @@ func TestProcessDirectoryIdentityPrograms(t *testing.T) {
 		}
 	}
 	shared := t.TempDir()
-	spec := []string{"dir src", "file src/a a", "dir src/sub", "file src/sub/b b", "dir dst", "file dst/old old"}
+	spec := []string{"dir src", "file src/a a", "dir src/sub", "file src/sub/b b", "dir dst", "file dst/old old", "dir deep"}
 	deep := "deep"
 	for i := range 12 {
 		deep += fmt.Sprintf("/d%d", i)
 		spec = append(spec, "dir "+deep, "file "+deep+"/f x")
 	}
-	mkTree(t, shared, spec...)
-	before := hashTree(t, shared)
+	treetest.Build(t, shared, spec...)
+	before := treetest.Snap(t, shared)
 	script := `set -e
 cd ` + shared + `
 tar cf src.tar -C src .
@@ -136,7 +138,7 @@ ls
 			t.Errorf("%v: exit %d, stdout %q, want %q", pol, res.ExitStatus, out, want)
 		}
 	}
-	if hashTree(t, shared) != before {
-		t.Error("the shared tree changed")
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // ls logs the listing of directory rel, with a type mark on each name.
@@ -159,7 +161,7 @@ var partialCases = []openCase{
 	}},
 }
 
-func TestPartialDirectories(t *testing.T) {
+func TestSupervisorPartialDirectories(t *testing.T) {
 	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(pol.String(), func(t *testing.T) {
 			for _, c := range partialCases {
@@ -175,10 +177,11 @@ func TestProcessPartialDirectories(t *testing.T) {
 	}
 }
 
-// TestPartialChanges: what an invocation reports of a directory it added to and removed from.
-func TestPartialChanges(t *testing.T) {
+// TestSupervisorPartialChanges: what an invocation reports of a directory it added to and removed
+// from.
+func TestSupervisorPartialChanges(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, partialTree...)
+	treetest.Build(t, shared, partialTree...)
 	p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

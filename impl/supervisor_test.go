@@ -8,14 +8,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
-// TestSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers, every
-// worker's listener belongs to one supervisor, all three are used, every notification is answered
-// (each invocation finishes), and concurrent invocations still see only their own writes.
-func TestSeveralSupervisorsIsolatedAndAnswered(t *testing.T) {
+// TestSupervisorSeveralSupervisorsIsolatedAndAnswered: with three supervisors serving five workers,
+// every worker's listener belongs to one supervisor, all three are used, every notification is
+// answered (each invocation finishes), and concurrent invocations still see only their own writes.
+func TestSupervisorSeveralSupervisorsIsolatedAndAnswered(t *testing.T) {
 	shared := t.TempDir()
-	mkTree(t, shared, "file f shared")
+	treetest.Build(t, shared, "file f shared")
 	storeRoot := t.TempDir()
 	const workers, supervisors, rounds = 5, 3, 40
 	p, err := NewPool(Config{Workers: workers, Supervisors: supervisors, Trees: []string{shared}, Store: storeRoot})
