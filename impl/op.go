@@ -81,33 +81,23 @@ func (o op) second() op {
 	return o
 }
 
-// The two predicates below differ on purpose, in chdir and fchdir only.
-//
-// lookupOnly asks whether answering o in a view acts on anything there. chdir and fchdir do: they
-// set the task's virtual working directory, view state, so the supervisor checks that the call is
-// still waiting before answering them, as it does for every call that acts.
-//
-// readOnly asks whether the kernel may run o itself for a task outside any invocation (a worker
-// thread). There is no view there; chdir and fchdir change only the task's own working directory,
-// which is the kernel's to keep. So readOnly is lookupOnly plus chdir and fchdir.
-
-// lookupOnly reports whether answering o changes nothing, neither the view, its private layer nor
-// the host: the stat family and read-only opens (no write access, O_CREAT, O_TRUNC or O_TMPFILE).
-// chdir and fchdir are not lookups: they set the task's virtual working directory.
-func (o op) lookupOnly() bool {
+// readOnly reports whether answering o changes nothing: the stat family and read-only opens (no
+// write access, O_CREAT, O_TRUNC or O_TMPFILE) anywhere, and, outside any invocation (inView
+// false: a worker thread, where the kernel may run such a call itself), chdir and fchdir too. In
+// a view those two are not read-only: they set the task's virtual working directory, view state,
+// so the supervisor checks that the call is still waiting before answering them, as it does for
+// every call that acts. Outside one there is no view, and they change only the task's own working
+// directory, which is the kernel's to keep.
+func (o op) readOnly(inView bool) bool {
 	switch o.kind {
 	case opStat, opStatx, opAccess, opReadlink, opGetcwd, opGetxattr, opListxattr, opStatfs:
 		return true
 	case opOpen:
 		return !mayWrite(o.flags)
+	case opChdir, opFchdir:
+		return !inView
 	}
 	return false
-}
-
-// readOnly reports whether o changes nothing outside any invocation, where the kernel may run it:
-// a lookup, or chdir and fchdir.
-func (o op) readOnly() bool {
-	return o.lookupOnly() || o.kind == opChdir || o.kind == opFchdir
 }
 
 // replyKind says how the supervisor answers a notification.

@@ -429,7 +429,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 	t := tracee{tid: int(n.Pid), call: &callState{}, pidfdGetfd: s.feat.PidfdGetfd}
 	o, err := e.decode(t, &n.Data)
 	if v == nil { // a worker thread outside any invocation: read-only opens only
-		if err == nil && o.readOnly() {
+		if err == nil && o.readOnly(false) {
 			return reply{kind: replyContinue}
 		}
 		return errnoReply(unix.EPERM)
@@ -470,7 +470,7 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 			r, stale, err = reply{}, false, unix.EIO
 		}
 	}()
-	if !o.lookupOnly() && s.feat.IDValid(lfd, n.ID) != nil {
+	if !o.readOnly(true) && s.feat.IDValid(lfd, n.ID) != nil {
 		// The call is no longer waiting: the task died, and its TID may have been reused, while
 		// its memory was read, or a signal withdrew the call while it waited for the turn
 		// (docs/kernel.md, "Signals withdraw notifications"), and the task has made it again,
