@@ -63,9 +63,6 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	code := m.Run()
-	if code != 0 {
-		showWorkerLog(workerLog)
-	}
 	after, err := corpusFiles()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fuzz: listing the corpus:", err)
@@ -81,7 +78,12 @@ func TestMain(m *testing.M) {
 			code = 2
 			continue
 		}
-		fmt.Printf("%s%s %s\n", exportPrefix, name, base64.StdEncoding.EncodeToString(data))
+		// On stderr, as the workers' log below: two streams merged on the way out of a VM can
+		// interleave in the middle of a line.
+		fmt.Fprintf(os.Stderr, "%s%s %s\n", exportPrefix, name, base64.StdEncoding.EncodeToString(data))
+	}
+	if code != 0 {
+		showWorkerLog(workerLog)
 	}
 	os.Exit(code)
 }

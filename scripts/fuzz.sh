@@ -133,7 +133,8 @@ fuzz() {
 # fuzz/testdata/fuzz/TARGET/kernel-$kernel-NAME and prints their paths.
 import_inputs() {
 	local name data dest
-	{ grep -aE '^fsvirt-fuzz-input: [A-Za-z0-9_]+/[A-Za-z0-9_.-]+ [A-Za-z0-9+/=]*$' "$2" || true; } | sort -u |
+	# Not anchored: a line of the other stream may have been cut into by this one.
+	{ grep -aoE 'fsvirt-fuzz-input: [A-Za-z0-9_]+/[A-Za-z0-9_.-]+ [A-Za-z0-9+/=]+' "$2" || true; } | sort -u |
 		while read -r _ name data; do
 			dest=fuzz/testdata/fuzz/${name%%/*}/kernel-$kernel-${name#*/}
 			mkdir -p "${dest%/*}"
