@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/layer"
 )
 
 // A Level is how much of each entry a comparison takes into account.
@@ -34,7 +36,7 @@ const (
 
 // An Entry is what a [Snapshot] records of one object.
 type Entry struct {
-	Type     string // "dir", "file", "symlink", "fifo", "socket", "char-device", "block-device"
+	Type     string // "dir", "file", "symlink", "fifo", "socket", "device" (layer.TypeOf)
 	Mode     uint32 // permission bits, set-ID and sticky included
 	Uid, Gid uint32
 	Nlink    uint64
@@ -93,7 +95,7 @@ func Stat(p string) (Entry, error) {
 		return Entry{}, &os.PathError{Op: "lstat", Path: p, Err: err}
 	}
 	e := Entry{
-		Type: fileType(st.Mode), Mode: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
+		Type: layer.TypeOf(st.Mode), Mode: st.Mode & 0o7777, Uid: st.Uid, Gid: st.Gid,
 		Nlink: uint64(st.Nlink), Size: st.Size, Ino: st.Ino,
 		Mtime: fmt.Sprintf("%d.%09d", st.Mtim.Sec, st.Mtim.Nsec),
 		Ctime: fmt.Sprintf("%d.%09d", st.Ctim.Sec, st.Ctim.Nsec),
@@ -117,26 +119,6 @@ func Stat(p string) (Entry, error) {
 	}
 	e.Flags, err = inodeFlags(p, e.Type)
 	return e, err
-}
-
-func fileType(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFREG:
-		return "file"
-	case unix.S_IFDIR:
-		return "dir"
-	case unix.S_IFLNK:
-		return "symlink"
-	case unix.S_IFIFO:
-		return "fifo"
-	case unix.S_IFSOCK:
-		return "socket"
-	case unix.S_IFCHR:
-		return "char-device"
-	case unix.S_IFBLK:
-		return "block-device"
-	}
-	return fmt.Sprintf("type-%#o", mode&unix.S_IFMT)
 }
 
 // xattrs lists every xattr of p, sorted, as name="value", separated by spaces.
