@@ -586,9 +586,8 @@ func (v *View) link(t tracee, o op) (reply, error) {
 	case oldDir:
 		return reply{}, unix.EPERM
 	case src.detached:
-		// The kernel refuses to name again a file whose last name is gone (vfs_link); the view
-		// removed every name of this one. (A second shared name of it, which the kernel would
-		// count, is not looked for.)
+		// The kernel refuses to name again a file whose last name is gone (docs/kernel.md, "A file
+		// without names cannot be named again"); the view removed every name of this one.
 		return reply{}, unix.ENOENT
 	}
 	if fromPath != "" {
