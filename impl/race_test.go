@@ -37,6 +37,7 @@ type attack struct {
 var attacks = []attack{
 	{"path-flip", attackPathFlip},
 	{"fd-swap", attackFdSwap},
+	{"proc-fd-swap", attackProcFdSwap},
 	{"ioctl-flags", attackIoctl},
 	{"reach-supervisor", attackSupervisor},
 }
@@ -264,6 +265,50 @@ func attackFdSwap(a *attacker) {
 		if fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(n), unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0); err == nil {
 			unix.Write(fd, []byte("evil"))
 			unix.Close(fd)
+		}
+	}
+}
+
+// attackProcFdSwap changes the object behind /proc/self/fd/N by path (chmod, chown, utimensat,
+// truncate, the xattr calls, linkat with AT_SYMLINK_FOLLOW) while a second thread dup2()s a memfd
+// (an object without a path in the view, which the view takes through the descriptor) and the
+// shared target, opened read-only, onto N.
+func attackProcFdSwap(a *attacker) {
+	runtime.LockOSThread()
+	memfd, err := unix.MemfdCreate("fsvirt-decoy", unix.MFD_CLOEXEC)
+	if err != nil {
+		a.failf("memfd_create: %v", err)
+		return
+	}
+	shared, err := unix.Open(a.target, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open target: %v", err)
+		return
+	}
+	const n = 101
+	unix.Dup3(memfd, n, unix.O_CLOEXEC)
+	done := a.racing(func() {
+		unix.Dup3(shared, n, unix.O_CLOEXEC)
+		unix.Dup3(memfd, n, unix.O_CLOEXEC)
+	})
+	defer done()
+	link := "/proc/self/fd/" + strconv.Itoa(n)
+	stolen := filepath.Join(a.dir, "stolen")
+	ts := []unix.Timespec{{Sec: 1}, {Sec: 1}}
+	for a.running() {
+		unix.Chmod(link, 0o777)
+		unix.Chown(link, 65533, 65533)
+		unix.UtimesNanoAt(unix.AT_FDCWD, link, ts, 0)
+		unix.Truncate(link, 0)
+		unix.Setxattr(link, "user.fsvirt", []byte("evil"), 0)
+		unix.Removexattr(link, "user.x")
+		if unix.Linkat(unix.AT_FDCWD, link, unix.AT_FDCWD, stolen, unix.AT_SYMLINK_FOLLOW) == nil {
+			// The new name must be the view's own file: writing it must not reach the target.
+			if fd, err := unix.Open(stolen, unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0); err == nil {
+				unix.Write(fd, []byte("evil"))
+				unix.Close(fd)
+			}
+			unix.Unlink(stolen)
 		}
 	}
 }
