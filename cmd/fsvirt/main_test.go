@@ -26,7 +26,9 @@ var (
 // runTimeout bounds one fsvirt invocation, so a view that never ends fails the test instead of
 // hanging it. FSVIRT_TEST_RUN_TIMEOUT (a Go duration) sets another: under QEMU's TCG
 // (scripts/vmtest.sh) a scenario takes 15-40 s unloaded, and several times that on a busy host.
-var runTimeout = 30 * time.Second
+// It outlasts the chains scenario's 30 s wait for an orphan's file, so that a file that never
+// comes shows as a difference, and a loaded host's 10-20 s runs (a load of 13 took one past 30 s).
+var runTimeout = 60 * time.Second
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(listEnv); dir != "" {
