@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -110,10 +111,13 @@ func TestSpaceGuardRefusesHighFloor(t *testing.T) {
 }
 
 // TestSpaceGuardPool: thread mode keeps the floor too: once the store's file system is under it,
-// a create fails with ENOSPC; removing the big file makes room again.
+// a create and a shared file's copy-up fail with ENOSPC, while the view's own file still takes a
+// chmod and new times (they failed too, before copyUpObj looked before it checked); removing the
+// big file makes room again.
 func TestSpaceGuardPool(t *testing.T) {
 	store := smallStore(t, "64m")
 	shared := t.TempDir()
+	treetest.Build(t, shared, "file s shared")
 	p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: store, Limits: Limits{MinFree: 16 << 20}})
 	if err != nil {
 		t.Fatal(err)
@@ -125,6 +129,17 @@ func TestSpaceGuardPool(t *testing.T) {
 		}
 		if err := os.WriteFile(filepath.Join(shared, "small"), []byte("x"), 0o644); !errors.Is(err, unix.ENOSPC) {
 			t.Errorf("create under the floor: %v, want ENOSPC", err)
+		}
+		// The view's own file changes where it is: nothing grows.
+		if err := os.Chmod(filepath.Join(shared, "big"), 0o600); err != nil {
+			t.Errorf("chmod of the view's own file under the floor: %v", err)
+		}
+		if err := os.Chtimes(filepath.Join(shared, "big"), time.Unix(1, 0), time.Unix(1, 0)); err != nil {
+			t.Errorf("utimes of the view's own file under the floor: %v", err)
+		}
+		// A shared one would be copied up.
+		if err := os.Chmod(filepath.Join(shared, "s"), 0o600); !errors.Is(err, unix.ENOSPC) {
+			t.Errorf("chmod of a shared file under the floor: %v, want ENOSPC", err)
 		}
 		if err := os.Remove(filepath.Join(shared, "big")); err != nil {
 			return err

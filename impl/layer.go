@@ -537,17 +537,25 @@ func readDirNames(dir string) ([]string, error) {
 // change: a regular file is copied up (its data too unless truncate), a symlink, FIFO or socket
 // recreated, a directory materialized.
 func (v *View) copyUpObj(p string, truncate bool) error {
-	if err := v.mayGrow(); err != nil {
-		return err
-	}
 	l, st, err := v.locate(p)
 	if err != nil {
 		return err
 	}
+	// What is the view's own already changes where it is, whatever the free space (mayGrow); a
+	// regular file's copy-up checks for itself (copyUp).
 	switch {
 	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		if l.ent == nil || l.ent.listing != listMaterialized {
+			if err := v.mayGrow(); err != nil {
+				return err
+			}
+		}
 	case l.ent != nil && l.ent.own:
 		return nil
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		if err := v.mayGrow(); err != nil {
+			return err
+		}
 	}
 	if l.ent == nil {
 		v.noteOrigin(l.host, &st)
