@@ -55,7 +55,13 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	if at.place == placeDetached {
 		// A shared object the view removed while the task held it: the kernel would change it,
 		// and only the task's descriptor could show that, which shows the shared object anyway
-		// (README, limits). Nothing is changed; the call succeeds as the kernel's would.
+		// (README, limits). Nothing is changed; the call succeeds as the kernel's would, or fails
+		// as it would where the object's file system takes no such attribute (tmpfs before 6.6).
+		if o.kind == opSetxattr || o.kind == opRemovexattr {
+			if _, err := unix.Getxattr(fdPath(obj), o.name, nil); err == unix.EOPNOTSUPP {
+				return reply{}, err
+			}
+		}
 		return okReply, nil
 	}
 	// As the caller, also on the view's copy, which has the shared object's owner and group: the
