@@ -374,11 +374,12 @@ func (v *View) viewOfLowerLocked(h string) string {
 }
 
 // sharedAt is the view path that shows shared object h (a host path in a tree, which a task's
-// descriptor names): its own path, where the view renamed it (or a directory above it) to, or a
-// name the view linked it to; ok is false when no view path shows it any more: the view removed
-// it, or put another object at its name, while the task held it.
-func (v *View) sharedAt(h string) (string, bool) {
-	if p := v.viewOfLower(h); v.standsFor(p, h) {
+// descriptor names), given p, viewOfLower's mapping of h: p itself (h's own path, or where the
+// view renamed a directory above it to), where the view renamed h, or a name the view linked it
+// to; ok is false when no view path shows it any more: the view removed it, or put another object
+// at its name, while the task held it.
+func (v *View) sharedAt(h, p string) (string, bool) {
+	if v.standsFor(p, h) {
 		return p, true
 	}
 	var names []string

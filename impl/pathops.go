@@ -267,7 +267,7 @@ func (v *View) placeOf(obj int) (string, place, error) {
 	}
 	p = v.viewOfLower(h)
 	if v.ns.inTree(p) {
-		if p, ok := v.sharedAt(h); ok {
+		if p, ok := v.sharedAt(h, p); ok {
 			return p, placeTree, nil
 		}
 		return h, placeDetached, nil

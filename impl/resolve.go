@@ -642,10 +642,10 @@ func (v *View) magicTarget(target, link string) (string, bool, error) {
 	if p, ok := v.viewPathOf(target); ok {
 		return p, true, nil
 	}
-	if v.ns.inTree(v.viewOfLower(target)) {
+	if p := v.viewOfLower(target); v.ns.inTree(p) {
 		// The kernel goes to the object: the view, to the path that shows it now (one the view
 		// renamed it to), or nowhere when none does (the view removed it).
-		p, ok := v.sharedAt(target)
+		p, ok := v.sharedAt(target, p)
 		return p, ok, nil
 	}
 	return target, true, nil
