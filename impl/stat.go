@@ -132,8 +132,8 @@ func (e *entry) copiedDir() bool { return e != nil && e.kind == entryDir && e.lo
 // directory's times, that it is the one it extracted into; overlayfs reports a merged directory's
 // lower inode number for the same reason). ok is false for anything else.
 func (v *View) dirIdentity(r resolved) (dev, ino uint64, ok bool) {
-	if r.mode != unix.S_IFDIR || !r.ent.copiedDir() {
-		return 0, 0, false
+	if r.mode != unix.S_IFDIR || !r.ent.copiedDir() || r.host == r.ent.lower {
+		return 0, 0, false // not a copied shared directory, or stat'ed there already
 	}
 	var st unix.Stat_t
 	if err := long.Lstat(r.ent.lower, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
