@@ -2,6 +2,7 @@ package impl
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -9,25 +10,33 @@ import (
 	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
-// TestProcessCopyUpKeepsXattrs: a file copied up, and a directory whose entries or mode the view
-// changed, keep their extended attributes, as on a copy (and as overlayfs copies them up).
+// TestProcessCopyUpKeepsXattrs: a file copied up, a directory whose entries or mode the view
+// changed, and the subdirectories of such a directory keep their extended attributes, as on a
+// copy (and as overlayfs copies them up).
 func TestProcessCopyUpKeepsXattrs(t *testing.T) {
 	if !hasProgram("getfattr") {
 		t.Skip("getfattr is not installed (scripts/test.sh installs attr)")
 	}
 	shared := t.TempDir()
-	treetest.Build(t, shared, "file f shared\n", "dir d", "file d/g g\n")
-	for _, p := range []string{"f", "d", "d/g"} {
+	subs := []string{"d/keep", "d/s1", "d/s2", "d/s3", "d/s4", "d/s5"}
+	treetest.Build(t, shared, append([]string{"file f shared\n", "dir d", "file d/g g\n"},
+		append(dirs(subs), "dir d/s5/c")...)...)
+	for _, p := range append([]string{"f", "d", "d/g"}, subs...) {
 		if err := unix.Setxattr(filepath.Join(shared, p), "user.k", []byte("v-"+p), 0); err != nil {
 			t.Skipf("no user xattrs here: %v", err)
 		}
 	}
 	before := treetest.Snap(t, shared)
-	script := "cd " + shared + " && echo x >> f && touch d/new && chmod 700 d && echo y >> d/g && getfattr --only-values -n user.k f d d/g"
+	// Listing d makes placeholders of its subdirectories, which then change each as it may: they
+	// keep their own attributes too.
+	script := "cd " + shared + " && echo x >> f && ls d >/dev/null && touch d/new && chmod 700 d && " +
+		"echo y >> d/g && chmod 700 d/s1 && touch d/s2/new && setfattr -n user.z -v z d/s3 && " +
+		"touch -d 2001-01-01 d/s4 && rmdir d/s5/c && getfattr --only-values -n user.k f d d/g " +
+		strings.Join(subs, " ")
 	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
 		t.Run(policy.String(), func(t *testing.T) {
 			out, res := runPolicyCmd(t, shared, policy, nil, "/bin/sh", "-c", script)
-			if want := "v-fv-dv-d/g"; out != want || res.ExitStatus != 0 {
+			if want := "v-fv-dv-d/g" + strings.Join(values(subs), ""); out != want || res.ExitStatus != 0 {
 				t.Errorf("stdout %q, status %d; want %q", out, res.ExitStatus, want)
 			}
 			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
@@ -35,4 +44,22 @@ func TestProcessCopyUpKeepsXattrs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dirs is treetest notation for directories at paths ps.
+func dirs(ps []string) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, "dir "+p)
+	}
+	return out
+}
+
+// values is the user.k value TestProcessCopyUpKeepsXattrs gives each of paths ps.
+func values(ps []string) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, "v-"+p)
+	}
+	return out
 }

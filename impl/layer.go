@@ -360,7 +360,8 @@ func (v *View) materialize(p string) error {
 		if err := long.Lstat(e.lower, &st); err != nil {
 			return err
 		}
-		if err := copyMeta("", up, &st); err != nil { // its xattrs were copied when it was made
+		// A placeholder or a mirror made beside another directory's change has no xattrs yet.
+		if err := copyMeta(e.lower, up, &st); err != nil {
 			return err
 		}
 	} else if err := long.UtimesNanoAt(unix.AT_FDCWD, up, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
@@ -402,13 +403,15 @@ func (v *View) addableDir(p string) error {
 	if err := v.placeholders(p, e.lower, up, true); err != nil {
 		return err
 	}
-	// From now on the directory's metadata is the view's: the shared directory's, as ensureDir
-	// copied it, with the times the mirrors just changed put back.
+	// From now on the directory's metadata is the view's: the shared directory's, with the times
+	// the mirrors just changed put back, and its extended attributes, which a mirror made as the
+	// child of another directory did not get (nor the default ACL the kernel gives what is made
+	// in it).
 	var st unix.Stat_t
 	if err := long.Lstat(e.lower, &st); err != nil {
 		return err
 	}
-	if err := copyMeta("", up, &st); err != nil {
+	if err := copyMeta(e.lower, up, &st); err != nil {
 		return err
 	}
 	v.mu.Lock()
