@@ -85,11 +85,15 @@ func mknodeLayer(c creds, host string, o op, typ uint32) error {
 		return err
 	}
 	var dir unix.Stat_t
+	var acl []byte
 	err = long.Lstat(path.Dir(host), &dir)
+	if err == nil {
+		acl, err = defaultACL(path.Dir(host))
+	}
 	if err == nil {
 		var fd int
 		if fd, err = long.Open(host, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-			err = newOwner(c, &dir, nodeType(o, typ), o.mode).give(fd)
+			err = newOwner(c, &dir, acl, nodeType(o, typ), o.mode).give(fd)
 			unix.Close(fd)
 		}
 	}
@@ -147,7 +151,11 @@ func mknodeAt(c creds, dirfd int, name string, o op, typ uint32) error {
 	if err := unix.Fstat(dirfd, &dir); err != nil {
 		return err
 	}
-	own := newOwner(c, &dir, nodeType(o, typ), o.mode)
+	acl, err := defaultACL(fdPath(dirfd) + "/.")
+	if err != nil {
+		return err
+	}
+	own := newOwner(c, &dir, acl, nodeType(o, typ), o.mode)
 	if own.perm&unix.S_ISGID != 0 && st.Mode&unix.S_IFMT == unix.S_IFDIR &&
 		st.Gid == uint32(own.gid) && !c.capable(unix.CAP_FSETID) {
 		// A new directory in a set-group-ID directory, which the kernel made set-group-ID too: the

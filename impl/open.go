@@ -467,20 +467,27 @@ func (v *View) create(t tracee, r resolved, p string, flags int, mode uint32, cl
 		return reply{}, err
 	}
 	var dir unix.Stat_t
+	var acl []byte
 	if r.inTree {
 		dirPath := path.Dir(p)
 		if tmpfile {
 			dirPath = p
 		}
-		err = long.Lstat(dirPath, &dir)
+		if err = long.Lstat(dirPath, &dir); err == nil {
+			acl, err = defaultACL(dirPath)
+		}
 	} else {
 		// Made as the caller: the kernel gave it its group, the directory's when that is
-		// set-group-ID, which is all newOwner needs of the directory for a file.
+		// set-group-ID, which is all newOwner needs of the directory for a file, but for its
+		// default ACL.
 		err = unix.Fstat(fd, &dir)
 		dir.Mode = unix.S_ISGID
+		if err == nil {
+			acl, err = hostDefaultACL(p, tmpfile)
+		}
 	}
 	if err == nil {
-		err = newOwner(c, &dir, unix.S_IFREG, mode).give(fd)
+		err = newOwner(c, &dir, acl, unix.S_IFREG, mode).give(fd)
 	}
 	if err != nil {
 		return fail(err)

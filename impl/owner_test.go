@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -29,7 +30,9 @@ var newObjectCallers = []string{"root", "capless-root", "nobody", "nobody-in-gro
 // in the view, and in plain directories, in the tree and outside it; as root, as root without capabilities, and as nobody
 // outside and inside the directory's group. The kernel gives the directory's group, S_ISGID to a
 // new directory, and strips S_ISGID from a new group-executable file whose creator is neither in
-// that group nor holds CAP_FSETID (docs/kernel.md, "New objects' owner and mode").
+// that group nor holds CAP_FSETID; in a directory with a default ACL (shared, and made in the
+// view), the ACL and not the umask masks the mode, and the new object takes the ACL
+// (docs/kernel.md, "New objects' owner and mode").
 func TestNewObjectOwnership(t *testing.T) {
 	self, base := rootTestBase(t, "needs root to make objects as other users", "fsvirt-owner-test-")
 	shared := filepath.Join(base, "tree")
@@ -67,12 +70,15 @@ func TestNewObjectOwnership(t *testing.T) {
 }
 
 // mkOwnerTree makes, at root, the directories TestNewObjectOwnership makes objects in: a
-// set-group-ID directory of ownerGroup and a plain one. Everyone may write to them and to root.
+// set-group-ID directory of ownerGroup, a plain one, and where the file system keeps POSIX ACLs
+// two with a default ACL: "acl" names a user and so has a mask, "aclmin" has the three entries
+// of a mode only. Everyone may write to them and to root.
 func mkOwnerTree(t *testing.T, root string) {
 	t.Helper()
 	os.Mkdir(root, 0o755)
-	treetest.Build(t, root, "dir sgid", "dir plain")
-	for name, mode := range map[string]uint32{".": 0o777, "sgid": 0o2777, "plain": 0o777} {
+	treetest.Build(t, root, "dir sgid", "dir plain", "dir acl", "dir aclmin")
+	for name, mode := range map[string]uint32{".": 0o777, "sgid": 0o2777, "plain": 0o777, "acl": 0o777,
+		"aclmin": 0o777} {
 		if err := unix.Chmod(filepath.Join(root, name), mode); err != nil { // os.Chmod drops S_ISGID
 			t.Fatal(err)
 		}
@@ -80,7 +86,42 @@ func mkOwnerTree(t *testing.T, root string) {
 	if err := os.Chown(filepath.Join(root, "sgid"), 0, ownerGroup); err != nil {
 		t.Fatal(err)
 	}
+	for name, acl := range map[string][]byte{"acl": ownerTestACL, "aclmin": ownerTestMinACL} {
+		err := unix.Setxattr(filepath.Join(root, name), "system.posix_acl_default", acl, 0)
+		if err == unix.EOPNOTSUPP {
+			t.Logf("%s: no POSIX ACLs on this file system", root)
+			os.Remove(filepath.Join(root, "acl"))
+			os.Remove(filepath.Join(root, "aclmin"))
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
+
+// aclXattr is a POSIX ACL in its xattr form: a version, then tag, permissions and id per entry.
+func aclXattr(entries ...[3]uint32) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2)
+	for _, e := range entries {
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[0]))
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[1]))
+		b = binary.LittleEndian.AppendUint32(b, e[2])
+	}
+	return b
+}
+
+const noACLID = 0xffffffff // the id of the entries that name no one
+
+// ownerTestACL grants user 65533 and the owner everything, the owning group read and execute
+// (and so does its mask), others nothing: a new object keeps of its mode only what it grants,
+// whatever the umask. ownerTestMinACL has no mask: its group entry does the masking.
+var (
+	ownerTestACL = aclXattr([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{0x02, 7, 65533},
+		[3]uint32{aclGroupObj, 5, noACLID}, [3]uint32{aclMask, 5, noACLID}, [3]uint32{aclOther, 0, noACLID})
+	ownerTestMinACL = aclXattr([3]uint32{aclUserObj, 6, noACLID}, [3]uint32{aclGroupObj, 7, noACLID},
+		[3]uint32{aclOther, 1, noACLID})
+)
 
 // lineDiff lists the lines of view and kernel that differ, side by side.
 func lineDiff(view, kernel string) string {
@@ -132,7 +173,14 @@ func makeNewObjectsHere(where string) {
 	try("chgrp viewsgid", unix.Chown("viewsgid", -1, ownerGroup))
 	try("chmod viewsgid", unix.Chmod("viewsgid", 0o2777))
 	names := []string{"viewsgid"}
-	for _, dir := range []string{"sgid", "viewsgid", "plain", "."} {
+	dirs := []string{"sgid", "viewsgid", "plain", "."}
+	if _, err := os.Stat("acl"); err == nil { // the file system keeps ACLs
+		try("mkdir viewacl", unix.Mkdir("viewacl", 0o777))
+		try("setfacl viewacl", unix.Setxattr("viewacl", "system.posix_acl_default", ownerTestACL, 0))
+		names = append(names, "viewacl")
+		dirs = append(dirs, "acl", "aclmin", "viewacl")
+	}
+	for _, dir := range dirs {
 		for _, c := range []struct {
 			name string
 			make func(p string) error
@@ -155,8 +203,20 @@ func makeNewObjectsHere(where string) {
 			fmt.Printf("%s %s: %v\n", where, p, err)
 			continue
 		}
-		fmt.Printf("%s %s %07o %d:%d\n", where, p, st.Mode, st.Uid, st.Gid)
+		fmt.Printf("%s %s %07o %d:%d%s\n", where, p, st.Mode, st.Uid, st.Gid, aclsOf(p))
 	}
+}
+
+// aclsOf prints the access and default ACLs of p, in hex, where it has them.
+func aclsOf(p string) string {
+	var s string
+	for _, name := range []string{"access", "default"} {
+		buf := make([]byte, 1024)
+		if n, err := unix.Lgetxattr(p, "system.posix_acl_"+name, buf); err == nil {
+			s += fmt.Sprintf(" %s=%x", name, buf[:n])
+		}
+	}
+	return s
 }
 
 // creat makes a file with open(O_CREAT|O_EXCL).

@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"encoding/binary"
 	"path"
 	"strconv"
 	"strings"
@@ -151,12 +152,14 @@ type owner struct {
 
 // newOwner is the owner the kernel gives a new object of type typ (S_IFREG, S_IFDIR, ...) that
 // caller c makes with mode (the call's argument; its type bits are ignored) in a directory whose
-// stat is dir (inode_init_owner and, since 6.0, vfs_prepare_mode; docs/kernel.md, "New objects'
-// owner and mode"). The owner is c's fsuid; the group is the directory's when it is set-group-ID,
-// else c's fsgid; a new directory there is set-group-ID too. A non-directory asked for with
-// S_ISGID and group execute loses S_ISGID when c is neither in its group nor holds CAP_FSETID
-// (mode_strip_sgid, checked before the umask). mkdir keeps only the permission bits and S_ISVTX.
-func newOwner(c creds, dir *unix.Stat_t, typ, mode uint32) owner {
+// stat is dir and whose default ACL is acl, nil for none (inode_init_owner and, since 6.0,
+// vfs_prepare_mode; docs/kernel.md, "New objects' owner and mode"). The owner is c's fsuid; the
+// group is the directory's when it is set-group-ID, else c's fsgid; a new directory there is
+// set-group-ID too. A non-directory asked for with S_ISGID and group execute loses S_ISGID when c
+// is neither in its group nor holds CAP_FSETID (mode_strip_sgid, checked before the umask). The
+// permission bits are those of mode that the default ACL grants or, without one, that the umask
+// leaves (posix_acl_create). mkdir keeps only the permission bits and S_ISVTX.
+func newOwner(c creds, dir *unix.Stat_t, acl []byte, typ, mode uint32) owner {
 	o := owner{uid: c.fsuid, gid: c.fsgid}
 	sgidDir := dir.Mode&unix.S_ISGID != 0
 	if sgidDir {
@@ -167,7 +170,11 @@ func newOwner(c creds, dir *unix.Stat_t, typ, mode uint32) owner {
 		!c.inGroup(uint32(o.gid)) && !c.capable(unix.CAP_FSETID) {
 		mode &^= unix.S_ISGID
 	}
-	mode &^= c.umask
+	if keep, ok := aclCreatePerm(acl); ok {
+		mode &= keep | ^uint32(0o777)
+	} else {
+		mode &^= c.umask
+	}
 	if typ == unix.S_IFDIR {
 		mode &= 01777
 		if sgidDir {
@@ -176,6 +183,80 @@ func newOwner(c creds, dir *unix.Stat_t, typ, mode uint32) owner {
 	}
 	o.perm = mode
 	return o
+}
+
+// The tags of a POSIX ACL's entries in its xattr (uapi linux/posix_acl.h).
+const (
+	aclUserObj  = 0x01
+	aclGroupObj = 0x04
+	aclMask     = 0x10
+	aclOther    = 0x20
+)
+
+// aclCreatePerm returns the permission bits a new object keeps of its mode in a directory whose
+// default ACL, in its xattr form, is acl: the owner's of the ACL's owner entry, the group's of its
+// mask entry or, without one, of its group entry, and the others' of its other entry
+// (posix_acl_create_masq). It reports false for no ACL (nil) or one it cannot read.
+func aclCreatePerm(acl []byte) (uint32, bool) {
+	const header, entry = 4, 8 // a version; tag, perm (16 bits each) and id (32) per entry
+	if len(acl) < header || (len(acl)-header)%entry != 0 || binary.LittleEndian.Uint32(acl) != 2 {
+		return 0, false
+	}
+	var user, group, mask, other uint32
+	hasMask := false
+	for e := acl[header:]; len(e) > 0; e = e[entry:] {
+		perm := uint32(binary.LittleEndian.Uint16(e[2:])) & 7
+		switch binary.LittleEndian.Uint16(e) {
+		case aclUserObj:
+			user = perm
+		case aclGroupObj:
+			group = perm
+		case aclMask:
+			mask, hasMask = perm, true
+		case aclOther:
+			other = perm
+		}
+	}
+	if hasMask {
+		group = mask
+	}
+	return user<<6 | group<<3 | other, true
+}
+
+// defaultACL returns the default ACL of the directory at host path dir in its xattr form, nil when
+// it has none or its file system keeps none. dir's last name is not followed: a directory the
+// supervisor holds is read as fdPath(fd)+"/.".
+func defaultACL(dir string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := long.Lgetxattr(dir, "system.posix_acl_default", buf)
+		switch err {
+		case nil:
+			return buf[:n], nil
+		case unix.ENODATA, unix.EOPNOTSUPP:
+			return nil, nil
+		case unix.ERANGE:
+			buf = make([]byte, 2*len(buf))
+			continue
+		}
+		return nil, err
+	}
+}
+
+// hostDefaultACL is defaultACL of the host directory that holds host path p (p itself for an
+// O_TMPFILE file), opened as openHost opens, so that no symlink put on the way since leads
+// elsewhere.
+func hostDefaultACL(p string, tmpfile bool) ([]byte, error) {
+	dir := p
+	if !tmpfile {
+		dir = path.Dir(p)
+	}
+	dirfd, err := openHost(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(dirfd)
+	return defaultACL(fdPath(dirfd) + "/.")
 }
 
 // give gives the new object behind the supervisor's descriptor fd (which may be O_PATH) owner o.
