@@ -33,8 +33,22 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 	}
 	if obj < 0 {
 		// Fail before copying up: a failed call changes nothing, not even where the file is.
+		// Flags first (notify_change, xattr_permission), but truncate's append-only refusal,
+		// which comes after its permission check (vfs_truncate).
+		change := attrChange(o)
+		if o.kind == opTruncate {
+			change = changeTouch
+		}
+		if err := v.flagsForbid(viewPath, change); err != nil {
+			return reply{}, err
+		}
 		if err := v.mayChangeAttr(c, viewPath, o); err != nil {
 			return reply{}, err
+		}
+		if o.kind == opTruncate {
+			if err := v.flagsForbid(viewPath, changeAttr); err != nil {
+				return reply{}, err
+			}
 		}
 		if err := v.precheck(viewPath, o); err != nil {
 			return reply{}, err

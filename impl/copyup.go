@@ -78,7 +78,12 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: src})
 	v.copyGen.Add(1)
 	v.countCopyUp(n)
-	return v.relink(p, src)
+	if err := v.relink(p, src); err != nil {
+		return err
+	}
+	// Last: an immutable or append-only copy can be neither linked nor renamed.
+	copyFlags(dst, sfd)
+	return nil
 }
 
 // openTmp opens an unnamed file in dir, or, where the file system lacks O_TMPFILE

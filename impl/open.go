@@ -219,8 +219,18 @@ func (v *View) openExisting(t tracee, r resolved, flags int, cloexec, creat bool
 		if err != nil {
 			return reply{}, err
 		}
+		// A shared file's flags, before it is copied up (may_open's order: an immutable file's
+		// refusal comes before the permission check, an append-only file's after it). A copy
+		// has them itself.
+		shared := !r.own && writesData(flags)
+		if shared && r.mode == unix.S_IFREG && hostFlags(r.host).immutable {
+			return reply{}, unix.EPERM
+		}
 		if err := hostMay(c, r.host, openMask(flags)); err != nil {
 			return reply{}, err
+		}
+		if shared && r.mode == unix.S_IFREG && openChange(flags) == changeData && hostFlags(r.host).appendOnly {
+			return reply{}, unix.EPERM
 		}
 	}
 	switch {

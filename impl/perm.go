@@ -88,18 +88,25 @@ func fdMay(c creds, fd int, mask uint32) error {
 // mayMakeIn checks that caller c may add a name to view directory dir: write and search
 // permission on it.
 func (v *View) mayMakeIn(c creds, dir string) error {
+	if err := v.flagsForbid(dir, changeMakeIn); err != nil {
+		return err
+	}
 	return v.callerMay(c, dir, unix.W_OK|unix.X_OK)
 }
 
 // mayRemove checks that caller c may remove (or rename away, or replace) the name of view path p:
 // write and search permission on its directory and, where that directory is sticky, ownership of
-// the directory or of the object (may_delete's check_sticky).
+// the directory or of the object (may_delete's check_sticky); and, whatever c's privileges, that
+// neither the directory nor the object is immutable or append-only.
 func (v *View) mayRemove(c creds, p string) error {
 	if c.privileged() {
-		return nil
+		return v.flagsForbid(p, changeRemove)
 	}
 	dir := path.Dir(p)
 	if err := v.mayMakeIn(c, dir); err != nil {
+		return err
+	}
+	if err := v.flagsForbid(p, changeRemove); err != nil {
 		return err
 	}
 	if c.capable(unix.CAP_FOWNER) {
@@ -239,7 +246,7 @@ func protectedHardlinks() bool {
 // name, and to's when it exists, and add to's.
 func (v *View) mayRename(t tracee, from, to resolved) error {
 	c, err := t.status()
-	if err != nil || c.privileged() {
+	if err != nil {
 		return err
 	}
 	if err := v.mayRemove(c, from.path); err != nil {
@@ -247,6 +254,9 @@ func (v *View) mayRename(t tracee, from, to resolved) error {
 	}
 	if to.exists() {
 		return v.mayRemove(c, to.path)
+	}
+	if c.privileged() {
+		return v.flagsForbid(path.Dir(to.path), changeMakeIn)
 	}
 	return v.mayMakeIn(c, path.Dir(to.path))
 }
@@ -299,6 +309,9 @@ func (v *View) mayChangeAttr(c creds, p string, o op) error {
 
 // mayLinkPath is mayLink for the caller of t and the object at host path h.
 func (v *View) mayLinkPath(t tracee, h string) error {
+	if hostFlags(h).either() { // vfs_link, whatever the caller's privileges
+		return unix.EPERM
+	}
 	c, err := t.status()
 	if err != nil || c.privileged() {
 		return err

@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if who := os.Getenv("FSVIRT_TEST_NEW_OBJECTS"); who != "" {
 		os.Exit(makeNewObjects(who, os.Args[1:]))
 	}
+	if who := os.Getenv("FSVIRT_TEST_IFLAGS"); who != "" && len(os.Args) > 1 {
+		os.Exit(changeFlagged(who, os.Args[1]))
+	}
 	if script := os.Getenv("FSVIRT_TEST_SH_AS_CAPLESS_ROOT"); script != "" {
 		// A shell as root without any capability.
 		if err := dropCapabilities(); err != nil {

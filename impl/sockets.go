@@ -77,6 +77,9 @@ func (v *View) sockaddrPath(t tracee, o op, name string, connect bool) (reply, e
 		if r.kind == resDeadDir {
 			return reply{}, unix.ENOENT
 		}
+		if err := v.flagsForbid(path.Dir(r.path), changeMakeIn); err != nil {
+			return reply{}, err
+		}
 		if err := v.addable(path.Dir(r.path)); err != nil {
 			return reply{}, err
 		}
