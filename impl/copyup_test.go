@@ -1,6 +1,10 @@
 package impl
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,4 +66,67 @@ func values(ps []string) []string {
 		out = append(out, "v-"+p)
 	}
 	return out
+}
+
+// TestProcessCopyUpKeepsHoles: a sparse shared file copied up takes the blocks it takes natively
+// (only its data is copied; its holes stay holes) and reads the same, both policies.
+func TestProcessCopyUpKeepsHoles(t *testing.T) {
+	mk := func(dir string) {
+		treetest.Build(t, dir, "file sp x")
+		f, err := os.OpenFile(filepath.Join(dir, "sp"), os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		for off, b := range map[int64]string{1 << 20: "data", 40 << 20: "more"} {
+			if _, err := f.WriteAt([]byte(b), off); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Truncate(64 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared, ref := t.TempDir(), t.TempDir()
+	mk(shared)
+	mk(ref)
+	script := "cd %s && echo y >> sp && stat -c '%%b %%s' sp && md5sum < sp"
+	want, err := exec.Command("/bin/sh", "-c", fmt.Sprintf(script, ref)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("natively: %v: %s", err, want)
+	}
+	before := treetest.Snap(t, shared)
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(policy.String(), func(t *testing.T) {
+			out, res := runPolicyCmd(t, shared, policy, nil, "/bin/sh", "-c", fmt.Sprintf(script, shared))
+			if out != string(want) || res.ExitStatus != 0 {
+				t.Errorf("blocks, size and checksum in the view %q (status %d); natively %q", out, res.ExitStatus, want)
+			}
+			if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+				t.Errorf("the shared tree changed: %q", d)
+			}
+		})
+	}
+	// Under a bound of 8 MiB, on a tmpfs layer that copy_file_range cannot reach from most file
+	// systems (read and write then): the file's 64 MiB would not fit, its data does.
+	t.Run("max-bytes", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("limits need root")
+		}
+		out, err := os.CreateTemp(t.TempDir(), "stdout")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		res, err := Run(context.Background(), RunConfig{Trees: []string{shared}, Store: t.TempDir(),
+			Limits: Limits{Bytes: 8 << 20}, Path: "/bin/sh",
+			Args: []string{"sh", "-c", "(" + fmt.Sprintf(script, shared) + ") | sed 1d"}, Stdout: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := os.ReadFile(out.Name())
+		if _, sum, _ := strings.Cut(string(want), "\n"); string(got) != sum || res.ExitStatus != 0 {
+			t.Errorf("checksum in the view %q (status %d); natively %q", got, res.ExitStatus, sum)
+		}
+	})
 }
