@@ -81,6 +81,9 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if err := v.relink(p, src); err != nil {
 		return err
 	}
+	if err := v.indexCopy(p, src, &st); err != nil {
+		return err
+	}
 	// Last: an immutable or append-only copy can be neither linked nor renamed.
 	copyFlags(dst, sfd)
 	return nil

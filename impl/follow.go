@@ -68,11 +68,12 @@ func (v *View) followCopyUps(lfd int, id uint64, t tracee) {
 		if changed == nil {
 			changed = v.copiedUpShared()
 		}
-		p, ok := changed[host]
-		if !ok {
-			continue
+		if p, ok := changed[host]; ok {
+			v.follow(lfd, id, t, n, link, host, p, v.upperPath(p))
+		} else if idx := v.aliasOf(host); idx != "" {
+			// Another name of a shared file the view copied up by one of its names (hostlinks.go).
+			v.follow(lfd, id, t, n, link, host, "", idx)
 		}
-		v.follow(lfd, id, t, n, link, host, p)
 	}
 }
 
@@ -91,8 +92,8 @@ func (v *View) copiedUpShared() map[string]string {
 }
 
 // follow replaces t's descriptor n, which link (/proc/TID/fd/N) shows open on shared object host,
-// with a descriptor of view path p's object, if n qualifies (see above).
-func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string) {
+// with a descriptor of view path p's object, at host path up, if n qualifies (see above).
+func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p, up string) {
 	var fst, hst unix.Stat_t
 	if long.Stat(link, &fst) != nil || long.Lstat(host, &hst) != nil || fst.Dev != hst.Dev || fst.Ino != hst.Ino {
 		return // host now names another object than the descriptor's
@@ -120,7 +121,7 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p string)
 		}
 	}
 	keep := unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME | unix.O_DIRECTORY | unix.O_SYNC | unix.O_DSYNC | unix.O_LARGEFILE
-	fd, err := long.Open(v.upperPath(p), flags&keep|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := long.Open(up, flags&keep|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}

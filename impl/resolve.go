@@ -35,6 +35,9 @@ type resolved struct {
 	// the metadata of, stands for. Implied by pure.
 	reachesLower  bool
 	trailingSlash bool
+	// alias: the final object is a shared file that the view copied up by another of its names;
+	// this is the copy's index entry (hostlinks.go).
+	alias string
 }
 
 // resultKind is which of a resolution's exclusive outcomes it had.
@@ -129,8 +132,15 @@ func (d traceeDeps) readlink(h string) (string, error)         { return readlink
 // dirfd, with the kernel's rules for "..", symlinks (ELOOP after maxSymlinks) and trailing slashes.
 // It never reads through the user's store root: a step into it fails with ENOENT, and a final name
 // that would find it finds nothing (see hides).
+// A final object that is another name of a shared file the view copied up (aliasOf) is made a link
+// to the copy first (linkAlias), and the path resolved again; should that fail, the call sees the
+// shared file.
 func (v *View) resolve(t tracee, dirfd int, unsafePath string, o resolveOpts) (resolved, error) {
-	return v.resolveWith(traceeDeps{v, t}, dirfd, unsafePath, o)
+	r, err := v.resolveWith(traceeDeps{v, t}, dirfd, unsafePath, o)
+	if err == nil && r.alias != "" && v.linkAlias(r.path, r.alias, r.host) == nil {
+		r, err = v.resolveWith(traceeDeps{v, t}, dirfd, unsafePath, o)
+	}
+	return r, err
 }
 
 // resolveWith is resolve for the caller that deps describe.
@@ -515,6 +525,11 @@ func (w *walk) finalPurity() {
 	}
 	if r.pure && r.mode != unix.S_IFDIR && w.v.isLinked(r.host) {
 		r.pure = false // the kernel would not count the view's names of it (see linkShared)
+	}
+	if !r.own && r.kind == resFound && r.mode == unix.S_IFREG && w.v.ns.inTree(w.cur) {
+		if r.alias = w.v.aliasOf(r.host); r.alias != "" {
+			r.pure = false // another name of a shared file the view copied up (hostlinks.go)
+		}
 	}
 }
 

@@ -49,6 +49,8 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		}
 		if !r.own {
 			stx.Nlink = uint32(v.nlink(host, uint64(stx.Nlink)))
+		} else {
+			stx.Nlink = uint32(v.linkCount(unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, uint64(stx.Nlink)))
 		}
 		if dev, ino, ok := v.dirIdentity(r); ok {
 			stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
@@ -64,6 +66,8 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	}
 	if !r.own {
 		st.Nlink = v.nlink(host, st.Nlink)
+	} else {
+		st.Nlink = v.linkCount(st.Dev, st.Ino, st.Nlink)
 	}
 	if dev, ino, ok := v.dirIdentity(r); ok {
 		st.Dev, st.Ino = dev, ino

@@ -201,6 +201,8 @@ type View struct {
 	created atomic.Bool // dir exists: the invocation changed something
 	// hasLinks: linked has an entry; read without the lock on every resolution.
 	hasLinks atomic.Bool
+	// hasHostLinks: hostLinks has an entry; read without the lock on every resolution.
+	hasHostLinks atomic.Bool
 	// dirFDs: the view opened a shared directory it copied for a task, whose descriptor's stat
 	// must show the shared identity (dirIdentity); read without the lock on every stat of a
 	// descriptor, which until then the kernel answers alone.
@@ -231,6 +233,11 @@ type View struct {
 	renamed bool // a directory was renamed: lower paths no longer equal view paths
 	// linked: shared files (by host path) that the view gave another name (see linkShared).
 	linked map[string]bool
+	// hostLinks: the index entry of the copy of each shared file with several names on the host
+	// that the view copied up, by the shared file's device and inode; indexed: the copies, by
+	// theirs (see indexCopy).
+	hostLinks map[devIno]*hostLink
+	indexed   map[devIno]*hostLink
 	// ghosts are the shared directories the view removed, by host path; ghostFDs the descriptors
 	// of the ghosts made (see ghost).
 	ghosts   map[string]*ghost
