@@ -121,6 +121,7 @@ func (v *View) follow(lfd int, id uint64, t tracee, n int, link, host, p, up str
 		}
 	}
 	keep := unix.O_APPEND | unix.O_NONBLOCK | unix.O_DIRECT | unix.O_NOATIME | unix.O_DIRECTORY | unix.O_SYNC | unix.O_DSYNC | unix.O_LARGEFILE
+	v.copyFDs.Store(true) // the task's descriptor will be a copy's (see View.fstat)
 	fd, err := long.Open(up, flags&keep|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return

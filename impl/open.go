@@ -110,8 +110,10 @@ func (v *View) open(t tracee, o op) (reply, error) {
 			return reply{}, err
 		}
 	}
-	if r.exists() && r.mode == unix.S_IFDIR && !r.pure && r.ent.copiedDir() {
-		v.dirFDs.Store(true) // the descriptor is the copy's, whose stat View.fstat corrects
+	if r.exists() && r.inTree && (r.ent.copiedShared() || r.mode == unix.S_IFREG && writesData(flags)) {
+		// The descriptor is (or, once copied up, will be) a copy's, whose stat View.fstat
+		// corrects.
+		v.copyFDs.Store(true)
 	}
 	switch {
 	case pathOnly:

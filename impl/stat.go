@@ -52,7 +52,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		} else {
 			stx.Nlink = uint32(v.linkCount(unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, uint64(stx.Nlink)))
 		}
-		if dev, ino, ok := v.dirIdentity(r); ok {
+		if dev, ino, ok := v.identity(r.ent, r.host, r.mode); ok {
 			stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
 		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
@@ -69,19 +69,19 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	} else {
 		st.Nlink = v.linkCount(st.Dev, st.Ino, st.Nlink)
 	}
-	if dev, ino, ok := v.dirIdentity(r); ok {
+	if dev, ino, ok := v.identity(r.ent, r.host, r.mode); ok {
 		st.Dev, st.Ino = dev, ino
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
 
 // fstat is stat of a descriptor (fstat, and an empty path with AT_EMPTY_PATH, which glibc's
-// fstat is), left to the kernel unless the descriptor is of a directory that dirIdentity gives
-// the shared directory's identity: a task must see the same directory whether it stats it by
-// name or by descriptor (fts, in du, rm -r, chmod -R and find, compares the two on its way back
-// up a tree).
+// fstat is), left to the kernel unless the descriptor is of a copy that identity gives the shared
+// object's identity: a task must see the same object whether it stats it by name or by
+// descriptor (fts, in du, rm -r, chmod -R and find, compares the two on its way back up a tree;
+// vim, the file it reads by name with the one it opens to write).
 func (v *View) fstat(t tracee, o op) (reply, error) {
-	if !v.dirFDs.Load() || o.dirfd < 0 {
+	if !v.copyFDs.Load() || o.dirfd < 0 {
 		return reply{kind: replyContinue}, nil
 	}
 	// One readlink tells the view's own objects from the rest, which the kernel answers for.
@@ -96,7 +96,11 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	v.mu.Lock()
 	e := v.entries[p]
 	v.mu.Unlock()
-	dev, ino, ok := v.dirIdentity(resolved{mode: unix.S_IFDIR, ent: e})
+	var tst unix.Stat_t
+	if !e.copiedShared() || long.Lstat(target, &tst) != nil {
+		return reply{kind: replyContinue}, nil
+	}
+	dev, ino, ok := v.identity(e, target, tst.Mode&unix.S_IFMT)
 	if !ok {
 		return reply{kind: replyContinue}, nil
 	}
@@ -127,20 +131,27 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
 
-// copiedDir reports whether e is a shared directory's entry: one whose identity stat keeps.
-func (e *entry) copiedDir() bool { return e != nil && e.kind == entryDir && e.lower != "" }
+// copiedShared reports whether e stands for a shared object the view copied: a shared directory
+// it copied (to add to it, change it or rename it), or a shared file, symlink or node it copied up
+// (to write or change it; a view-made link of a shared file shares the copy). Its upper object
+// speaks for it once it is the view's own; before, the shared object itself.
+func (e *entry) copiedShared() bool {
+	return e != nil && e.lower != "" && (e.kind == entryDir || e.own)
+}
 
-// dirIdentity is the device and inode number that stat reports for a shared directory the view
-// copied (to add to it, change it, or rename it): the shared directory's, as before the copy, so
-// that a directory keeps its identity while a program works in it (tar x checks, before it sets a
-// directory's times, that it is the one it extracted into; overlayfs reports a merged directory's
-// lower inode number for the same reason). ok is false for anything else.
-func (v *View) dirIdentity(r resolved) (dev, ino uint64, ok bool) {
-	if r.mode != unix.S_IFDIR || !r.ent.copiedDir() || r.host == r.ent.lower {
-		return 0, 0, false // not a copied shared directory, or stat'ed there already
+// identity is the device and inode number that stat reports for the view's object at host path
+// host, of type mode, whose entry is e, when it is the copy of a shared object: the shared
+// object's, as before the copy, so that an object keeps its identity while a program works on it
+// (vim, writing a file in place, checks that the file it opened is the one it read; tar x checks,
+// before it sets a directory's times, that it is the one it extracted into). overlayfs keeps a
+// copied-up object's inode number for the same reasons. ok is false for anything else, and where
+// the shared object is gone or another kind of object now (the copy's own then).
+func (v *View) identity(e *entry, host string, mode uint32) (dev, ino uint64, ok bool) {
+	if !e.copiedShared() || host == e.lower {
+		return 0, 0, false // not a copy, or stat'ed at the shared object already
 	}
 	var st unix.Stat_t
-	if err := long.Lstat(r.ent.lower, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+	if err := long.Lstat(e.lower, &st); err != nil || st.Mode&unix.S_IFMT != mode {
 		return 0, 0, false
 	}
 	return st.Dev, st.Ino, true

@@ -13,7 +13,7 @@ import (
 )
 
 // ident is what stat, statx and a stat of a descriptor (newfstatat with AT_EMPTY_PATH, glibc's
-// fstat; statx) say of a directory's identity: four fields "major:minor/inode".
+// fstat; statx) say of a file's or directory's identity: four fields "major:minor/inode".
 func ident(path string) string {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
@@ -23,7 +23,7 @@ func ident(path string) string {
 	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW, unix.STATX_INO, &stx); err != nil {
 		return "statx: " + errStr(err)
 	}
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "open: " + errStr(err)
 	}
@@ -97,6 +97,95 @@ func TestDirectoryKeepsIdentity(t *testing.T) {
 				t.Errorf("%s, want e %s", log[len(want)+1], e)
 			}
 		})
+	}
+}
+
+// TestFileKeepsIdentity: a shared file keeps its device and inode number when the view copies it
+// up (written, truncated by O_TRUNC, its mode changed) and renames it, by name and by
+// descriptor alike, also through the descriptor the write was made on, as the kernel's file
+// keeps its own; a file the view makes has one of its own.
+func TestFileKeepsIdentity(t *testing.T) {
+	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+		t.Run(pol.String(), func(t *testing.T) {
+			shared := t.TempDir()
+			treetest.Build(t, shared, "file f x", "file g x", "file h x")
+			f, g, h := ident(shared+"/f"), ident(shared+"/g"), ident(shared+"/h")
+			p, err := NewPool(Config{Workers: 1, Trees: []string{shared}, Store: t.TempDir(), Policy: pol})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			var got []string
+			err = p.Invoke(context.Background(), func(*Invocation) error {
+				fd, err := unix.Open(shared+"/f", unix.O_WRONLY|unix.O_APPEND|unix.O_CLOEXEC, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				unix.Write(fd, []byte("y"))
+				var fst unix.Stat_t
+				if err := unix.Fstatat(fd, "", &fst, unix.AT_EMPTY_PATH); err != nil {
+					return err
+				}
+				got = append(got, "f written "+ident(shared+"/f"),
+					fmt.Sprintf("f's descriptor %d:%d/%d", unix.Major(fst.Dev), unix.Minor(fst.Dev), fst.Ino))
+				if err := os.Rename(shared+"/f", shared+"/f2"); err != nil {
+					return err
+				}
+				got = append(got, "f renamed "+ident(shared+"/f2"))
+				if err := os.WriteFile(shared+"/g", []byte("new"), 0o644); err != nil { // O_TRUNC
+					return err
+				}
+				if err := os.Chmod(shared+"/h", 0o600); err != nil {
+					return err
+				}
+				got = append(got, "g truncated "+ident(shared+"/g"), "h chmod "+ident(shared+"/h"))
+				if err := os.WriteFile(shared+"/n", nil, 0o644); err != nil {
+					return err
+				}
+				got = append(got, "made "+ident(shared+"/n"))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"f written " + f, "f's descriptor " + strings.Fields(f)[0], "f renamed " + f,
+				"g truncated " + g, "h chmod " + h}
+			if strings.Join(got[:len(want)], "\n") != strings.Join(want, "\n") {
+				t.Errorf("identities in the view:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+			made := strings.Fields(got[len(want)])
+			if len(made) != 5 || made[1] != made[2] || made[1] != made[3] || made[1] != made[4] ||
+				made[1] == strings.Fields(f)[0] || made[1] == strings.Fields(g)[0] {
+				t.Errorf("a file the view made: %s", got[len(want)])
+			}
+		})
+	}
+}
+
+// TestProcessVimWritesInPlace: vim writing a shared file in place (backupcopy=yes, which it
+// chooses where a rename could not keep the file's owner, mode or links) checks that the file it
+// opened for writing is the one it read, by inode; in the view it refused ("rc 1", file unchanged)
+// until a copy kept the shared file's identity.
+func TestProcessVimWritesInPlace(t *testing.T) {
+	vim := "vim.tiny" // scripts/test.sh installs vim-tiny
+	if !hasProgram(vim) {
+		if vim = "vim"; !hasProgram(vim) {
+			t.Skip("no vim.tiny nor vim (scripts/test.sh installs vim-tiny)")
+		}
+	}
+	shared := t.TempDir()
+	treetest.Build(t, shared, "file f x\n")
+	before := treetest.Snap(t, shared)
+	script := "cd " + shared + ` && ` + vim + ` -Nu NONE -es -c "set backupcopy=yes" -c "s/x/y/" -c wq f; echo "rc $?"; cat f`
+	for _, pol := range []Policy{PolicyFast, PolicyStrict} {
+		out, res := runPolicyCmd(t, shared, pol, nil, "/bin/sh", "-c", script)
+		if want := "rc 0\ny\n"; res.ExitStatus != 0 || out != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q", pol, res.ExitStatus, out, want)
+		}
+	}
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
 	}
 }
 

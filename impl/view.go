@@ -203,10 +203,10 @@ type View struct {
 	hasLinks atomic.Bool
 	// hasHostLinks: hostLinks has an entry; read without the lock on every resolution.
 	hasHostLinks atomic.Bool
-	// dirFDs: the view opened a shared directory it copied for a task, whose descriptor's stat
-	// must show the shared identity (dirIdentity); read without the lock on every stat of a
-	// descriptor, which until then the kernel answers alone.
-	dirFDs atomic.Bool
+	// copyFDs: the view gave a task a descriptor of a copy of a shared object, whose stat must
+	// show the shared identity (identity); read without the lock on every stat of a descriptor,
+	// which until then the kernel answers alone.
+	copyFDs atomic.Bool
 	// chdired: a task of the view called chdir or fchdir, so a worker thread's own working
 	// directory may have moved (thread mode resets it before the next invocation only then).
 	chdired atomic.Bool

@@ -5,7 +5,8 @@
 # pkg-config and libseccomp-dev, for the check that the compiled filter in impl/zfilter.go is up
 # to date and for the static test binaries of the VMs; git, make, python3, python3-venv and attr,
 # which the scenario tests run inside fsvirt (cmd/fsvirt, as root and as nobody through
-# util-linux's setpriv; they compile with gcc); nodejs and curl, which with python3 run
+# util-linux's setpriv; they compile with gcc); vim-tiny, whose in-place write impl's
+# TestProcessVimWritesInPlace runs in a view; nodejs and curl, which with python3 run
 # examples/lambda's handlers behind fsvirt serve (cmd/fsvirt's TestServe*); fuse-overlayfs, a
 # FUSE file system the liveness test stops under a view (impl's TestStuckLookupDelaysNoOtherCall);
 # qemu-system-x86, busybox-static and xz-utils for
@@ -54,7 +55,7 @@ cd "$(dirname "$0")/.."
 start=$SECONDS
 step() { printf '\n=== %s (%ds)\n' "$*" $((SECONDS - start)); }
 
-need=(gcc pkg-config libseccomp-dev git make python3 python3-venv attr nodejs curl fuse-overlayfs)
+need=(gcc pkg-config libseccomp-dev git make python3 python3-venv attr nodejs curl fuse-overlayfs vim-tiny)
 [ $vm = no ] || need+=(qemu-system-x86 busybox-static xz-utils)
 missing=()
 for p in "${need[@]}"; do
