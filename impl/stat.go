@@ -96,15 +96,10 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	v.mu.Lock()
 	e := v.entries[p]
 	v.mu.Unlock()
-	var tst unix.Stat_t
-	if !e.copiedShared() || long.Lstat(target, &tst) != nil {
+	if !e.copiedShared() {
 		return reply{kind: replyContinue}, nil
 	}
-	dev, ino, ok := v.identity(e, target, tst.Mode&unix.S_IFMT)
-	if !ok {
-		return reply{kind: replyContinue}, nil
-	}
-	// The directory itself, which no other thread can swap now; if one swapped the number since
+	// The object itself, which no other thread can swap now; if one swapped the number since
 	// the readlink, the kernel answers for what is there now.
 	obj, _, err := t.taskObject(o.dirfd)
 	if err != nil {
@@ -117,9 +112,14 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	if o.kind == opStatx {
 		var stx unix.Statx_t
 		flags := int(o.flags)&statxSyncType | unix.AT_EMPTY_PATH
-		if err := unix.Statx(obj, "", flags, int(o.mask), &stx); err != nil {
+		if err := unix.Statx(obj, "", flags, int(o.mask)|unix.STATX_TYPE, &stx); err != nil {
 			return reply{}, err
 		}
+		dev, ino, ok := v.identity(e, target, uint32(stx.Mode)&unix.S_IFMT)
+		if !ok {
+			return reply{kind: replyContinue}, nil
+		}
+		stx.Nlink = uint32(v.linkCount(unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, uint64(stx.Nlink)))
 		stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
@@ -127,6 +127,11 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	if err := unix.Fstat(obj, &st); err != nil {
 		return reply{}, err
 	}
+	dev, ino, ok := v.identity(e, target, st.Mode&unix.S_IFMT)
+	if !ok {
+		return reply{kind: replyContinue}, nil
+	}
+	st.Nlink = v.linkCount(st.Dev, st.Ino, st.Nlink)
 	st.Dev, st.Ino = dev, ino
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
