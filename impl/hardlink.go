@@ -94,16 +94,24 @@ func (v *View) relink(p, lower string) error {
 	}
 	src := v.upperPath(p)
 	for _, q := range names {
-		up := v.upperPath(q)
-		tmp := path.Dir(up) + "/.fsvirt-link-" + strconv.Itoa(os.Getpid())
-		if err := long.Link(src, tmp); err != nil {
-			return err
-		}
-		if err := long.Rename(tmp, up); err != nil {
-			long.Unlink(tmp)
+		if err := linkOver(src, v.upperPath(q)); err != nil {
 			return err
 		}
 		v.setEntry(q, &entry{kind: entryObj, own: true, lower: lower})
+	}
+	return nil
+}
+
+// linkOver makes host path up a link to host path src, in place of whatever up was (a
+// placeholder), in one rename.
+func linkOver(src, up string) error {
+	tmp := path.Dir(up) + "/.fsvirt-link-" + strconv.Itoa(os.Getpid())
+	if err := long.Link(src, tmp); err != nil {
+		return err
+	}
+	if err := long.Rename(tmp, up); err != nil {
+		long.Unlink(tmp)
+		return err
 	}
 	return nil
 }

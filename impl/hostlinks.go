@@ -1,7 +1,6 @@
 package impl
 
 import (
-	"os"
 	"path"
 	"strconv"
 
@@ -87,13 +86,8 @@ func (v *View) linkAlias(p, idx, lower string) error {
 		return err
 	}
 	v.noteOrigin(lower, &st)
-	up := v.upperPath(p)
-	tmp := path.Dir(up) + "/.fsvirt-link-" + strconv.Itoa(os.Getpid())
-	if err := long.Link(idx, tmp); err != nil {
-		return err
-	}
-	if err := long.Rename(tmp, up); err != nil {
-		long.Unlink(tmp)
+	// A copy that is immutable or append-only takes no new name from the kernel.
+	if err := withoutFlags(idx, func() error { return linkOver(idx, v.upperPath(p)) }); err != nil {
 		return err
 	}
 	v.setEntry(p, &entry{kind: entryObj, own: true, lower: lower})

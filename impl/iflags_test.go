@@ -20,7 +20,7 @@ import (
 // times, xattrs, links, removal, renames, names added to an immutable directory or removed from
 // an append-only one), to root as to nobody, and allow the rest (an append, times set to now,
 // a name added to an append-only directory); a shared file appended to in the view keeps its
-// flags. Compared with the kernel on a copy with the same flags, in both policies
+// flags, and its other host name shows the append. Compared with the kernel on a copy with the same flags, in both policies
 // (docs/kernel.md, "Immutable and append-only objects").
 func TestInodeFlagsLikeKernel(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -77,7 +77,8 @@ func TestInodeFlagsLikeKernel(t *testing.T) {
 }
 
 // mkFlagsTree makes TestInodeFlagsLikeKernel's tree at root: an immutable file f and directory
-// idir, append-only files g and r and directory adir, everything but r writable by everyone.
+// idir, append-only files g (with a second name, glink) and r and directory adir, everything but
+// r writable by everyone.
 func mkFlagsTree(t *testing.T, root string) {
 	t.Helper()
 	os.Mkdir(root, 0o777)
@@ -88,6 +89,9 @@ func mkFlagsTree(t *testing.T, root string) {
 		if err := os.Chmod(filepath.Join(root, p), os.FileMode(mode)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.Link(filepath.Join(root, "g"), filepath.Join(root, "glink")); err != nil { // g's second name
+		t.Fatal(err)
 	}
 	for p, flags := range map[string]uint32{"f": fsImmutableFl, "idir": fsImmutableFl, "g": fsAppendFl,
 		"r": fsAppendFl, "adir": fsAppendFl} {
@@ -196,7 +200,7 @@ func changeFlagged(who, root string) int {
 	} {
 		fmt.Printf("%s: %v\n", c.name, c.err)
 	}
-	for _, p := range []string{"f", "g", "r", "idir/in", "adir/in"} {
+	for _, p := range []string{"f", "g", "glink", "r", "idir/in", "adir/in"} {
 		b, err := os.ReadFile(p)
 		fmt.Printf("%s: %q %v %s\n", p, b, err, iflagsOf(p))
 	}
