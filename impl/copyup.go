@@ -215,17 +215,34 @@ func futimens(fd int, atime, mtime unix.Timespec) error {
 func copyXattrs(src, dst string) error {
 	return copyXattrsWith(func(b []byte) (int, error) { return long.Llistxattr(src, b) },
 		func(n string, b []byte) (int, error) { return long.Lgetxattr(src, n, b) },
-		func(n string, b []byte) error { return long.Lsetxattr(dst, n, b, 0) })
+		func(n string, b []byte) error { return long.Lsetxattr(dst, n, b, 0) },
+		func(n string) error { return long.Lremovexattr(dst, n) })
 }
 
 // copyXattrsFD is copyXattrs between open files.
 func copyXattrsFD(src, dst int) error {
 	return copyXattrsWith(func(b []byte) (int, error) { return unix.Flistxattr(src, b) },
 		func(n string, b []byte) (int, error) { return unix.Fgetxattr(src, n, b) },
-		func(n string, b []byte) error { return unix.Fsetxattr(dst, n, b, 0) })
+		func(n string, b []byte) error { return unix.Fsetxattr(dst, n, b, 0) },
+		func(n string) error { return unix.Fremovexattr(dst, n) })
 }
 
-func copyXattrsWith(list func([]byte) (int, error), get func(string, []byte) (int, error), set func(string, []byte) error) error {
+// aclNames are the extended attributes of POSIX ACLs, which a new object takes from its
+// directory's default ACL.
+var aclNames = []string{"system.posix_acl_access", "system.posix_acl_default"}
+
+// copyXattrsWith copies the attributes list names, get reads and set writes. The copy is made
+// in an upper directory that may have a default ACL, which the kernel gave the new object: an
+// ACL the source does not have is removed (remove), so that the copy has the source's alone.
+func copyXattrsWith(list func([]byte) (int, error), get func(string, []byte) (int, error),
+	set func(string, []byte) error, remove func(string) error) error {
+	defer func(had map[string]bool) {
+		for _, n := range aclNames {
+			if !had[n] {
+				remove(n) // ENODATA: none was inherited; EOPNOTSUPP: no ACLs here
+			}
+		}
+	}(sourceACLs(get))
 	size, err := list(nil)
 	if err != nil || size == 0 {
 		return nil // none, or a file system without them
@@ -253,4 +270,15 @@ func copyXattrsWith(list func([]byte) (int, error), get func(string, []byte) (in
 		}
 	}
 	return nil
+}
+
+// sourceACLs reports which of aclNames the source that get reads has.
+func sourceACLs(get func(string, []byte) (int, error)) map[string]bool {
+	had := map[string]bool{}
+	for _, n := range aclNames {
+		if _, err := get(n, nil); err == nil {
+			had[n] = true
+		}
+	}
+	return had
 }

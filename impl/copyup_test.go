@@ -130,3 +130,40 @@ func TestProcessCopyUpKeepsHoles(t *testing.T) {
 		}
 	})
 }
+
+// TestProcessCopyUpTakesNoInheritedACL: a copy is made in an upper directory that has its shared
+// directory's default ACL, which the kernel gives whatever is made there; a shared file or
+// directory without an ACL of its own (made before its directory got the default ACL) keeps none
+// in the view, while what the view makes there takes it, as natively.
+func TestProcessCopyUpTakesNoInheritedACL(t *testing.T) {
+	if !hasProgram("getfattr") {
+		t.Skip("getfattr is not installed (scripts/test.sh installs attr)")
+	}
+	mk := func(dir string) {
+		treetest.Build(t, dir, "dir d", "file d/f x\n", "dir d/sub", "file d/sub/g y\n")
+		acl := aclXattr([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{0x02, 7, 5},
+			[3]uint32{aclGroupObj, 5, noACLID}, [3]uint32{aclMask, 7, noACLID}, [3]uint32{aclOther, 5, noACLID})
+		if err := unix.Setxattr(filepath.Join(dir, "d"), "system.posix_acl_default", acl, 0); err != nil {
+			t.Skipf("no POSIX ACLs here: %v", err)
+		}
+	}
+	shared, ref := t.TempDir(), t.TempDir()
+	mk(shared)
+	mk(ref)
+	script := `cd %s && echo z >> d/f && echo z >> d/sub/g && touch d/sub/new d/new && mkdir d/nd &&
+for p in d/f d/sub d/sub/g d/sub/new d/new d/nd; do echo "$p"; getfattr -h -d -m '^system.posix_acl' -e hex "$p" 2>&1 | grep -v '^#'; done`
+	want, err := exec.Command("/bin/sh", "-c", fmt.Sprintf(script, ref)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("natively: %v: %s", err, want)
+	}
+	before := treetest.Snap(t, shared)
+	for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+		out, res := runPolicyCmd(t, shared, policy, nil, "/bin/sh", "-c", fmt.Sprintf(script, shared))
+		if out != string(want) || res.ExitStatus != 0 {
+			t.Errorf("%v: status %d; the view and the kernel differ:\n%s", policy, res.ExitStatus, lineDiff(out, string(want)))
+		}
+	}
+	if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+		t.Errorf("the shared tree changed: %q", d)
+	}
+}

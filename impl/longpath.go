@@ -251,6 +251,12 @@ func (longCalls) Lsetxattr(p, attr string, data []byte, flags int) error {
 	})
 }
 
+func (longCalls) Lremovexattr(p, attr string) error {
+	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
+		return unix.Lremovexattr(magicPath(d, r), attr)
+	})
+}
+
 func (longCalls) Removexattr(p, attr string) error {
 	return call1(unix.AT_FDCWD, p, func(d int, r string) error {
 		return unix.Removexattr(magicPath(d, r), attr)
