@@ -105,12 +105,36 @@ func attrChange(o op) flagChange {
 	return changeAttr
 }
 
-// copyFlags gives file dst the inode flags of file src that a copy keeps: synchronous,
-// immutable, append-only, no-dump, no-atime, synchronous directory updates, top of a directory
-// hierarchy. The file system of the private layer may not take them (tmpfs before 6.0): then
-// the copy has none, and only the checks before a copy-up keep the shared file's.
+// keptFlags are the inode flags a copy keeps: synchronous, immutable, append-only, no-dump,
+// no-atime, synchronous directory updates, top of a directory hierarchy.
+const keptFlags = 0x8 | fsImmutableFl | fsAppendFl | 0x40 | 0x80 | 0x10000 | 0x20000
+
+// copyFlags gives file dst the inode flags of file src that a copy keeps (keptFlags). The file
+// system of the private layer may not take them (tmpfs before 6.0): then the copy has none, and
+// only the checks before a copy-up keep the shared file's.
 func copyFlags(dst, src int) {
-	const kept = 0x8 | fsImmutableFl | fsAppendFl | 0x40 | 0x80 | 0x10000 | 0x20000
+	copyFlagsMasked(dst, src, keptFlags)
+}
+
+// copyDirFlags gives the upper directory at host path dst the inode flags of the shared directory
+// at host path src that a copy keeps, but immutable and append-only, which would keep the view
+// from changing it (flagsForbid checks the shared directory's instead).
+func copyDirFlags(src, dst string) {
+	sfd, err := long.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(sfd)
+	dfd, err := long.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(dfd)
+	copyFlagsMasked(dfd, sfd, keptFlags&^(fsImmutableFl|fsAppendFl))
+}
+
+// copyFlagsMasked gives dst the flags of src that kept has.
+func copyFlagsMasked(dst, src int, kept uint32) {
 	var flags uint32
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(src), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 || flags&kept == 0 {
 		return

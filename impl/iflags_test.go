@@ -45,7 +45,7 @@ func TestInodeFlagsLikeKernel(t *testing.T) {
 				shared, ref := filepath.Join(dir, "tree"), filepath.Join(dir, "copy")
 				t.Cleanup(func() {
 					for _, d := range []string{shared, ref} {
-						for _, p := range []string{"f", "g", "r", "idir", "adir", "g3", "idir/f"} {
+						for _, p := range []string{"f", "g", "r", "idir", "adir", "g3", "idir/f", "d", "ddir"} {
 							setIFlags(filepath.Join(d, p), 0)
 						}
 					}
@@ -83,9 +83,9 @@ func mkFlagsTree(t *testing.T, root string) {
 	t.Helper()
 	os.Mkdir(root, 0o777)
 	treetest.Build(t, root, "file f f\n", "file g g\n", "file r r\n", "dir idir", "file idir/in i\n",
-		"dir adir", "file adir/in a\n")
+		"dir adir", "file adir/in a\n", "dir ddir", "file d d\n")
 	for p, mode := range map[string]uint32{".": 0o777, "f": 0o666, "g": 0o666, "r": 0o644, "idir": 0o777,
-		"idir/in": 0o666, "adir": 0o777, "adir/in": 0o666} {
+		"idir/in": 0o666, "adir": 0o777, "adir/in": 0o666, "ddir": 0o777, "d": 0o666} {
 		if err := os.Chmod(filepath.Join(root, p), os.FileMode(mode)); err != nil {
 			t.Fatal(err)
 		}
@@ -93,8 +93,9 @@ func mkFlagsTree(t *testing.T, root string) {
 	if err := os.Link(filepath.Join(root, "g"), filepath.Join(root, "glink")); err != nil { // g's second name
 		t.Fatal(err)
 	}
+	const noDump, noAtime = 0x40, 0x80 // flags a copy keeps and the kernel enforces on no one
 	for p, flags := range map[string]uint32{"f": fsImmutableFl, "idir": fsImmutableFl, "g": fsAppendFl,
-		"r": fsAppendFl, "adir": fsAppendFl} {
+		"r": fsAppendFl, "adir": fsAppendFl, "ddir": noDump | noAtime, "d": noDump} {
 		if err := setIFlags(filepath.Join(root, p), flags); err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +115,7 @@ func setIFlags(p string, flags uint32) error {
 	return nil
 }
 
-// iflagsOf returns the immutable and append-only flags of p, as "i", "a" or "-".
+// iflagsOf returns the flags of p that a copy keeps (keptFlags), in hex.
 func iflagsOf(p string) string {
 	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -125,14 +126,7 @@ func iflagsOf(p string) string {
 	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 {
 		return e.Error()
 	}
-	s := ""
-	if flags&fsImmutableFl != 0 {
-		s += "i"
-	}
-	if flags&fsAppendFl != 0 {
-		s += "a"
-	}
-	return s + "-"
+	return fmt.Sprintf("%#x", flags&keptFlags)
 }
 
 // changeFlagged, for FSVIRT_TEST_IFLAGS, makes every change TestInodeFlagsLikeKernel tries in
@@ -197,10 +191,12 @@ func changeFlagged(who, root string) int {
 		{"create in adir", open("adir/new", unix.O_WRONLY|unix.O_CREAT)},
 		{"rename in adir (new)", unix.Rename("adir/new", "adir/new2")},
 		{"rmdir adir", unix.Rmdir("adir")},
+		{"create in ddir", open("ddir/new", unix.O_WRONLY|unix.O_CREAT)},
+		{"append d", open("d", unix.O_WRONLY|unix.O_APPEND)},
 	} {
 		fmt.Printf("%s: %v\n", c.name, c.err)
 	}
-	for _, p := range []string{"f", "g", "glink", "r", "idir/in", "adir/in"} {
+	for _, p := range []string{"f", "g", "glink", "r", "idir/in", "adir/in", "d", "ddir"} {
 		b, err := os.ReadFile(p)
 		fmt.Printf("%s: %q %v %s\n", p, b, err, iflagsOf(p))
 	}

@@ -315,7 +315,8 @@ func keepMeta(src, p string, st *unix.Stat_t) error {
 	return long.UtimesNanoAt(unix.AT_FDCWD, p, []unix.Timespec{st.Atim, st.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// copyMeta gives host object p (not a symlink) st's permission bits, owner and times.
+// copyMeta gives host object p (not a symlink) st's permission bits, owner and times, and, given
+// the shared object src, its extended attributes and, for a directory, its inode flags.
 func copyMeta(src, p string, st *unix.Stat_t) error {
 	if err := long.Lchown(p, int(st.Uid), int(st.Gid)); err != nil && err != unix.EPERM {
 		return err
@@ -323,6 +324,9 @@ func copyMeta(src, p string, st *unix.Stat_t) error {
 	if src != "" {
 		if err := copyXattrs(src, p); err != nil {
 			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			copyDirFlags(src, p)
 		}
 	}
 	if err := long.Chmod(p, st.Mode&07777); err != nil {
