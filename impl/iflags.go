@@ -28,14 +28,34 @@ type iflags struct{ immutable, appendOnly bool }
 func (f iflags) either() bool { return f.immutable || f.appendOnly }
 
 // hostFlags returns the flags of the object at host path h (not followed), from statx's
-// attributes, which file systems without them leave unset.
+// attributes; where the file system does not report them there, from FS_IOC_GETFLAGS on a
+// regular file or directory (opening anything else could act on a device).
 func hostFlags(h string) iflags {
 	var stx unix.Statx_t
-	if long.Statx(unix.AT_FDCWD, h, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, 0, &stx) != nil {
+	if long.Statx(unix.AT_FDCWD, h, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx) != nil {
 		return iflags{}
 	}
-	a := stx.Attributes & stx.Attributes_mask
-	return iflags{immutable: a&unix.STATX_ATTR_IMMUTABLE != 0, appendOnly: a&unix.STATX_ATTR_APPEND != 0}
+	const both = unix.STATX_ATTR_IMMUTABLE | unix.STATX_ATTR_APPEND
+	if stx.Attributes_mask&both == both {
+		a := stx.Attributes & both
+		return iflags{immutable: a&unix.STATX_ATTR_IMMUTABLE != 0, appendOnly: a&unix.STATX_ATTR_APPEND != 0}
+	}
+	if t := uint32(stx.Mode) & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+		return iflags{}
+	}
+	fd, err := long.Open(h, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	if err == unix.EPERM { // O_NOATIME on a file the supervisor does not own
+		fd, err = long.Open(h, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return iflags{}
+	}
+	defer unix.Close(fd)
+	var flags uint32
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 {
+		return iflags{}
+	}
+	return iflags{immutable: flags&fsImmutableFl != 0, appendOnly: flags&fsAppendFl != 0}
 }
 
 // viewFlags returns the flags of the view's object at view path p: the shared object's for a
