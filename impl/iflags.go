@@ -32,30 +32,32 @@ func (f iflags) either() bool { return f.immutable || f.appendOnly }
 // regular file or directory (opening anything else could act on a device).
 func hostFlags(h string) iflags {
 	var stx unix.Statx_t
-	if long.Statx(unix.AT_FDCWD, h, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_DONT_SYNC, unix.STATX_TYPE, &stx) != nil {
+	flags := unix.AT_SYMLINK_NOFOLLOW | unix.AT_STATX_DONT_SYNC
+	if long.Statx(unix.AT_FDCWD, h, flags, unix.STATX_TYPE, &stx) != nil {
 		return iflags{}
 	}
 	const both = unix.STATX_ATTR_IMMUTABLE | unix.STATX_ATTR_APPEND
 	if stx.Attributes_mask&both == both {
-		a := stx.Attributes & both
-		return iflags{immutable: a&unix.STATX_ATTR_IMMUTABLE != 0, appendOnly: a&unix.STATX_ATTR_APPEND != 0}
+		a := stx.Attributes
+		return iflags{a&unix.STATX_ATTR_IMMUTABLE != 0, a&unix.STATX_ATTR_APPEND != 0}
 	}
 	if t := uint32(stx.Mode) & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
 		return iflags{}
 	}
-	fd, err := long.Open(h, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+	const ro = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := long.Open(h, ro|unix.O_NOATIME, 0)
 	if err == unix.EPERM { // O_NOATIME on a file the supervisor does not own
-		fd, err = long.Open(h, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		fd, err = long.Open(h, ro, 0)
 	}
 	if err != nil {
 		return iflags{}
 	}
 	defer unix.Close(fd)
-	var flags uint32
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 {
+	fl, err := getFlags(fd)
+	if err != nil {
 		return iflags{}
 	}
-	return iflags{immutable: flags&fsImmutableFl != 0, appendOnly: flags&fsAppendFl != 0}
+	return iflags{fl&fsImmutableFl != 0, fl&fsAppendFl != 0}
 }
 
 // viewFlags returns the flags of the view's object at view path p: the shared object's for a
@@ -140,12 +142,13 @@ func copyFlags(dst, src int) {
 // at host path src that a copy keeps, but immutable and append-only, which would keep the view
 // from changing it (flagsForbid checks the shared directory's instead).
 func copyDirFlags(src, dst string) {
-	sfd, err := long.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	const ro = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_NONBLOCK | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	sfd, err := long.Open(src, ro, 0)
 	if err != nil {
 		return
 	}
 	defer unix.Close(sfd)
-	dfd, err := long.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dfd, err := long.Open(dst, ro, 0)
 	if err != nil {
 		return
 	}
@@ -155,16 +158,33 @@ func copyDirFlags(src, dst string) {
 
 // copyFlagsMasked gives dst the flags of src that kept has.
 func copyFlagsMasked(dst, src int, kept uint32) {
+	flags, err := getFlags(src)
+	if err != nil || flags&kept == 0 {
+		return
+	}
+	if cur, err := getFlags(dst); err == nil {
+		setFlags(dst, cur|flags&kept)
+	}
+}
+
+// getFlags is FS_IOC_GETFLAGS on fd.
+func getFlags(fd int) (uint32, error) {
 	var flags uint32
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(src), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 || flags&kept == 0 {
-		return
+	// The pointer's conversion stays in the call's argument list (unsafe.Pointer's rule 4).
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags,
+		uintptr(unsafe.Pointer(&flags))); e != 0 {
+		return 0, e
 	}
-	var cur uint32
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(dst), fsIocGetflags, uintptr(unsafe.Pointer(&cur))); e != 0 {
-		return
+	return flags, nil
+}
+
+// setFlags is FS_IOC_SETFLAGS on fd.
+func setFlags(fd int, flags uint32) error {
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags,
+		uintptr(unsafe.Pointer(&flags))); e != 0 {
+		return e
 	}
-	cur |= flags & kept
-	unix.Syscall(unix.SYS_IOCTL, uintptr(dst), fsIocSetflags, uintptr(unsafe.Pointer(&cur)))
+	return nil
 }
 
 // withoutFlags runs fn with the immutable and append-only flags of the file at host path p, the
@@ -178,15 +198,13 @@ func withoutFlags(p string, fn func() error) error {
 		return fn()
 	}
 	defer unix.Close(fd)
-	var flags uint32
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e != 0 ||
-		flags&(fsImmutableFl|fsAppendFl) == 0 {
+	flags, err := getFlags(fd)
+	if err != nil || flags&(fsImmutableFl|fsAppendFl) == 0 {
 		return fn()
 	}
-	cleared := flags &^ (fsImmutableFl | fsAppendFl)
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&cleared))); e != 0 {
+	if setFlags(fd, flags&^(fsImmutableFl|fsAppendFl)) != nil {
 		return fn()
 	}
-	defer unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&flags)))
+	defer setFlags(fd, flags)
 	return fn()
 }
