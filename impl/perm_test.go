@@ -41,6 +41,12 @@ r mv rootdir/inner nobodydir/
 r mv nobodydir/x nobodydir/y
 r ln -s x rootdir/link
 r mkfifo rootdir/fifo
+r touch nobodydir/acldir/a
+r touch nobodydir/acldir/b
+r sh -c 'echo x >> aclfile'
+r sh -c 'echo y >> aclfile'
+r cat aclfile
+ls nobodydir/acldir | tr '\n' ' '
 stat -c '%n %a %u:%g %s' rootfile nobodyfile nobodyfile-rootgroup nobodydir-rootgroup worldwritable 2>&1
 ls rootdir nobodydir sticky | tr '\n' ' '
 `
@@ -102,6 +108,19 @@ func compareCallerWithKernel(t *testing.T, env, script, who string) {
 	os.Chmod(filepath.Join(shared, "groupfile"), 0o664)
 	os.Chmod(filepath.Join(shared, "worldwritable"), 0o666)
 	unix.Chmod(filepath.Join(shared, "sticky"), 0o1777) // os.Chmod would drop the sticky bit
+	// Root's directory and file that an ACL entry opens to nobody. The directory is in one the
+	// script adds to first, which gives it a placeholder: ACLs were not copied to that when it
+	// became the view's, and the second file made in it was refused.
+	treetest.Build(t, shared, "file aclfile a")
+	if err := os.Mkdir(filepath.Join(shared, "nobodydir/acldir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(shared, "aclfile"), 0o600)
+	for name, perm := range map[string]uint32{"nobodydir/acldir": 7, "aclfile": 6} {
+		acl := aclXattr([3]uint32{aclUserObj, 7, noACLID}, [3]uint32{0x02, perm, 65534},
+			[3]uint32{aclGroupObj, 5, noACLID}, [3]uint32{aclMask, 7, noACLID}, [3]uint32{aclOther, 5, noACLID})
+		unix.Setxattr(filepath.Join(shared, name), "system.posix_acl_access", acl, 0) // else refused alike
+	}
 	ref := filepath.Join(base, "copy")
 	treetest.Copy(t, shared, ref)
 	native := exec.Command(self, ref)
