@@ -67,7 +67,8 @@ func (v *View) copyUp(p, src string, truncate bool) error {
 	if named == "" {
 		// Link the finished file under a temporary name, then rename it over the placeholder.
 		named = parent + "/.fsvirt-copyup-" + strconv.Itoa(dst)
-		if err := long.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(dst), unix.AT_FDCWD, named, unix.AT_SYMLINK_FOLLOW); err != nil {
+		err := long.Linkat(unix.AT_FDCWD, fdPath(dst), unix.AT_FDCWD, named, unix.AT_SYMLINK_FOLLOW)
+		if err != nil {
 			named = ""
 			return err
 		}
@@ -199,7 +200,8 @@ func copyRange(dst, src int, off, length int64, readWrite *bool) (int64, error) 
 // futimens sets an open file's access and modification times.
 func futimens(fd int, atime, mtime unix.Timespec) error {
 	ts := [2]unix.Timespec{atime, mtime}
-	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0,
+		uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
 	if errno != 0 {
 		return errno
 	}
