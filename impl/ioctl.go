@@ -196,10 +196,8 @@ func clearFlags(dir string) {
 			return nil
 		}
 		defer unix.Close(fd)
-		var flags uint32
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocGetflags, uintptr(unsafe.Pointer(&flags))); e == 0 && flags&(fsImmutableFl|fsAppendFl) != 0 {
-			flags &^= fsImmutableFl | fsAppendFl
-			unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocSetflags, uintptr(unsafe.Pointer(&flags)))
+		if flags, err := getFlags(fd); err == nil && flags&(fsImmutableFl|fsAppendFl) != 0 {
+			setFlags(fd, flags&^(fsImmutableFl|fsAppendFl))
 		}
 		return nil
 	})
