@@ -10,7 +10,10 @@ usage: scripts/fuzz.sh [--kernel KERNEL] [-time DURATION] [TARGET...]
 Runs each fuzz target of ./fuzz with Go's fuzzing engine for DURATION (a Go duration, default
 30m), one after another, then prints a line per target:
 
-  TARGET  kernel K  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
+  TARGET  kernel K  code C  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
+
+C is the commit the run tested (git rev-parse --short HEAD), with "+changes" when the work tree's
+tracked files differ from it: a campaign's figures count for the code they ran on.
 
 TARGET is one of the package's fuzz targets (FuzzOpenatFlags, FuzzRelativeDirfds, FuzzSymlinks,
 FuzzRacingThread, FuzzProcessTree, FuzzCreds); default all. A failing input is written to
@@ -101,6 +104,13 @@ minimize=${FUZZ_MINIMIZE_TIME:-10s}
 logdir=${FUZZ_LOGDIR:-$(mktemp -d -t fsvirt-fuzz-XXXXXX)}
 mkdir -p "$logdir"
 echo "logs in $logdir"
+# The commit under test, for the summary: the inputs this script writes back are untracked files,
+# which do not count as changes.
+code=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+if [ "$code" != unknown ] && ! git diff --quiet HEAD -- . 2>/dev/null; then
+	code=$code+changes
+fi
+echo "code $code"
 
 if [ -n "$kernel" ]; then
 	scripts/vm-kernels.sh "$kernel"
@@ -160,7 +170,7 @@ summary=()
 status=0
 for target in "${targets[@]}"; do
 	log="$logdir/$target.log"
-	echo "== $target for $time on ${kernel:-this machine} (log: $log)"
+	echo "== $target for $time on ${kernel:-this machine}, code $code (log: $log)"
 	result=PASS
 	rc=0
 	fuzz "$target" 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
@@ -198,8 +208,8 @@ for target in "${targets[@]}"; do
 	if [ "${result%% (stopped by*}" != PASS ]; then
 		status=1
 	fi
-	summary+=("$(printf '%-20s kernel %-5s time %-8s execs %-9s execs/sec %-6s new corpus entries %-5s result %s %s' \
-		"$target" "${kernel:-host}" "${elapsed:-?}" "${execs:-?}" "$rate" "${new:-?}" "$result" "$input")")
+	summary+=("$(printf '%-20s kernel %-5s code %-7s time %-8s execs %-9s execs/sec %-6s new corpus entries %-5s result %s %s' \
+		"$target" "${kernel:-host}" "$code" "${elapsed:-?}" "${execs:-?}" "$rate" "${new:-?}" "$result" "$input")")
 done
 
 echo
