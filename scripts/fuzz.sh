@@ -12,8 +12,9 @@ Runs each fuzz target of ./fuzz with Go's fuzzing engine for DURATION (a Go dura
 
   TARGET  kernel K  code C  time DURATION  execs N  execs/sec R  new corpus entries K  result PASS|FAIL [input]
 
-C is the commit the run tested (git rev-parse --short HEAD), with "+changes" when the work tree's
-tracked files differ from it: a campaign's figures count for the code they ran on.
+C is the code the run tested: the last commit that changed what the fuzz test binary is built from
+(go.mod, the fuzz package, the module's packages it links, less their tests), with "+changes"
+when the work tree changes those files. Runs of one campaign with the same C ran the same code.
 
 TARGET is one of the package's fuzz targets (FuzzOpenatFlags, FuzzRelativeDirfds, FuzzSymlinks,
 FuzzRacingThread, FuzzProcessTree, FuzzCreds); default all. A failing input is written to
@@ -104,13 +105,34 @@ minimize=${FUZZ_MINIMIZE_TIME:-10s}
 logdir=${FUZZ_LOGDIR:-$(mktemp -d -t fsvirt-fuzz-XXXXXX)}
 mkdir -p "$logdir"
 echo "logs in $logdir"
-# The commit under test, for the summary: the inputs this script writes back are untracked files,
-# which do not count as changes.
-code=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
-if [ "$code" != unknown ] && ! git diff --quiet HEAD -- . 2>/dev/null; then
-	code=$code+changes
+# The code under test, for the summary: the last commit that changed what the fuzz test binary is
+# built from (go.mod, the fuzz package whole, the module's packages it links less their tests),
+# "+changes" when the work tree changes that. Runs with one code ran the same program, whatever
+# else the commits between them changed. The inputs this script writes back are untracked files,
+# which change nothing here.
+code_paths() {
+	local dir
+	echo go.mod
+	echo go.sum
+	echo fuzz
+	go list -deps -test -f '{{if .Module}}{{if .Module.Main}}{{.Dir}}{{end}}{{end}}' ./fuzz | sort -u |
+		while read -r dir; do
+			dir=${dir#"$PWD"}
+			dir=${dir#/}
+			[ "$dir" = fuzz ] && continue
+			echo ":(glob)${dir:+$dir/}*.go"
+			echo ":(exclude,glob)${dir:+$dir/}*_test.go"
+		done
+}
+code=unknown
+if mapfile -t paths < <(code_paths) && [ ${#paths[@]} -gt 3 ] &&
+	c=$(git log -1 --format=%h --abbrev=7 -- "${paths[@]}" 2>/dev/null) && [ -n "$c" ]; then
+	code=$c
+	if ! git diff --quiet HEAD -- "${paths[@]}"; then
+		code=$code+changes
+	fi
 fi
-echo "code $code"
+echo "code $code (the last commit that changed the fuzz test binary's sources)"
 
 if [ -n "$kernel" ]; then
 	scripts/vm-kernels.sh "$kernel"
