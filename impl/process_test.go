@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("FSVIRT_TEST_MEMFD_EXEC") != "" {
 		os.Exit(execMemfd())
 	}
+	if os.Getenv("FSVIRT_TEST_LOCKS") != "" && len(os.Args) > 1 {
+		os.Exit(tryLocks(os.Args[1]))
+	}
 	if os.Getenv("FSVIRT_TEST_OWN_PROC") != "" {
 		os.Exit(readOwnProc())
 	}
