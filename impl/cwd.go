@@ -65,8 +65,8 @@ func (v *View) virtualCwd(t tracee) (string, *ghost, bool) {
 	if err != nil {
 		return "", nil, false
 	}
+	pc, ok := v.inheritedCwd(t, key, kernel)
 	v.mu.Lock()
-	pc, ok := v.inheritedLocked(key, kernel)
 	if ok && pc.path != "" {
 		pc.thread, pc.start = false, 0
 		v.setCwdLocked(key, pc)
@@ -189,9 +189,9 @@ func (v *View) settleCwd(t tracee) {
 	if err != nil {
 		return
 	}
+	c, ok := v.inheritedCwd(t, key, kernel)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	c, ok := v.inheritedLocked(key, kernel)
 	if !ok {
 		c = virtualCwd{kernel: kernel} // real
 	}
@@ -224,6 +224,9 @@ func (v *View) setCwd(t tracee, p string) error {
 	v.mu.Lock()
 	v.setCwdLocked(key, virtualCwd{path: p, kernel: kernel, thread: thread})
 	v.mu.Unlock()
+	if !thread && t.call != nil {
+		t.call.mark = v.upperPath(p) // cwdmark.go
+	}
 	return nil
 }
 
@@ -241,6 +244,9 @@ func (v *View) clearCwd(t tracee) {
 		v.mu.Lock()
 		v.setCwdLocked(key, virtualCwd{thread: thread, kernel: kernel})
 		v.mu.Unlock()
+		if !thread && t.call != nil && v.hasCwdMark(t) {
+			t.call.mark = realCwdMark // cwdmark.go
+		}
 	}
 }
 

@@ -2,6 +2,8 @@ package impl
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -348,5 +350,96 @@ ls; ls v`
 				t.Errorf("the shared tree changed: %q", d)
 			}
 		})
+	}
+}
+
+// cwdTreesScript starts process trees in directories made in the view, side by side, through
+// intermediates that exit before their children make a call, and changes, removes and renames
+// a directory while a child it forked there is still to make its first call; it then lists what
+// landed where, with each file's content ($1 is the tree, printed as TOP).
+const cwdTreesScript = `exec 2>&1
+top=$1
+cd "$top" || exit 1
+# await F: until F exists, 30 s at most (a child that works elsewhere never sees it).
+await() { n=0; until [ -e "$1" ] || [ $n -ge 300 ]; do sleep 0.1; n=$((n+1)); done; }
+mkdir A B C D E F
+# Two trees side by side, each leaving orphans whose parents exit before they make a call.
+for d in A B; do
+	( cd $d && for i in 1 2 3 4 5 6; do
+		sh -c '( sleep 0.$(( $$ % 4 )); /bin/pwd > pwd.'$i'; : > made.'$i' ) &'
+		setsid sh -c 'sleep 0.1; /bin/pwd > setsid.'$i &
+		timeout 30 sh -c '/bin/pwd > timeout.'$i &
+	done; wait ) &
+done
+# A child forked before its parent changed directory keeps the old one.
+( cd C && { ( await ../C.go; /bin/pwd > fork.pwd; : > fork.made ) & } && cd ../D && : > ../C.go )
+# A child whose working directory is removed keeps it, empty, and can make nothing there.
+( cd E && { ( await ../E.go; /bin/pwd > ../E.pwd 2>&1; ls -a > ../E.ls 2>&1
+	if touch x; then echo made > ../E.made; else echo refused > ../E.made; fi ) 2>/dev/null & } ; cd .. && rmdir E && : > E.go )
+# A child whose working directory is renamed follows it.
+( cd F && { ( await ../F.go; /bin/pwd > ../F.pwd; : > f.made ) & } ; cd .. && mv F G && : > F.go )
+# Nested: each level changes into a directory it makes and leaves an orphan behind.
+( cd A && sh -c 'mkdir n1 && cd n1 && sh -c "mkdir n2 && cd n2 && (sleep 0.2; /bin/pwd > deep.pwd) &" &' )
+wait
+# The orphans: 59 files in all (30 s at most, for slow VMs).
+i=0
+while [ "$(find . -type f | wc -l)" -lt 59 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+sleep 0.2
+find . | sort | while read -r f; do if [ -f "$f" ]; then echo "$f: $(cat "$f")"; else echo "$f/"; fi; done | sed "s|$top|TOP|g"
+`
+
+// TestProcessWorkingDirectoriesLikeKernel runs cwdTreesScript natively and in the view, as root and
+// as nobody, with both policies: every process works where the kernel would have it, whatever
+// its parent did after the fork. Before processes carried their working directory (cwdmark.go),
+// orphans of one tree took the other's directory, nested ones failed to change directory, and a
+// child took the directory its parent changed to after the fork.
+func TestProcessWorkingDirectoriesLikeKernel(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := os.Geteuid() == 0
+	for _, who := range []string{"root", "nobody"} {
+		if who == "nobody" && !root {
+			continue
+		}
+		base := t.TempDir()
+		if root { // one nobody may walk to
+			_, base = rootTestBase(t, "", "fsvirt-cwdtrees-")
+		}
+		argv, env := []string{"/bin/sh", "-c", cwdTreesScript, "sh"}, []string(nil)
+		if who == "nobody" {
+			argv, env = []string{self}, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + cwdTreesScript}
+		}
+		mk := func(name string) string {
+			dir := filepath.Join(base, name)
+			if err := os.Mkdir(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}
+		ref := mk("native")
+		native := exec.Command(argv[0], append(argv[1:], ref)...)
+		native.Env = append(os.Environ(), env...)
+		want, err := native.CombinedOutput()
+		if err != nil {
+			t.Fatalf("natively: %v:\n%s", err, want)
+		}
+		for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+			t.Run(who+"/"+policy.String(), func(t *testing.T) {
+				shared := mk("tree-" + policy.String())
+				before := treetest.Snap(t, shared)
+				out, res := runPolicyCmd(t, shared, policy, env, append(argv, shared)...)
+				if out != string(want) || res.ExitStatus != 0 {
+					t.Errorf("status %d; the view and the kernel differ:\n%s", res.ExitStatus, lineDiff(out, string(want)))
+				}
+				if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+					t.Errorf("the shared tree changed: %q", d)
+				}
+			})
+		}
 	}
 }

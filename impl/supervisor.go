@@ -484,6 +484,9 @@ func (s *supervisor) decide(lfd int, v *View, t tracee, o op, n *notify.Notif) (
 		panic("planted by a test: " + *p)
 	}
 	r, err = v.do(t, o)
+	if err == nil {
+		v.markCwd(lfd, n.ID, t)
+	}
 	v.followCopyUps(lfd, n.ID, t)
 	if err == nil && r.kind == replyFD {
 		// Injected within the turn: a task whose call a signal withdrew after the file was made

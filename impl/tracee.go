@@ -36,6 +36,9 @@ type callState struct {
 	creds    creds
 	credsErr error
 	haveCred bool
+	// mark: the directory to put at cwdMarkFD in the task before the call is answered, if not ""
+	// (cwdmark.go).
+	mark string
 }
 
 // readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when

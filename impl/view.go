@@ -242,6 +242,9 @@ type View struct {
 	// of the ghosts made (see ghost).
 	ghosts   map[string]*ghost
 	ghostFDs []int
+	// markGhosts are the removed private directories that processes' marks hold, by device and
+	// inode (cwdmark.go).
+	markGhosts map[devIno]*ghost
 	// proxies are the O_PATH proxies the view made (opathProxy), by device and inode, with the
 	// supervisor's own descriptor of each, held until the view ends.
 	proxies  map[devIno]int

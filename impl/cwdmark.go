@@ -1,0 +1,131 @@
+package impl
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/fsvirt/fsvirt/internal/notify"
+	"golang.org/x/sys/unix"
+)
+
+// A process carries its virtual working directory with it (docs/kernel.md, "Working directories
+// the kernel cannot hold"). Forks are not intercepted, so the supervisor first hears of a new
+// process at its first call, when its parent may have changed directory since the fork, or exited
+// (a subshell's intermediates, `timeout`, `setsid`, double forks): what the view recorded of its
+// ancestors then says what it inherited only approximately, and with two process trees in two
+// directories the view made, side by side in one kernel working directory, it picked the other
+// tree's (orphanCwdLocked). The kernel copies a process's descriptors into every child at the
+// fork and keeps them across execve, exactly as it does the working directory; so when chdir
+// gives a process a virtual working directory, the supervisor also puts a descriptor of the
+// directory's private copy at number cwdMarkFD in the process (ADDFD with SETFD, without
+// close-on-exec), and when a process that carries one goes back to a working directory the kernel
+// holds, a descriptor of "/" there, which says so. A process the view has no record of inherits
+// what its mark names: a directory of the private layer, by its path now (a rename in the view
+// renames the private copy, which the descriptor follows), or, when the view has removed it, the
+// removed directory itself, which the descriptor still holds. Without a mark of the view's (a
+// program closed it, or put another descriptor at its number; a process whose descriptor limit is
+// below the number) the view's records decide, as before.
+
+// cwdMarkFD is the descriptor number at which a process of a view carries its virtual working
+// directory. A program that puts a descriptor of a directory of the private layer there passes
+// that directory to the processes it starts as their working directory.
+const cwdMarkFD = 1000
+
+// cwdMarkLink is cwdMarkFD's entry under /proc/TID.
+var cwdMarkLink = "fd/" + strconv.Itoa(cwdMarkFD)
+
+// realCwdMark is what the mark of a process whose working directory is the kernel's names.
+const realCwdMark = "/"
+
+// markCwd puts the mark that the call recorded (t.call.mark) in t, within the view's turn and
+// before the call is answered (ADDFD needs the notification). A mark that cannot be put (the
+// process's descriptor limit is below cwdMarkFD) is left out: the view's records decide then.
+func (v *View) markCwd(lfd int, id uint64, t tracee) {
+	if t.call == nil || t.call.mark == "" {
+		return
+	}
+	fd, err := long.Open(t.call.mark, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	notify.ReplaceFD(lfd, id, fd, cwdMarkFD, false)
+	unix.Close(fd)
+}
+
+// hasCwdMark reports whether t carries a mark of a directory of the view's private layer.
+func (v *View) hasCwdMark(t tracee) bool {
+	target, err := readlink(t.procPath(cwdMarkLink))
+	if err != nil {
+		return false
+	}
+	target, _ = strings.CutSuffix(target, " (deleted)")
+	_, ok := v.viewPathOf(target)
+	return ok
+}
+
+// markedCwd returns the working directory that process t, of which the view has no record, carries
+// as its mark, given its kernel working directory kernel; ok is false when it carries no mark of
+// the view's. The caller holds no lock.
+func (v *View) markedCwd(t tracee, kernel string) (c virtualCwd, ok bool) {
+	target, err := readlink(t.procPath(cwdMarkLink))
+	if err != nil {
+		return virtualCwd{}, false
+	}
+	if target == realCwdMark {
+		return virtualCwd{kernel: kernel}, true
+	}
+	h, removed := strings.CutSuffix(target, " (deleted)")
+	p, ok := v.viewPathOf(h)
+	if !ok {
+		return virtualCwd{}, false // not the view's: the view's records decide
+	}
+	c = virtualCwd{path: p, kernel: kernel}
+	if removed {
+		g, err := v.markGhost(t)
+		if err != nil {
+			return virtualCwd{}, false
+		}
+		c.removed = g
+	}
+	return c, true
+}
+
+// markGhost returns the ghost of the removed private directory that t's mark holds: the directory
+// itself, which the supervisor opens through the mark, one per directory.
+func (v *View) markGhost(t tracee) (*ghost, error) {
+	fd, err := long.Open(t.procPath(cwdMarkLink), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	key := devIno{st.Dev, st.Ino}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if g := v.markGhosts[key]; g != nil {
+		unix.Close(fd)
+		return g, nil
+	}
+	g := &ghost{st: st, fd: fd}
+	if v.markGhosts == nil {
+		v.markGhosts = map[devIno]*ghost{}
+	}
+	v.markGhosts[key] = g
+	v.ghostFDs = append(v.ghostFDs, fd)
+	return g, nil
+}
+
+// inheritedCwd returns the working directory that process key (task t), of which the view has no
+// record, inherited, given its kernel working directory: its mark's, else what the view's records
+// of its ancestors say (inheritedLocked). The caller holds no lock.
+func (v *View) inheritedCwd(t tracee, key int, kernel string) (virtualCwd, bool) {
+	if c, ok := v.markedCwd(t, kernel); ok {
+		return c, true
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.inheritedLocked(key, kernel)
+}
