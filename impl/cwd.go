@@ -166,7 +166,8 @@ func (v *View) orphanCwdLocked(start uint64, kernel string) (virtualCwd, bool) {
 
 // settleCwd records, when a process executes a program, the working directory it inherited (or
 // that it has none), while the process it inherits from is likely alive: its own children, and
-// their orphans, find it there (see orphanCwdLocked).
+// their orphans, find it there (see orphanCwdLocked); and marks a virtual one in the process
+// again where the mark is missing (cwdmark.go).
 func (v *View) settleCwd(t tracee) {
 	v.mu.Lock()
 	n := len(v.cwds)
@@ -183,6 +184,13 @@ func (v *View) settleCwd(t tracee) {
 	known = known && v.sameProcessLocked(key, c)
 	v.mu.Unlock()
 	if known {
+		// A program that closed every descriptor before it executes this one dropped the mark:
+		// put it back, for the children (cwdmark.go).
+		if c.path != "" && c.removed == nil && t.call != nil {
+			if _, state := v.cwdMark(t); state == markFree {
+				t.call.mark = v.upperPath(c.path)
+			}
+		}
 		return
 	}
 	kernel, err := readlink(t.procPath("cwd"))
@@ -244,8 +252,10 @@ func (v *View) clearCwd(t tracee) {
 		v.mu.Lock()
 		v.setCwdLocked(key, virtualCwd{thread: thread, kernel: kernel})
 		v.mu.Unlock()
-		if !thread && t.call != nil && v.hasCwdMark(t) {
-			t.call.mark = realCwdMark // cwdmark.go
+		if !thread && t.call != nil {
+			if _, state := v.cwdMark(t); state == markOurs {
+				t.call.mark = realCwdMark // cwdmark.go
+			}
 		}
 	}
 }

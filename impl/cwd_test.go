@@ -1,6 +1,7 @@
 package impl
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -442,4 +443,82 @@ func TestProcessWorkingDirectoriesLikeKernel(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestProcessWorkingDirectoryWithoutMark: where a process lacks the descriptor that carries its
+// working directory (cwdmark.go), it still works where the kernel would have it, and a program's
+// own descriptor at that number is neither replaced nor read. closed: two trees side by side
+// start their orphans through a program that closes every descriptor before it executes the next
+// (as Python's subprocess does), and the view marks the process it hears of at that exec again.
+// own: a shell holds a file at descriptor 1000 while it changes into a directory made in the view
+// and starts an orphan there; both write to that file.
+func TestProcessWorkingDirectoryWithoutMark(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal("busybox (its sh takes descriptors above 9; dash does not) is needed:", err)
+	}
+	for _, c := range []struct{ name, script string }{
+		{"closed", `exec 2>&1
+cd "$1" && mkdir A B || exit 1
+for d in A B; do
+	( cd $d && for i in 1 2 3 4 5 6; do
+		"$FSVIRT_TEST_SELF" sh -c '( sleep 0.$(( $$ % 4 )); /bin/pwd > pwd.'$i' ) &'
+	done ) &
+done
+wait
+i=0
+while [ "$(find . -type f | wc -l)" -lt 12 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+find . -type f | sort | while read -r f; do echo "$f: $(cat "$f")"; done | sed "s|$1|TOP|g"
+`},
+		{"own", `exec 2>&1
+cd "$1" && exec 1000>log && mkdir d && cd d && echo in-d >&1000 || exit 1
+sh -c 'echo child >&1000; (sleep 0.1; /bin/pwd >&1000; : > made) &'
+i=0
+while [ ! -e made ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+sed "s|$1|TOP|g" ../log; ls
+`},
+	} {
+		want, err := func() ([]byte, error) {
+			ref := t.TempDir()
+			cmd := exec.Command(busybox, "sh", "-c", c.script, "sh", ref)
+			cmd.Env = append(os.Environ(), "FSVIRT_TEST_SELF="+self, "FSVIRT_TEST_CLOSE_EXEC=1")
+			return cmd.CombinedOutput()
+		}()
+		if err != nil {
+			t.Fatalf("%s natively: %v:\n%s", c.name, err, want)
+		}
+		for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+			t.Run(c.name+"/"+policy.String(), func(t *testing.T) {
+				shared := t.TempDir()
+				before := treetest.Snap(t, shared)
+				out, res := runPolicyCmd(t, shared, policy, []string{"FSVIRT_TEST_SELF=" + self, "FSVIRT_TEST_CLOSE_EXEC=1"},
+					busybox, "sh", "-c", c.script, "sh", shared)
+				if out != string(want) || res.ExitStatus != 0 {
+					t.Errorf("status %d; the view and the kernel differ:\n%s", res.ExitStatus, lineDiff(out, string(want)))
+				}
+				if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+					t.Errorf("the shared tree changed: %q", d)
+				}
+			})
+		}
+	}
+}
+
+// closeAndExec closes every descriptor above 2 and executes argv, as programs that start others
+// with a clean descriptor table do (TestProcessWorkingDirectoryWithoutMark).
+func closeAndExec(argv []string) int {
+	if err := unix.CloseRange(3, ^uint(0), 0); err != nil {
+		fmt.Fprintln(os.Stderr, "close_range:", err)
+		return 2
+	}
+	path, err := exec.LookPath(argv[0])
+	if err == nil {
+		err = unix.Exec(path, argv, os.Environ())
+	}
+	fmt.Fprintln(os.Stderr, err)
+	return 2
 }

@@ -27,8 +27,7 @@ import (
 // below the number) the view's records decide, as before.
 
 // cwdMarkFD is the descriptor number at which a process of a view carries its virtual working
-// directory. A program that puts a descriptor of a directory of the private layer there passes
-// that directory to the processes it starts as their working directory.
+// directory.
 const cwdMarkFD = 1000
 
 // cwdMarkLink is cwdMarkFD's entry under /proc/TID.
@@ -37,14 +36,52 @@ var cwdMarkLink = "fd/" + strconv.Itoa(cwdMarkFD)
 // realCwdMark is what the mark of a process whose working directory is the kernel's names.
 const realCwdMark = "/"
 
+// cwdMarkFlags open a mark: a directory opened for appending, which no program opens so, tells the
+// view's marks from a descriptor a program put at cwdMarkFD itself, which the view neither reads
+// nor replaces.
+const cwdMarkFlags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_APPEND
+
+// markState is what a task holds at cwdMarkFD.
+type markState int
+
+const (
+	markFree    markState = iota // nothing
+	markOurs                     // a mark of this view, naming target
+	markForeign                  // a program's descriptor, or another view's mark
+)
+
+// cwdMark reads what t holds at cwdMarkFD; target is the mark's directory, with " (deleted)" when
+// the view removed it.
+func (v *View) cwdMark(t tracee) (target string, state markState) {
+	target, err := readlink(t.procPath(cwdMarkLink))
+	if err != nil {
+		return "", markFree // ENOENT; or the task has gone, and nothing is put in it either
+	}
+	_, flags, ok := fdInfo(t, cwdMarkFD)
+	if !ok || flags&cwdMarkFlags != cwdMarkFlags {
+		return "", markForeign
+	}
+	if target == realCwdMark {
+		return target, markOurs
+	}
+	if _, ok := v.viewPathOf(strings.TrimSuffix(target, " (deleted)")); !ok {
+		return "", markForeign
+	}
+	return target, markOurs
+}
+
 // markCwd puts the mark that the call recorded (t.call.mark) in t, within the view's turn and
-// before the call is answered (ADDFD needs the notification). A mark that cannot be put (the
-// process's descriptor limit is below cwdMarkFD) is left out: the view's records decide then.
+// before the call is answered (ADDFD needs the notification), unless t holds a descriptor of its
+// own there. A mark that cannot be put (the process's descriptor limit is at most cwdMarkFD) is
+// left out: the view's records decide then.
 func (v *View) markCwd(lfd int, id uint64, t tracee) {
 	if t.call == nil || t.call.mark == "" {
 		return
 	}
-	fd, err := long.Open(t.call.mark, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if _, state := v.cwdMark(t); state == markForeign {
+		return
+	}
+	fd, err := long.Open(t.call.mark, cwdMarkFlags|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
@@ -52,42 +89,28 @@ func (v *View) markCwd(lfd int, id uint64, t tracee) {
 	unix.Close(fd)
 }
 
-// hasCwdMark reports whether t carries a mark of a directory of the view's private layer.
-func (v *View) hasCwdMark(t tracee) bool {
-	target, err := readlink(t.procPath(cwdMarkLink))
-	if err != nil {
-		return false
-	}
-	target, _ = strings.CutSuffix(target, " (deleted)")
-	_, ok := v.viewPathOf(target)
-	return ok
-}
-
 // markedCwd returns the working directory that process t, of which the view has no record, carries
 // as its mark, given its kernel working directory kernel; ok is false when it carries no mark of
-// the view's. The caller holds no lock.
-func (v *View) markedCwd(t tracee, kernel string) (c virtualCwd, ok bool) {
-	target, err := readlink(t.procPath(cwdMarkLink))
-	if err != nil {
-		return virtualCwd{}, false
+// the view's (state says what it holds). The caller holds no lock.
+func (v *View) markedCwd(t tracee, kernel string) (c virtualCwd, state markState, ok bool) {
+	target, state := v.cwdMark(t)
+	if state != markOurs {
+		return virtualCwd{}, state, false
 	}
 	if target == realCwdMark {
-		return virtualCwd{kernel: kernel}, true
+		return virtualCwd{kernel: kernel}, state, true
 	}
 	h, removed := strings.CutSuffix(target, " (deleted)")
-	p, ok := v.viewPathOf(h)
-	if !ok {
-		return virtualCwd{}, false // not the view's: the view's records decide
-	}
+	p, _ := v.viewPathOf(h)
 	c = virtualCwd{path: p, kernel: kernel}
 	if removed {
 		g, err := v.markGhost(t)
 		if err != nil {
-			return virtualCwd{}, false
+			return virtualCwd{}, state, false
 		}
 		c.removed = g
 	}
-	return c, true
+	return c, state, true
 }
 
 // markGhost returns the ghost of the removed private directory that t's mark holds: the directory
@@ -120,12 +143,20 @@ func (v *View) markGhost(t tracee) (*ghost, error) {
 
 // inheritedCwd returns the working directory that process key (task t), of which the view has no
 // record, inherited, given its kernel working directory: its mark's, else what the view's records
-// of its ancestors say (inheritedLocked). The caller holds no lock.
+// of its ancestors say (inheritedLocked). A virtual directory found in the records is then marked
+// in t (when t holds nothing at the mark's number): a program that closed every descriptor before
+// it started t (Python's subprocess does) left t without its parent's mark, and t's own children
+// inherit exactly again. The caller holds no lock.
 func (v *View) inheritedCwd(t tracee, key int, kernel string) (virtualCwd, bool) {
-	if c, ok := v.markedCwd(t, kernel); ok {
+	c, state, ok := v.markedCwd(t, kernel)
+	if ok {
 		return c, true
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
-	return v.inheritedLocked(key, kernel)
+	c, ok = v.inheritedLocked(key, kernel)
+	v.mu.Unlock()
+	if ok && c.path != "" && c.removed == nil && state == markFree && t.call != nil {
+		t.call.mark = v.upperPath(c.path)
+	}
+	return c, ok
 }

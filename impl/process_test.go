@@ -19,6 +19,9 @@ import (
 // TestMain lets the test binary serve as the command of process-mode tests: with FSVIRT_TEST_CASE
 // set it runs that open case's operations on FSVIRT_TEST_ROOT and prints its record.
 func TestMain(m *testing.M) {
+	if os.Getenv("FSVIRT_TEST_CLOSE_EXEC") != "" && len(os.Args) > 1 {
+		os.Exit(closeAndExec(os.Args[1:]))
+	}
 	if name := os.Getenv("FSVIRT_TEST_ATTACK"); name != "" {
 		os.Exit(runAttack(name))
 	}
