@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -520,4 +521,145 @@ func closeAndExec(argv []string) int {
 	}
 	fmt.Fprintln(os.Stderr, err)
 	return 2
+}
+
+// TestRemovedStartHoldsTheObject: a relative path from a private directory the view removed,
+// which the caller holds as a descriptor or as its working directory, acts on that directory
+// (its ghost) even when the caller has put a shared directory at the descriptor's number, or
+// changed its working directory, by the time the call is performed. The ghost was the caller's
+// /proc entry by path (an escape: another thread's dup2 or fchdir made the supervisor chmod,
+// chown and set times of the shared directory: TestRaceAttacks's removed-dir-swap); it is the
+// supervisor's own descriptor, taken when the path is resolved. The caller is the test's own
+// thread, without a notification.
+func TestRemovedStartHoldsTheObject(t *testing.T) {
+	root := t.TempDir()
+	shared := filepath.Join(root, "mine")
+	if err := os.Mkdir(shared, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newView(ns, filepath.Join(ns.store, "inv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := v.upperPath("/gone")
+	if err := os.MkdirAll(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var want unix.Stat_t
+	if err := unix.Stat(gone, &want); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := unix.Open(gone, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(removed)
+	if err := unix.Rmdir(gone); err != nil {
+		t.Fatal(err)
+	}
+	other, err := unix.Open(shared, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(other)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for _, how := range []string{"descriptor", "descriptor/no-pidfd-getfd", "cwd"} {
+		t.Run(how, func(t *testing.T) {
+			tr := tracee{tid: unix.Gettid(), call: &callState{}, pidfdGetfd: how == "descriptor"}
+			defer tr.call.release()
+			dirfd := unix.AT_FDCWD
+			if how == "cwd" {
+				wd, err := os.Getwd()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer os.Chdir(wd)
+				if err := unix.Fchdir(removed); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if dirfd, err = unix.Dup(removed); err != nil {
+					t.Fatal(err)
+				}
+				defer unix.Close(dirfd)
+			}
+			s, err := v.startDir(tr, dirfd)
+			if err != nil || !s.gone || s.path != "/gone" || s.ghost == "" {
+				t.Fatalf("startDir: %+v, %v; want the ghost of /gone", s, err)
+			}
+			// Another thread's turn: a shared directory where the removed one was.
+			if how == "cwd" {
+				err = unix.Fchdir(other)
+			} else {
+				err = unix.Dup3(other, dirfd, unix.O_CLOEXEC)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got unix.Stat_t
+			if err := unix.Stat(s.ghost, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Dev != want.Dev || got.Ino != want.Ino {
+				t.Errorf("the ghost %s is %d/%d (the shared directory?), not the removed directory %d/%d",
+					s.ghost, got.Dev, got.Ino, want.Dev, want.Ino)
+			}
+		})
+	}
+}
+
+// TestMarkGhostIsTheRemovedDirectory: the ghost of a removed working directory that a process
+// carries as its mark (cwdmark.go) is the removed private directory the supervisor opened through
+// the mark, checked after the open: another thread may have put a shared directory at the mark's
+// number since the mark was read, and the ghost is acted on.
+func TestMarkGhostIsTheRemovedDirectory(t *testing.T) {
+	root := t.TempDir()
+	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newView(ns, filepath.Join(ns.store, "inv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.closeGhosts()
+	gone := v.upperPath("/gone")
+	if err := os.MkdirAll(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := unix.Open(gone, cwdMarkFlags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(removed)
+	if err := unix.Rmdir(gone); err != nil {
+		t.Fatal(err)
+	}
+	shared, err := unix.Open(root, cwdMarkFlags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(shared)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	tr := tracee{tid: unix.Gettid(), call: &callState{}}
+	defer unix.Close(cwdMarkFD)
+	for _, c := range []struct {
+		name string
+		fd   int
+		ok   bool
+	}{{"removed", removed, true}, {"shared", shared, false}} {
+		if err := unix.Dup3(c.fd, cwdMarkFD, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		g, err := v.markGhost(tr)
+		if (err == nil) != c.ok {
+			t.Errorf("%s at the mark's number: markGhost %v, %v", c.name, g, err)
+		}
+	}
 }

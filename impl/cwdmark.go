@@ -120,6 +120,14 @@ func (v *View) markGhost(t tracee) (*ghost, error) {
 	if err != nil {
 		return nil, err
 	}
+	// What was opened, which another thread of the task may have put there since the mark was
+	// read (dup2): the ghost is acted on, so it must be the removed private directory.
+	target, err := readlink(fdPath(fd))
+	h, removed := strings.CutSuffix(target, " (deleted)")
+	if _, ok := v.viewPathOf(h); err != nil || !removed || !ok {
+		unix.Close(fd)
+		return nil, unix.ENOENT
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)

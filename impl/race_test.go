@@ -40,6 +40,7 @@ var attacks = []attack{
 	{"proc-fd-swap", attackProcFdSwap},
 	{"ioctl-flags", attackIoctl},
 	{"reach-supervisor", attackSupervisor},
+	{"removed-dir-swap", attackRemovedDirSwap},
 }
 
 // attacker is the state of one attack in the command.
@@ -334,6 +335,66 @@ func (a *attacker) swapped(decoyFlags int) (n, shared int, done func()) {
 	})
 }
 
+// attackRemovedDirSwap acts on "." of a directory the view made (in tree/own) and removed, which
+// the attacker still holds as a descriptor and as its working directory, while a second thread
+// dup2()s a descriptor of a shared directory it owns and the view has not changed (tree/mine)
+// onto that descriptor, or changes its working directory back and forth between the two: the
+// calls must act on the removed directory or on the view's copy of tree/mine, never on the
+// shared one.
+func attackRemovedDirSwap(a *attacker) {
+	runtime.LockOSThread()
+	gone := filepath.Join(filepath.Dir(a.dir), "own", "gone")
+	mine := filepath.Join(filepath.Dir(a.dir), "mine")
+	if err := unix.Mkdir(gone, 0o755); err != nil {
+		a.failf("mkdir %s: %v", gone, err)
+		return
+	}
+	removed, err := unix.Open(gone, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open %s: %v", gone, err)
+		return
+	}
+	if err := unix.Rmdir(gone); err != nil {
+		a.failf("rmdir %s: %v", gone, err)
+		return
+	}
+	shared, err := unix.Open(mine, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		a.failf("open %s: %v", mine, err)
+		return
+	}
+	const n = 102
+	unix.Dup3(removed, n, unix.O_CLOEXEC)
+	ts := []unix.Timespec{{Sec: 1}, {Sec: 1}}
+	// Through the descriptor.
+	done := a.racing(func() {
+		unix.Dup3(shared, n, unix.O_CLOEXEC)
+		unix.Dup3(removed, n, unix.O_CLOEXEC)
+	})
+	// The window is one lookup wide: longer than the other attacks.
+	deadline := time.Now().Add(attackTime)
+	for time.Now().Before(deadline) {
+		unix.Fchmodat(n, ".", 0o700, 0)
+		unix.Fchownat(n, ".", 65533, 65533, 0)
+		unix.UtimesNanoAt(n, ".", ts, 0)
+	}
+	done()
+	// Through the working directory (fchdir is notified, and continued: slower flips).
+	unix.Fchdir(removed)
+	done = a.racing(func() {
+		unix.Fchdir(shared)
+		unix.Fchdir(removed)
+	})
+	defer done()
+	for deadline = time.Now().Add(attackTime); time.Now().Before(deadline); {
+		unix.Chmod(".", 0o700)
+		unix.Chown(".", 65533, 65533)
+		unix.UtimesNanoAt(unix.AT_FDCWD, ".", ts, 0)
+		unix.Setxattr(".", "user.fsvirt", []byte("evil"), 0)
+		unix.Removexattr(".", "user.fsvirt")
+	}
+}
+
 // FS_NODUMP_FL.
 const fsNodumpFl = 0x40
 
@@ -394,7 +455,8 @@ func attackSupervisor(a *attacker) {
 
 // raceTree makes the shared tree the attacks aim at, readable by everyone, on a file system with
 // inode flags and user xattrs where there is one (the store root's), and the decoy: a mirror of
-// the target outside it (base/deco/dir/NAME for base/tree/dir/NAME) that uid may change.
+// the target outside it (base/deco/dir/NAME for base/tree/dir/NAME) that uid may change. The
+// tree's directories own and mine belong to uid.
 func raceTree(t *testing.T, uid int) (tree, target, decoy string) {
 	t.Helper()
 	base, err := os.MkdirTemp(defaultStoreRoot(), "fsvirt-race-test-")
@@ -429,7 +491,14 @@ func raceTree(t *testing.T, uid int) (tree, target, decoy string) {
 	if err := os.WriteFile(decoy, []byte("decoy\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{target, decoyDir, decoy} {
+	// own, mine: shared directories the attacker owns; it makes directories in own in the view.
+	own, mine := filepath.Join(tree, "own"), filepath.Join(tree, "mine")
+	for _, d := range []string{own, mine} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{target, decoyDir, decoy, own, mine} {
 		if err := os.Chown(p, uid, uid); err != nil {
 			t.Fatal(err)
 		}

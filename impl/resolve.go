@@ -733,8 +733,8 @@ func (v *View) startDir(t tracee, dirfd int) (start, error) {
 	if h, ok := strings.CutSuffix(target, " (deleted)"); ok {
 		// A removed private directory, which the kernel still holds: ".." leads to where its
 		// parent was.
-		if p, ok := v.viewPathOf(h); ok {
-			return start{path: p, gone: true, ghost: t.procPath(link) + "/."}, nil
+		if _, ok := v.viewPathOf(h); ok {
+			return v.removedStart(t, dirfd, link)
 		}
 		return start{}, unix.ENOENT
 	}
@@ -753,6 +753,49 @@ func (v *View) startDir(t tracee, dirfd int) (start, error) {
 		return start{path: p, gone: true, ghost: g.host()}, nil
 	}
 	return start{path: p, pure: p == target}, nil
+}
+
+// removedStart is where a relative path starts from the private directory that the view removed
+// and that the task still holds, as its working directory (link "cwd") or as descriptor dirfd:
+// the supervisor's calls on "." act on that directory. They act on the supervisor's own
+// descriptor of it, taken now (the task's open file, or an O_PATH open through its /proc entry),
+// never through the task's /proc entry by path: that leads wherever the task's descriptor or
+// working directory leads when the call is performed, and another thread of the task can have
+// put a shared directory there by then (dup2, fchdir). The descriptor is released when the call
+// has been answered (callState.hold).
+func (v *View) removedStart(t tracee, dirfd int, link string) (start, error) {
+	if t.call == nil { // not answering a call: nothing acts on the ghost
+		target, err := readlink(t.procPath(link))
+		if p, ok := v.viewPathOf(strings.TrimSuffix(target, " (deleted)")); err == nil && ok {
+			return start{path: p, gone: true}, nil
+		}
+		return start{}, unix.ENOENT
+	}
+	var obj int
+	var err error
+	if dirfd == unix.AT_FDCWD {
+		obj, err = long.Open(t.procPath(link), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	} else {
+		obj, _, err = t.taskObject(dirfd)
+	}
+	if err != nil {
+		if err == errTraceeGone {
+			return start{}, err
+		}
+		return start{}, unix.EBADF
+	}
+	t.call.hold(obj)
+	// What the supervisor now holds, which the task may have changed since it looked.
+	target, err := readlink(fdPath(obj))
+	if err != nil {
+		return start{}, unix.EBADF
+	}
+	h, removed := strings.CutSuffix(target, " (deleted)")
+	p, ok := v.viewPathOf(h)
+	if !removed || !ok {
+		return start{}, unix.ENOENT // replaced by another directory while the call was made
+	}
+	return start{path: p, gone: true, ghost: fdPath(obj) + "/."}, nil
 }
 
 func splitPath(p string) []string {

@@ -427,6 +427,7 @@ func (s *supervisor) answer(lfd int, v *View, n *notify.Notif) reply {
 		return errnoReply(unix.EIO)
 	}
 	t := tracee{tid: int(n.Pid), call: &callState{}, pidfdGetfd: s.feat.PidfdGetfd}
+	defer t.call.release()
 	o, err := e.decode(t, &n.Data)
 	if v == nil { // a worker thread outside any invocation: read-only opens only
 		if err == nil && o.readOnly(false) {

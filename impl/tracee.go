@@ -39,6 +39,20 @@ type callState struct {
 	// mark: the directory to put at cwdMarkFD in the task before the call is answered, if not ""
 	// (cwdmark.go).
 	mark string
+	// held: the supervisor's descriptors that the call's answer acts on, closed once it is
+	// answered (release).
+	held []int
+}
+
+// hold keeps descriptor fd open until the call has been answered.
+func (c *callState) hold(fd int) { c.held = append(c.held, fd) }
+
+// release closes the descriptors the call held.
+func (c *callState) release() {
+	for _, fd := range c.held {
+		unix.Close(fd)
+	}
+	c.held = nil
 }
 
 // readString reads a NUL-terminated string at addr, page by page: process_vm_readv fails whole when
