@@ -396,54 +396,11 @@ find . | sort | while read -r f; do if [ -f "$f" ]; then echo "$f: $(cat "$f")";
 // orphans of one tree took the other's directory, nested ones failed to change directory, and a
 // child took the directory its parent changed to after the fork.
 func TestProcessWorkingDirectoriesLikeKernel(t *testing.T) {
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := os.Geteuid() == 0
-	for _, who := range []string{"root", "nobody"} {
-		if who == "nobody" && !root {
-			continue
+	shLikeKernel(t, "fsvirt-cwdtrees-", cwdTreesScript, func(dir string) {
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
 		}
-		base := t.TempDir()
-		if root { // one nobody may walk to
-			_, base = rootTestBase(t, "", "fsvirt-cwdtrees-")
-		}
-		argv, env := []string{"/bin/sh", "-c", cwdTreesScript, "sh"}, []string(nil)
-		if who == "nobody" {
-			argv, env = []string{self}, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + cwdTreesScript}
-		}
-		mk := func(name string) string {
-			dir := filepath.Join(base, name)
-			if err := os.Mkdir(dir, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chmod(dir, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			return dir
-		}
-		ref := mk("native")
-		native := exec.Command(argv[0], append(argv[1:], ref)...)
-		native.Env = append(os.Environ(), env...)
-		want, err := native.CombinedOutput()
-		if err != nil {
-			t.Fatalf("natively: %v:\n%s", err, want)
-		}
-		for _, policy := range []Policy{PolicyFast, PolicyStrict} {
-			t.Run(who+"/"+policy.String(), func(t *testing.T) {
-				shared := mk("tree-" + policy.String())
-				before := treetest.Snap(t, shared)
-				out, res := runPolicyCmd(t, shared, policy, env, append(argv, shared)...)
-				if out != string(want) || res.ExitStatus != 0 {
-					t.Errorf("status %d; the view and the kernel differ:\n%s", res.ExitStatus, lineDiff(out, string(want)))
-				}
-				if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
-					t.Errorf("the shared tree changed: %q", d)
-				}
-			})
-		}
-	}
+	})
 }
 
 // TestProcessWorkingDirectoryWithoutMark: where a process lacks the descriptor that carries its
@@ -537,14 +494,7 @@ func TestRemovedStartHoldsTheObject(t *testing.T) {
 	if err := os.Mkdir(shared, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newView(ns, filepath.Join(ns.store, "inv"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testView(t, root)
 	gone := v.upperPath("/gone")
 	if err := os.MkdirAll(gone, 0o755); err != nil {
 		t.Fatal(err)
@@ -619,14 +569,7 @@ func TestRemovedStartHoldsTheObject(t *testing.T) {
 // number since the mark was read, and the ghost is acted on.
 func TestMarkGhostIsTheRemovedDirectory(t *testing.T) {
 	root := t.TempDir()
-	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newView(ns, filepath.Join(ns.store, "inv"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testView(t, root)
 	defer v.closeGhosts()
 	gone := v.upperPath("/gone")
 	if err := os.MkdirAll(gone, 0o755); err != nil {

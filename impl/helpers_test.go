@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fsvirt/fsvirt/internal/treetest"
 )
 
 // onOwnThread runs fn on a fresh OS thread with its own cwd and umask (as a worker has), and lets
@@ -190,4 +192,71 @@ func rootTestBase(t *testing.T, why, prefix string) (self, base string) {
 func hasProgram(prog string) bool {
 	_, err := exec.LookPath(prog)
 	return err == nil
+}
+
+// shLikeKernel runs script with /bin/sh -c, its $1 a directory that mk has filled, natively and
+// in the view of another such directory with each policy, as root and (when the test runs as
+// root) as nobody: the output and exit status must be the same, and the shared directory must not
+// change. prefix names the directories' base, which nobody may walk to.
+func shLikeKernel(t *testing.T, prefix, script string, mk func(dir string)) {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := os.Geteuid() == 0
+	mkdir := func(dir string) string {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mk(dir)
+		return dir
+	}
+	for _, who := range []string{"root", "nobody"} {
+		if who == "nobody" && !root {
+			continue
+		}
+		base := t.TempDir()
+		if root {
+			_, base = rootTestBase(t, "", prefix)
+		}
+		argv, env := []string{"/bin/sh", "-c", script, "sh"}, []string(nil)
+		if who == "nobody" {
+			argv, env = []string{self}, []string{"FSVIRT_TEST_SH_AS_NOBODY=" + script}
+		}
+		native := exec.Command(argv[0], append(argv[1:], mkdir(filepath.Join(base, "native")))...)
+		native.Env = append(os.Environ(), env...)
+		want, err := native.CombinedOutput()
+		if err != nil {
+			t.Fatalf("natively: %v:\n%s", err, want)
+		}
+		for _, policy := range []Policy{PolicyFast, PolicyStrict} {
+			t.Run(who+"/"+policy.String(), func(t *testing.T) {
+				shared := mkdir(filepath.Join(base, "tree-"+policy.String()))
+				before := treetest.Snap(t, shared)
+				out, res := runPolicyCmd(t, shared, policy, env, append(argv, shared)...)
+				if out != string(want) || res.ExitStatus != 0 {
+					t.Errorf("status %d; the view and the kernel differ:\n%s", res.ExitStatus, lineDiff(out, string(want)))
+				}
+				if d := before.Diff(treetest.Snap(t, shared), treetest.Exact); d != nil {
+					t.Errorf("the shared tree changed: %q", d)
+				}
+			})
+		}
+	}
+}
+
+// testView returns a view of the tree root, with a store of its own, made without a pool or a
+// run: for tests that call the view's methods for a made-up caller.
+func testView(t *testing.T, root string) *View {
+	t.Helper()
+	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := newView(ns, filepath.Join(ns.store, "inv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -78,14 +78,7 @@ func TestResolveLikeKernel(t *testing.T) {
 	defer unix.Close(pipe[1])
 	fill := strings.NewReplacer("{fd}", strconv.Itoa(dfd), "{pipe}", strconv.Itoa(pipe[0]))
 
-	ns, err := newNamespace([]string{root}, filepath.Join(t.TempDir(), "fsvirt-0"), PolicyFast)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := newView(ns, filepath.Join(ns.store, "inv"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := testView(t, root)
 	for _, c := range walkCases(root, deep) {
 		t.Run(c.name, func(t *testing.T) {
 			c.path = fill.Replace(c.path)
