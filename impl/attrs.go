@@ -62,7 +62,13 @@ func (v *View) setattr(t tracee, o op) (reply, error) {
 		}
 	}
 	if !at.outside && (at.place == placeOwn || at.place == placeDetached) { // checked above for a copy-up
-		if err := maySetattr(c, obj, o); err != nil {
+		var e *entry
+		if at.place == placeOwn {
+			v.mu.Lock()
+			e = v.entries[viewPath]
+			v.mu.Unlock()
+		}
+		if err := maySetattr(c, obj, o, e); err != nil {
 			return reply{}, err
 		}
 	}

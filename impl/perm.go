@@ -151,14 +151,18 @@ func openMask(flags int) uint32 {
 // supervisor's descriptor obj: chmod and explicit times need ownership, chown needs privilege
 // (or the owner giving its file to one of its own groups), truncate needs write permission, times
 // set to now ownership or write permission, and extended attributes of the user namespace write
-// permission (trusted and security ones privilege).
-func maySetattr(c creds, obj int, o op) error {
+// permission (trusted and security ones privilege). e is the view's entry for obj, when obj is
+// the view's own object (its owner is then sharedOwner's, where that applies), else nil.
+func maySetattr(c creds, obj int, o op, e *entry) error {
 	if c.privileged() {
 		return nil
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(obj, &st); err != nil {
 		return err
+	}
+	if uid, gid, ok := sharedOwner(e, st.Uid); ok {
+		st.Uid, st.Gid = uid, gid
 	}
 	owner := st.Uid == uint32(c.fsuid) || c.capable(unix.CAP_FOWNER) // inode_owner_or_capable
 	switch o.kind {
@@ -304,7 +308,11 @@ func (v *View) mayChangeAttr(c creds, p string, o op) error {
 		return err
 	}
 	defer unix.Close(fd)
-	return maySetattr(c, fd, o)
+	var e *entry
+	if l.ent != nil && l.ent.viewsOwn() {
+		e = l.ent
+	}
+	return maySetattr(c, fd, o, e)
 }
 
 // mayLinkPath is mayLink for the caller of t and the object at host path h.

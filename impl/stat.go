@@ -55,6 +55,11 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		if dev, ino, ok := v.identity(r.ent, r.host, r.mode); ok {
 			stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
 		}
+		if r.own {
+			if uid, gid, ok := sharedOwner(r.ent, stx.Uid); ok {
+				stx.Uid, stx.Gid = uid, gid
+			}
+		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
@@ -71,6 +76,11 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 	}
 	if dev, ino, ok := v.identity(r.ent, r.host, r.mode); ok {
 		st.Dev, st.Ino = dev, ino
+	}
+	if r.own {
+		if uid, gid, ok := sharedOwner(r.ent, st.Uid); ok {
+			st.Uid, st.Gid = uid, gid
+		}
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
@@ -121,6 +131,9 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 		}
 		stx.Nlink = uint32(v.linkCount(unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, uint64(stx.Nlink)))
 		stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
+		if uid, gid, ok := sharedOwner(e, stx.Uid); ok {
+			stx.Uid, stx.Gid = uid, gid
+		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
@@ -133,6 +146,9 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	}
 	st.Nlink = v.linkCount(st.Dev, st.Ino, st.Nlink)
 	st.Dev, st.Ino = dev, ino
+	if uid, gid, ok := sharedOwner(e, st.Uid); ok {
+		st.Uid, st.Gid = uid, gid
+	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
 
