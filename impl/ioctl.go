@@ -185,11 +185,19 @@ func removeLayer(dir string) error {
 	return os.RemoveAll(dir)
 }
 
-// clearFlags clears the inode flags of everything under dir that keep it from being removed.
+// clearFlags clears what keeps anything under dir from being removed: the inode flags, and a
+// directory's mode that lacks its owner's read, write or search permission (a command made it so
+// in its view; root is not held back by it, a supervisor that is not root is).
 func clearFlags(dir string) {
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.Type()&fs.ModeSymlink != 0 {
 			return nil
+		}
+		if d.IsDir() { // before WalkDir reads it
+			var st unix.Stat_t
+			if long.Lstat(p, &st) == nil && st.Mode&0o700 != 0o700 {
+				long.Chmod(p, st.Mode&0o7777|0o700)
+			}
 		}
 		fd, err := long.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {

@@ -89,3 +89,36 @@ func TestRunAsNobodyKeepsSharedOwners(t *testing.T) {
 		})
 	}
 }
+
+// TestRunAsNobodyLeavesNoLayer: fsvirt run by an unprivileged user removes the private layer also
+// when the command made directories in it that their owner may not write, read or search: the
+// supervisor, which is not root, could not remove what they held, and left the store behind with
+// an error (exit 125).
+func TestRunAsNobodyLeavesNoLayer(t *testing.T) {
+	requireEngine(t)
+	if os.Geteuid() != 0 {
+		t.Skip("runs fsvirt as nobody, which only root can")
+	}
+	dir := attackBin(t) // a copy of fsvirt that nobody may run
+	tree, store := filepath.Join(dir, "tree"), filepath.Join(dir, "store")
+	for _, d := range []string{tree, store} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(d, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(filepath.Join(dir, "fsvirt"), "run", "--store", store, "--tree", tree, "--", "/bin/sh", "-c",
+		`cd "$1" && mkdir -p ro rx/deep none && touch ro/f rx/deep/g none/h && chmod 555 ro && chmod 500 rx/deep rx && chmod 000 none && ls ro`,
+		"sh", tree)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "f\n" {
+		t.Errorf("%v: %q, want \"f\\n\"", err, out)
+	}
+	left, err := filepath.Glob(filepath.Join(store, "fsvirt-*", "*"))
+	if err != nil || len(left) != 0 {
+		t.Errorf("the store holds %v after the run (%v)", left, err)
+	}
+}
