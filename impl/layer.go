@@ -125,9 +125,7 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 		}
 		err := long.Lstat(l.host, &st)
 		if err == nil && e.viewsOwn() {
-			if uid, gid, ok := sharedOwner(e, st.Uid); ok {
-				st.Uid, st.Gid = uid, gid
-			}
+			sharedOwner(e, &st.Uid, &st.Gid)
 		}
 		return l, st, err
 	}
@@ -142,23 +140,22 @@ func (v *View) locate(p string) (loc, unix.Stat_t, error) {
 	return loc{host: lower}, st, err
 }
 
-// sharedOwner returns the owner the view shows for entry e's own upper object, whose owner on disk
-// is uid, where that is not uid: the owner of the shared object e stands for, when the supervisor
-// is not root and could not give it to its copy. Such a supervisor cannot chown (copyMeta leaves
+// sharedOwner sets *uid and *gid, the owner on disk of entry e's own upper object, to the owner
+// the view shows for it where that differs: the owner of the shared object e stands for, when the
+// supervisor is not root and could not give it to its copy. Such a supervisor cannot chown (copyMeta leaves
 // the copy its own), and its callers, with its credentials and no_new_privs, cannot have given
 // another user's object to themselves: an upper object of the supervisor's whose shared original
 // is another user's is a copy that kept the supervisor's uid. (A root supervisor chowns its
 // copies.) The shared object's owner now is taken: a change on the host after the copy shows.
-func sharedOwner(e *entry, uid uint32) (owner, group uint32, ok bool) {
+func sharedOwner(e *entry, uid, gid *uint32) {
 	me := selfIDs()
-	if me.uid == 0 || e == nil || e.lower == "" || uid != uint32(me.uid) {
-		return 0, 0, false
+	if me.uid == 0 || e == nil || e.lower == "" || *uid != uint32(me.uid) {
+		return
 	}
 	var st unix.Stat_t
-	if long.Lstat(e.lower, &st) != nil || st.Uid == uint32(me.uid) {
-		return 0, 0, false
+	if long.Lstat(e.lower, &st) == nil && st.Uid != uint32(me.uid) {
+		*uid, *gid = st.Uid, st.Gid
 	}
-	return st.Uid, st.Gid, true
 }
 
 // setEntry records e at p. The caller holds no lock.

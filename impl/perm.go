@@ -161,9 +161,7 @@ func maySetattr(c creds, obj int, o op, e *entry) error {
 	if err := unix.Fstat(obj, &st); err != nil {
 		return err
 	}
-	if uid, gid, ok := sharedOwner(e, st.Uid); ok {
-		st.Uid, st.Gid = uid, gid
-	}
+	sharedOwner(e, &st.Uid, &st.Gid)
 	owner := st.Uid == uint32(c.fsuid) || c.capable(unix.CAP_FOWNER) // inode_owner_or_capable
 	switch o.kind {
 	case opChmod:

@@ -56,9 +56,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 			stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
 		}
 		if r.own {
-			if uid, gid, ok := sharedOwner(r.ent, stx.Uid); ok {
-				stx.Uid, stx.Gid = uid, gid
-			}
+			sharedOwner(r.ent, &stx.Uid, &stx.Gid)
 		}
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
@@ -78,9 +76,7 @@ func (v *View) stat(t tracee, o op) (reply, error) {
 		st.Dev, st.Ino = dev, ino
 	}
 	if r.own {
-		if uid, gid, ok := sharedOwner(r.ent, st.Uid); ok {
-			st.Uid, st.Gid = uid, gid
-		}
+		sharedOwner(r.ent, &st.Uid, &st.Gid)
 	}
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
@@ -131,9 +127,7 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 		}
 		stx.Nlink = uint32(v.linkCount(unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino, uint64(stx.Nlink)))
 		stx.Dev_major, stx.Dev_minor, stx.Ino = unix.Major(dev), unix.Minor(dev), ino
-		if uid, gid, ok := sharedOwner(e, stx.Uid); ok {
-			stx.Uid, stx.Gid = uid, gid
-		}
+		sharedOwner(e, &stx.Uid, &stx.Gid)
 		return okReply, t.writeStruct(o.buf, unsafe.Pointer(&stx), int(unsafe.Sizeof(stx)))
 	}
 	var st unix.Stat_t
@@ -146,9 +140,7 @@ func (v *View) fstat(t tracee, o op) (reply, error) {
 	}
 	st.Nlink = v.linkCount(st.Dev, st.Ino, st.Nlink)
 	st.Dev, st.Ino = dev, ino
-	if uid, gid, ok := sharedOwner(e, st.Uid); ok {
-		st.Uid, st.Gid = uid, gid
-	}
+	sharedOwner(e, &st.Uid, &st.Gid)
 	return okReply, t.writeStruct(o.buf, unsafe.Pointer(&st), int(unsafe.Sizeof(st)))
 }
 
