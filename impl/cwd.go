@@ -233,7 +233,9 @@ func (v *View) setCwd(t tracee, p string) error {
 	v.setCwdLocked(key, virtualCwd{path: p, kernel: kernel, thread: thread})
 	v.mu.Unlock()
 	if !thread && t.call != nil {
-		t.call.mark = v.upperPath(p) // cwdmark.go
+		if _, state := v.cwdMark(t); state != markForeign {
+			t.call.mark = v.upperPath(p) // cwdmark.go
+		}
 	}
 	return nil
 }

@@ -71,14 +71,12 @@ func (v *View) cwdMark(t tracee) (target string, state markState) {
 }
 
 // markCwd puts the mark that the call recorded (t.call.mark) in t, within the view's turn and
-// before the call is answered (ADDFD needs the notification), unless t holds a descriptor of its
-// own there. A mark that cannot be put (the process's descriptor limit is at most cwdMarkFD) is
-// left out: the view's records decide then.
+// before the call is answered (ADDFD needs the notification). Whoever records a mark has read what
+// t holds at cwdMarkFD (cwdMark) and records none over a descriptor of t's own there. A mark that
+// cannot be put (the process's descriptor limit is at most cwdMarkFD) is left out: the view's
+// records decide then.
 func (v *View) markCwd(lfd int, id uint64, t tracee) {
 	if t.call == nil || t.call.mark == "" {
-		return
-	}
-	if _, state := v.cwdMark(t); state == markForeign {
 		return
 	}
 	fd, err := long.Open(t.call.mark, cwdMarkFlags|unix.O_CLOEXEC, 0)
